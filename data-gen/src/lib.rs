@@ -1,0 +1,1 @@
+//! Problem generators with exact references (see the data issue).

@@ -1,0 +1,22 @@
+//! `bilevel-kernels`: the numeric foundation of `bilevel`.
+//!
+//! - [`ops`]: vector primitives and fused solver updates (pulp SIMD, deterministic rayon);
+//! - [`linop`]: square linear operators (dense one-triangle symmetric, CSR, diagonal, closures)
+//!   and the adapter to faer's matrix-free solvers;
+//! - [`sparse`]: the CSR matrix;
+//! - [`models`]: analytic derivatives of the model families of the papers;
+//! - [`linsolve`]: linear-system solvers for the adjoint (CG, Richardson, Neumann, ...);
+//! - [`problem`]: the bilevel oracle trait and the oracle-counting wrapper;
+//! - [`par`]: the deterministic parallel reduction scheme.
+
+pub mod error;
+pub mod linop;
+pub mod ops;
+pub mod par;
+pub mod problem;
+pub mod sparse;
+
+pub use error::{KernelError, Result};
+pub use linop::{Operator, SymmetricOperator};
+pub use problem::{Batch, BilevelProblem, Counted, ExactReference, OracleCounts};
+pub use sparse::CsrMatrix;

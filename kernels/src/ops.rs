@@ -1,0 +1,445 @@
+//! Vector primitives on `&[f64]`: pulp SIMD with runtime dispatch (AVX-512, AVX2+FMA, NEON or
+//! scalar, picked once per call), rayon above [`PAR_MIN_LEN`](crate::par::PAR_MIN_LEN) elements,
+//! and the fused updates of the iterative solvers, each one pass over its operands.
+//!
+//! Reductions are deterministic: the same bits for any thread count (see [`crate::par`]).
+//!
+//! Length contract: like `copy_from_slice`, every function here panics if its slices differ in
+//! length. These are the inner-loop primitives; the fallible APIs above them (solvers, models,
+//! operators) check sizes once and return [`KernelError`](crate::KernelError) instead.
+
+use crate::par::{self, Split};
+use pulp::{Arch, Simd, WithSimd};
+
+#[inline]
+fn arch() -> Arch {
+    Arch::new()
+}
+
+#[inline]
+#[track_caller]
+fn same_len(a: usize, b: usize) {
+    assert_eq!(a, b, "vector lengths differ");
+}
+
+/// Four independent accumulators hide the FMA latency; summed in a fixed order.
+macro_rules! simd_sum4 {
+    ($simd:ident, $n:expr, |$i:ident| $term:expr) => {{
+        let zero = $simd.splat_f64s(0.0);
+        let mut acc = [zero; 4];
+        let n4 = $n / 4 * 4;
+        let mut $i = 0;
+        while $i < n4 {
+            let i0 = $i;
+            for (k, a) in acc.iter_mut().enumerate() {
+                let $i = i0 + k;
+                *a = $term(*a);
+            }
+            $i += 4;
+        }
+        while $i < $n {
+            acc[0] = $term(acc[0]);
+            $i += 1;
+        }
+        let s = $simd.add_f64s($simd.add_f64s(acc[0], acc[1]), $simd.add_f64s(acc[2], acc[3]));
+        $simd.reduce_sum_f64s(s)
+    }};
+}
+
+struct Dot<'a>(&'a [f64], &'a [f64]);
+impl WithSimd for Dot<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f64 {
+        let (a, at) = S::as_simd_f64s(self.0);
+        let (b, bt) = S::as_simd_f64s(self.1);
+        let head = simd_sum4!(simd, a.len(), |i| |acc| simd.mul_add_e_f64s(a[i], b[i], acc));
+        head + at.iter().zip(bt).map(|(x, y)| x * y).sum::<f64>()
+    }
+}
+
+/// `aᵀb`.
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    same_len(a.len(), b.len());
+    par::reduce((a, b), &|(a, b): (&[f64], &[f64])| arch().dispatch(Dot(a, b)))
+}
+
+/// `‖a‖²`, reading `a` once.
+pub fn norm_sq(a: &[f64]) -> f64 {
+    par::reduce(a, &|a: &[f64]| arch().dispatch(Dot(a, a)))
+}
+
+/// Euclidean norm `‖a‖₂`.
+pub fn norm2(a: &[f64]) -> f64 {
+    norm_sq(a).sqrt()
+}
+
+/// `max_i |a_i|` (0 for an empty slice; NaN if any entry is NaN).
+pub fn norm_inf(a: &[f64]) -> f64 {
+    a.iter().fold(0.0_f64, |m, &x| if x.is_nan() || m.is_nan() { f64::NAN } else { m.max(x.abs()) })
+}
+
+struct Axpby<'a> {
+    alpha: f64,
+    x: &'a [f64],
+    beta: f64,
+    y: &'a mut [f64],
+}
+impl WithSimd for Axpby<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (x, xt) = S::as_simd_f64s(self.x);
+        let (y, yt) = S::as_mut_simd_f64s(self.y);
+        let (a, b) = (simd.splat_f64s(self.alpha), simd.splat_f64s(self.beta));
+        if self.beta == 1.0 {
+            for (yi, &xi) in y.iter_mut().zip(x) {
+                *yi = simd.mul_add_e_f64s(a, xi, *yi);
+            }
+        } else {
+            for (yi, &xi) in y.iter_mut().zip(x) {
+                *yi = simd.mul_add_e_f64s(a, xi, simd.mul_f64s(b, *yi));
+            }
+        }
+        for (yi, &xi) in yt.iter_mut().zip(xt) {
+            *yi = if self.beta == 1.0 { self.alpha.mul_add(xi, *yi) } else { self.alpha.mul_add(xi, self.beta * *yi) };
+        }
+    }
+}
+
+/// `y ← αx + βy`.
+pub fn axpby(alpha: f64, x: &[f64], beta: f64, y: &mut [f64]) {
+    same_len(x.len(), y.len());
+    par::for_each((x, y), &|(x, y): (&[f64], &mut [f64])| arch().dispatch(Axpby { alpha, x, beta, y }));
+}
+
+/// `y ← y + αx`.
+pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+    axpby(alpha, x, 1.0, y);
+}
+
+/// `y ← x + βy` (the CG direction update `p ← r + βp`).
+pub fn xpby(x: &[f64], beta: f64, y: &mut [f64]) {
+    axpby(1.0, x, beta, y);
+}
+
+struct Scale<'a>(f64, &'a mut [f64]);
+impl WithSimd for Scale<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (x, xt) = S::as_mut_simd_f64s(self.1);
+        let a = simd.splat_f64s(self.0);
+        for xi in x {
+            *xi = simd.mul_f64s(a, *xi);
+        }
+        for xi in xt {
+            *xi *= self.0;
+        }
+    }
+}
+
+/// `x ← αx`.
+pub fn scale(alpha: f64, x: &mut [f64]) {
+    par::for_each(x, &|x: &mut [f64]| arch().dispatch(Scale(alpha, x)));
+}
+
+struct Triad<'a> {
+    a: &'a mut [f64],
+    b: &'a [f64],
+    s: f64,
+    c: &'a [f64],
+}
+impl WithSimd for Triad<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (a, at) = S::as_mut_simd_f64s(self.a);
+        let (b, bt) = S::as_simd_f64s(self.b);
+        let (c, ct) = S::as_simd_f64s(self.c);
+        let s = simd.splat_f64s(self.s);
+        for ((ai, &bi), &ci) in a.iter_mut().zip(b).zip(c) {
+            *ai = simd.mul_add_e_f64s(s, ci, bi);
+        }
+        for ((ai, &bi), &ci) in at.iter_mut().zip(bt).zip(ct) {
+            *ai = self.s.mul_add(ci, bi);
+        }
+    }
+}
+
+/// The STREAM triad `a ← b + s·c`: the bandwidth reference of the benches.
+pub fn triad(a: &mut [f64], b: &[f64], s: f64, c: &[f64]) {
+    same_len(a.len(), b.len());
+    same_len(a.len(), c.len());
+    par::for_each((a, b, c), &|(a, b, c): (&mut [f64], &[f64], &[f64])| arch().dispatch(Triad { a, b, s, c }));
+}
+
+struct CgUpdate<'a> {
+    alpha: f64,
+    p: &'a [f64],
+    hp: &'a [f64],
+    x: &'a mut [f64],
+    r: &'a mut [f64],
+}
+impl WithSimd for CgUpdate<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f64 {
+        let (p, pt) = S::as_simd_f64s(self.p);
+        let (hp, hpt) = S::as_simd_f64s(self.hp);
+        let (x, xt) = S::as_mut_simd_f64s(self.x);
+        let (r, rt) = S::as_mut_simd_f64s(self.r);
+        let (a, na) = (simd.splat_f64s(self.alpha), simd.splat_f64s(-self.alpha));
+        let head = simd_sum4!(simd, p.len(), |i| |acc| {
+            x[i] = simd.mul_add_e_f64s(a, p[i], x[i]);
+            r[i] = simd.mul_add_e_f64s(na, hp[i], r[i]);
+            simd.mul_add_e_f64s(r[i], r[i], acc)
+        });
+        let mut tail = 0.0;
+        for i in 0..pt.len() {
+            xt[i] = self.alpha.mul_add(pt[i], xt[i]);
+            rt[i] = (-self.alpha).mul_add(hpt[i], rt[i]);
+            tail += rt[i] * rt[i];
+        }
+        head + tail
+    }
+}
+
+/// The fused CG update, one pass: `x ← x + αp`, `r ← r − α·Hp`; returns the new `rᵀr`.
+pub fn cg_update(alpha: f64, p: &[f64], hp: &[f64], x: &mut [f64], r: &mut [f64]) -> f64 {
+    same_len(p.len(), hp.len());
+    same_len(p.len(), x.len());
+    same_len(p.len(), r.len());
+    par::reduce((p, hp, x, r), &|(p, hp, x, r): (&[f64], &[f64], &mut [f64], &mut [f64])| {
+        arch().dispatch(CgUpdate { alpha, p, hp, x, r })
+    })
+}
+
+struct Richardson<'a> {
+    beta: f64,
+    hz: &'a [f64],
+    b: &'a [f64],
+    z: &'a mut [f64],
+}
+impl WithSimd for Richardson<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f64 {
+        let (hz, hzt) = S::as_simd_f64s(self.hz);
+        let (b, bt) = S::as_simd_f64s(self.b);
+        let (z, zt) = S::as_mut_simd_f64s(self.z);
+        let nb = simd.splat_f64s(-self.beta);
+        let head = simd_sum4!(simd, z.len(), |i| |acc| {
+            let res = simd.sub_f64s(hz[i], b[i]);
+            z[i] = simd.mul_add_e_f64s(nb, res, z[i]);
+            simd.mul_add_e_f64s(res, res, acc)
+        });
+        let mut tail = 0.0;
+        for i in 0..zt.len() {
+            let res = hzt[i] - bt[i];
+            zt[i] = (-self.beta).mul_add(res, zt[i]);
+            tail += res * res;
+        }
+        head + tail
+    }
+}
+
+/// The fused gradient (Richardson) step on `½zᵀHz − bᵀz`, one pass: `z ← z − β(Hz − b)`.
+/// Returns `‖Hz − b‖²` at the *incoming* z (the residual this step corrected).
+pub fn richardson_update(beta: f64, hz: &[f64], b: &[f64], z: &mut [f64]) -> f64 {
+    same_len(z.len(), hz.len());
+    same_len(z.len(), b.len());
+    par::reduce((hz, b, z), &|(hz, b, z): (&[f64], &[f64], &mut [f64])| arch().dispatch(Richardson { beta, hz, b, z }))
+}
+
+struct NeumannUpdate<'a> {
+    eta: f64,
+    hr: &'a [f64],
+    r: &'a mut [f64],
+    acc: &'a mut [f64],
+}
+impl WithSimd for NeumannUpdate<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f64 {
+        let (hr, hrt) = S::as_simd_f64s(self.hr);
+        let (r, rt) = S::as_mut_simd_f64s(self.r);
+        let (acc_v, acct) = S::as_mut_simd_f64s(self.acc);
+        let ne = simd.splat_f64s(-self.eta);
+        let head = simd_sum4!(simd, r.len(), |i| |s| {
+            r[i] = simd.mul_add_e_f64s(ne, hr[i], r[i]);
+            acc_v[i] = simd.add_f64s(acc_v[i], r[i]);
+            simd.mul_add_e_f64s(r[i], r[i], s)
+        });
+        let mut tail = 0.0;
+        for i in 0..rt.len() {
+            rt[i] = (-self.eta).mul_add(hrt[i], rt[i]);
+            acct[i] += rt[i];
+            tail += rt[i] * rt[i];
+        }
+        head + tail
+    }
+}
+
+/// One Neumann term, fused: `r ← r − η·Hr` (i.e. `r ← (I − ηH) r`), `acc ← acc + r`.
+/// Returns the new `‖r‖²`.
+pub fn neumann_update(eta: f64, hr: &[f64], r: &mut [f64], acc: &mut [f64]) -> f64 {
+    same_len(r.len(), hr.len());
+    same_len(r.len(), acc.len());
+    par::reduce((hr, r, acc), &|(hr, r, acc): (&[f64], &mut [f64], &mut [f64])| {
+        arch().dispatch(NeumannUpdate { eta, hr, r, acc })
+    })
+}
+
+struct DotAxpy<'a> {
+    col: &'a [f64],
+    v: &'a [f64],
+    alpha: f64,
+    out: &'a mut [f64],
+}
+impl WithSimd for DotAxpy<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f64 {
+        let (c, ct) = S::as_simd_f64s(self.col);
+        let (v, vt) = S::as_simd_f64s(self.v);
+        let (o, ot) = S::as_mut_simd_f64s(self.out);
+        let a = simd.splat_f64s(self.alpha);
+        let head = simd_sum4!(simd, c.len(), |i| |acc| {
+            o[i] = simd.mul_add_e_f64s(a, c[i], o[i]);
+            simd.mul_add_e_f64s(c[i], v[i], acc)
+        });
+        let mut tail = 0.0;
+        for i in 0..ct.len() {
+            ot[i] = self.alpha.mul_add(ct[i], ot[i]);
+            tail += ct[i] * vt[i];
+        }
+        head + tail
+    }
+}
+
+/// One pass over `col` doing two things: `out ← out + α·col` and returning `colᵀv`.
+/// The kernel of the symmetric (one-triangle) and of the row-fused sparse products.
+/// Sequential: its callers parallelize over columns or rows.
+pub fn dot_axpy(col: &[f64], v: &[f64], alpha: f64, out: &mut [f64]) -> f64 {
+    same_len(col.len(), v.len());
+    same_len(col.len(), out.len());
+    arch().dispatch(DotAxpy { col, v, alpha, out })
+}
+
+/// Sequential dot product of short slices (no parallel dispatch); used inside row kernels.
+pub fn dot_seq(a: &[f64], b: &[f64]) -> f64 {
+    same_len(a.len(), b.len());
+    arch().dispatch(Dot(a, b))
+}
+
+/// Sequential `y ← y + αx` for short slices; used inside row kernels.
+pub fn axpy_seq(alpha: f64, x: &[f64], y: &mut [f64]) {
+    same_len(x.len(), y.len());
+    arch().dispatch(Axpby { alpha, x, beta: 1.0, y })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vecs(n: usize, seed: u64) -> Vec<f64> {
+        // A small LCG keeps these unit tests independent of rand.
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    const SIZES: [usize; 8] = [0, 1, 3, 7, 33, 1000, LEAF_PLUS, 200_003];
+    const LEAF_PLUS: usize = crate::par::LEAF + 5;
+
+    fn close(a: f64, b: f64, scale: f64) -> bool {
+        (a - b).abs() <= 1e-12 * scale.max(1.0)
+    }
+
+    #[test]
+    fn reductions_match_plain_loops() {
+        for n in SIZES {
+            let (a, b) = (vecs(n, 1), vecs(n, 2));
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!(close(dot(&a, &b), naive, n as f64), "n={n}");
+            let nsq: f64 = a.iter().map(|x| x * x).sum();
+            assert!(close(norm_sq(&a), nsq, n as f64), "n={n}");
+            let ninf = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            assert_eq!(norm_inf(&a), ninf);
+        }
+    }
+
+    #[test]
+    fn updates_match_plain_loops() {
+        for n in SIZES {
+            let (p, hp, x0, r0) = (vecs(n, 3), vecs(n, 4), vecs(n, 5), vecs(n, 6));
+            let (mut x, mut r) = (x0.clone(), r0.clone());
+            let rr = cg_update(0.7, &p, &hp, &mut x, &mut r);
+            for i in 0..n {
+                assert!(close(x[i], x0[i] + 0.7 * p[i], 1.0));
+                assert!(close(r[i], r0[i] - 0.7 * hp[i], 1.0));
+            }
+            assert!(close(rr, r.iter().map(|v| v * v).sum(), n as f64));
+
+            let mut y = x0.clone();
+            axpby(0.3, &p, -2.0, &mut y);
+            (0..n).for_each(|i| assert!(close(y[i], 0.3 * p[i] - 2.0 * x0[i], 1.0)));
+            let mut y = x0.clone();
+            axpy(0.3, &p, &mut y);
+            (0..n).for_each(|i| assert!(close(y[i], x0[i] + 0.3 * p[i], 1.0)));
+            let mut y = x0.clone();
+            scale(-1.5, &mut y);
+            (0..n).for_each(|i| assert_eq!(y[i], -1.5 * x0[i]));
+            let mut a = vec![0.0; n];
+            triad(&mut a, &p, 2.0, &hp);
+            (0..n).for_each(|i| assert!(close(a[i], p[i] + 2.0 * hp[i], 1.0)));
+
+            let mut z = x0.clone();
+            let res = richardson_update(0.5, &hp, &p, &mut z);
+            (0..n).for_each(|i| assert!(close(z[i], x0[i] - 0.5 * (hp[i] - p[i]), 1.0)));
+            let want: f64 = hp.iter().zip(&p).map(|(h, b)| (h - b) * (h - b)).sum();
+            assert!(close(res, want, n as f64));
+
+            let (mut r, mut acc) = (r0.clone(), x0.clone());
+            let rr = neumann_update(0.25, &hp, &mut r, &mut acc);
+            for i in 0..n {
+                let ri = r0[i] - 0.25 * hp[i];
+                assert!(close(r[i], ri, 1.0));
+                assert!(close(acc[i], x0[i] + ri, 1.0));
+            }
+            assert!(close(rr, r.iter().map(|v| v * v).sum(), n as f64));
+
+            let mut out = x0.clone();
+            let d = dot_axpy(&p, &hp, 0.5, &mut out);
+            assert!(close(d, p.iter().zip(&hp).map(|(a, b)| a * b).sum(), n as f64));
+            (0..n).for_each(|i| assert!(close(out[i], x0[i] + 0.5 * p[i], 1.0)));
+        }
+    }
+
+    #[test]
+    fn reductions_are_bitwise_identical_for_any_thread_count() {
+        let n = 1_000_003;
+        let (a, b) = (vecs(n, 7), vecs(n, 8));
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| (dot(&a, &b), norm_sq(&a)))
+        };
+        let one = run(1);
+        for t in [2, 3, 4] {
+            let many = run(t);
+            assert_eq!(one.0.to_bits(), many.0.to_bits(), "dot, {t} threads");
+            assert_eq!(one.1.to_bits(), many.1.to_bits(), "norm_sq, {t} threads");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "vector lengths differ")]
+    fn length_mismatch_panics_with_a_clear_message() {
+        dot(&[1.0, 2.0], &[1.0]);
+    }
+}

@@ -1,0 +1,248 @@
+//! The bilevel problem as a set of oracles, and a wrapper that counts every oracle call.
+//!
+//! ```text
+//! min_x L(x) = f(x, y*(x)),   y*(x) = argmin_y g(x, y)   (g strongly convex in y)
+//! ∇L(x) = ∂x f(x, y*) − ∂x∂y g(x, y*)·v*,   ∂yy g(x, y*)·v* = ∂y f(x, y*)
+//! ```
+//!
+//! Generators (bilevel-data) implement [`BilevelProblem`]; algorithms (bilevel-solvers) consume
+//! it. Complexity is counted in oracle calls, as the papers count it: wrap a problem in
+//! [`Counted`] to get exact, machine-independent counts.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Which samples an oracle averages over: all of them, or a mini-batch of sample indices
+/// (indices into the upper-level samples for f, the lower-level samples for g).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch<'a> {
+    Full,
+    Rows(&'a [usize]),
+}
+
+impl Batch<'_> {
+    /// Number of samples this batch covers, given the full count `n`.
+    pub fn len(&self, n: usize) -> usize {
+        match self {
+            Batch::Full => n,
+            Batch::Rows(r) => r.len(),
+        }
+    }
+    pub fn is_empty(&self, n: usize) -> bool {
+        self.len(n) == 0
+    }
+}
+
+/// The oracles of a bilevel problem. All outputs are overwritten, never accumulated.
+///
+/// Preconditions (checked once by the algorithms, not on every call): `x.len() == dim_x()`,
+/// `y.len() == dim_y()`, vectors in y-space have length `dim_y()`, outputs the length of the
+/// space they live in, and batch indices are `< n_samples_f()` (f) or `< n_samples_g()` (g).
+/// Oracles do not allocate.
+pub trait BilevelProblem: Sync {
+    fn dim_x(&self) -> usize;
+    fn dim_y(&self) -> usize;
+    /// Number of samples of the upper-level objective f (1 for a deterministic problem).
+    fn n_samples_f(&self) -> usize {
+        1
+    }
+    /// Number of samples of the lower-level objective g (1 for a deterministic problem).
+    fn n_samples_g(&self) -> usize {
+        1
+    }
+
+    /// Upper-level value f(x, y).
+    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64;
+    /// Lower-level value g(x, y).
+    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64;
+    /// ∂x f(x, y), length dim_x.
+    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// ∂y f(x, y), length dim_y.
+    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// ∂y g(x, y), length dim_y.
+    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// The Hessian-vector product ∂yy g(x, y)·v, length dim_y.
+    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// The cross product ∂x∂y g(x, y)·v (v in y-space), length dim_x.
+    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]);
+
+    /// `steps` gradient steps y ← y − α ∂y g(x, y) on one batch. The default calls
+    /// [`grad_y_g`](Self::grad_y_g) each step; problems override it to hoist the work that
+    /// depends on x only (the quadratic computes B x once, not once per step).
+    /// `work` has length dim_y. Counts as `steps` lower-level gradient calls.
+    fn inner_gradient_steps(
+        &self,
+        x: &[f64],
+        y: &mut [f64],
+        alpha: f64,
+        steps: usize,
+        batch: Batch<'_>,
+        work: &mut [f64],
+    ) {
+        for _ in 0..steps {
+            self.grad_y_g(x, y, batch, work);
+            crate::ops::axpy(-alpha, work, y);
+        }
+    }
+
+    /// Exact references, when the problem knows them in closed form.
+    fn exact(&self) -> Option<&dyn ExactReference> {
+        None
+    }
+}
+
+/// Closed-form quantities a problem may know (used to measure errors, never by algorithms).
+pub trait ExactReference: Sync {
+    /// y*(x).
+    fn y_star(&self, x: &[f64], out: &mut [f64]);
+    /// v*(x) = [∂yy g(x, y*)]⁻¹ ∂y f(x, y*).
+    fn v_star(&self, x: &[f64], out: &mut [f64]);
+    /// L(x) = f(x, y*(x)).
+    fn value(&self, x: &[f64]) -> f64;
+    /// ∇L(x).
+    fn hypergradient(&self, x: &[f64], out: &mut [f64]);
+    /// (x*, L*) = argmin / min of L, when known.
+    fn minimum(&self) -> Option<(&[f64], f64)> {
+        None
+    }
+}
+
+/// Counts of oracle calls, and of the samples they touched (a full-batch call on n samples
+/// touches n). The papers' complexities count calls; sample counts measure stochastic work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OracleCounts {
+    pub f: u64,
+    pub g: u64,
+    pub grad_x_f: u64,
+    pub grad_y_f: u64,
+    pub grad_y_g: u64,
+    pub hvp: u64,
+    pub cross: u64,
+    pub samples_f: u64,
+    pub samples_g: u64,
+}
+
+impl OracleCounts {
+    /// Upper-level gradient calls, counting a (∂x f, ∂y f) pair as the papers do: max of the two.
+    pub fn grad_f(&self) -> u64 {
+        self.grad_x_f.max(self.grad_y_f)
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    f: AtomicU64,
+    g: AtomicU64,
+    grad_x_f: AtomicU64,
+    grad_y_f: AtomicU64,
+    grad_y_g: AtomicU64,
+    hvp: AtomicU64,
+    cross: AtomicU64,
+    samples_f: AtomicU64,
+    samples_g: AtomicU64,
+}
+
+/// A problem whose every oracle call is counted (atomics: usable from parallel code).
+pub struct Counted<P> {
+    inner: P,
+    c: Counters,
+}
+
+impl<P: BilevelProblem> Counted<P> {
+    pub fn new(inner: P) -> Self {
+        Self { inner, c: Counters::default() }
+    }
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+    pub fn into_inner(self) -> P {
+        self.inner
+    }
+    /// The counts so far.
+    pub fn counts(&self) -> OracleCounts {
+        let c = &self.c;
+        OracleCounts {
+            f: c.f.load(Relaxed),
+            g: c.g.load(Relaxed),
+            grad_x_f: c.grad_x_f.load(Relaxed),
+            grad_y_f: c.grad_y_f.load(Relaxed),
+            grad_y_g: c.grad_y_g.load(Relaxed),
+            hvp: c.hvp.load(Relaxed),
+            cross: c.cross.load(Relaxed),
+            samples_f: c.samples_f.load(Relaxed),
+            samples_g: c.samples_g.load(Relaxed),
+        }
+    }
+    pub fn reset(&self) {
+        let c = &self.c;
+        for a in [&c.f, &c.g, &c.grad_x_f, &c.grad_y_f, &c.grad_y_g, &c.hvp, &c.cross, &c.samples_f, &c.samples_g] {
+            a.store(0, Relaxed);
+        }
+    }
+    fn tick(&self, calls: &AtomicU64, n: u64, upper: bool, batch: Batch<'_>) {
+        calls.fetch_add(n, Relaxed);
+        let (samples, total) = if upper {
+            (&self.c.samples_f, self.inner.n_samples_f())
+        } else {
+            (&self.c.samples_g, self.inner.n_samples_g())
+        };
+        samples.fetch_add(n * batch.len(total) as u64, Relaxed);
+    }
+}
+
+impl<P: BilevelProblem> BilevelProblem for Counted<P> {
+    fn dim_x(&self) -> usize {
+        self.inner.dim_x()
+    }
+    fn dim_y(&self) -> usize {
+        self.inner.dim_y()
+    }
+    fn n_samples_f(&self) -> usize {
+        self.inner.n_samples_f()
+    }
+    fn n_samples_g(&self) -> usize {
+        self.inner.n_samples_g()
+    }
+    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+        self.tick(&self.c.f, 1, true, batch);
+        self.inner.f(x, y, batch)
+    }
+    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+        self.tick(&self.c.g, 1, false, batch);
+        self.inner.g(x, y, batch)
+    }
+    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        self.tick(&self.c.grad_x_f, 1, true, batch);
+        self.inner.grad_x_f(x, y, batch, out)
+    }
+    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        self.tick(&self.c.grad_y_f, 1, true, batch);
+        self.inner.grad_y_f(x, y, batch, out)
+    }
+    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        self.tick(&self.c.grad_y_g, 1, false, batch);
+        self.inner.grad_y_g(x, y, batch, out)
+    }
+    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        self.tick(&self.c.hvp, 1, false, batch);
+        self.inner.hvp(x, y, v, batch, out)
+    }
+    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        self.tick(&self.c.cross, 1, false, batch);
+        self.inner.cross(x, y, v, batch, out)
+    }
+    fn inner_gradient_steps(
+        &self,
+        x: &[f64],
+        y: &mut [f64],
+        alpha: f64,
+        steps: usize,
+        batch: Batch<'_>,
+        work: &mut [f64],
+    ) {
+        self.tick(&self.c.grad_y_g, steps as u64, false, batch);
+        self.inner.inner_gradient_steps(x, y, alpha, steps, batch, work)
+    }
+    fn exact(&self) -> Option<&dyn ExactReference> {
+        self.inner.exact()
+    }
+}

@@ -1,0 +1,1 @@
+//! Hypergradient estimators and bilevel algorithms (built on `bilevel-kernels`; see the solvers issue).

@@ -1,0 +1,4 @@
+//! `bilevel`: bilevel optimization in Rust. This facade re-exports the workspace crates.
+pub use bilevel_data as data;
+pub use bilevel_kernels as kernels;
+pub use bilevel_solvers as solvers;
