@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod linop;
+pub mod models;
 pub mod ops;
 pub mod par;
 pub mod problem;

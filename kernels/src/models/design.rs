@@ -1,0 +1,113 @@
+//! A design matrix (one sample per row), dense row-major or sparse CSR, with the row-wise
+//! primitives the model kernels are made of.
+
+use crate::error::{check_finite, KernelError, Result};
+use crate::ops;
+use crate::problem::Batch;
+use crate::sparse::CsrMatrix;
+
+/// A dense row-major matrix: row i is `data[i*ncols..(i+1)*ncols]`, contiguous, so a
+/// per-sample kernel streams one row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseRows {
+    nrows: usize,
+    ncols: usize,
+    data: Vec<f64>,
+}
+
+impl DenseRows {
+    pub fn new(nrows: usize, ncols: usize, data: Vec<f64>) -> Result<Self> {
+        if data.len() != nrows * ncols {
+            return Err(KernelError::InvalidData {
+                what: "dense rows",
+                reason: format!("{} values for a {nrows}x{ncols} matrix", data.len()),
+            });
+        }
+        check_finite("dense rows", &data)?;
+        Ok(Self { nrows, ncols, data })
+    }
+    /// From a faer matrix (copied to row-major).
+    pub fn from_faer(a: faer::MatRef<'_, f64>) -> Result<Self> {
+        let data = (0..a.nrows()).flat_map(|i| (0..a.ncols()).map(move |j| a[(i, j)])).collect();
+        Self::new(a.nrows(), a.ncols(), data)
+    }
+    pub fn nrows(&self) -> usize {
+        self.nrows
+    }
+    pub fn ncols(&self) -> usize {
+        self.ncols
+    }
+    #[inline]
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.data[i * self.ncols..(i + 1) * self.ncols]
+    }
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+}
+
+/// Samples as rows, dense or sparse.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Design {
+    Dense(DenseRows),
+    Sparse(CsrMatrix),
+}
+
+impl Design {
+    pub fn nrows(&self) -> usize {
+        match self {
+            Design::Dense(d) => d.nrows(),
+            Design::Sparse(s) => s.nrows(),
+        }
+    }
+    pub fn ncols(&self) -> usize {
+        match self {
+            Design::Dense(d) => d.ncols(),
+            Design::Sparse(s) => s.ncols(),
+        }
+    }
+    /// Stored entries (n·d when dense).
+    pub fn nnz(&self) -> usize {
+        match self {
+            Design::Dense(d) => d.nrows() * d.ncols(),
+            Design::Sparse(s) => s.nnz(),
+        }
+    }
+    /// `x_iᵀ v`.
+    #[inline]
+    pub fn row_dot(&self, i: usize, v: &[f64]) -> f64 {
+        match self {
+            Design::Dense(d) => ops::dot_seq(d.row(i), v),
+            Design::Sparse(s) => s.row_dot(i, v),
+        }
+    }
+    /// `out += alpha · x_i`.
+    #[inline]
+    pub fn row_axpy(&self, i: usize, alpha: f64, out: &mut [f64]) {
+        match self {
+            Design::Dense(d) => ops::axpy_seq(alpha, d.row(i), out),
+            Design::Sparse(s) => s.row_axpy(i, alpha, out),
+        }
+    }
+    /// Checks that a batch only names existing rows.
+    pub fn check_batch(&self, batch: Batch<'_>) -> Result<()> {
+        if let Batch::Rows(rows) = batch {
+            if let Some(&r) = rows.iter().find(|&&r| r >= self.nrows()) {
+                return Err(KernelError::InvalidData {
+                    what: "batch",
+                    reason: format!("row index {r} >= number of samples {}", self.nrows()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Iterates over the row indices of a batch (all rows for `Batch::Full`).
+pub fn batch_rows(batch: Batch<'_>, n: usize) -> impl Iterator<Item = usize> + Clone + '_ {
+    let (full, rows) = match batch {
+        Batch::Full => (0..n, &[][..]),
+        Batch::Rows(r) => (0..0, r),
+    };
+    full.chain(rows.iter().copied())
+}

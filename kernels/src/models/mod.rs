@@ -1,0 +1,7 @@
+//! Analytic derivatives of the model families used by the papers: value, gradients, the
+//! Hessian-vector product ∂yy·v and the cross product ∂x∂y·v, over the full data or a
+//! mini-batch of rows, dense or sparse, with fused passes where one sweep gives several.
+
+pub mod design;
+
+pub use design::{DenseRows, Design};
