@@ -65,18 +65,37 @@ pub fn check_symmetric(a: MatRef<'_, f64>) -> Result<()> {
 /// A dense symmetric matrix whose product reads only the lower triangle: half the bytes of a
 /// general matrix-vector product, which is what a bandwidth-bound product costs.
 ///
-/// Column j of the lower triangle is used twice in one pass ([`ops::dot_axpy`]):
-/// `out_j += A[j.., j]ᵀ v[j..]` and `out[j+1..] += v_j A[j+1.., j]`.
-#[derive(Clone, Debug)]
+/// Above [`DenseSym::PAR_MIN_DIM`] the columns are cut into [`DenseSym::BLOCKS`] blocks of equal
+/// triangle area (a count fixed independently of the thread count), each block accumulating
+/// into its own buffer, summed in block order: the same bits with 1 or N threads.
+#[derive(Debug)]
 pub struct DenseSym {
     a: Mat<f64>,
+    /// BLOCKS output buffers for the parallel product (empty below PAR_MIN_DIM).
+    scratch: std::sync::Mutex<Vec<f64>>,
+}
+
+impl Clone for DenseSym {
+    fn clone(&self) -> Self {
+        Self::from_checked(self.a.clone())
+    }
 }
 
 impl DenseSym {
+    /// Column blocks of the parallel product.
+    pub const BLOCKS: usize = 4;
+    /// Smallest dimension for which the product runs in parallel (an 800² matrix is 5 MiB; below, thread start-up costs more than it saves).
+    pub const PAR_MIN_DIM: usize = 800;
+
     /// Takes ownership of a symmetric matrix; checks symmetry and finiteness.
     pub fn new(a: Mat<f64>) -> Result<Self> {
         check_symmetric(a.as_ref())?;
-        Ok(Self { a })
+        Ok(Self::from_checked(a))
+    }
+    fn from_checked(a: Mat<f64>) -> Self {
+        let n = a.nrows();
+        let len = if n >= Self::PAR_MIN_DIM { Self::BLOCKS * n } else { 0 };
+        Self { a, scratch: std::sync::Mutex::new(vec![0.0; len]) }
     }
     pub fn matrix(&self) -> MatRef<'_, f64> {
         self.a.as_ref()
@@ -86,16 +105,80 @@ impl DenseSym {
     }
 }
 
-/// `out = A v` for a symmetric column-major `a`, reading only its lower triangle.
+/// `out = A v` for a symmetric column-major `a`, reading only its lower triangle (sequential).
 pub fn sym_lower_matvec(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64]) {
-    let n = a.nrows();
     out.fill(0.0);
-    for j in 0..n {
-        let col = a.col(j).try_as_col_major().expect("dense operators are stored column-major");
-        let col = &col.as_slice()[j..];
-        let (head, tail) = out[j..].split_at_mut(1);
-        let below = ops::dot_axpy(&col[1..], &v[j + 1..], v[j], tail);
-        head[0] += col[0] * v[j] + below;
+    sym_lower_columns(a, v, 0..a.ncols(), out);
+}
+
+/// Adds the contribution of lower-triangle columns `cols` of a symmetric `a` to `out = A v`.
+///
+/// Columns go by panels of four ([`ops::sym_panel4`]): one pass over the rows below the panel
+/// adds the panel's contribution to `out` and takes the four dots `A[i.., j]ᵀ v[i..]` that
+/// stand for the (unread) upper triangle. The 4×4 diagonal blocks and the last < 4 columns
+/// are done in scalar code.
+fn sym_lower_columns(a: MatRef<'_, f64>, v: &[f64], cols: std::ops::Range<usize>, out: &mut [f64]) {
+    let n = a.nrows();
+    let col = |j: usize| a.col(j).try_as_col_major().expect("dense operators are stored column-major").as_slice();
+    let mut j = cols.start;
+    while j + 4 <= cols.end {
+        let panel = [col(j), col(j + 1), col(j + 2), col(j + 3)];
+        // Diagonal block (rows j..j+4): entry (i, k) with i ≥ k is read from column k.
+        for k in 0..4 {
+            for i in k..4 {
+                let aik = panel[k][j + i];
+                out[j + i] += aik * v[j + k];
+                if i != k {
+                    out[j + k] += aik * v[j + i];
+                }
+            }
+        }
+        let below = j + 4;
+        let vj = [v[j], v[j + 1], v[j + 2], v[j + 3]];
+        let dots = ops::sym_panel4(panel.map(|c| &c[below..]), vj, &v[below..], &mut out[below..]);
+        for k in 0..4 {
+            out[j + k] += dots[k];
+        }
+        j += 4;
+    }
+    for j in j..cols.end {
+        let c = col(j);
+        out[j] += c[j] * v[j];
+        for i in j + 1..n {
+            out[i] += c[i] * v[j];
+            out[j] += c[i] * v[i];
+        }
+    }
+}
+
+/// First column of block `b` of `blocks` when the lower triangle of an n×n matrix is cut into
+/// blocks of equal area (a multiple of 4, so panels stay whole).
+fn block_start(n: usize, b: usize, blocks: usize) -> usize {
+    if b >= blocks {
+        return n;
+    }
+    let frac = 1.0 - (1.0 - b as f64 / blocks as f64).sqrt();
+    (((n as f64 * frac) as usize) / 4 * 4).min(n)
+}
+
+fn sym_lower_matvec_par(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64], scratch: &mut [f64]) {
+    let n = a.nrows();
+    let blocks = scratch.len() / n;
+    // Blocks [lo, hi) into their buffers, halves in parallel (rayon::join: no heap allocation).
+    fn run(a: MatRef<'_, f64>, v: &[f64], lo: usize, hi: usize, blocks: usize, bufs: &mut [f64]) {
+        let n = a.nrows();
+        if hi - lo == 1 {
+            bufs.fill(0.0);
+            return sym_lower_columns(a, v, block_start(n, lo, blocks)..block_start(n, hi, blocks), bufs);
+        }
+        let mid = (lo + hi) / 2;
+        let (l, r) = bufs.split_at_mut((mid - lo) * n);
+        rayon::join(|| run(a, v, lo, mid, blocks, l), || run(a, v, mid, hi, blocks, r));
+    }
+    run(a, v, 0, blocks, blocks, scratch);
+    out.copy_from_slice(&scratch[..n]);
+    for buf in scratch.chunks_exact(n).skip(1) {
+        ops::axpy(1.0, buf, out);
     }
 }
 
@@ -104,7 +187,12 @@ impl Operator for DenseSym {
         self.a.nrows()
     }
     fn apply(&self, v: &[f64], out: &mut [f64]) {
-        sym_lower_matvec(self.a.as_ref(), v, out)
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if scratch.is_empty() {
+            sym_lower_matvec(self.a.as_ref(), v, out)
+        } else {
+            sym_lower_matvec_par(self.a.as_ref(), v, out, &mut scratch)
+        }
     }
     fn diagonal(&self, out: &mut [f64]) -> bool {
         out.iter_mut().enumerate().for_each(|(i, d)| *d = self.a[(i, i)]);
@@ -342,4 +430,110 @@ pub fn to_dense(op: &impl Operator) -> Mat<f64> {
         m.col_mut(j).iter_mut().zip(&col).for_each(|(m, c)| *m = *c);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(d: usize) -> Mat<f64> {
+        Mat::from_fn(d, d, |i, j| ((i.min(j) * 7 + i.max(j) * 3) as f64 * 0.1).sin())
+    }
+
+    #[test]
+    fn one_triangle_product_matches_the_full_product() {
+        for d in [0, 1, 2, 3, 4, 5, 7, 8, 9, 13, 64, 101] {
+            let a = sym(d);
+            let v: Vec<f64> = (0..d).map(|i| (i as f64 * 0.3).cos()).collect();
+            let mut got = vec![f64::NAN; d];
+            DenseSym::new(a.clone()).unwrap().apply(&v, &mut got);
+            for i in 0..d {
+                let want: f64 = (0..d).map(|j| a[(i, j)] * v[j]).sum();
+                assert!((got[i] - want).abs() <= 1e-12 * (d as f64).max(1.0), "d={d} i={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_product_matches_and_is_deterministic() {
+        let d = DenseSym::PAR_MIN_DIM + 5;
+        let a = sym(d);
+        let v: Vec<f64> = (0..d).map(|i| (i as f64 * 0.01).sin()).collect();
+        let mut want = vec![0.0; d];
+        sym_lower_matvec(a.as_ref(), &v, &mut want);
+        let op = DenseSym::new(a).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut out = vec![0.0; d];
+            pool.install(|| op.apply(&v, &mut out));
+            out
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+        for i in 0..d {
+            assert!((one[i] - want[i]).abs() < 1e-10, "row {i}");
+        }
+    }
+
+    #[test]
+    fn only_the_lower_triangle_is_read() {
+        let d = 11;
+        let a = sym(d);
+        let v: Vec<f64> = (0..d).map(|i| i as f64 - 5.0).collect();
+        let mut want = vec![0.0; d];
+        DenseSym::new(a.clone()).unwrap().apply(&v, &mut want);
+        let mut poisoned = a.clone();
+        (0..d).for_each(|j| (0..j).for_each(|i| poisoned[(i, j)] = f64::NAN));
+        let mut got = vec![0.0; d];
+        sym_lower_matvec(poisoned.as_ref(), &v, &mut got);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn operators_report_bad_input() {
+        let mut a = sym(4);
+        a[(0, 3)] += 1.0;
+        assert!(matches!(DenseSym::new(a), Err(KernelError::NotSymmetric { .. })));
+        assert!(matches!(DenseSym::new(Mat::zeros(2, 3)), Err(KernelError::DimensionMismatch { .. })));
+        assert!(matches!(Diagonal::new(vec![1.0, f64::NAN]), Err(KernelError::NonFinite { index: 1, .. })));
+        let ns = CsrMatrix::from_triplets(2, 2, &[(0, 1, 1.0)]).unwrap();
+        assert!(matches!(SparseSym::new(ns), Err(KernelError::NotSymmetric { .. })));
+    }
+
+    #[test]
+    fn sparse_diagonal_and_closure_operators_match_dense() {
+        let a = sym(9);
+        let dense = DenseSym::new(a.clone()).unwrap();
+        let sparse = SparseSym::new(CsrMatrix::from_dense(a.as_ref()).unwrap()).unwrap();
+        let closure = FnOp::symmetric(9, |v: &[f64], out: &mut [f64]| dense.apply(v, out));
+        let want = to_dense(&dense);
+        for m in [to_dense(&sparse), to_dense(&closure)] {
+            assert!((&m - &want).norm_max() < 1e-14);
+        }
+        let (mut d1, mut d2) = (vec![0.0; 9], vec![0.0; 9]);
+        assert!(dense.diagonal(&mut d1) && sparse.diagonal(&mut d2));
+        assert_eq!(d1, d2);
+        let diag = Diagonal::new(d1.clone()).unwrap();
+        assert_eq!(to_dense(&diag).diagonal().column_vector().iter().copied().collect::<Vec<_>>(), d1);
+    }
+
+    #[test]
+    fn faer_conjugate_gradient_runs_on_our_operator() {
+        use faer::linalg::solvers::Solve;
+        use faer::matrix_free::conjugate_gradient::{conjugate_gradient, conjugate_gradient_scratch, CgParams};
+        let d = 30;
+        let a = Mat::from_fn(d, d, |i, j| if i == j { 2.0 + i as f64 / d as f64 } else { 0.01 / (1 + i + j) as f64 });
+        let a = Mat::from_fn(d, d, |i, j| 0.5 * (a[(i, j)] + a[(j, i)]));
+        let b = Mat::from_fn(d, 1, |i, _| (i as f64).sin());
+        let op = FaerOp(DenseSym::new(a.clone()).unwrap());
+        let precond = faer::matrix_free::IdentityPrecond { dim: d };
+        let mut x = Mat::zeros(d, 1);
+        let mut mem = faer::dyn_stack::MemBuffer::new(conjugate_gradient_scratch(precond, &op, 1, Par::Seq));
+        let params = CgParams { abs_tolerance: 1e-13, rel_tolerance: 1e-13, max_iters: 200, ..Default::default() };
+        conjugate_gradient(x.as_mut(), precond, &op, b.as_ref(), params, |_| {}, Par::Seq, MemStack::new(&mut mem))
+            .unwrap();
+        let exact = a.llt(faer::Side::Lower).unwrap().solve(&b);
+        assert!((&x - &exact).norm_max() < 1e-10);
+    }
 }

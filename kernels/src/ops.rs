@@ -327,6 +327,59 @@ pub fn dot_axpy(col: &[f64], v: &[f64], alpha: f64, out: &mut [f64]) -> f64 {
     arch().dispatch(DotAxpy { col, v, alpha, out })
 }
 
+struct SymPanel4<'a> {
+    cols: [&'a [f64]; 4],
+    vj: [f64; 4],
+    v: &'a [f64],
+    out: &'a mut [f64],
+}
+impl WithSimd for SymPanel4<'_> {
+    type Output = [f64; 4];
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> [f64; 4] {
+        let n = self.v.len();
+        let [c0, c1, c2, c3] = self.cols.map(|c| S::as_simd_f64s(&c[..n]));
+        let (v, vt) = S::as_simd_f64s(self.v);
+        let (o, ot) = S::as_mut_simd_f64s(&mut self.out[..n]);
+        let m = v.len();
+        let (c0h, c1h, c2h, c3h, o) = (&c0.0[..m], &c1.0[..m], &c2.0[..m], &c3.0[..m], &mut o[..m]);
+        let b = self.vj.map(|x| simd.splat_f64s(x));
+        let mut acc = [simd.splat_f64s(0.0); 4];
+        for i in 0..m {
+            let (a0, a1, a2, a3, vi) = (c0h[i], c1h[i], c2h[i], c3h[i], v[i]);
+            let t = simd.mul_add_e_f64s(a0, b[0], o[i]);
+            let t = simd.mul_add_e_f64s(a1, b[1], t);
+            let t = simd.mul_add_e_f64s(a2, b[2], t);
+            o[i] = simd.mul_add_e_f64s(a3, b[3], t);
+            acc[0] = simd.mul_add_e_f64s(a0, vi, acc[0]);
+            acc[1] = simd.mul_add_e_f64s(a1, vi, acc[1]);
+            acc[2] = simd.mul_add_e_f64s(a2, vi, acc[2]);
+            acc[3] = simd.mul_add_e_f64s(a3, vi, acc[3]);
+        }
+        let mut dots = acc.map(|a| simd.reduce_sum_f64s(a));
+        let tails = [c0.1, c1.1, c2.1, c3.1];
+        for (i, (&vi, oi)) in vt.iter().zip(ot.iter_mut()).enumerate() {
+            for k in 0..4 {
+                *oi = tails[k][i].mul_add(self.vj[k], *oi);
+                dots[k] = tails[k][i].mul_add(vi, dots[k]);
+            }
+        }
+        dots
+    }
+}
+
+/// The panel kernel of the one-triangle symmetric product: for four lower-triangle columns
+/// `cols` (their parts below the 4×4 diagonal block, all of `v.len()` rows), one pass that
+/// does `out += Σ_k vj[k]·cols[k]` and returns the four dots `cols[k]ᵀv`. Reading four columns
+/// per pass of `out` keeps the output traffic a quarter of the matrix traffic.
+pub fn sym_panel4(cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], out: &mut [f64]) -> [f64; 4] {
+    for c in &cols {
+        same_len(c.len(), v.len());
+    }
+    same_len(v.len(), out.len());
+    arch().dispatch(SymPanel4 { cols, vj, v, out })
+}
+
 /// Sequential dot product of short slices (no parallel dispatch); used inside row kernels.
 pub fn dot_seq(a: &[f64], b: &[f64]) -> f64 {
     same_len(a.len(), b.len());
