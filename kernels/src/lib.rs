@@ -16,6 +16,7 @@ pub mod ops;
 pub mod par;
 pub mod problem;
 pub mod sparse;
+pub mod spectrum;
 
 pub use error::{KernelError, Result};
 pub use linop::{Operator, SymmetricOperator};
