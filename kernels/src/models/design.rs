@@ -89,6 +89,53 @@ impl Design {
             Design::Sparse(s) => s.row_axpy(i, alpha, out),
         }
     }
+    /// `out = x_iᵀ M` for a row-major `ncols × k` matrix `M` (`k = out.len()`): the sum of the
+    /// K-blocks `M[j, ·]` weighted by the entries of row i, each block read contiguously.
+    /// Precondition: `m.len() == ncols · out.len()`.
+    #[inline]
+    pub fn row_gemv_t(&self, i: usize, m: &[f64], out: &mut [f64]) {
+        let k = out.len();
+        out.fill(0.0);
+        match self {
+            Design::Dense(d) => {
+                for (&x, block) in d.row(i).iter().zip(m.chunks_exact(k)) {
+                    ops::axpy_seq(x, block, out);
+                }
+            }
+            Design::Sparse(s) => {
+                let (cols, vals) = s.row(i);
+                for (&j, &x) in cols.iter().zip(vals) {
+                    let j = j as usize;
+                    ops::axpy_seq(x, &m[j * k..(j + 1) * k], out);
+                }
+            }
+        }
+    }
+    /// `out += x_i ⊗ g` for a row-major `ncols × k` output (`k = g.len()`): block `out[j, ·]`
+    /// gets `x_ij · g`, touching only the stored entries of row i.
+    /// Precondition: `out.len() == ncols · g.len()`.
+    #[inline]
+    pub fn row_outer_axpy(&self, i: usize, g: &[f64], out: &mut [f64]) {
+        let k = g.len();
+        match self {
+            Design::Dense(d) => {
+                for (&x, block) in d.row(i).iter().zip(out.chunks_exact_mut(k)) {
+                    ops::axpy_seq(x, g, block);
+                }
+            }
+            Design::Sparse(s) => {
+                let (cols, vals) = s.row(i);
+                for (&j, &x) in cols.iter().zip(vals) {
+                    let j = j as usize;
+                    ops::axpy_seq(x, g, &mut out[j * k..(j + 1) * k]);
+                }
+            }
+        }
+    }
+    /// Average number of stored entries per row (at least 1), a cost estimate for row kernels.
+    pub fn mean_row_nnz(&self) -> usize {
+        self.nnz().div_ceil(self.nrows().max(1)).max(1)
+    }
     /// Checks that a batch only names existing rows.
     pub fn check_batch(&self, batch: Batch<'_>) -> Result<()> {
         if let Batch::Rows(rows) = batch {

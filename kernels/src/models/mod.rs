@@ -2,6 +2,9 @@
 //! Hessian-vector product ∂yy·v and the cross product ∂x∂y·v, over the full data or a
 //! mini-batch of rows, dense or sparse, with fused passes where one sweep gives several.
 
+mod blocked;
 pub mod design;
+pub mod equilibrium;
+pub mod multinomial;
 
 pub use design::{DenseRows, Design};
