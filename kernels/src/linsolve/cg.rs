@@ -5,8 +5,9 @@
 //! Optimization", Alg. 1, CG branch: N = Θ(√κ) steps) and of AmIGO-CG (Arbel & Mairal, "Amortized
 //! implicit differentiation for stochastic bilevel optimization", B_k = CG warm-started at z_{k−1}).
 //!
-//! Complexity: one operator application and four fused vector passes per iteration (five with
-//! the preconditioner). In exact arithmetic the H-norm error contracts as
+//! Complexity: one operator application and three vector passes per iteration (`pᵀHp`, the fused
+//! [`ops::cg_update`], the direction update; a fourth, [`ops::hadamard_dot`], with the
+//! preconditioner). In exact arithmetic the H-norm error contracts as
 //! `‖x_k − x*‖_H ≤ 2((√κ − 1)/(√κ + 1))^k ‖x_0 − x*‖_H`, so `⌈½√κ·ln(2/ε)⌉` iterations reach a
 //! relative H-norm error ε.
 
@@ -57,22 +58,27 @@ impl Default for CgParams {
 }
 
 impl CgParams {
+    /// Sets [`rel_tol`](Self::rel_tol).
     pub fn with_rel_tol(mut self, rel_tol: f64) -> Self {
         self.rel_tol = rel_tol;
         self
     }
+    /// Sets [`abs_tol`](Self::abs_tol).
     pub fn with_abs_tol(mut self, abs_tol: f64) -> Self {
         self.abs_tol = abs_tol;
         self
     }
+    /// Sets [`max_iters`](Self::max_iters).
     pub fn with_max_iters(mut self, max_iters: usize) -> Self {
         self.max_iters = max_iters;
         self
     }
+    /// Sets [`record_history`](Self::record_history).
     pub fn with_history(mut self, record_history: bool) -> Self {
         self.record_history = record_history;
         self
     }
+    /// Sets [`preconditioner`](Self::preconditioner).
     pub fn with_preconditioner(mut self, preconditioner: Preconditioner) -> Self {
         self.preconditioner = preconditioner;
         self
@@ -90,9 +96,11 @@ pub struct CgWorkspace {
 }
 
 impl CgWorkspace {
+    /// A workspace for systems of dimension `dim` (allocates once).
     pub fn new(dim: usize) -> Self {
         Self { r: vec![0.0; dim], p: vec![0.0; dim], hp: vec![0.0; dim], z: vec![0.0; dim], inv_diag: vec![0.0; dim] }
     }
+    /// The dimension this workspace was built for.
     pub fn dim(&self) -> usize {
         self.r.len()
     }

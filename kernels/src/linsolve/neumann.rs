@@ -53,22 +53,27 @@ impl NeumannParams {
     pub fn new(step: f64, terms: usize) -> Self {
         Self { step, terms, ..Self::default() }
     }
+    /// Sets [`step`](Self::step).
     pub fn with_step(mut self, step: f64) -> Self {
         self.step = step;
         self
     }
+    /// Sets [`terms`](Self::terms).
     pub fn with_terms(mut self, terms: usize) -> Self {
         self.terms = terms;
         self
     }
+    /// Sets [`rel_tol`](Self::rel_tol).
     pub fn with_rel_tol(mut self, rel_tol: f64) -> Self {
         self.rel_tol = rel_tol;
         self
     }
+    /// Sets [`abs_tol`](Self::abs_tol).
     pub fn with_abs_tol(mut self, abs_tol: f64) -> Self {
         self.abs_tol = abs_tol;
         self
     }
+    /// Sets [`record_history`](Self::record_history).
     pub fn with_history(mut self, record_history: bool) -> Self {
         self.record_history = record_history;
         self
@@ -83,9 +88,11 @@ pub struct NeumannWorkspace {
 }
 
 impl NeumannWorkspace {
+    /// A workspace for systems of dimension `dim` (allocates once).
     pub fn new(dim: usize) -> Self {
         Self { r: vec![0.0; dim], hr: vec![0.0; dim] }
     }
+    /// The dimension this workspace was built for.
     pub fn dim(&self) -> usize {
         self.r.len()
     }

@@ -74,22 +74,27 @@ impl Default for FixedPointParams {
 }
 
 impl FixedPointParams {
+    /// Sets [`step`](Self::step).
     pub fn with_step(mut self, step: f64) -> Self {
         self.step = step;
         self
     }
+    /// Sets [`rel_tol`](Self::rel_tol).
     pub fn with_rel_tol(mut self, rel_tol: f64) -> Self {
         self.rel_tol = rel_tol;
         self
     }
+    /// Sets [`abs_tol`](Self::abs_tol).
     pub fn with_abs_tol(mut self, abs_tol: f64) -> Self {
         self.abs_tol = abs_tol;
         self
     }
+    /// Sets [`max_iters`](Self::max_iters).
     pub fn with_max_iters(mut self, max_iters: usize) -> Self {
         self.max_iters = max_iters;
         self
     }
+    /// Sets [`record_history`](Self::record_history).
     pub fn with_history(mut self, record_history: bool) -> Self {
         self.record_history = record_history;
         self
@@ -112,9 +117,11 @@ pub struct FixedPointWorkspace {
 }
 
 impl FixedPointWorkspace {
+    /// A workspace for systems of dimension `dim` (allocates once).
     pub fn new(dim: usize) -> Self {
         Self { t: vec![0.0; dim] }
     }
+    /// The dimension this workspace was built for.
     pub fn dim(&self) -> usize {
         self.t.len()
     }
@@ -232,22 +239,27 @@ impl Default for GmresParams {
 }
 
 impl GmresParams {
+    /// Sets [`restart`](Self::restart).
     pub fn with_restart(mut self, restart: usize) -> Self {
         self.restart = restart;
         self
     }
+    /// Sets [`rel_tol`](Self::rel_tol).
     pub fn with_rel_tol(mut self, rel_tol: f64) -> Self {
         self.rel_tol = rel_tol;
         self
     }
+    /// Sets [`abs_tol`](Self::abs_tol).
     pub fn with_abs_tol(mut self, abs_tol: f64) -> Self {
         self.abs_tol = abs_tol;
         self
     }
+    /// Sets [`max_iters`](Self::max_iters).
     pub fn with_max_iters(mut self, max_iters: usize) -> Self {
         self.max_iters = max_iters;
         self
     }
+    /// Sets [`record_history`](Self::record_history).
     pub fn with_history(mut self, record_history: bool) -> Self {
         self.record_history = record_history;
         self
@@ -286,9 +298,11 @@ impl GmresWorkspace {
             y: vec![0.0; m],
         }
     }
+    /// The dimension this workspace was built for.
     pub fn dim(&self) -> usize {
         self.dim
     }
+    /// The largest restart length this workspace holds.
     pub fn restart(&self) -> usize {
         self.restart
     }

@@ -46,22 +46,27 @@ impl RichardsonParams {
     pub fn new(step: f64) -> Self {
         Self { step, ..Self::default() }
     }
+    /// Sets [`step`](Self::step).
     pub fn with_step(mut self, step: f64) -> Self {
         self.step = step;
         self
     }
+    /// Sets [`rel_tol`](Self::rel_tol).
     pub fn with_rel_tol(mut self, rel_tol: f64) -> Self {
         self.rel_tol = rel_tol;
         self
     }
+    /// Sets [`abs_tol`](Self::abs_tol).
     pub fn with_abs_tol(mut self, abs_tol: f64) -> Self {
         self.abs_tol = abs_tol;
         self
     }
+    /// Sets [`max_iters`](Self::max_iters).
     pub fn with_max_iters(mut self, max_iters: usize) -> Self {
         self.max_iters = max_iters;
         self
     }
+    /// Sets [`record_history`](Self::record_history).
     pub fn with_history(mut self, record_history: bool) -> Self {
         self.record_history = record_history;
         self
@@ -84,9 +89,11 @@ pub struct RichardsonWorkspace {
 }
 
 impl RichardsonWorkspace {
+    /// A workspace for systems of dimension `dim` (allocates once).
     pub fn new(dim: usize) -> Self {
         Self { hz: vec![0.0; dim] }
     }
+    /// The dimension this workspace was built for.
     pub fn dim(&self) -> usize {
         self.hz.len()
     }

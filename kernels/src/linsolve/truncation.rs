@@ -40,10 +40,12 @@ impl TruncationParams {
     pub fn new(lipschitz: f64, horizon: usize) -> Self {
         Self { lipschitz, horizon }
     }
+    /// Sets [`lipschitz`](Self::lipschitz).
     pub fn with_lipschitz(mut self, lipschitz: f64) -> Self {
         self.lipschitz = lipschitz;
         self
     }
+    /// Sets [`horizon`](Self::horizon).
     pub fn with_horizon(mut self, horizon: usize) -> Self {
         self.horizon = horizon;
         self
@@ -69,9 +71,11 @@ pub struct TruncationWorkspace {
 }
 
 impl TruncationWorkspace {
+    /// A workspace for systems of dimension `dim` (allocates once).
     pub fn new(dim: usize) -> Self {
         Self { hv: vec![0.0; dim] }
     }
+    /// The dimension this workspace was built for.
     pub fn dim(&self) -> usize {
         self.hv.len()
     }
