@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod linop;
+pub mod linsolve;
 pub mod models;
 pub mod ops;
 pub mod par;
@@ -20,5 +21,6 @@ pub mod spectrum;
 
 pub use error::{KernelError, Result};
 pub use linop::{Operator, SymmetricOperator};
+pub use linsolve::SolveReport;
 pub use problem::{Batch, BilevelProblem, Counted, ExactReference, OracleCounts};
 pub use sparse::CsrMatrix;

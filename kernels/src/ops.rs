@@ -291,6 +291,76 @@ pub fn neumann_update(eta: f64, hr: &[f64], r: &mut [f64], acc: &mut [f64]) -> f
     })
 }
 
+struct FixedPoint<'a> {
+    eta: f64,
+    t: &'a [f64],
+    b: &'a [f64],
+    v: &'a mut [f64],
+}
+impl WithSimd for FixedPoint<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f64 {
+        let (t, tt) = S::as_simd_f64s(self.t);
+        let (b, bt) = S::as_simd_f64s(self.b);
+        let (v, vt) = S::as_mut_simd_f64s(self.v);
+        let e = simd.splat_f64s(self.eta);
+        let head = simd_sum4!(simd, v.len(), |i| |acc| {
+            let d = simd.sub_f64s(simd.add_f64s(t[i], b[i]), v[i]);
+            v[i] = simd.mul_add_e_f64s(e, d, v[i]);
+            simd.mul_add_e_f64s(d, d, acc)
+        });
+        let mut tail = 0.0;
+        for i in 0..vt.len() {
+            let d = (tt[i] + bt[i]) - vt[i];
+            vt[i] = self.eta.mul_add(d, vt[i]);
+            tail += d * d;
+        }
+        head + tail
+    }
+}
+
+/// The fused (Krasnoselskii–Mann) fixed-point step for `v = Jᵀv + b`, one pass, given `t = Jᵀv`:
+/// `d = t + b − v`, `v ← v + η·d` (η = 1: the plain step `v ← Jᵀv + b`).
+/// Returns `‖d‖²`, the squared residual `‖(I − Jᵀ)v − b‖²` at the *incoming* v.
+pub fn fixed_point_update(eta: f64, t: &[f64], b: &[f64], v: &mut [f64]) -> f64 {
+    same_len(v.len(), t.len());
+    same_len(v.len(), b.len());
+    par::reduce((t, b, v), &|(t, b, v): (&[f64], &[f64], &mut [f64])| arch().dispatch(FixedPoint { eta, t, b, v }))
+}
+
+struct HadamardDot<'a> {
+    d: &'a [f64],
+    r: &'a [f64],
+    z: &'a mut [f64],
+}
+impl WithSimd for HadamardDot<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f64 {
+        let (d, dt) = S::as_simd_f64s(self.d);
+        let (r, rt) = S::as_simd_f64s(self.r);
+        let (z, zt) = S::as_mut_simd_f64s(self.z);
+        let head = simd_sum4!(simd, z.len(), |i| |acc| {
+            z[i] = simd.mul_f64s(d[i], r[i]);
+            simd.mul_add_e_f64s(r[i], z[i], acc)
+        });
+        let mut tail = 0.0;
+        for i in 0..zt.len() {
+            zt[i] = dt[i] * rt[i];
+            tail += rt[i] * zt[i];
+        }
+        head + tail
+    }
+}
+
+/// The diagonal (Jacobi) preconditioner step, one pass: `z ← d ∘ r` (element-wise); returns `rᵀz`.
+pub fn hadamard_dot(d: &[f64], r: &[f64], z: &mut [f64]) -> f64 {
+    same_len(z.len(), d.len());
+    same_len(z.len(), r.len());
+    par::reduce((d, r, z), &|(d, r, z): (&[f64], &[f64], &mut [f64])| arch().dispatch(HadamardDot { d, r, z }))
+}
+
 struct DotAxpy<'a> {
     col: &'a [f64],
     v: &'a [f64],
@@ -471,6 +541,27 @@ mod tests {
             let d = dot_axpy(&p, &hp, 0.5, &mut out);
             assert!(close(d, p.iter().zip(&hp).map(|(a, b)| a * b).sum(), n as f64));
             (0..n).for_each(|i| assert!(close(out[i], x0[i] + 0.5 * p[i], 1.0)));
+        }
+    }
+
+    #[test]
+    fn fixed_point_and_jacobi_updates_match_plain_loops() {
+        for n in SIZES {
+            let (t, b, v0, d) = (vecs(n, 9), vecs(n, 10), vecs(n, 11), vecs(n, 12));
+            let mut v = v0.clone();
+            let res = fixed_point_update(0.6, &t, &b, &mut v);
+            let mut want = 0.0;
+            for i in 0..n {
+                let di = t[i] + b[i] - v0[i];
+                want += di * di;
+                assert!(close(v[i], v0[i] + 0.6 * di, 1.0));
+            }
+            assert!(close(res, want, n as f64));
+
+            let mut z = vec![f64::NAN; n];
+            let rz = hadamard_dot(&d, &t, &mut z);
+            (0..n).for_each(|i| assert_eq!(z[i], d[i] * t[i]));
+            assert!(close(rz, (0..n).map(|i| t[i] * d[i] * t[i]).sum(), n as f64));
         }
     }
 
