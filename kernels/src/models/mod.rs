@@ -3,5 +3,9 @@
 //! mini-batch of rows, dense or sparse, with fused passes where one sweep gives several.
 
 pub mod design;
+pub mod logistic;
+pub mod quadratic;
 
 pub use design::{DenseRows, Design};
+pub use logistic::{Hyper, LogisticModel, LogisticWorkspace};
+pub use quadratic::{QuadraticBilevel, QuadraticForm};
