@@ -219,7 +219,7 @@ impl LogisticModel {
             Batch::Full => self.design.nnz(),
             Batch::Rows(_) => (self.design.nnz() as f64 * len as f64 / n as f64) as usize,
         };
-        let parallel = est_nnz >= self.par_min_nnz && est_nnz >= BLOCKS * d && len >= BLOCKS;
+        let parallel = d > 0 && est_nnz >= self.par_min_nnz && est_nnz >= BLOCKS * d && len >= BLOCKS;
         Ok(Point { model: self, ws, theta, lambda, batch, len, inv_len: 1.0 / len as f64, parallel, data_sum: 0.0 })
     }
 }
