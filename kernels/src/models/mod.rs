@@ -5,6 +5,10 @@
 mod blocked;
 pub mod design;
 pub mod equilibrium;
+pub mod logistic;
 pub mod multinomial;
+pub mod quadratic;
 
 pub use design::{DenseRows, Design};
+pub use logistic::{Hyper, LogisticModel, LogisticWorkspace};
+pub use quadratic::{QuadraticBilevel, QuadraticForm};
