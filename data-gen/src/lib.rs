@@ -1,1 +1,11 @@
-//! Problem generators with exact references (see the data issue).
+//! `bilevel-data`: seeded problem generators with their exact references, dataset readers and
+//! writers, and export of any generated problem to `.npy` files plus a JSON manifest.
+//!
+//! Every generator is a function of a config struct (with `Default` and named presets) and a
+//! seed (rand_xoshiro's `Xoshiro256PlusPlus`): the same config and seed give the same problem,
+//! bit for bit. Generated problems implement `bilevel_kernels::BilevelProblem` (or, for
+//! fixed-point lower levels, the fixed-point oracle trait) and [`Dataset`] for export.
+
+pub mod dataset;
+
+pub use dataset::{Array, ArrayData, Dataset, GeneratorInfo};

@@ -1,0 +1,53 @@
+//! What every generated problem exposes for export and for listing: its name, its parameters
+//! (including the seed) and its data as named arrays.
+
+/// The data of one array, in row-major (C) order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArrayData {
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+}
+
+/// A named n-dimensional array (row-major), e.g. `A_g` of shape `[d_y, d_y]`, or the three
+/// arrays `X_indptr`, `X_indices`, `X_data` of a CSR matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: ArrayData,
+}
+
+impl Array {
+    pub fn f64(name: &str, shape: Vec<usize>, data: Vec<f64>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { name: name.to_string(), shape, data: ArrayData::F64(data) }
+    }
+    pub fn i64(name: &str, shape: Vec<usize>, data: Vec<i64>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { name: name.to_string(), shape, data: ArrayData::I64(data) }
+    }
+    /// A column-major faer matrix as a row-major array.
+    pub fn from_mat(name: &str, m: faer::MatRef<'_, f64>) -> Self {
+        let data = (0..m.nrows()).flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)])).collect();
+        Self::f64(name, vec![m.nrows(), m.ncols()], data)
+    }
+}
+
+/// A generated problem as data: enough to write it to disk and check it from Python.
+pub trait Dataset {
+    /// The generator's name (as listed by `bilevel problems`), e.g. `"quadratic"`.
+    fn generator(&self) -> &'static str;
+    /// The parameters it was generated with, the seed included, as JSON values.
+    fn parameters(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// Its data (matrices, vectors, labels, and the exact references it knows).
+    fn arrays(&self) -> Vec<Array>;
+}
+
+/// An entry of the generator catalogue (`bilevel problems`).
+#[derive(Clone, Copy, Debug)]
+pub struct GeneratorInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// Named presets, smallest first (e.g. `"tiny"` for tests).
+    pub presets: &'static [&'static str],
+}
