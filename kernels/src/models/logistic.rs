@@ -75,6 +75,11 @@ impl Hyper {
     }
 }
 
+/// Rows per group of the sparse HVP (dots of the group, then its updates).
+const HVP_GROUP: usize = 64;
+/// Above this many features the sparse HVP makes two passes over X (see `Point::hvp`).
+pub const HVP_FUSED_MAX_DIM: usize = 1 << 18;
+
 /// Binary logistic regression data (design + ±1 labels) with a hyper-parameter form.
 #[derive(Clone, Debug)]
 pub struct LogisticModel {
@@ -465,15 +470,29 @@ impl Point<'_> {
         check_len("hvp output", d, out.len())?;
         let (model, batch, inv_len) = (self.model, self.batch, self.inv_len);
         let ws = &mut *self.ws;
-        let kernel = |r: Range<usize>, curv: &[f64], buf: &mut [f64]| {
-            for (t, k) in r.enumerate() {
-                let i = row_at(batch, k);
-                let s = model.design.row_dot(i, v);
-                model.design.row_axpy(i, curv[t] * s * inv_len, buf);
+        // Rows go by groups: the dots of a group first (gathers from v, into `tmp`), then its
+        // updates (scatters into out). Each row comes from memory once (the second touch hits
+        // L1/L2) as long as a group is small; for very wide models the group is the whole
+        // range, i.e. two passes over X, because interleaved gathers and scatters over two
+        // vectors larger than the TLB reach cost more than the second read of X
+        // (docs/kernels.md has the measurements).
+        let group_len = if d <= HVP_FUSED_MAX_DIM { HVP_GROUP } else { usize::MAX };
+        let kernel = |r: Range<usize>, (curv, s): (&[f64], &mut [f64]), buf: &mut [f64]| {
+            let start = r.start;
+            for gs in r.clone().step_by(group_len.min(r.len().max(1))) {
+                let group = gs..gs.saturating_add(group_len).min(r.end);
+                for k in group.clone() {
+                    s[k - start] = model.design.row_dot(row_at(batch, k), v);
+                }
+                for k in group {
+                    let t = k - start;
+                    model.design.row_axpy(row_at(batch, k), curv[t] * s[t] * inv_len, buf);
+                }
             }
             0.0
         };
-        Self::pass(self.parallel, self.len, d, &mut ws.blocks, &ws.curv[..self.len], Some(&mut *out), &kernel);
+        let parts = (&ws.curv[..self.len], &mut ws.tmp[..self.len]);
+        Self::pass(self.parallel, self.len, d, &mut ws.blocks, parts, Some(&mut *out), &kernel);
         match model.hyper {
             Hyper::None => {}
             Hyper::PerFeature { scale } => {
