@@ -477,7 +477,7 @@ mod tests {
             .collect()
     }
 
-    const SIZES: [usize; 8] = [0, 1, 3, 7, 33, 1000, LEAF_PLUS, 200_003];
+    const SIZES: [usize; 8] = [0, 1, 3, 7, 33, 1000, LEAF_PLUS, 300_007];
     const LEAF_PLUS: usize = crate::par::LEAF + 5;
 
     fn close(a: f64, b: f64, scale: f64) -> bool {

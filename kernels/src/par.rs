@@ -8,10 +8,10 @@
 /// Elements per leaf of a reduction tree (128 KiB of f64: a leaf's operands stay in L2).
 pub const LEAF: usize = 1 << 14;
 
-/// Below this many elements, vector kernels run on the calling thread: spawning a rayon task
-/// costs a few microseconds, about what one core needs to stream 2^16 doubles from RAM.
-/// Measured on the 2-core CI machine (docs/kernels.md).
-pub const PAR_MIN_LEN: usize = 1 << 16;
+/// Below this many elements, vector kernels run on the calling thread: waking a sleeping rayon
+/// worker costs tens of microseconds, more than one core needs to stream 2^18 doubles from L3
+/// (measured on the 2-core CI machine: docs/kernels.md).
+pub const PAR_MIN_LEN: usize = 1 << 18;
 
 /// Operands that can be cut at an index: slices and tuples of slices of one common length.
 #[allow(clippy::len_without_is_empty)]

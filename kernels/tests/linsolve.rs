@@ -766,7 +766,7 @@ fn gmres_solves_spd_systems() {
 /// solvers' results bitwise identical with 1 and 2 threads.
 #[test]
 fn solvers_are_bitwise_deterministic_across_thread_counts() {
-    let n = 200_003;
+    let n = 300_007;
     let d: Vec<f64> = (0..n).map(|i| 0.01 + (i % 997) as f64 / 997.0).collect();
     let op = Diagonal::new(d).unwrap();
     let b = gaussian_vec(&mut rng(170), n);

@@ -77,6 +77,8 @@ impl Hyper {
 
 /// Rows per group of the sparse HVP (dots of the group, then its updates).
 const HVP_GROUP: usize = 64;
+/// Up to this many features v and out stay in L1/L2 and the HVP goes row by row (groups of 1).
+pub const HVP_ROW_WISE_MAX_DIM: usize = 1 << 15;
 /// Above this many features the sparse HVP makes two passes over X (see `Point::hvp`).
 pub const HVP_FUSED_MAX_DIM: usize = 1 << 18;
 
@@ -476,7 +478,11 @@ impl Point<'_> {
         // range, i.e. two passes over X, because interleaved gathers and scatters over two
         // vectors larger than the TLB reach cost more than the second read of X
         // (docs/kernels.md has the measurements).
-        let group_len = if d <= HVP_FUSED_MAX_DIM { HVP_GROUP } else { usize::MAX };
+        let group_len = match d {
+            0..=HVP_ROW_WISE_MAX_DIM => 1,
+            ..=HVP_FUSED_MAX_DIM => HVP_GROUP,
+            _ => usize::MAX,
+        };
         let kernel = |r: Range<usize>, (curv, s): (&[f64], &mut [f64]), buf: &mut [f64]| {
             let start = r.start;
             for gs in r.clone().step_by(group_len.min(r.len().max(1))) {
