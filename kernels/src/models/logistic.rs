@@ -478,10 +478,12 @@ impl Point<'_> {
         // range, i.e. two passes over X, because interleaved gathers and scatters over two
         // vectors larger than the TLB reach cost more than the second read of X
         // (docs/kernels.md has the measurements).
-        let group_len = match d {
-            0..=HVP_ROW_WISE_MAX_DIM => 1,
-            ..=HVP_FUSED_MAX_DIM => HVP_GROUP,
-            _ => usize::MAX,
+        let group_len = if d <= HVP_ROW_WISE_MAX_DIM {
+            1
+        } else if d <= HVP_FUSED_MAX_DIM {
+            HVP_GROUP
+        } else {
+            usize::MAX
         };
         let kernel = |r: Range<usize>, (curv, s): (&[f64], &mut [f64]), buf: &mut [f64]| {
             let start = r.start;
