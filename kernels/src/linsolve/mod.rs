@@ -45,7 +45,7 @@ pub use truncation::{
     truncated_neumann_with_workspace, TruncationParams, TruncationWorkspace,
 };
 
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{check_finite, check_len, check_positive, KernelError, Result};
 use crate::linop::Operator;
 
 /// A residual larger than this multiple of the initial residual means the iteration diverged.
@@ -186,4 +186,64 @@ impl History {
 /// `max_iters + 1` without overflow (the history capacity: the warm start plus one per iteration).
 pub(crate) fn history_capacity(max_iters: usize) -> usize {
     max_iters.saturating_add(1)
+}
+
+/// The settings shared by the stationary iterations (Richardson, fixed point).
+pub(crate) struct Stationary {
+    pub step: f64,
+    pub rel_tol: f64,
+    pub abs_tol: f64,
+    pub max_iters: usize,
+    pub record_history: bool,
+}
+
+/// The loop of the stationary iterations: step k applies operator k of `seq` to `x` into `t`,
+/// then `update(step, t, b, x)` moves `x` in one fused pass and returns the squared residual of
+/// the incoming iterate. Validates everything first; stops on the tolerance, the cap or a
+/// divergence.
+pub(crate) fn stationary_iteration(
+    seq: &mut dyn OperatorSequence,
+    b: &[f64],
+    x: &mut [f64],
+    x_name: &'static str,
+    p: Stationary,
+    t: &mut [f64],
+    update: fn(f64, &[f64], &[f64], &mut [f64]) -> f64,
+) -> Result<SolveReport> {
+    let n = b.len();
+    seq.check_dim(n)?;
+    check_len(x_name, n, x.len())?;
+    check_len("workspace", n, t.len())?;
+    check_finite("rhs", b)?;
+    check_finite(x_name, x)?;
+    check_positive("step", p.step)?;
+    check_tolerances(p.rel_tol, p.abs_tol)?;
+    if p.max_iters == 0 {
+        return Err(KernelError::InvalidParameter { name: "max_iters", reason: "must be >= 1".into() });
+    }
+    if let Some(count) = seq.count() {
+        if count < p.max_iters {
+            return Err(KernelError::InvalidParameter {
+                name: "max_iters",
+                reason: format!("{} steps need as many operators, the sequence holds {count}", p.max_iters),
+            });
+        }
+    }
+    let mut history = History::new(p.record_history, history_capacity(p.max_iters))?;
+    let tol = target(p.rel_tol, p.abs_tol, crate::ops::norm2(b));
+    let mut initial = f64::INFINITY;
+    let mut residual = f64::NAN;
+    for k in 0..p.max_iters {
+        seq.apply(k, x, t);
+        residual = update(p.step, t, b, x).sqrt();
+        if k == 0 {
+            initial = residual;
+        }
+        check_divergence(k, residual, initial)?;
+        history.push(residual);
+        if residual <= tol {
+            return Ok(history.report(k + 1, residual, true));
+        }
+    }
+    Ok(history.report(p.max_iters, residual, false))
 }

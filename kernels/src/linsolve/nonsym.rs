@@ -13,9 +13,10 @@
 //!   when q is close to 1.
 
 use super::{
-    check_divergence, check_tolerances, history_capacity, target, History, OperatorSequence, Repeated, SolveReport,
+    check_divergence, check_tolerances, history_capacity, stationary_iteration, target, History, OperatorSequence,
+    Repeated, SolveReport, Stationary,
 };
-use crate::error::{check_finite, check_len, check_positive, KernelError, Result};
+use crate::error::{check_finite, check_len, KernelError, Result};
 use crate::linop::{FnOp, Operator};
 use crate::ops;
 
@@ -99,15 +100,6 @@ impl FixedPointParams {
         self.record_history = record_history;
         self
     }
-
-    fn validate(&self) -> Result<()> {
-        check_positive("step", self.step)?;
-        check_tolerances(self.rel_tol, self.abs_tol)?;
-        if self.max_iters == 0 {
-            return Err(KernelError::InvalidParameter { name: "max_iters", reason: "must be >= 1".into() });
-        }
-        Ok(())
-    }
 }
 
 /// The one temporary of the fixed-point iteration: `Jᵀv`.
@@ -175,39 +167,14 @@ fn fixed_point_impl(
     params: &FixedPointParams,
     ws: &mut FixedPointWorkspace,
 ) -> Result<SolveReport> {
-    let n = b.len();
-    seq.check_dim(n)?;
-    check_len("v0", n, v.len())?;
-    check_len("workspace", n, ws.dim())?;
-    check_finite("rhs", b)?;
-    check_finite("v0", v)?;
-    params.validate()?;
-    if let Some(count) = seq.count() {
-        if count < params.max_iters {
-            return Err(KernelError::InvalidParameter {
-                name: "max_iters",
-                reason: format!("{} steps need as many operators, the sequence holds {count}", params.max_iters),
-            });
-        }
-    }
-    let mut history = History::new(params.record_history, history_capacity(params.max_iters))?;
-    let tol = target(params.rel_tol, params.abs_tol, ops::norm2(b));
-
-    let mut initial = f64::INFINITY;
-    let mut residual = f64::NAN;
-    for k in 0..params.max_iters {
-        seq.apply(k, v, &mut ws.t);
-        residual = ops::fixed_point_update(params.step, &ws.t, b, v).sqrt();
-        if k == 0 {
-            initial = residual;
-        }
-        check_divergence(k, residual, initial)?;
-        history.push(residual);
-        if residual <= tol {
-            return Ok(history.report(k + 1, residual, true));
-        }
-    }
-    Ok(history.report(params.max_iters, residual, false))
+    let p = Stationary {
+        step: params.step,
+        rel_tol: params.rel_tol,
+        abs_tol: params.abs_tol,
+        max_iters: params.max_iters,
+        record_history: params.record_history,
+    };
+    stationary_iteration(seq, b, v, "v0", p, &mut ws.t, ops::fixed_point_update)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,10 +10,8 @@
 //! Complexity: one operator application and one fused pass per step. With β = 1/L for
 //! `μI ⪯ H ⪯ LI`, `‖z_k − z*‖ ≤ (1 − 1/κ)^k ‖z_0 − z*‖`, so `⌈κ·ln(1/ε)⌉` steps give relative error ε.
 
-use super::{
-    check_divergence, check_tolerances, history_capacity, target, History, OperatorSequence, Repeated, SolveReport,
-};
-use crate::error::{check_finite, check_len, check_positive, KernelError, Result};
+use super::{stationary_iteration, OperatorSequence, Repeated, SolveReport, Stationary};
+use crate::error::Result;
 use crate::linop::SymmetricOperator;
 use crate::ops;
 
@@ -70,15 +68,6 @@ impl RichardsonParams {
     pub fn with_history(mut self, record_history: bool) -> Self {
         self.record_history = record_history;
         self
-    }
-
-    fn validate(&self) -> Result<()> {
-        check_positive("step", self.step)?;
-        check_tolerances(self.rel_tol, self.abs_tol)?;
-        if self.max_iters == 0 {
-            return Err(KernelError::InvalidParameter { name: "max_iters", reason: "must be >= 1".into() });
-        }
-        Ok(())
     }
 }
 
@@ -152,37 +141,12 @@ fn richardson_impl(
     params: &RichardsonParams,
     ws: &mut RichardsonWorkspace,
 ) -> Result<SolveReport> {
-    let n = b.len();
-    seq.check_dim(n)?;
-    check_len("z0", n, z.len())?;
-    check_len("workspace", n, ws.dim())?;
-    check_finite("rhs", b)?;
-    check_finite("z0", z)?;
-    params.validate()?;
-    if let Some(count) = seq.count() {
-        if count < params.max_iters {
-            return Err(KernelError::InvalidParameter {
-                name: "max_iters",
-                reason: format!("{} steps need as many operators, the sequence holds {count}", params.max_iters),
-            });
-        }
-    }
-    let mut history = History::new(params.record_history, history_capacity(params.max_iters))?;
-    let tol = target(params.rel_tol, params.abs_tol, ops::norm2(b));
-
-    let mut initial = f64::INFINITY;
-    let mut residual = f64::NAN;
-    for k in 0..params.max_iters {
-        seq.apply(k, z, &mut ws.hz);
-        residual = ops::richardson_update(params.step, &ws.hz, b, z).sqrt();
-        if k == 0 {
-            initial = residual;
-        }
-        check_divergence(k, residual, initial)?;
-        history.push(residual);
-        if residual <= tol {
-            return Ok(history.report(k + 1, residual, true));
-        }
-    }
-    Ok(history.report(params.max_iters, residual, false))
+    let p = Stationary {
+        step: params.step,
+        rel_tol: params.rel_tol,
+        abs_tol: params.abs_tol,
+        max_iters: params.max_iters,
+        record_history: params.record_history,
+    };
+    stationary_iteration(seq, b, z, "z0", p, &mut ws.hz, ops::richardson_update)
 }
