@@ -7,5 +7,8 @@
 //! fixed-point lower levels, the fixed-point oracle trait) and [`Dataset`] for export.
 
 pub mod dataset;
+pub mod hyperclean;
+pub mod logreg_hpo;
+pub mod text;
 
 pub use dataset::{Array, ArrayData, Dataset, GeneratorInfo};
