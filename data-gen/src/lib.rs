@@ -7,5 +7,7 @@
 //! fixed-point lower levels, the fixed-point oracle trait) and [`Dataset`] for export.
 
 pub mod dataset;
+pub mod quadratic;
+pub mod stochastic_quadratic;
 
 pub use dataset::{Array, ArrayData, Dataset, GeneratorInfo};
