@@ -12,7 +12,7 @@
 //!
 //! # Generation law (seeded by `Xoshiro256PlusPlus::seed_from_u64(seed)`, draws in this order)
 //!
-//! The paper gives no recipe (notes/paper-000_001.md §5.1 [AMBIGUOUS]); we choose:
+//! The paper gives no recipe (notes/paper-000_001.md §5.1 "ambiguous"); we choose:
 //!
 //! 1. A_g = Q_g diag(λ_g) Q_gᵀ with Q_g Haar-distributed on O(d_y) ([`haar_orthonormal`]: faer
 //!    QR of a standard Gaussian matrix, columns multiplied by sign(R_jj), Mezzadri 2007) and
@@ -25,8 +25,10 @@
 //!    draws B_g_ij ~ N(0, 1/d_x) independently of A_g instead.
 //! 4. C_f_i ~ N(0, 1/d_y) (the code uses N(0, 1)): E‖C_f‖² = 1.
 //!
-//! Gaussian matrices are filled column by column. Every faer call runs with `Par::Seq`, so the
-//! same seed gives the same bits whatever the thread count. Cost O(d_x³ + d_y³) once
+//! Gaussian matrices are filled column by column. Every faer call of the generation runs with
+//! `Par::Seq`, so the same seed gives the same data bits whatever the thread count (the
+//! Cholesky factorizations behind the exact references are the kernels', with faer's global
+//! parallelism). Cost O(d_x³ + d_y³) once
 //! (QR, products, and the eigen-decompositions that measure the spectra).
 //!
 //! Since L's Hessian is A_f, L = λ_max(A_f), µ = λ_min(A_f) and κ_L = cond(A_f); L_g = λ_max(A_g),
@@ -443,8 +445,8 @@ impl QuadraticProblem {
         Ok(Self { source, bilevel, measured_f, measured_g })
     }
 
-    /// Loads a quadratic given as the arrays `A_f` [d_x, d_x], `C_f` [d_y] (or [d_y, 1]),
-    /// `A_g` [d_y, d_y], `B_g` [d_y, d_x] (row-major; other arrays, e.g. `x_star`, are ignored
+    /// Loads a quadratic given as the arrays `A_f` `[d_x, d_x]`, `C_f` `[d_y]` (or `[d_y, 1]`),
+    /// `A_g` `[d_y, d_y]`, `B_g` `[d_y, d_x]` (row-major; other arrays, e.g. `x_star`, are ignored
     /// and recomputed). Errors: a missing array or a wrong shape ([`KernelError::InvalidData`]),
     /// non-finite values, a non-symmetric Hessian ([`KernelError::InvalidData`] naming it, with
     /// the asymmetry), a Hessian that is not positive definite.
@@ -602,8 +604,8 @@ impl Dataset for QuadraticProblem {
         m.insert("l_star".into(), json!(self.minimum().1));
         m
     }
-    /// `A_f` [d_x, d_x], `C_f` [d_y], `A_g` [d_y, d_y], `B_g` [d_y, d_x], `x_star` [d_x],
-    /// `L_star` [1].
+    /// `A_f` `[d_x, d_x]`, `C_f` `[d_y]`, `A_g` `[d_y, d_y]`, `B_g` `[d_y, d_x]`, `x_star` `[d_x]`,
+    /// `L_star` `[1]`.
     fn arrays(&self) -> Vec<Array> {
         let (x_star, l_star) = self.minimum();
         vec![

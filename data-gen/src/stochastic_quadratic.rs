@@ -32,7 +32,9 @@
 //! - linear terms c_i ~ N(0, I_{d_y}), d_i ~ N(0, I_{d_x}) (benchopt: N(0, 1) vectors).
 //!
 //! Draw order per level: Q_y, W_y, Q_x, W_x, U_c, V_c, W_c, c, d. Gaussian matrices are filled
-//! column by column; all faer calls are sequential, so the samples are bitwise reproducible.
+//! column by column; the faer calls that build the samples and their means are sequential, so
+//! the data are bitwise reproducible whatever the thread count (the Cholesky of the mean A_g in
+//! the rejection test and in the references uses faer's global parallelism).
 //! Whitening needs n ≥ max(d_x, d_y) samples per level (checked).
 //!
 //! Like benchopt (its rejection loop, up to 20 tries), the whole draw is repeated, continuing
@@ -724,11 +726,11 @@ impl Dataset for StochasticQuadratic {
         }
         m
     }
-    /// Per level (`g_`, `f_` prefixes), rank-one layout: `hess_y_factors` [n, d_y] (h_i),
-    /// `hess_x_factors` [n, d_x] (p_i), `cross_x_factors` [n, d_x] (u_i), `cross_y_factors`
-    /// [n, d_y] (w_i); dense layout: `hess_y` [n, d_y, d_y], `hess_x` [n, d_x, d_x], `cross`
-    /// [n, d_y, d_x] (B_i of yᵀB_i x); both: `lin_y` [n, d_y] (c_i), `lin_x` [n, d_x] (d_i).
-    /// Then `x_star` [d_x] and `L_star` [1].
+    /// Per level (`g_`, `f_` prefixes), rank-one layout: `hess_y_factors` `[n, d_y]` (h_i),
+    /// `hess_x_factors` `[n, d_x]` (p_i), `cross_x_factors` `[n, d_x]` (u_i), `cross_y_factors`
+    /// `[n, d_y]` (w_i); dense layout: `hess_y` `[n, d_y, d_y]`, `hess_x` `[n, d_x, d_x]`, `cross`
+    /// `[n, d_y, d_x]` (B_i of yᵀB_i x); both: `lin_y` `[n, d_y]` (c_i), `lin_x` `[n, d_x]` (d_i).
+    /// Then `x_star` `[d_x]` and `L_star` `[1]`.
     fn arrays(&self) -> Vec<Array> {
         let mut out = Vec::new();
         self.g.arrays("g", &mut out);
