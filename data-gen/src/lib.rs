@@ -9,6 +9,8 @@
 pub mod dataset;
 pub mod hyperclean;
 pub mod logreg_hpo;
+pub mod quadratic;
+pub mod stochastic_quadratic;
 pub mod text;
 
 pub use dataset::{Array, ArrayData, Dataset, GeneratorInfo};

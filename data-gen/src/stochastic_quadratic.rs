@@ -1,0 +1,744 @@
+//! The finite-sum quadratic of benchopt's `benchmark_bilevel` (`datasets/simulated.py`,
+//! `benchmark_utils/gen_matrices.py`; notes/prior-art.md §1.4), with samples stored as their
+//! rank-one factors.
+//!
+//! ```text
+//! q_i(x, y) = ½ (h_iᵀy)² + ½ (p_iᵀx)² + (w_iᵀy)(u_iᵀx) + c_iᵀy + d_iᵀx
+//! g = (1/n_g) Σ_{i<n_g} q_i^g,   f = (1/n_f) Σ_{i<n_f} q_i^f,    over a batch B: (1/|B|) Σ_{i∈B}
+//! ∂y q_i = h_i(h_iᵀy) + w_i(u_iᵀx) + c_i,   ∂x q_i = p_i(p_iᵀx) + u_i(w_iᵀy) + d_i
+//! ∂yy q_i·v = h_i(h_iᵀv),   ∂x∂y q_i·v = u_i(w_iᵀv)
+//! ```
+//!
+//! i.e. benchopt's q_i(z, x) = ½zᵀA_i z + ½xᵀB_i x + xᵀC_i z + a_iᵀz + b_iᵀx with z = y,
+//! A_i = h_i h_iᵀ, B_i = p_i p_iᵀ, C_i = u_i w_iᵀ (all rank one, as in benchopt). A mini-batch
+//! HVP reads |B|·d_y numbers, not |B|·d_y² ([`Layout::RankOne`]); [`Layout::Dense`] stores the
+//! per-sample matrices as benchopt does (n·(d_y² + d_x² + d_x d_y) numbers), for like-for-like
+//! comparisons.
+//!
+//! # Construction (each level; g first, then f; seeded `Xoshiro256PlusPlus`)
+//!
+//! benchopt draws a_i = A ξ_i with ξ_i ~ N(0, I), so E[a_i a_iᵀ] = A² has the prescribed
+//! spectrum only in expectation. We replace the Gaussian ξ_i by *whitened* ones: with W an
+//! n×d Haar matrix with orthonormal columns ([`haar_orthonormal`]), ξ_i = √n·W[i, :]ᵀ, so
+//! (1/n) Σ ξ_i ξ_iᵀ = WᵀW = I exactly, and every mean below is exact (to rounding):
+//!
+//! - inner Hessian: h_i = Q_y diag(√λ_y) ξ_i, λ_y = [`spectrum`](µ, L_yy, d_y) (log-spaced by
+//!   default), Q_y Haar on O(d_y): (1/n) Σ h_i h_iᵀ = Q_y diag(λ_y) Q_yᵀ;
+//! - outer Hessian: p_i likewise with λ_x = [0, spectrum(µ, L_xx, d_x − 1)] (singular, as
+//!   benchopt's `r_[0, logspace(...)]`);
+//! - cross: ξ_i ∈ R^{d_y} whitened, u_i = U_c D ξ_i (D = d_x×d_y, diagonal σ =
+//!   spectrum(µ, L_xy, min(d_x, d_y)), as benchopt: logspace from µ to L_cross), w_i = V_c ξ_i,
+//!   U_c, V_c Haar: (1/n) Σ w_i u_iᵀ = V_c Dᵀ U_cᵀ, singular values σ;
+//! - linear terms c_i ~ N(0, I_{d_y}), d_i ~ N(0, I_{d_x}) (benchopt: N(0, 1) vectors).
+//!
+//! Draw order per level: Q_y, W_y, Q_x, W_x, U_c, V_c, W_c, c, d. Gaussian matrices are filled
+//! column by column; the faer calls that build the samples and their means are sequential, so
+//! the data are bitwise reproducible whatever the thread count (the Cholesky of the mean A_g in
+//! the rejection test and in the references uses faer's global parallelism).
+//! Whitening needs n ≥ max(d_x, d_y) samples per level (checked).
+//!
+//! Like benchopt (its rejection loop, up to 20 tries), the whole draw is repeated, continuing
+//! the random stream, until the Hessian of the value function L(x) = f(x, y*(x)),
+//! H_L = P_f + MᵀA_f M + B_fᵀM + MᵀB_f with M = −A_g⁻¹B_g (mean matrices, B in yᵀB x
+//! orientation), has λ_min ≥ 1e-12; [`StochasticQuadratic::tries`] says how many draws it took.
+//!
+//! Deviations from benchopt, with reasons: whitened ξ (exact means, so the spectrum the
+//! algorithms see is the one asked for); Haar bases instead of the orthogonal factor of the SVD
+//! of one Gaussian vector (benchopt's U is a reflection fixing all but one direction);
+//! mini-batches are arbitrary index sets ([`Batch::Rows`]) instead of contiguous slices; f is the
+//! full-batch mean everywhere (benchopt's reported `func` is a one-sample value, §1.4).
+//!
+//! Full-batch oracles ([`Batch::Full`]) and the exact references use the mean matrices (a
+//! [`QuadraticBilevel`] of the means, computed from the stored factors): one product with a
+//! d×d matrix instead of n rank-one updates. A mini-batch oracle costs O(|B|·(d_x + d_y)) with
+//! the rank-one layout, O(|B|·(d_x + d_y)²) with the dense one; it is sequential (mini-batches
+//! are small) and does not allocate. An empty batch gives 0 (value and gradients).
+
+use crate::dataset::{Array, Dataset, GeneratorInfo};
+use crate::quadratic::{
+    check_dim, gaussian_mat, gaussian_x0, haar_orthonormal, spectrum, symmetrize, Measured, Spacing,
+};
+use bilevel_kernels::error::{check_positive, KernelError, Result};
+use bilevel_kernels::models::{DenseRows, QuadraticBilevel, QuadraticForm};
+use bilevel_kernels::ops;
+use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference};
+use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::Solve;
+use faer::{Accum, Mat, MatRef, Par, Side};
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde_json::{json, Map, Value};
+
+/// Catalogue entry.
+pub const INFO: GeneratorInfo = GeneratorInfo {
+    name: "stochastic_quadratic",
+    summary: "benchopt's finite-sum quadratic: rank-one sample Hessians with exact log-spaced means, mini-batches",
+    presets: &["tiny", "small", "benchopt", "benchopt-best"],
+};
+
+/// Draws tried before giving up on a value function that is not strongly convex (benchopt: 20).
+pub const MAX_TRIES: usize = 20;
+/// Smallest eigenvalue of the value-function Hessian accepted (benchopt's threshold).
+pub const MIN_VALUE_EIGENVALUE: f64 = 1e-12;
+
+/// How the per-sample matrices are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// Rank-one factors h_i, p_i, u_i, w_i (d numbers per sample and term).
+    #[default]
+    RankOne,
+    /// benchopt's dense per-sample matrices A_i (d_y×d_y), B_i (d_x×d_x), C_i (d_y×d_x).
+    Dense,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::RankOne => "rank_one",
+            Layout::Dense => "dense",
+        }
+    }
+}
+
+/// Largest eigenvalues of one level's mean matrices (benchopt's `L_inner`, `L_outer`,
+/// `L_cross` of one `gen_matrices` call).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LevelScales {
+    /// λ_max of the mean y-Hessian (1/n) Σ h_i h_iᵀ.
+    pub l_yy: f64,
+    /// λ_max of the mean x-Hessian (1/n) Σ p_i p_iᵀ.
+    pub l_xx: f64,
+    /// The last singular value of the mean cross matrix (the first is µ).
+    pub l_xy: f64,
+}
+
+impl Default for LevelScales {
+    /// benchopt's defaults: L_inner = L_outer = 1, L_cross = 0.1.
+    fn default() -> Self {
+        Self { l_yy: 1.0, l_xx: 1.0, l_xy: 0.1 }
+    }
+}
+
+/// Generator settings. `Default` is benchopt's `simulated` dataset: d_x = d_y = 100,
+/// n_f = n_g = 1024, µ = 0.1 (κ = 10), L's = 1, L_cross = 0.1, log-spaced, rank-one layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Outer dimension (benchopt `dim_outer`).
+    pub dim_x: usize,
+    /// Inner dimension (benchopt `dim_inner`).
+    pub dim_y: usize,
+    /// Samples of f (benchopt `n_samples_outer`), at least max(d_x, d_y).
+    pub n_samples_f: usize,
+    /// Samples of g (benchopt `n_samples_inner`), at least max(d_x, d_y).
+    pub n_samples_g: usize,
+    /// Smallest eigenvalue of every mean Hessian (benchopt `mu_inner`, used for both levels);
+    /// κ_g = l_yy of g / µ.
+    pub mu: f64,
+    pub g: LevelScales,
+    pub f: LevelScales,
+    pub spacing: Spacing,
+    pub layout: Layout,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            dim_x: 100,
+            dim_y: 100,
+            n_samples_f: 1024,
+            n_samples_g: 1024,
+            mu: 0.1,
+            g: LevelScales::default(),
+            f: LevelScales::default(),
+            spacing: Spacing::Log,
+            layout: Layout::RankOne,
+        }
+    }
+}
+
+impl Config {
+    /// `"tiny"` (d_x = 4, d_y = 8, n_f = 16, n_g = 32), `"small"` (10, 50, 256, 1024),
+    /// `"benchopt"` (the default), `"benchopt-best"` (benchopt's
+    /// `config/quadratics_021424_best_params.yml`: d_x = 10, d_y = 100, n_f = 1024, n_g = 32768).
+    pub fn preset(name: &str) -> Result<Self> {
+        let (dim_x, dim_y, n_samples_f, n_samples_g) = match name {
+            "tiny" => (4, 8, 16, 32),
+            "small" => (10, 50, 256, 1024),
+            "benchopt" => (100, 100, 1024, 1024),
+            "benchopt-best" => (10, 100, 1024, 32768),
+            _ => {
+                return Err(KernelError::InvalidParameter {
+                    name: "preset",
+                    reason: format!("unknown preset `{name}` for `{}` (expected one of {:?})", INFO.name, INFO.presets),
+                })
+            }
+        };
+        Ok(Self { dim_x, dim_y, n_samples_f, n_samples_g, ..Self::default() })
+    }
+
+    /// Checks sizes, n ≥ max(d_x, d_y), and that µ and every L are finite and > 0.
+    pub fn validate(&self) -> Result<()> {
+        check_dim("dim_x", self.dim_x)?;
+        check_dim("dim_y", self.dim_y)?;
+        let d = self.dim_x.max(self.dim_y);
+        for (name, n) in [("n_samples_f", self.n_samples_f), ("n_samples_g", self.n_samples_g)] {
+            if n < d {
+                return Err(KernelError::InvalidParameter {
+                    name,
+                    reason: format!(
+                        "{n} samples cannot have an exact mean spectrum: need at least max(dim_x, dim_y) = {d}"
+                    ),
+                });
+            }
+        }
+        check_positive("mu", self.mu)?;
+        for (name, v) in [
+            ("g.l_yy", self.g.l_yy),
+            ("g.l_xx", self.g.l_xx),
+            ("g.l_xy", self.g.l_xy),
+            ("f.l_yy", self.f.l_yy),
+            ("f.l_xx", self.f.l_xx),
+            ("f.l_xy", self.f.l_xy),
+        ] {
+            check_positive(name, v)?;
+        }
+        if self.g.l_yy < self.mu {
+            return Err(KernelError::InvalidParameter {
+                name: "g.l_yy",
+                reason: format!("must be >= mu = {} (kappa_g = l_yy / mu >= 1), got {}", self.mu, self.g.l_yy),
+            });
+        }
+        Ok(())
+    }
+
+    fn to_json(&self) -> Map<String, Value> {
+        let level = |s: &LevelScales| json!({ "l_yy": s.l_yy, "l_xx": s.l_xx, "l_xy": s.l_xy });
+        let mut m = Map::new();
+        m.insert("dim_x".into(), json!(self.dim_x));
+        m.insert("dim_y".into(), json!(self.dim_y));
+        m.insert("n_samples_f".into(), json!(self.n_samples_f));
+        m.insert("n_samples_g".into(), json!(self.n_samples_g));
+        m.insert("mu".into(), json!(self.mu));
+        m.insert("g".into(), level(&self.g));
+        m.insert("f".into(), level(&self.f));
+        m.insert("spacing".into(), json!(self.spacing.name()));
+        m.insert("layout".into(), json!(self.layout.name()));
+        m
+    }
+}
+
+/// The per-sample second-order data of one level.
+#[derive(Clone, Debug)]
+enum Samples {
+    RankOne {
+        /// h_i (n×d_y), p_i (n×d_x), u_i (n×d_x), w_i (n×d_y).
+        h: DenseRows,
+        p: DenseRows,
+        u: DenseRows,
+        w: DenseRows,
+    },
+    Dense {
+        /// A_i = h_i h_iᵀ, row-major d_y×d_y blocks; P_i = p_i p_iᵀ (d_x×d_x); B_i = w_i u_iᵀ
+        /// (d_y×d_x, the yᵀB_i x orientation).
+        a: Vec<f64>,
+        p: Vec<f64>,
+        b: Vec<f64>,
+    },
+}
+
+/// One level (f or g): n samples q_i (module doc).
+#[derive(Clone)]
+struct Level {
+    n: usize,
+    dx: usize,
+    dy: usize,
+    samples: Samples,
+    /// c_i (n×d_y) and d_i (n×d_x).
+    lin_y: DenseRows,
+    lin_x: DenseRows,
+}
+
+/// Row r of the i-th row-major `rows × cols` block of `m`.
+#[inline]
+fn block_row(m: &[f64], i: usize, rows: usize, cols: usize, r: usize) -> &[f64] {
+    let o = (i * rows + r) * cols;
+    &m[o..o + cols]
+}
+
+/// 1/|B|, and 0 for an empty batch (so an empty mean is 0, not NaN).
+fn inv_len(len: usize) -> f64 {
+    if len == 0 {
+        0.0
+    } else {
+        1.0 / len as f64
+    }
+}
+
+impl Level {
+    fn value(&self, x: &[f64], y: &[f64], rows: &[usize]) -> f64 {
+        let (dx, dy) = (self.dx, self.dy);
+        let mut s = 0.0;
+        for &i in rows {
+            s += match &self.samples {
+                Samples::RankOne { h, p, u, w } => {
+                    let (hy, px) = (ops::dot_seq(h.row(i), y), ops::dot_seq(p.row(i), x));
+                    0.5 * hy * hy + 0.5 * px * px + ops::dot_seq(w.row(i), y) * ops::dot_seq(u.row(i), x)
+                }
+                Samples::Dense { a, p, b } => {
+                    let ay: f64 = (0..dy).map(|r| y[r] * ops::dot_seq(block_row(a, i, dy, dy, r), y)).sum();
+                    let px: f64 = (0..dx).map(|r| x[r] * ops::dot_seq(block_row(p, i, dx, dx, r), x)).sum();
+                    let bx: f64 = (0..dy).map(|r| y[r] * ops::dot_seq(block_row(b, i, dy, dx, r), x)).sum();
+                    0.5 * ay + 0.5 * px + bx
+                }
+            };
+            s += ops::dot_seq(self.lin_y.row(i), y) + ops::dot_seq(self.lin_x.row(i), x);
+        }
+        s * inv_len(rows.len())
+    }
+
+    fn grad_y(&self, x: &[f64], y: &[f64], rows: &[usize], out: &mut [f64]) {
+        let (dx, dy) = (self.dx, self.dy);
+        out.fill(0.0);
+        for &i in rows {
+            match &self.samples {
+                Samples::RankOne { h, u, w, .. } => {
+                    ops::axpy_seq(ops::dot_seq(h.row(i), y), h.row(i), out);
+                    ops::axpy_seq(ops::dot_seq(u.row(i), x), w.row(i), out);
+                }
+                Samples::Dense { a, b, .. } => {
+                    for (r, o) in out.iter_mut().enumerate() {
+                        *o += ops::dot_seq(block_row(a, i, dy, dy, r), y) + ops::dot_seq(block_row(b, i, dy, dx, r), x);
+                    }
+                }
+            }
+            ops::axpy_seq(1.0, self.lin_y.row(i), out);
+        }
+        ops::scale(inv_len(rows.len()), out);
+    }
+
+    fn grad_x(&self, x: &[f64], y: &[f64], rows: &[usize], out: &mut [f64]) {
+        let (dx, dy) = (self.dx, self.dy);
+        out.fill(0.0);
+        for &i in rows {
+            match &self.samples {
+                Samples::RankOne { p, u, w, .. } => {
+                    ops::axpy_seq(ops::dot_seq(p.row(i), x), p.row(i), out);
+                    ops::axpy_seq(ops::dot_seq(w.row(i), y), u.row(i), out);
+                }
+                Samples::Dense { p, b, .. } => {
+                    for (r, o) in out.iter_mut().enumerate() {
+                        *o += ops::dot_seq(block_row(p, i, dx, dx, r), x);
+                    }
+                    for (r, &yr) in y.iter().enumerate() {
+                        ops::axpy_seq(yr, block_row(b, i, dy, dx, r), out);
+                    }
+                }
+            }
+            ops::axpy_seq(1.0, self.lin_x.row(i), out);
+        }
+        ops::scale(inv_len(rows.len()), out);
+    }
+
+    fn hvp(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
+        let dy = self.dy;
+        out.fill(0.0);
+        for &i in rows {
+            match &self.samples {
+                Samples::RankOne { h, .. } => ops::axpy_seq(ops::dot_seq(h.row(i), v), h.row(i), out),
+                Samples::Dense { a, .. } => {
+                    for (r, o) in out.iter_mut().enumerate() {
+                        *o += ops::dot_seq(block_row(a, i, dy, dy, r), v);
+                    }
+                }
+            }
+        }
+        ops::scale(inv_len(rows.len()), out);
+    }
+
+    fn cross(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
+        let (dx, dy) = (self.dx, self.dy);
+        out.fill(0.0);
+        for &i in rows {
+            match &self.samples {
+                Samples::RankOne { u, w, .. } => ops::axpy_seq(ops::dot_seq(w.row(i), v), u.row(i), out),
+                Samples::Dense { b, .. } => {
+                    for (r, &vr) in v.iter().enumerate() {
+                        ops::axpy_seq(vr, block_row(b, i, dy, dx, r), out);
+                    }
+                }
+            }
+        }
+        ops::scale(inv_len(rows.len()), out);
+    }
+
+    /// The level's arrays, names prefixed by `g_` or `f_` (see [`Dataset::arrays`]).
+    fn arrays(&self, prefix: &str, out: &mut Vec<Array>) {
+        let (n, dx, dy) = (self.n, self.dx, self.dy);
+        let name = |s: &str| format!("{prefix}_{s}");
+        let rows = |s: &str, m: &DenseRows| Array::f64(&name(s), vec![m.nrows(), m.ncols()], m.data().to_vec());
+        match &self.samples {
+            Samples::RankOne { h, p, u, w } => {
+                out.push(rows("hess_y_factors", h));
+                out.push(rows("hess_x_factors", p));
+                out.push(rows("cross_x_factors", u));
+                out.push(rows("cross_y_factors", w));
+            }
+            Samples::Dense { a, p, b } => {
+                out.push(Array::f64(&name("hess_y"), vec![n, dy, dy], a.clone()));
+                out.push(Array::f64(&name("hess_x"), vec![n, dx, dx], p.clone()));
+                out.push(Array::f64(&name("cross"), vec![n, dy, dx], b.clone()));
+            }
+        }
+        out.push(rows("lin_y", &self.lin_y));
+        out.push(rows("lin_x", &self.lin_x));
+    }
+}
+
+/// One level's draw, as faer matrices (n rows), plus its exact mean quadratic form.
+struct Draw {
+    h: Mat<f64>,
+    p: Mat<f64>,
+    u: Mat<f64>,
+    w: Mat<f64>,
+    c: Mat<f64>,
+    d: Mat<f64>,
+}
+
+/// √n·W·diag(√λ)·Qᵀ with W (n×d) Haar orthonormal columns and Q Haar on O(d): rows
+/// φ_i = Q diag(√λ) ξ_i, ξ_i = √n W[i, :]ᵀ, so (1/n) Σ φ_i φ_iᵀ = Q diag(λ) Qᵀ.
+fn factors(n: usize, lambda: &[f64], rng: &mut Xoshiro256PlusPlus) -> Result<Mat<f64>> {
+    let d = lambda.len();
+    let q = haar_orthonormal(d, d, rng)?;
+    let w = haar_orthonormal(n, d, rng)?;
+    let qs = Mat::from_fn(d, d, |i, j| q[(i, j)] * lambda[j].sqrt());
+    let mut out = Mat::zeros(n, d);
+    matmul(out.as_mut(), Accum::Replace, w.as_ref(), qs.transpose(), (n as f64).sqrt(), Par::Seq);
+    Ok(out)
+}
+
+fn draw_level(
+    n: usize,
+    dx: usize,
+    dy: usize,
+    mu: f64,
+    s: &LevelScales,
+    spacing: Spacing,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<Draw> {
+    let h = factors(n, &spectrum(mu, s.l_yy, dy, spacing), rng)?;
+    let mut lambda_x = vec![0.0];
+    lambda_x.extend(spectrum(mu, s.l_xx, dx - 1, spacing));
+    let p = factors(n, &lambda_x, rng)?;
+    let uc = haar_orthonormal(dx, dx, rng)?;
+    let vc = haar_orthonormal(dy, dy, rng)?;
+    let sigma = spectrum(mu, s.l_xy, dx.min(dy), spacing);
+    let xi = haar_orthonormal(n, dy, rng)? * faer::Scale((n as f64).sqrt());
+    // u_i = U_c D ξ_i: rows Ξ Dᵀ U_cᵀ, (Ξ Dᵀ)[:, j] = σ_j Ξ[:, j] for j < min(d_x, d_y), else 0.
+    let xd = Mat::from_fn(n, dx, |i, j| if j < sigma.len() { sigma[j] * xi[(i, j)] } else { 0.0 });
+    let mut u = Mat::zeros(n, dx);
+    matmul(u.as_mut(), Accum::Replace, xd.as_ref(), uc.transpose(), 1.0, Par::Seq);
+    let mut w = Mat::zeros(n, dy);
+    matmul(w.as_mut(), Accum::Replace, xi.as_ref(), vc.transpose(), 1.0, Par::Seq);
+    let c = gaussian_mat(n, dy, rng);
+    let d = gaussian_mat(n, dx, rng);
+    Ok(Draw { h, p, u, w, c, d })
+}
+
+/// (1/n) XᵀY, sequential.
+fn mean_product(x: MatRef<'_, f64>, y: MatRef<'_, f64>) -> Mat<f64> {
+    let mut m = Mat::zeros(x.ncols(), y.ncols());
+    matmul(m.as_mut(), Accum::Replace, x.transpose(), y, 1.0 / x.nrows() as f64, Par::Seq);
+    m
+}
+
+fn column_means(m: &Mat<f64>) -> Vec<f64> {
+    let n = m.nrows() as f64;
+    (0..m.ncols()).map(|j| (0..m.nrows()).map(|i| m[(i, j)]).sum::<f64>() / n).collect()
+}
+
+fn rows_of(m: &Mat<f64>) -> Result<DenseRows> {
+    DenseRows::from_faer(m.as_ref())
+}
+
+/// The mean matrices of a draw: (A, P, B, c, d) of ½yᵀAy + ½xᵀPx + yᵀBx + cᵀy + dᵀx.
+struct Means {
+    a: Mat<f64>,
+    p: Mat<f64>,
+    b: Mat<f64>,
+    c: Vec<f64>,
+    d: Vec<f64>,
+}
+
+impl Draw {
+    fn means(&self) -> Means {
+        Means {
+            a: symmetrize(&mean_product(self.h.as_ref(), self.h.as_ref())),
+            p: symmetrize(&mean_product(self.p.as_ref(), self.p.as_ref())),
+            b: mean_product(self.w.as_ref(), self.u.as_ref()),
+            c: column_means(&self.c),
+            d: column_means(&self.d),
+        }
+    }
+
+    fn into_level(self, layout: Layout) -> Result<Level> {
+        let (n, dx, dy) = (self.h.nrows(), self.p.ncols(), self.h.ncols());
+        let samples = match layout {
+            Layout::RankOne => Samples::RankOne {
+                h: rows_of(&self.h)?,
+                p: rows_of(&self.p)?,
+                u: rows_of(&self.u)?,
+                w: rows_of(&self.w)?,
+            },
+            Layout::Dense => {
+                let outer = |l: &Mat<f64>, r: &Mat<f64>| -> Vec<f64> {
+                    let (nl, nr) = (l.ncols(), r.ncols());
+                    let mut v = Vec::with_capacity(n * nl * nr);
+                    for i in 0..n {
+                        for a in 0..nl {
+                            v.extend((0..nr).map(|b| l[(i, a)] * r[(i, b)]));
+                        }
+                    }
+                    v
+                };
+                Samples::Dense { a: outer(&self.h, &self.h), p: outer(&self.p, &self.p), b: outer(&self.w, &self.u) }
+            }
+        };
+        Ok(Level { n, dx, dy, samples, lin_y: rows_of(&self.c)?, lin_x: rows_of(&self.d)? })
+    }
+}
+
+/// H_L = P_f + MᵀA_f M + B_fᵀM + MᵀB_f, M = −A_g⁻¹B_g (None if A_g is not positive definite).
+fn value_hessian(g: &Means, f: &Means) -> Option<Mat<f64>> {
+    let llt = g.a.llt(Side::Lower).ok()?;
+    let mut m = -&g.b;
+    llt.solve_in_place(m.as_mut());
+    let (dy, dx) = (m.nrows(), m.ncols());
+    let mut am = Mat::zeros(dy, dx);
+    matmul(am.as_mut(), Accum::Replace, f.a.as_ref(), m.as_ref(), 1.0, Par::Seq);
+    let mut h = f.p.clone();
+    matmul(h.as_mut(), Accum::Add, m.transpose(), am.as_ref(), 1.0, Par::Seq);
+    let mut bm = Mat::zeros(dx, dx);
+    matmul(bm.as_mut(), Accum::Replace, f.b.transpose(), m.as_ref(), 1.0, Par::Seq);
+    h += &bm + bm.transpose();
+    Some(symmetrize(&h))
+}
+
+/// The finite-sum quadratic (module doc): samples of f and g, their exact means and
+/// references, and the measured spectra.
+#[derive(Debug)]
+pub struct StochasticQuadratic {
+    config: Config,
+    seed: u64,
+    tries: usize,
+    f: Level,
+    g: Level,
+    /// The mean problem: full-batch oracles and exact references.
+    reference: QuadraticBilevel,
+    measured_g: Measured,
+    measured_f: Measured,
+    measured_value: Measured,
+}
+
+impl std::fmt::Debug for Level {
+    fn fmt(&self, fm: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let layout = match self.samples {
+            Samples::RankOne { .. } => "rank-one",
+            Samples::Dense { .. } => "dense",
+        };
+        write!(fm, "Level {{ n: {}, dx: {}, dy: {}, layout: {layout} }}", self.n, self.dx, self.dy)
+    }
+}
+
+fn form(dx: usize, dy: usize, m: Means) -> Result<QuadraticForm> {
+    QuadraticForm::new(dx, dy).with_a(m.a)?.with_p(m.p)?.with_b(m.b)?.with_c(m.c)?.with_d(m.d)
+}
+
+/// Generates the problem of the module doc.
+pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
+    config.validate()?;
+    let (dx, dy) = (config.dim_x, config.dim_y);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut last_min = f64::NAN;
+    for tries in 1..=MAX_TRIES {
+        let dg = draw_level(config.n_samples_g, dx, dy, config.mu, &config.g, config.spacing, &mut rng)?;
+        let df = draw_level(config.n_samples_f, dx, dy, config.mu, &config.f, config.spacing, &mut rng)?;
+        let (mg, mf) = (dg.means(), df.means());
+        let Some(h) = value_hessian(&mg, &mf) else { continue };
+        let measured_value = Measured::of(h.as_ref())?;
+        last_min = measured_value.mu;
+        if measured_value.mu < MIN_VALUE_EIGENVALUE {
+            continue;
+        }
+        let measured_g = Measured::of(mg.a.as_ref())?;
+        let measured_f = Measured::of(mf.a.as_ref())?;
+        let reference = QuadraticBilevel::new(form(dx, dy, mf)?, form(dx, dy, mg)?)?;
+        return Ok(StochasticQuadratic {
+            config: config.clone(),
+            seed,
+            tries,
+            f: df.into_level(config.layout)?,
+            g: dg.into_level(config.layout)?,
+            reference,
+            measured_g,
+            measured_f,
+            measured_value,
+        });
+    }
+    Err(KernelError::InvalidParameter {
+        name: "config",
+        reason: format!(
+            "no draw in {MAX_TRIES} gave a strongly convex value function (last smallest eigenvalue of its Hessian: {last_min:e}); \
+             lower the cross scales l_xy or raise f.l_xx"
+        ),
+    })
+}
+
+impl StochasticQuadratic {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// How many draws the rejection loop took (1 = the first).
+    pub fn tries(&self) -> usize {
+        self.tries
+    }
+    /// The mean problem (full-batch oracles, exact references, mean matrices via its forms).
+    pub fn reference(&self) -> &QuadraticBilevel {
+        &self.reference
+    }
+    /// Measured spectrum of the mean lower-level Hessian ∂yy g = (1/n_g) Σ h_i h_iᵀ (κ_g).
+    pub fn measured_g(&self) -> &Measured {
+        &self.measured_g
+    }
+    /// Measured spectrum of the mean ∂yy f.
+    pub fn measured_f(&self) -> &Measured {
+        &self.measured_f
+    }
+    /// Measured spectrum of the value function's Hessian H_L (µ and L of the outer problem).
+    pub fn measured_value(&self) -> &Measured {
+        &self.measured_value
+    }
+    /// The seeded initial point (law: [`gaussian_x0`]).
+    pub fn x0(&self, seed: u64) -> Vec<f64> {
+        gaussian_x0(self.config.dim_x, seed)
+    }
+}
+
+impl BilevelProblem for StochasticQuadratic {
+    fn dim_x(&self) -> usize {
+        self.config.dim_x
+    }
+    fn dim_y(&self) -> usize {
+        self.config.dim_y
+    }
+    fn n_samples_f(&self) -> usize {
+        self.config.n_samples_f
+    }
+    fn n_samples_g(&self) -> usize {
+        self.config.n_samples_g
+    }
+    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+        match batch {
+            Batch::Full => self.reference.f(x, y, batch),
+            Batch::Rows(r) => self.f.value(x, y, r),
+        }
+    }
+    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+        match batch {
+            Batch::Full => self.reference.g(x, y, batch),
+            Batch::Rows(r) => self.g.value(x, y, r),
+        }
+    }
+    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        match batch {
+            Batch::Full => self.reference.grad_x_f(x, y, batch, out),
+            Batch::Rows(r) => self.f.grad_x(x, y, r, out),
+        }
+    }
+    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        match batch {
+            Batch::Full => self.reference.grad_y_f(x, y, batch, out),
+            Batch::Rows(r) => self.f.grad_y(x, y, r, out),
+        }
+    }
+    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        match batch {
+            Batch::Full => self.reference.grad_y_g(x, y, batch, out),
+            Batch::Rows(r) => self.g.grad_y(x, y, r, out),
+        }
+    }
+    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        match batch {
+            Batch::Full => self.reference.hvp(x, y, v, batch, out),
+            Batch::Rows(r) => self.g.hvp(v, r, out),
+        }
+    }
+    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        match batch {
+            Batch::Full => self.reference.cross(x, y, v, batch, out),
+            Batch::Rows(r) => self.g.cross(v, r, out),
+        }
+    }
+    /// Full batch: the mean problem's hoisted loop (B x + c once). Mini-batch: one mini-batch
+    /// gradient per step, the same batch every step.
+    fn inner_gradient_steps(
+        &self,
+        x: &[f64],
+        y: &mut [f64],
+        alpha: f64,
+        steps: usize,
+        batch: Batch<'_>,
+        work: &mut [f64],
+    ) {
+        match batch {
+            Batch::Full => self.reference.inner_gradient_steps(x, y, alpha, steps, batch, work),
+            Batch::Rows(r) => {
+                for _ in 0..steps {
+                    self.g.grad_y(x, y, r, work);
+                    ops::axpy(-alpha, work, y);
+                }
+            }
+        }
+    }
+    fn exact(&self) -> Option<&dyn ExactReference> {
+        Some(&self.reference)
+    }
+}
+
+impl Dataset for StochasticQuadratic {
+    fn generator(&self) -> &'static str {
+        INFO.name
+    }
+    /// The config and seed, `tries`, the measured spectra `measured_g`, `measured_f` (mean
+    /// y-Hessians) and `measured_value` (H_L), each {mu, l, kappa}, and `l_star`.
+    fn parameters(&self) -> Map<String, Value> {
+        let mut m = self.config.to_json();
+        m.insert("seed".into(), json!(self.seed));
+        m.insert("tries".into(), json!(self.tries));
+        let j = |s: &Measured| json!({ "mu": s.mu, "l": s.l, "kappa": s.kappa });
+        m.insert("measured_g".into(), j(&self.measured_g));
+        m.insert("measured_f".into(), j(&self.measured_f));
+        m.insert("measured_value".into(), j(&self.measured_value));
+        if let Some((_, l)) = self.reference.minimum() {
+            m.insert("l_star".into(), json!(l));
+        }
+        m
+    }
+    /// Per level (`g_`, `f_` prefixes), rank-one layout: `hess_y_factors` `[n, d_y]` (h_i),
+    /// `hess_x_factors` `[n, d_x]` (p_i), `cross_x_factors` `[n, d_x]` (u_i), `cross_y_factors`
+    /// `[n, d_y]` (w_i); dense layout: `hess_y` `[n, d_y, d_y]`, `hess_x` `[n, d_x, d_x]`, `cross`
+    /// `[n, d_y, d_x]` (B_i of yᵀB_i x); both: `lin_y` `[n, d_y]` (c_i), `lin_x` `[n, d_x]` (d_i).
+    /// Then `x_star` `[d_x]` and `L_star` `[1]`.
+    fn arrays(&self) -> Vec<Array> {
+        let mut out = Vec::new();
+        self.g.arrays("g", &mut out);
+        self.f.arrays("f", &mut out);
+        if let Some((x, l)) = self.reference.minimum() {
+            out.push(Array::f64("x_star", vec![x.len()], x.to_vec()));
+            out.push(Array::f64("L_star", vec![1], vec![l]));
+        }
+        out
+    }
+}
