@@ -363,42 +363,52 @@ pub(crate) fn multinomial_evaluation(x: &Design, labels: &[usize], k: usize, the
     Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64 })
 }
 
-impl BilevelProblem for MultinomialHpo {
-    fn dim_x(&self) -> usize {
-        self.inner.dim_lambda()
-    }
-    fn dim_y(&self) -> usize {
-        self.inner.dim_theta()
-    }
-    fn n_samples_f(&self) -> usize {
-        self.outer.n_samples()
-    }
-    fn n_samples_g(&self) -> usize {
-        self.inner.n_samples()
-    }
-    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.try_f(x, y, batch).unwrap_or(f64::NAN)
-    }
-    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.try_g(x, y, batch).unwrap_or(f64::NAN)
-    }
-    /// f does not depend on λ: zero.
-    fn grad_x_f(&self, _x: &[f64], _y: &[f64], _batch: Batch<'_>, out: &mut [f64]) {
-        out.fill(0.0);
-    }
-    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_grad_y_f(x, y, batch, out), out)
-    }
-    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_grad_y_g(x, y, batch, out), out)
-    }
-    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_hvp(x, y, v, batch, out), out)
-    }
-    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_cross(x, y, v, batch, out), out)
-    }
+/// `BilevelProblem` for a problem with checked `try_*` oracles: the trait's oracles cannot
+/// return an error, so a violated precondition writes NaN (the `try_*` methods give the typed
+/// error). f does not depend on λ, so ∂x f = 0.
+macro_rules! bilevel_problem_via_try {
+    ($ty:ty, dim_x: |$sx:ident| $dim_x:expr, dim_y: |$sy:ident| $dim_y:expr) => {
+        impl BilevelProblem for $ty {
+            fn dim_x(&self) -> usize {
+                let $sx = self;
+                $dim_x
+            }
+            fn dim_y(&self) -> usize {
+                let $sy = self;
+                $dim_y
+            }
+            fn n_samples_f(&self) -> usize {
+                self.outer.n_samples()
+            }
+            fn n_samples_g(&self) -> usize {
+                self.inner.n_samples()
+            }
+            fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+                self.try_f(x, y, batch).unwrap_or(f64::NAN)
+            }
+            fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+                self.try_g(x, y, batch).unwrap_or(f64::NAN)
+            }
+            fn grad_x_f(&self, _x: &[f64], _y: &[f64], _batch: Batch<'_>, out: &mut [f64]) {
+                out.fill(0.0);
+            }
+            fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+                nan_on_err(self.try_grad_y_f(x, y, batch, out), out)
+            }
+            fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+                nan_on_err(self.try_grad_y_g(x, y, batch, out), out)
+            }
+            fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+                nan_on_err(self.try_hvp(x, y, v, batch, out), out)
+            }
+            fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+                nan_on_err(self.try_cross(x, y, v, batch, out), out)
+            }
+        }
+    };
 }
+
+bilevel_problem_via_try!(MultinomialHpo, dim_x: |p| p.inner.dim_lambda(), dim_y: |p| p.inner.dim_theta());
 
 impl MultinomialHpo {
     /// The data arrays shared by every multinomial generator: `X_{train,val,test}` (dense
@@ -814,42 +824,7 @@ impl BinaryHpo {
     }
 }
 
-impl BilevelProblem for BinaryHpo {
-    fn dim_x(&self) -> usize {
-        self.inner.dim()
-    }
-    fn dim_y(&self) -> usize {
-        self.inner.dim()
-    }
-    fn n_samples_f(&self) -> usize {
-        self.outer.n_samples()
-    }
-    fn n_samples_g(&self) -> usize {
-        self.inner.n_samples()
-    }
-    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.try_f(x, y, batch).unwrap_or(f64::NAN)
-    }
-    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.try_g(x, y, batch).unwrap_or(f64::NAN)
-    }
-    /// f does not depend on λ: zero.
-    fn grad_x_f(&self, _x: &[f64], _y: &[f64], _batch: Batch<'_>, out: &mut [f64]) {
-        out.fill(0.0);
-    }
-    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_grad_y_f(x, y, batch, out), out)
-    }
-    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_grad_y_g(x, y, batch, out), out)
-    }
-    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_hvp(x, y, v, batch, out), out)
-    }
-    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        nan_on_err(self.try_cross(x, y, v, batch, out), out)
-    }
-}
+bilevel_problem_via_try!(BinaryHpo, dim_x: |p| p.inner.dim(), dim_y: |p| p.inner.dim());
 
 impl Dataset for BinaryHpo {
     fn generator(&self) -> &'static str {
