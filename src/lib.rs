@@ -2,4 +2,5 @@
 pub use bilevel_data as data;
 pub use bilevel_kernels as kernels;
 pub use bilevel_solvers as solvers;
+pub mod cli;
 pub mod demo;

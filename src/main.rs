@@ -1,6 +1,9 @@
-//! The `bilevel` command line (for now: the kernels demonstration).
+//! The `bilevel` command line; see `bilevel --help` and docs/cli.md.
+use clap::Parser;
+
 fn main() {
-    if let Err(e) = bilevel::demo::run() {
+    let cli = bilevel::cli::Cli::parse();
+    if let Err(e) = bilevel::cli::run(cli) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

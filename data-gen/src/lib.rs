@@ -6,9 +6,13 @@
 //! bit for bit. Generated problems implement `bilevel_kernels::BilevelProblem` (or, for
 //! fixed-point lower levels, the fixed-point oracle trait) and [`Dataset`] for export.
 
+pub mod catalog;
 pub mod dataset;
+pub mod export;
 pub mod hyperclean;
+pub mod libsvm;
 pub mod logreg_hpo;
+pub mod npy;
 pub mod quadratic;
 pub mod stochastic_quadratic;
 pub mod text;
