@@ -12,6 +12,7 @@ pub mod export;
 pub mod hyperclean;
 pub mod libsvm;
 pub mod logreg_hpo;
+pub mod meta_learning;
 pub mod npy;
 pub mod quadratic;
 pub mod stochastic_quadratic;
