@@ -22,5 +22,5 @@ pub mod spectrum;
 pub use error::{KernelError, Result};
 pub use linop::{Operator, SymmetricOperator};
 pub use linsolve::SolveReport;
-pub use problem::{Batch, BilevelProblem, Counted, ExactReference, OracleCounts};
+pub use problem::{Batch, BilevelProblem, Counted, ExactReference, FixedPointProblem, OracleCounts};
 pub use sparse::CsrMatrix;

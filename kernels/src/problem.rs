@@ -246,3 +246,38 @@ impl<P: BilevelProblem> BilevelProblem for Counted<P> {
         self.inner.exact()
     }
 }
+
+/// A bilevel problem whose lower level is a fixed point `w = Φ(w, λ)` of a contraction, one
+/// state of [`dim_state`](Self::dim_state) values per sample (Grazzi, Pontil & Salzo, *Bilevel
+/// Optimization with a Lower-level Contraction*, eq. (1)–(3)):
+///
+/// ```text
+/// min_λ  E(w(λ), λ),   w(λ) = Φ(w(λ), λ)
+/// ∇f(λ) = ∇λE + ∂λΦᵀ v,   (I − ∂wΦᵀ) v = ∇wE
+/// ```
+///
+/// States of a batch are `len × dim_state` row-major, row p belonging to sample `batch[p]`
+/// (all samples in order for `Batch::Full`). Oracles overwrite their outputs; sizes are the
+/// caller's precondition (checked once by the algorithms); an oracle that cannot compute (a
+/// batch index out of range) writes NaN rather than a plausible number.
+pub trait FixedPointProblem: Sync {
+    /// Length of λ.
+    fn dim_lambda(&self) -> usize;
+    /// Length of one sample's state w_i.
+    fn dim_state(&self) -> usize;
+    fn n_samples(&self) -> usize;
+    /// `out = Φ(w, λ)` on the batch.
+    fn map(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// `out = ∂wΦ(w, λ)·v` (state-sized).
+    fn jvp_w(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// `out = ∂wΦ(w, λ)ᵀ·v` (state-sized).
+    fn vjp_w(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// `out = ∂λΦ(w, λ)ᵀ·v` (λ-sized; a sum over the batch's rows).
+    fn vjp_lambda(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// The upper objective E(w, λ) on the batch.
+    fn upper(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>) -> f64;
+    /// `out = ∇wE(w, λ)` (state-sized).
+    fn upper_grad_w(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
+    /// `out = ∇λE(w, λ)` (λ-sized).
+    fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
+}

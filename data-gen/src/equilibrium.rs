@@ -1,0 +1,328 @@
+//! The equilibrium-model problem of Grazzi, Pontil & Salzo, *Bilevel Optimization with a
+//! Lower-level Contraction: Optimal Sample Complexity without Warm-start* (JMLR), §7.1 eq. (24):
+//!
+//! ```text
+//! min_λ  E(w(λ), λ) = (1/|B|) Σ_{i∈B} CE(θ w_i + b, c_i)
+//! s.t.   w_i = tanh(A w_i + B u_i + a)        for every sample i      (‖A‖₂ ≤ 0.5: a contraction)
+//! λ = (θ ∈ R^{K×h}, b ∈ R^K, A ∈ R^{h×h}, B ∈ R^{h×p}, a ∈ R^h)
+//! ```
+//!
+//! **λ as one flat vector**: θ row-major, then b, then the map's parameters in the kernels'
+//! layout (A row-major, B row-major, a: `bilevel_kernels::models::equilibrium`). Φ does not
+//! depend on (θ, b) and E does not depend on (A, B, a), so each λ-derivative is zero on the
+//! other part.
+//!
+//! Upper derivatives, with s_p = softmax(θ w_p + b) and e_c the one-hot label:
+//! `∇_{w_p}E = (1/|B|) θᵀ(s_p − e_c)`, `∇_θE = (1/|B|) Σ_p (s_p − e_c) w_pᵀ`,
+//! `∇_bE = (1/|B|) Σ_p (s_p − e_c)`. The map's derivatives are the kernels' `EquilibriumPoint`.
+//!
+//! # Data and initialization (seeded `Xoshiro256PlusPlus`, in this order)
+//! MNIST-shaped synthetic inputs: K class means `3.5·m_c` (m_c uniform unit vectors in R^p),
+//! inputs `u_i = 0.35·(mean_{c_i} + ε_i)`, ε ~ N(0, I_p), classes uniform (the hyper-cleaning
+//! generator's law). Initial λ as in the paper: θ, A, B, a entrywise N(0, 0.01²), b = 0, states
+//! w_0 = 0. With h = 200 the initial ‖A‖₂ ≈ 0.01·2√h ≈ 0.28 < 0.5.
+//!
+//! The oracles share one kernels workspace behind a `Mutex` (sized for the full data at
+//! construction): concurrent calls on one problem serialize; no call allocates.
+
+use crate::dataset::{Array, Dataset, GeneratorInfo};
+use bilevel_kernels::models::equilibrium::{EquilibriumMap, EquilibriumWorkspace, FixedPointInfo, FixedPointParams};
+use bilevel_kernels::models::{DenseRows, Design};
+use bilevel_kernels::{Batch, FixedPointProblem, KernelError, Result};
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde_json::{json, Map, Value};
+use std::sync::Mutex;
+
+/// Catalogue entry.
+pub const INFO: GeneratorInfo = GeneratorInfo {
+    name: "equilibrium",
+    summary: "equilibrium model w = tanh(Aw + Bu + a) with a linear read-out (paper 001 §7.1), fixed-point lower level",
+    presets: &["tiny", "small", "mnist"],
+};
+
+/// Most classes of the read-out (its logits live on the stack: no allocation per call).
+pub const MAX_CLASSES: usize = 256;
+
+/// Parameters of the generator. `Default` = `"mnist"` (the paper's sizes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub n_samples: usize,
+    /// Input dimension p.
+    pub input_dim: usize,
+    /// Hidden (state) dimension h.
+    pub hidden: usize,
+    pub n_classes: usize,
+    /// Standard deviation of the initial θ, A, B, a entries (paper: 0.01).
+    pub init_std: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { n_samples: 60_000, input_dim: 784, hidden: 200, n_classes: 10, init_std: 0.01 }
+    }
+}
+
+impl Config {
+    /// `"tiny"` (12 samples, p = 5, h = 4, 3 classes; init 0.2 so the tests see curvature),
+    /// `"small"` (1000, 784, 50, 10), `"mnist"` (60,000, 784, 200, 10).
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self { n_samples: 12, input_dim: 5, hidden: 4, n_classes: 3, init_std: 0.2 }),
+            "small" => Ok(Self { n_samples: 1000, hidden: 50, ..Self::default() }),
+            "mnist" => Ok(Self::default()),
+            _ => Err(KernelError::InvalidParameter {
+                name: "preset",
+                reason: format!("unknown preset `{name}` for equilibrium (tiny, small, mnist)"),
+            }),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [("n_samples", self.n_samples), ("input_dim", self.input_dim), ("hidden", self.hidden)] {
+            if v == 0 {
+                return Err(KernelError::InvalidParameter { name, reason: "must be >= 1".into() });
+            }
+        }
+        if !(2..=MAX_CLASSES).contains(&self.n_classes) {
+            return Err(KernelError::InvalidParameter {
+                name: "n_classes",
+                reason: format!("must be in 2..={MAX_CLASSES}, got {}", self.n_classes),
+            });
+        }
+        if !(self.init_std.is_finite() && self.init_std >= 0.0) {
+            return Err(KernelError::InvalidParameter {
+                name: "init_std",
+                reason: format!("must be finite and >= 0, got {}", self.init_std),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The generated equilibrium-model problem.
+pub struct EquilibriumProblem {
+    config: Config,
+    seed: u64,
+    map: EquilibriumMap,
+    labels: Vec<usize>,
+    lambda0: Vec<f64>,
+    ws: Mutex<EquilibriumWorkspace>,
+}
+
+/// Generates the problem (see the module doc).
+pub fn generate(config: &Config, seed: u64) -> Result<EquilibriumProblem> {
+    config.validate()?;
+    let (n, p, h, k) = (config.n_samples, config.input_dim, config.hidden, config.n_classes);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let normal = |rng: &mut Xoshiro256PlusPlus| -> f64 { StandardNormal.sample(rng) };
+    let means: Vec<Vec<f64>> = (0..k)
+        .map(|_| {
+            let m: Vec<f64> = (0..p).map(|_| normal(&mut rng)).collect();
+            let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+            m.into_iter().map(|v| 3.5 * v / norm).collect()
+        })
+        .collect();
+    let mut labels = Vec::with_capacity(n);
+    let mut u = Vec::with_capacity(n * p);
+    for _ in 0..n {
+        let c = rng.random_range(0..k);
+        labels.push(c);
+        for mean in &means[c] {
+            u.push(0.35 * (mean + normal(&mut rng)));
+        }
+    }
+    let map = EquilibriumMap::new(Design::Dense(DenseRows::new(n, p, u)?), h)?;
+    let dim_lambda = k * h + k + map.dim_lambda();
+    let mut lambda0: Vec<f64> = (0..dim_lambda).map(|_| config.init_std * normal(&mut rng)).collect();
+    lambda0[k * h..k * h + k].fill(0.0);
+    let ws = Mutex::new(map.workspace(n));
+    Ok(EquilibriumProblem { config: config.clone(), seed, map, labels, lambda0, ws })
+}
+
+impl EquilibriumProblem {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The paper's initial λ (θ, A, B, a ~ N(0, init_std²), b = 0).
+    pub fn lambda0(&self) -> &[f64] {
+        &self.lambda0
+    }
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+    /// Length of the read-out part (θ, b) at the front of λ.
+    fn readout_len(&self) -> usize {
+        self.config.n_classes * (self.config.hidden + 1)
+    }
+    fn map_part<'l>(&self, lambda: &'l [f64]) -> &'l [f64] {
+        &lambda[self.readout_len()..]
+    }
+
+    /// Solves the batch's fixed points w = Φ(w, λ) from the given start (the kernels' solver,
+    /// which checks the contraction first).
+    pub fn solve_states(
+        &self,
+        lambda: &[f64],
+        batch: Batch<'_>,
+        w: &mut [f64],
+        params: FixedPointParams,
+    ) -> Result<FixedPointInfo> {
+        let mut ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
+        self.map.fixed_point(self.map_part(lambda), batch, w, params, &mut ws)
+    }
+
+    /// Runs `f` on the kernels' point (Φ and D cached) at (w, λ); NaN-fills `out` on error.
+    fn with_point(
+        &self,
+        lambda: &[f64],
+        w: &[f64],
+        batch: Batch<'_>,
+        out: &mut [f64],
+        f: impl FnOnce(&mut bilevel_kernels::models::equilibrium::EquilibriumPoint<'_>, &mut [f64]) -> Result<()>,
+    ) {
+        let mut ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.map.point(self.map_part(lambda), w, batch, &mut ws).and_then(|mut pt| f(&mut pt, out));
+        if result.is_err() {
+            out.fill(f64::NAN);
+        }
+    }
+
+    /// Visits each batch position p with (label, state row w_p, softmax s_p − e_c written into
+    /// `r`), for the upper objective. Returns the summed cross-entropy.
+    fn readout(
+        &self,
+        lambda: &[f64],
+        w: &[f64],
+        batch: Batch<'_>,
+        mut visit: impl FnMut(usize, &[f64], &[f64]),
+    ) -> f64 {
+        let (h, k) = (self.config.hidden, self.config.n_classes);
+        let (theta, b) = (&lambda[..k * h], &lambda[k * h..k * h + k]);
+        let mut r = [0.0; MAX_CLASSES];
+        let r = &mut r[..k];
+        let mut total = 0.0;
+        for (pos, i) in bilevel_kernels::models::design::batch_rows(batch, self.labels.len()).enumerate() {
+            let wp = &w[pos * h..(pos + 1) * h];
+            for c in 0..k {
+                r[c] = b[c] + theta[c * h..(c + 1) * h].iter().zip(wp).map(|(t, w)| t * w).sum::<f64>();
+            }
+            let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + r.iter().map(|z| (z - m).exp()).sum::<f64>().ln();
+            let label = self.labels[i];
+            total += lse - r[label];
+            for (c, rc) in r.iter_mut().enumerate() {
+                *rc = (*rc - lse).exp() - if c == label { 1.0 } else { 0.0 };
+            }
+            visit(pos, wp, r);
+        }
+        total
+    }
+
+    fn batch_ok(&self, batch: Batch<'_>) -> bool {
+        match batch {
+            Batch::Full => true,
+            Batch::Rows(r) => !r.is_empty() && r.iter().all(|&i| i < self.labels.len()),
+        }
+    }
+}
+
+impl FixedPointProblem for EquilibriumProblem {
+    fn dim_lambda(&self) -> usize {
+        self.readout_len() + self.map.dim_lambda()
+    }
+    fn dim_state(&self) -> usize {
+        self.config.hidden
+    }
+    fn n_samples(&self) -> usize {
+        self.labels.len()
+    }
+    fn map(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        if self.map.map(self.map_part(lambda), w, batch, out).is_err() {
+            out.fill(f64::NAN);
+        }
+    }
+    fn jvp_w(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        self.with_point(lambda, w, batch, out, |pt, out| pt.jvp_w(v, out));
+    }
+    fn vjp_w(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        self.with_point(lambda, w, batch, out, |pt, out| pt.vjp_w(v, out));
+    }
+    fn vjp_lambda(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        let r = self.readout_len();
+        self.with_point(lambda, w, batch, out, |pt, out| {
+            out[..r].fill(0.0);
+            pt.vjp_lambda(v, &mut out[r..])
+        });
+    }
+    fn upper(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>) -> f64 {
+        if !self.batch_ok(batch) {
+            return f64::NAN;
+        }
+        self.readout(lambda, w, batch, |_, _, _| {}) / batch.len(self.labels.len()) as f64
+    }
+    fn upper_grad_w(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        if !self.batch_ok(batch) {
+            return out.fill(f64::NAN);
+        }
+        let (h, k) = (self.config.hidden, self.config.n_classes);
+        let s = 1.0 / batch.len(self.labels.len()) as f64;
+        let theta = &lambda[..k * h];
+        out.fill(0.0);
+        self.readout(lambda, w, batch, |pos, _, r| {
+            let row = &mut out[pos * h..(pos + 1) * h];
+            for (c, rc) in r.iter().enumerate() {
+                row.iter_mut().zip(&theta[c * h..(c + 1) * h]).for_each(|(o, t)| *o += s * rc * t);
+            }
+        });
+    }
+    fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        if !self.batch_ok(batch) {
+            return out.fill(f64::NAN);
+        }
+        let (h, k) = (self.config.hidden, self.config.n_classes);
+        let s = 1.0 / batch.len(self.labels.len()) as f64;
+        out.fill(0.0);
+        let (readout, _) = out.split_at_mut(k * h + k);
+        let (g_theta, g_b) = readout.split_at_mut(k * h);
+        self.readout(lambda, w, batch, |_, wp, r| {
+            for (c, rc) in r.iter().enumerate() {
+                g_b[c] += s * rc;
+                g_theta[c * h..(c + 1) * h].iter_mut().zip(wp).for_each(|(g, w)| *g += s * rc * w);
+            }
+        });
+    }
+}
+
+impl Dataset for EquilibriumProblem {
+    fn generator(&self) -> &'static str {
+        INFO.name
+    }
+    fn parameters(&self) -> Map<String, Value> {
+        let c = &self.config;
+        json!({
+            "n_samples": c.n_samples, "input_dim": c.input_dim, "hidden": c.hidden, "n_classes": c.n_classes,
+            "init_std": c.init_std, "seed": self.seed,
+            "lambda_layout": "theta (K x h, row-major), b (K), A (h x h), B (h x p), a (h)",
+        })
+        .as_object()
+        .expect("an object")
+        .clone()
+    }
+    fn arrays(&self) -> Vec<Array> {
+        let u = match self.map.inputs() {
+            Design::Dense(d) => d.data().to_vec(),
+            Design::Sparse(s) => {
+                let m = s.to_dense();
+                let m = &m;
+                (0..m.nrows()).flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)])).collect()
+            }
+        };
+        vec![
+            Array::f64("U", vec![self.labels.len(), self.config.input_dim], u),
+            Array::i64("labels", vec![self.labels.len()], self.labels.iter().map(|&c| c as i64).collect()),
+            Array::f64("lambda0", vec![self.lambda0.len()], self.lambda0.clone()),
+        ]
+    }
+}
