@@ -2,7 +2,7 @@
 //! any of them by name from a preset and a few common options (what `bilevel export` runs).
 
 use crate::dataset::{Dataset, GeneratorInfo};
-use crate::{equilibrium, hyperclean, logreg_hpo, meta_learning, quadratic, stochastic_quadratic, text};
+use crate::{distillation, equilibrium, hyperclean, logreg_hpo, meta_learning, quadratic, stochastic_quadratic, text};
 use bilevel_kernels::{KernelError, Result};
 
 /// Every generator of this crate, in the order `bilevel problems` lists them.
@@ -17,6 +17,7 @@ pub fn catalog() -> Vec<GeneratorInfo> {
         hyperclean::INFO,
         meta_learning::INFO,
         equilibrium::INFO,
+        distillation::INFO,
     ]
 }
 
@@ -115,6 +116,11 @@ pub fn build_dataset(name: &str, options: &BuildOptions) -> Result<Box<dyn Datas
             only_preset()?;
             let c = preset.map_or_else(|| Ok(equilibrium::Config::default()), equilibrium::Config::preset)?;
             Box::new(equilibrium::generate(&c, seed)?)
+        }
+        "distillation" => {
+            only_preset()?;
+            let c = preset.map_or_else(|| Ok(distillation::Config::default()), distillation::Config::preset)?;
+            Box::new(distillation::generate(&c, seed)?)
         }
         _ => {
             let known: Vec<&str> = catalog().iter().map(|g| g.name).collect();

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod dataset;
+pub mod distillation;
 pub mod equilibrium;
 pub mod export;
 pub mod hyperclean;

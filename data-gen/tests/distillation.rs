@@ -1,0 +1,70 @@
+//! Dataset distillation: every oracle against central finite differences (full and mini-batch),
+//! seeding and config errors.
+
+use bilevel_data::distillation::{generate, Config};
+use bilevel_kernels::{Batch, BilevelProblem};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+fn rand_vec(n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
+    (0..n).map(|_| rng.random::<f64>() - 0.5).collect()
+}
+
+fn fd(h: impl Fn(&[f64]) -> f64, z: &[f64], dir: &[f64]) -> f64 {
+    let eps = 1e-6;
+    let shifted = |s: f64| z.iter().zip(dir).map(|(a, b)| a + s * b).collect::<Vec<_>>();
+    (h(&shifted(eps)) - h(&shifted(-eps))) / (2.0 * eps)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-2), "{a} vs {b}");
+}
+
+#[test]
+fn oracles_match_finite_differences() {
+    let p = generate(&Config::preset("tiny").unwrap(), 1).unwrap();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
+    let (dx, dy) = (p.dim_x(), p.dim_y());
+    for (bf, bg) in [(Batch::Full, Batch::Full), (Batch::Rows(&[4, 9, 4, 17]), Batch::Rows(&[2, 0, 2]))] {
+        let x: Vec<f64> = rand_vec(dx, &mut rng).iter().map(|v| 2.0 * v).collect();
+        let y = rand_vec(dy, &mut rng);
+        let (u, v, w) = (rand_vec(dx, &mut rng), rand_vec(dy, &mut rng), rand_vec(dy, &mut rng));
+        let (mut fy, mut gy, mut fx) = (vec![0.0; dy], vec![0.0; dy], vec![1.0; dx]);
+        p.grad_y_f(&x, &y, bf, &mut fy);
+        p.grad_y_g(&x, &y, bg, &mut gy);
+        p.grad_x_f(&x, &y, bf, &mut fx);
+        assert!(fx.iter().all(|&v| v == 0.0));
+        close(dot(&fy, &v), fd(|y| p.f(&x, y, bf), &y, &v));
+        close(dot(&gy, &v), fd(|y| p.g(&x, y, bg), &y, &v));
+        let grad_g_dot = |x: &[f64], y: &[f64], w: &[f64]| {
+            let mut g = vec![0.0; dy];
+            p.grad_y_g(x, y, bg, &mut g);
+            dot(&g, w)
+        };
+        let (mut hv, mut cv) = (vec![0.0; dy], vec![0.0; dx]);
+        p.hvp(&x, &y, &v, bg, &mut hv);
+        p.cross(&x, &y, &v, bg, &mut cv);
+        close(dot(&hv, &w), fd(|y| grad_g_dot(&x, y, &w), &y, &v));
+        close(dot(&cv, &u), fd(|x| grad_g_dot(x, &y, &v), &x, &u));
+    }
+}
+
+#[test]
+fn seeds_presets_and_errors() {
+    use bilevel_data::Dataset;
+    let c = Config::preset("tiny").unwrap();
+    let (a, b, other) = (generate(&c, 3).unwrap(), generate(&c, 3).unwrap(), generate(&c, 4).unwrap());
+    assert_eq!(a.arrays(), b.arrays());
+    assert_ne!(a.arrays(), other.arrays());
+    assert_eq!((a.dim_x(), a.dim_y()), (3 * 6 + 6, 6 * 3));
+    assert!(Config::preset("huge").is_err());
+    assert!(generate(&Config { n_classes: 1, ..c.clone() }, 0).is_err());
+    assert!(generate(&Config { n_features: 0, ..c }, 0).is_err());
+    let mut out = vec![0.0; a.dim_y()];
+    a.grad_y_g(a.x0(), &vec![0.0; a.dim_y()], Batch::Rows(&[7]), &mut out);
+    assert!(out.iter().all(|v| v.is_nan()), "a class that does not exist poisons the output");
+}
