@@ -19,7 +19,7 @@ pub mod problem;
 pub mod sparse;
 pub mod spectrum;
 
-pub use error::{KernelError, Result};
+pub use error::{check_finite, check_len, KernelError, Result};
 pub use linop::{Operator, SymmetricOperator};
 pub use linsolve::SolveReport;
 pub use problem::{Batch, BilevelProblem, Counted, ExactReference, FixedPointProblem, OracleCounts};
