@@ -21,6 +21,58 @@ pub enum Command {
     Problems,
     /// Generate a problem and write it as .npy files plus manifest.json.
     Export(ExportArgs),
+    /// Compute one hypergradient at a seeded x and compare it with the exact one.
+    Hypergrad(HypergradArgs),
+}
+
+/// Hypergradient methods of `bilevel hypergrad`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// AID, adjoint by conjugate gradient.
+    AidCg,
+    /// AID, adjoint by gradient descent (step 1/L).
+    AidGd,
+    /// AID, adjoint by the fixed-point iteration (step 1/L).
+    AidFp,
+    /// AID, adjoint by a truncated Neumann series (step 1/L).
+    AidNeumann,
+    /// Reverse-mode differentiation through the inner steps.
+    Itd,
+    /// The closed form (a dense solve).
+    Exact,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct HypergradArgs {
+    /// `quadratic`, `stochastic_quadratic` or `meta_learning` (problems with exact references).
+    #[arg(long, default_value = "quadratic")]
+    pub problem: String,
+    /// Load a quadratic from a directory written by `bilevel export` (or by hand).
+    #[arg(long, conflicts_with_all = ["problem", "preset", "kappa", "dx", "dy"])]
+    pub problem_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Condition number of the lower-level Hessian, ≥ 1.
+    #[arg(long, value_parser = parse_kappa)]
+    pub kappa: Option<f64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dx: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dy: Option<u64>,
+    #[arg(long, value_enum, default_value = "aid-cg")]
+    pub method: Method,
+    /// Inner gradient steps T (step 1/L_g, from y = 0).
+    #[arg(long, default_value_t = 10)]
+    pub inner_steps: usize,
+    /// Adjoint steps N (CG iterations, GD/FP steps, Neumann terms).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lin_steps: u64,
+    /// Seed of the problem and of x.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the result as one JSON object to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,5 +135,6 @@ pub fn run(cli: Cli) -> Result<(), DynError> {
             println!("wrote {} ({} arrays) to {}", a.problem, dataset.arrays().len(), a.out.display());
             Ok(())
         }
+        Command::Hypergrad(a) => crate::hypergrad_cmd::run(&a),
     }
 }

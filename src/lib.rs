@@ -4,3 +4,4 @@ pub use bilevel_kernels as kernels;
 pub use bilevel_solvers as solvers;
 pub mod cli;
 pub mod demo;
+pub mod hypergrad_cmd;

@@ -65,3 +65,92 @@ fn bad_input_fails_cleanly_with_a_message() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+fn json_of(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn hypergrad_reports_a_converged_estimate_as_json() {
+    let json = std::env::temp_dir().join(format!("bilevel-cli-hg-{}.json", std::process::id()));
+    let out = bilevel(&[
+        "hypergrad",
+        "--problem",
+        "quadratic",
+        "--preset",
+        "tiny",
+        "--kappa",
+        "100",
+        "--method",
+        "aid-cg",
+        "--inner-steps",
+        "5000",
+        "--lin-steps",
+        "40",
+        "--seed",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&json);
+    assert_eq!(v["problem"], "quadratic");
+    assert_eq!(v["method"], "aid-cg");
+    assert!(v["rel_error"].as_f64().unwrap() < 1e-10, "{v}");
+    assert_eq!(v["oracle_calls"]["grad_g"], 5000);
+    assert_eq!(v["oracle_calls"]["hvp"], 41);
+    assert_eq!(v["oracle_calls"]["cross"], 1);
+    assert!(v["seconds"].as_f64().unwrap() >= 0.0);
+    // Few steps give a visibly worse estimate: the error is measured, not assumed.
+    let out = bilevel(&[
+        "hypergrad",
+        "--preset",
+        "tiny",
+        "--kappa",
+        "100",
+        "--method",
+        "aid-gd",
+        "--inner-steps",
+        "3",
+        "--lin-steps",
+        "3",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(json_of(&json)["rel_error"].as_f64().unwrap() > 1e-3);
+    std::fs::remove_file(&json).unwrap();
+}
+
+#[test]
+fn hypergrad_loads_a_problem_directory() {
+    let dir = std::env::temp_dir().join(format!("bilevel-cli-pd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    assert!(bilevel(&["export", "--problem", "quadratic", "--preset", "tiny", "--out", d]).status.success());
+    let json = dir.join("result.json");
+    let out = bilevel(&["hypergrad", "--problem-dir", d, "--method", "exact", "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_of(&json)["rel_error"].as_f64(), Some(0.0));
+    std::fs::remove_file(dir.join("A_g.npy")).unwrap();
+    let out = bilevel(&["hypergrad", "--problem-dir", d]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("A_g.npy"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn hypergrad_rejects_bad_flags() {
+    for (args, needle) in [
+        (&["hypergrad", "--method", "magic"][..], "magic"),
+        (&["hypergrad", "--lin-steps", "0"][..], "--lin-steps"),
+        (&["hypergrad", "--problem", "hyperclean"][..], "exact hypergradient"),
+        (&["hypergrad", "--kappa", "0.5"][..], "≥ 1"),
+    ] {
+        let out = bilevel(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: `{err}` lacks `{needle}`");
+        assert!(!err.contains("panicked"));
+    }
+}
