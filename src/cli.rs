@@ -23,6 +23,79 @@ pub enum Command {
     Export(ExportArgs),
     /// Compute one hypergradient at a seeded x and compare it with the exact one.
     Hypergrad(HypergradArgs),
+    /// Run a bilevel algorithm and report its convergence.
+    Solve(SolveArgs),
+}
+
+/// Algorithms of `bilevel solve`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Algo {
+    AmigoCg,
+    AmigoGd,
+    AidBio,
+    AidCg,
+    AidGd,
+    AidCgWs,
+    AidFp,
+    AidNeumann,
+    Itd,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SolveArgs {
+    #[command(flatten)]
+    pub problem: ProblemArgs,
+    #[arg(long, value_enum, default_value = "amigo-cg")]
+    pub algo: Algo,
+    /// Inner gradient steps T per outer step (step 1/L_g).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub inner_steps: u64,
+    /// Adjoint steps N per outer step.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lin_steps: u64,
+    /// Outer step γ; default 1/L_L with L_L the largest eigenvalue of ∇²L at x0. Must be < 2/L_L.
+    #[arg(long)]
+    pub outer_step: Option<f64>,
+    #[arg(long, default_value_t = 1000)]
+    pub max_iters: usize,
+    /// Stop when (L(x_k) − L*)/(L(x_0) − L*) ≤ target.
+    #[arg(long)]
+    pub target: Option<f64>,
+    /// Stop after this many seconds of algorithm time.
+    #[arg(long)]
+    pub time_limit: Option<f64>,
+    /// Stop after this many oracle calls (grad f + grad g + HVP + cross).
+    #[arg(long)]
+    pub max_oracle_calls: Option<u64>,
+    /// Also write the summary as one JSON object to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the per-iteration trace as CSV to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+}
+
+/// How `hypergrad` and `solve` get their problem.
+#[derive(clap::Args, Debug)]
+pub struct ProblemArgs {
+    /// `quadratic`, `stochastic_quadratic` or `meta_learning` (problems with exact references).
+    #[arg(long = "problem", default_value = "quadratic")]
+    pub name: String,
+    /// Load a quadratic from a directory written by `bilevel export` (or by hand).
+    #[arg(long, conflicts_with_all = ["preset", "kappa", "dx", "dy"])]
+    pub problem_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Condition number of the lower-level Hessian, ≥ 1.
+    #[arg(long, value_parser = parse_kappa)]
+    pub kappa: Option<f64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dx: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub dy: Option<u64>,
+    /// Seed of the problem and of x0.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Hypergradient methods of `bilevel hypergrad`.
@@ -44,21 +117,8 @@ pub enum Method {
 
 #[derive(clap::Args, Debug)]
 pub struct HypergradArgs {
-    /// `quadratic`, `stochastic_quadratic` or `meta_learning` (problems with exact references).
-    #[arg(long, default_value = "quadratic")]
-    pub problem: String,
-    /// Load a quadratic from a directory written by `bilevel export` (or by hand).
-    #[arg(long, conflicts_with_all = ["problem", "preset", "kappa", "dx", "dy"])]
-    pub problem_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub preset: Option<String>,
-    /// Condition number of the lower-level Hessian, ≥ 1.
-    #[arg(long, value_parser = parse_kappa)]
-    pub kappa: Option<f64>,
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub dx: Option<u64>,
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub dy: Option<u64>,
+    #[command(flatten)]
+    pub problem: ProblemArgs,
     #[arg(long, value_enum, default_value = "aid-cg")]
     pub method: Method,
     /// Inner gradient steps T (step 1/L_g, from y = 0).
@@ -67,9 +127,6 @@ pub struct HypergradArgs {
     /// Adjoint steps N (CG iterations, GD/FP steps, Neumann terms).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub lin_steps: u64,
-    /// Seed of the problem and of x.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Also write the result as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -136,5 +193,6 @@ pub fn run(cli: Cli) -> Result<(), DynError> {
             Ok(())
         }
         Command::Hypergrad(a) => crate::hypergrad_cmd::run(&a),
+        Command::Solve(a) => crate::solve_cmd::run(&a),
     }
 }

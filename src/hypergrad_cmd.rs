@@ -2,8 +2,6 @@
 //! one, its oracle counts and its time.
 
 use crate::cli::{HypergradArgs, Method};
-use bilevel_data::export::load_dir;
-use bilevel_data::{meta_learning, quadratic, stochastic_quadratic};
 use bilevel_kernels::linop::FnOp;
 use bilevel_kernels::spectrum::extreme_eigenvalues;
 use bilevel_kernels::{ops, Batch, BilevelProblem, Counted, KernelError};
@@ -14,49 +12,16 @@ use std::time::Instant;
 
 type DynError = Box<dyn std::error::Error>;
 
-/// Builds the problem named in `a` (or loads it) and runs the method on it.
+/// Runs `bilevel hypergrad`.
 pub fn run(a: &HypergradArgs) -> Result<(), DynError> {
-    if let Some(dir) = &a.problem_dir {
-        let loaded = load_dir(dir)?;
-        let p = quadratic::QuadraticProblem::from_arrays(loaded.parameters, &loaded.arrays)?;
-        let x = p.x0(a.seed);
-        return report(a, "quadratic (loaded)", p, x);
-    }
-    let preset = a.preset.as_deref();
-    let (dx, dy) = (a.dx.map(|d| d as usize), a.dy.map(|d| d as usize));
-    match a.problem.as_str() {
-        "quadratic" => {
-            let mut c = preset.map_or_else(|| Ok(quadratic::Config::default()), quadratic::Config::preset)?;
-            c.kappa_g = a.kappa.unwrap_or(c.kappa_g);
-            (c.dim_x, c.dim_y) = (dx.unwrap_or(c.dim_x), dy.unwrap_or(c.dim_y));
-            let p = quadratic::generate(&c, a.seed)?;
-            let x = p.x0(a.seed);
-            report(a, "quadratic", p, x)
-        }
-        "stochastic_quadratic" => {
-            let mut c =
-                preset.map_or_else(|| Ok(stochastic_quadratic::Config::default()), stochastic_quadratic::Config::preset)?;
-            if let Some(k) = a.kappa {
-                c.mu = c.g.l_yy / k;
-            }
-            (c.dim_x, c.dim_y) = (dx.unwrap_or(c.dim_x), dy.unwrap_or(c.dim_y));
-            let p = stochastic_quadratic::generate(&c, a.seed)?;
-            let x = p.x0(a.seed);
-            report(a, "stochastic_quadratic", p, x)
-        }
-        "meta_learning" => {
-            if a.kappa.is_some() || dx.is_some() || dy.is_some() {
-                return Err("meta_learning takes --preset only (no --kappa/--dx/--dy)".into());
-            }
-            let c = preset.map_or_else(|| Ok(meta_learning::Config::default()), meta_learning::Config::preset)?;
-            let p = meta_learning::generate(&c, a.seed)?;
-            let x = p.x0(a.seed);
-            report(a, "meta_learning", p, x)
-        }
-        other => Err(format!(
-            "`hypergrad` needs a problem with an exact hypergradient: quadratic, stochastic_quadratic or meta_learning, not `{other}`"
-        )
-        .into()),
+    crate::problem_args::with_problem(&a.problem, Report(a))
+}
+
+struct Report<'a>(&'a HypergradArgs);
+
+impl crate::problem_args::ProblemVisitor for Report<'_> {
+    fn visit<P: BilevelProblem>(self, name: &str, problem: P, x: Vec<f64>) -> Result<(), DynError> {
+        report(self.0, name, problem, x)
     }
 }
 
@@ -127,7 +92,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
             "inner_steps": a.inner_steps,
             "lin_steps": n,
             "kappa_g": l / mu,
-            "seed": a.seed,
+            "seed": a.problem.seed,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;
     }

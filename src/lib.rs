@@ -5,3 +5,5 @@ pub use bilevel_solvers as solvers;
 pub mod cli;
 pub mod demo;
 pub mod hypergrad_cmd;
+pub mod problem_args;
+pub mod solve_cmd;

@@ -154,3 +154,45 @@ fn hypergrad_rejects_bad_flags() {
         assert!(!err.contains("panicked"));
     }
 }
+
+#[test]
+fn solve_reaches_the_target_and_writes_json_and_trace() {
+    let dir = std::env::temp_dir().join(format!("bilevel-cli-solve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
+    let out = bilevel(&[
+        "solve",
+        "--problem",
+        "quadratic",
+        "--preset",
+        "tiny",
+        "--kappa",
+        "100",
+        "--algo",
+        "amigo-cg",
+        "--max-iters",
+        "2000",
+        "--target",
+        "1e-6",
+        "--json",
+        json.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_of(&json);
+    assert_eq!(
+        (v["problem"].as_str(), v["algo"].as_str(), v["stop"].as_str()),
+        (Some("quadratic"), Some("amigo-cg"), Some("Target"))
+    );
+    assert!(v["rel_error"].as_f64().unwrap() <= 1e-6);
+    let iters = v["iterations"].as_u64().unwrap();
+    assert_eq!(v["oracle_calls"]["cross"].as_u64(), Some(iters));
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(csv.lines().count() as u64, iters + 2, "header + row 0 + one row per iteration");
+    // A too-large outer step is refused before anything runs.
+    let out = bilevel(&["solve", "--preset", "tiny", "--outer-step", "100", "--max-iters", "3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--outer-step must be in (0, 2/L)"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
