@@ -39,6 +39,8 @@ pub enum Algo {
     AidFp,
     AidNeumann,
     Itd,
+    /// BSGM (paper 001 Alg. 2, deterministic) on the gradient map; --inner-steps sets c₃.
+    Bsgm,
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,7 +49,8 @@ pub struct SolveArgs {
     pub problem: ProblemArgs,
     #[arg(long, value_enum, default_value = "amigo-cg")]
     pub algo: Algo,
-    /// Inner gradient steps T per outer step (step 1/L_g).
+    /// Inner gradient steps T per outer step (step 1/L_g); for BSGM the constant c₃ of its
+    /// schedule t_s = k_s = ⌈c₃ log(s+1)⌉.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub inner_steps: u64,
     /// Adjoint steps N per outer step.

@@ -63,6 +63,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
     let algo_name = a.algo.to_possible_value().map_or_else(|| "?".into(), |v| v.get_name().to_string());
     let mut alg: Box<dyn Algorithm> = match a.algo {
         Algo::Itd => Box::new(ItdBilevel::new(t, steps, &x0, &y0)?),
+        Algo::Bsgm => Box::new(Bsgm::new(&x0, y0.len(), steps.outer, steps.inner, t as f64, Projection::None)?),
         other => {
             let v = match other {
                 Algo::AmigoCg => AidVariant::AmigoCg,

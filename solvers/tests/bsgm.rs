@@ -1,0 +1,98 @@
+//! SID against the exact hypergradient (quadratic, through the gradient map) and against a
+//! finite difference (equilibrium model); BSGM reaches 1e-6 with Thm 17's schedule; projections.
+
+use bilevel_data::equilibrium;
+use bilevel_data::quadratic::{generate, Config};
+use bilevel_kernels::models::equilibrium::FixedPointParams;
+use bilevel_kernels::{Batch, BilevelProblem, Counted, FixedPointProblem};
+use bilevel_solvers::{exact_hypergradient, run, Bsgm, GradientMap, Projection, Sid, StopReason, StopRule};
+use std::ops::ControlFlow;
+
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    (num / b.iter().map(|y| y * y).sum::<f64>()).sqrt()
+}
+
+#[test]
+fn sid_converges_to_the_exact_hypergradient_through_the_gradient_map() {
+    for kappa in [10.0, 100.0] {
+        let p =
+            generate(&Config { dim_x: 30, dim_y: 20, kappa_g: kappa, ..Config::preset("tiny").unwrap() }, 3).unwrap();
+        let x = p.x0(1);
+        let mut want = vec![0.0; p.dim_x()];
+        exact_hypergradient(&p, &x, &mut want).unwrap();
+        let map = GradientMap { problem: &p, eta: 1.0 / p.measured_g().l };
+        let mut sid = Sid::new(p.dim_y(), p.dim_x());
+        let mut errors = Vec::new();
+        for t in [5, (kappa * 30.0) as usize] {
+            let mut got = vec![0.0; p.dim_x()];
+            sid.hypergradient(&map, &x, t, t, &mut got).unwrap();
+            errors.push(rel_err(&got, &want));
+        }
+        assert!(errors[1] < 1e-10 && errors[0] > errors[1], "κ={kappa}: {errors:?}");
+    }
+}
+
+#[test]
+fn sid_on_the_equilibrium_model_matches_a_finite_difference() {
+    let p = equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap();
+    let lambda = p.lambda0().to_vec();
+    let mut sid = Sid::new(p.n_samples() * p.dim_state(), p.dim_lambda());
+    let mut g = vec![0.0; p.dim_lambda()];
+    sid.hypergradient(&p, &lambda, 200, 200, &mut g).unwrap();
+    let value = |l: &[f64]| {
+        let mut w = vec![0.0; p.n_samples() * p.dim_state()];
+        p.solve_states(l, Batch::Full, &mut w, FixedPointParams { tol: 1e-15, max_iter: 10_000 }).unwrap();
+        p.upper(l, &w, Batch::Full)
+    };
+    for k in [0, 7, p.dim_lambda() - 1, p.dim_lambda() / 2] {
+        let eps = 1e-6;
+        let (mut a, mut b) = (lambda.clone(), lambda.clone());
+        a[k] += eps;
+        b[k] -= eps;
+        let want = (value(&a) - value(&b)) / (2.0 * eps);
+        assert!((g[k] - want).abs() <= 1e-6 * want.abs().max(1e-3), "λ[{k}]: {} vs {want}", g[k]);
+    }
+}
+
+#[test]
+fn bsgm_reaches_relative_error_1e_minus_6_with_the_theorem_17_schedule() {
+    let p = Counted::new(
+        generate(&Config { dim_x: 30, dim_y: 20, kappa_g: 10.0, ..Config::preset("tiny").unwrap() }, 5).unwrap(),
+    );
+    let (l_g, mu_g, l_f) = (p.inner().measured_g().l, p.inner().measured_g().mu, p.inner().measured_f().l);
+    let eta = 1.0 / l_g;
+    let q = 1.0 - eta * mu_g;
+    let c3 = 2.0 / (1.0 / q).ln();
+    let x0 = p.inner().x0(2);
+    let mut bsgm = Bsgm::new(&x0, p.dim_y(), 1.0 / l_f, eta, c3, Projection::None).unwrap();
+    assert_eq!((bsgm.inner_steps(0), bsgm.inner_steps(1)), (1, (c3 * 2f64.ln()).ceil() as usize));
+    let stop = StopRule { target_rel_error: Some(1e-6), ..StopRule::iterations(5000) };
+    let trace = run(&mut bsgm, &p, &stop, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(trace.stop, StopReason::Target, "{:?}", trace.last());
+}
+
+#[test]
+fn projections() {
+    let mut x = vec![3.0, -4.0, 0.5];
+    Projection::Box { lo: -1.0, hi: 1.0 }.apply(&mut x).unwrap();
+    assert_eq!(x, vec![1.0, -1.0, 0.5]);
+    let mut x = vec![3.0, 4.0];
+    Projection::Ball { radius: 1.0 }.apply(&mut x).unwrap();
+    assert!((x[0] - 0.6).abs() < 1e-15 && (x[1] - 0.8).abs() < 1e-15);
+    let mut x = vec![9.0, 3.0, 4.0, 0.1, 0.1];
+    Projection::RowBalls { offset: 1, rows: 2, cols: 2, radius: 1.0 }.apply(&mut x).unwrap();
+    assert_eq!(x[0], 9.0);
+    assert!((x[1] - 0.6).abs() < 1e-15 && (x[2] - 0.8).abs() < 1e-15 && x[3] == 0.1 && x[4] == 0.1);
+    assert!(Projection::Box { lo: 1.0, hi: 0.0 }.apply(&mut x).is_err());
+    assert!(Projection::RowBalls { offset: 4, rows: 2, cols: 2, radius: 1.0 }.apply(&mut x).is_err());
+    assert!(Bsgm::new(&[0.0], 1, 0.0, 1.0, 1.0, Projection::None).is_err());
+    // BSGM keeps its iterate in the ball.
+    let p = generate(&Config::preset("tiny").unwrap(), 1).unwrap();
+    let mut b = Bsgm::new(&p.x0(0), p.dim_y(), 1.0, 1.0, 3.0, Projection::Ball { radius: 0.01 }).unwrap();
+    use bilevel_solvers::Algorithm;
+    for _ in 0..5 {
+        b.step(&p).unwrap();
+        assert!(b.x().iter().map(|v| v * v).sum::<f64>().sqrt() <= 0.01 + 1e-15);
+    }
+}
