@@ -5,7 +5,8 @@ use bilevel_kernels::linop::FnOp;
 use bilevel_kernels::spectrum::extreme_eigenvalues;
 use bilevel_kernels::{Batch, BilevelProblem, Counted};
 use bilevel_solvers::{
-    run as drive, AidBilevel, AidBilevelConfig, AidVariant, Algorithm, ItdBilevel, StepSizes, StopRule,
+    run as drive, AidBilevel, AidBilevelConfig, AidVariant, Algorithm, Bsgm, ItdBilevel, Projection, StepSizes,
+    StopRule,
 };
 use clap::ValueEnum;
 use serde_json::json;

@@ -153,7 +153,7 @@ impl Projection {
         match *self {
             Projection::None => {}
             Projection::Box { lo, hi } => {
-                if !(lo <= hi) {
+                if lo.is_nan() || hi.is_nan() || lo > hi {
                     return Err(KernelError::InvalidParameter { name: "box", reason: format!("lo {lo} > hi {hi}") });
                 }
                 x.iter_mut().for_each(|v| *v = v.clamp(lo, hi));
