@@ -87,7 +87,25 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         target_grad_norm: None,
     };
     let counted = Counted::new(problem);
-    let trace = drive(alg.as_mut(), &counted, &stop, |_| ControlFlow::Continue(()))?;
+    // A progress bar on a terminal only: piped output stays one clean summary line.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(a.max_iters as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} iterations, rel_error {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let trace = drive(alg.as_mut(), &counted, &stop, |row| {
+        if let Some(bar) = &bar {
+            bar.set_position(row.iteration as u64);
+            bar.set_message(row.rel_error.map_or_else(|| "?".into(), |r| format!("{r:.3e}")));
+        }
+        ControlFlow::Continue(())
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let last = trace.last();
     let c = last.counts;
     println!(
