@@ -30,14 +30,23 @@ pub enum Command {
 /// Algorithms of `bilevel solve`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Algo {
+    /// AmIGO with a CG adjoint, warm starts of y and z (Arbel & Mairal).
     AmigoCg,
+    /// AmIGO with a GD adjoint, warm starts of y and z.
     AmigoGd,
+    /// AID-BiO: warm-started inner GD and CG (Ji, Yang & Liang, Alg. 1).
     AidBio,
+    /// AID with CG from zero.
     AidCg,
+    /// AID with GD from zero.
     AidGd,
+    /// AID with warm-started CG, inner problem restarted.
     AidCgWs,
+    /// AID with the fixed-point adjoint from zero.
     AidFp,
+    /// AID with a truncated Neumann adjoint.
     AidNeumann,
+    /// ITD-BiO: reverse mode through the inner steps (Ji, Yang & Liang, Alg. 1).
     Itd,
     /// BSGM (paper 001 Alg. 2, deterministic) on the gradient map; --inner-steps sets c₃.
     Bsgm,
@@ -87,13 +96,16 @@ pub struct ProblemArgs {
     /// Load a quadratic from a directory written by `bilevel export` (or by hand).
     #[arg(long, conflicts_with_all = ["preset", "kappa", "dx", "dy"])]
     pub problem_dir: Option<PathBuf>,
+    /// Named preset of the generator (see `bilevel problems`).
     #[arg(long)]
     pub preset: Option<String>,
     /// Condition number of the lower-level Hessian, ≥ 1.
     #[arg(long, value_parser = parse_kappa)]
     pub kappa: Option<f64>,
+    /// Outer dimension d_x, ≥ 1 (quadratic generators).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub dx: Option<u64>,
+    /// Inner dimension d_y, ≥ 1 (quadratic generators).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub dy: Option<u64>,
     /// Seed of the problem and of x0.
