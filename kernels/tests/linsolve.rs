@@ -786,3 +786,19 @@ fn solvers_are_bitwise_deterministic_across_thread_counts() {
     assert!(x1.iter().zip(&x2).all(|(a, b)| a.to_bits() == b.to_bits()));
     assert!(y1.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
+
+/// A fixed-step run (rel_tol = 0) far past convergence stops at the rounding floor as converged
+/// instead of failing on a vanishing pᵀHp (seen with 100+ CG steps on a 20-dimensional system).
+#[test]
+fn cg_run_past_convergence_stops_at_the_rounding_floor() {
+    let n = 20;
+    let d: Vec<f64> = (0..n).map(|i| 1.0 + i as f64).collect();
+    let op = Diagonal::new(d.clone()).unwrap();
+    let b: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin()).collect();
+    let mut x = vec![0.0; n];
+    let report = cg_solve(&op, &b, &mut x, &CgParams::default().with_rel_tol(0.0).with_max_iters(500)).unwrap();
+    assert!(report.converged && report.iterations <= n + 5, "{report:?}");
+    for i in 0..n {
+        assert!((x[i] - b[i] / d[i]).abs() < 1e-13);
+    }
+}

@@ -29,6 +29,10 @@ pub enum Preconditioner {
     Jacobi,
 }
 
+/// CG stops as converged once `‖r‖ ≤ RESIDUAL_FLOOR·‖b‖`, whatever the tolerances: past that
+/// the residual is rounding noise and the curvature pᵀHp of the next direction can vanish.
+pub const RESIDUAL_FLOOR: f64 = 1e-15;
+
 /// Parameters of [`cg_solve`].
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -169,7 +173,10 @@ fn cg_impl(
     if !r0.is_finite() {
         return Err(KernelError::Diverged { iteration: 0, residual: r0 });
     }
-    let tol = target(params.rel_tol, params.abs_tol, ops::norm2(b));
+    // Below the rounding floor another step only divides by a vanishing pᵀHp (it would report a
+    // false `NotPositiveDefinite`), so a fixed-step run (rel_tol = 0) stops there as converged.
+    let b_norm = ops::norm2(b);
+    let tol = target(params.rel_tol, params.abs_tol, b_norm).max(RESIDUAL_FLOOR * b_norm);
     history.push(r0);
     if r0 <= tol {
         return Ok(history.report(0, r0, true));
