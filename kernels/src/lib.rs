@@ -22,5 +22,7 @@ pub mod spectrum;
 pub use error::{check_finite, check_len, KernelError, Result};
 pub use linop::{Operator, SymmetricOperator};
 pub use linsolve::SolveReport;
-pub use problem::{Batch, BilevelProblem, Counted, ExactReference, FixedPointProblem, OracleCounts};
+pub use problem::{
+    Batch, BilevelProblem, Counted, ExactReference, FixedPointProblem, OracleCounts, ProblemConstants, ProblemMetrics,
+};
 pub use sparse::CsrMatrix;

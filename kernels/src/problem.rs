@@ -34,9 +34,19 @@ impl Batch<'_> {
 
 /// The oracles of a bilevel problem. All outputs are overwritten, never accumulated.
 ///
-/// Preconditions (checked once by the algorithms, not on every call): `x.len() == dim_x()`,
-/// `y.len() == dim_y()`, vectors in y-space have length `dim_y()`, outputs the length of the
-/// space they live in, and batch indices are `< n_samples_f()` (f) or `< n_samples_g()` (g).
+/// **Error policy** (one for every problem and every algorithm): oracles are infallible.
+/// - Preconditions: `x.len() == dim_x()`, `y.len() == dim_y()`, vectors in y-space have length
+///   `dim_y()`, outputs the length of the space they live in, and batch indices are
+///   `< n_samples_f()` (f) or `< n_samples_g()` (g). They are checked where they are
+///   established — sizes when an algorithm is initialised on a problem, batch indices where a
+///   batch is built (the samplers) — never inside an oracle. Violating one is a bug of the
+///   caller and may panic (as slice indexing does); it is never reachable from user input.
+/// - Invalid data (a non-finite feature, a singular matrix, a bad preset) is refused with a
+///   typed [`KernelError`](crate::KernelError) when the problem is built or loaded.
+/// - Numerical failure during a run (an iterate or an oracle output going non-finite because a
+///   step is too large) is detected once per outer step by the driver, which stops the run with
+///   a typed error and keeps the trace so far. Oracles do not scan their outputs for NaN.
+///
 /// Oracles do not allocate.
 pub trait BilevelProblem: Sync {
     fn dim_x(&self) -> usize;
@@ -88,6 +98,46 @@ pub trait BilevelProblem: Sync {
     fn exact(&self) -> Option<&dyn ExactReference> {
         None
     }
+
+    /// The constants step-size rules need, as far as the problem knows them without an
+    /// eigen-solve (a generator that prescribes its spectrum knows them exactly). Unknown ones
+    /// are `None`; `bilevel_solvers::constants` estimates or asks for them.
+    fn constants(&self) -> ProblemConstants {
+        ProblemConstants::default()
+    }
+
+    /// What the problem can measure at (x, y) for a trace besides the exact references
+    /// (validation loss, test accuracy, ...). Evaluated outside the counted and timed work.
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        None
+    }
+}
+
+/// The constants of a bilevel problem that step sizes and theorems use. `None`: not known to
+/// the problem (estimate it, or let the user set it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProblemConstants {
+    /// µ_g: the strong-convexity modulus of g in y, a lower bound on λ_min(∂yy g) over the
+    /// region the algorithms visit (exact for a quadratic).
+    pub mu_g: Option<f64>,
+    /// L_g: the smoothness of g in y, an upper bound on λ_max(∂yy g).
+    pub l_g: Option<f64>,
+    /// L_L: the smoothness of the outer objective L(x) = f(x, y*(x)), λ_max(∇²L).
+    pub l_outer: Option<f64>,
+    /// µ_L: the strong-convexity modulus of L, where L is strongly convex.
+    pub mu_outer: Option<f64>,
+    /// For a finite sum g = (1/n) Σ g_i: max_i λ_max(∂yy g_i), the per-sample smoothness the
+    /// stochastic theorems bound their steps by (above L_g in general).
+    pub l_g_sample: Option<f64>,
+}
+
+/// Quantities a problem can report at (x, y) for a trace (e.g. validation loss and accuracy of
+/// a data problem). Never used by algorithms; evaluated on the uncounted problem.
+pub trait ProblemMetrics: Sync {
+    /// The metric names, in the order [`evaluate`](Self::evaluate) writes them (CSV headers).
+    fn names(&self) -> &[&'static str];
+    /// Writes one value per name into `out` (`out.len() == names().len()`).
+    fn evaluate(&self, x: &[f64], y: &[f64], out: &mut [f64]);
 }
 
 /// Closed-form quantities a problem may know (used to measure errors, never by algorithms).
@@ -244,6 +294,69 @@ impl<P: BilevelProblem> BilevelProblem for Counted<P> {
     }
     fn exact(&self) -> Option<&dyn ExactReference> {
         self.inner.exact()
+    }
+    fn constants(&self) -> ProblemConstants {
+        self.inner.constants()
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        self.inner.metrics()
+    }
+}
+
+/// A boxed problem is a problem (the catalogue returns `Box<dyn BilevelProblem + Send>`).
+impl<P: BilevelProblem + ?Sized> BilevelProblem for Box<P> {
+    fn dim_x(&self) -> usize {
+        (**self).dim_x()
+    }
+    fn dim_y(&self) -> usize {
+        (**self).dim_y()
+    }
+    fn n_samples_f(&self) -> usize {
+        (**self).n_samples_f()
+    }
+    fn n_samples_g(&self) -> usize {
+        (**self).n_samples_g()
+    }
+    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+        (**self).f(x, y, batch)
+    }
+    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
+        (**self).g(x, y, batch)
+    }
+    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).grad_x_f(x, y, batch, out)
+    }
+    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).grad_y_f(x, y, batch, out)
+    }
+    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).grad_y_g(x, y, batch, out)
+    }
+    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).hvp(x, y, v, batch, out)
+    }
+    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).cross(x, y, v, batch, out)
+    }
+    fn inner_gradient_steps(
+        &self,
+        x: &[f64],
+        y: &mut [f64],
+        alpha: f64,
+        steps: usize,
+        batch: Batch<'_>,
+        work: &mut [f64],
+    ) {
+        (**self).inner_gradient_steps(x, y, alpha, steps, batch, work)
+    }
+    fn exact(&self) -> Option<&dyn ExactReference> {
+        (**self).exact()
+    }
+    fn constants(&self) -> ProblemConstants {
+        (**self).constants()
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        (**self).metrics()
     }
 }
 
