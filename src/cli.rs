@@ -30,42 +30,112 @@ pub enum Command {
 /// Algorithms of `bilevel solve`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Algo {
-    /// AmIGO with a CG adjoint, warm starts of y and z (Arbel & Mairal).
+    /// AmIGO with a CG adjoint, warm starts of y and z (Arbel & Mairal, §5).
     AmigoCg,
-    /// AmIGO with a GD adjoint, warm starts of y and z.
+    /// AmIGO with a GD adjoint, warm starts of y and z (Arbel & Mairal, Alg. 1-3).
     AmigoGd,
     /// AID-BiO: warm-started inner GD and CG (Ji, Yang & Liang, Alg. 1).
     AidBio,
-    /// AID with CG from zero.
+    /// AID with CG from zero (paper 000 §5 baseline).
     AidCg,
-    /// AID with GD from zero.
+    /// AID with GD from zero (paper 000 §5 baseline).
     AidGd,
-    /// AID with warm-started CG, inner problem restarted.
+    /// AID with warm-started CG, inner problem restarted (paper 000 §5 baseline).
     AidCgWs,
-    /// AID with the fixed-point adjoint from zero.
+    /// AID with the fixed-point adjoint from zero (paper 000 §5 baseline).
     AidFp,
-    /// AID with a truncated Neumann adjoint.
+    /// AID with a truncated Neumann adjoint (paper 000 §5 baseline).
+    #[value(name = "aid-n", alias = "aid-neumann")]
     AidNeumann,
     /// ITD-BiO: reverse mode through the inner steps (Ji, Yang & Liang, Alg. 1).
     Itd,
-    /// BSGM (paper 001 Alg. 2, deterministic) on the gradient map; --inner-steps sets c₃.
+    /// BSGM (paper 001 Alg. 2, deterministic, Thm 17) on the gradient map, schedule
+    /// t_s = k_s = ⌈c₃ log(s+1)⌉ with c₃ from --c3.
     Bsgm,
+}
+
+impl Algo {
+    /// The library's name of the algorithm (`bilevel_solvers::algorithms::NAMES`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::AmigoCg => "amigo-cg",
+            Algo::AmigoGd => "amigo-gd",
+            Algo::AidBio => "aid-bio",
+            Algo::AidCg => "aid-cg",
+            Algo::AidGd => "aid-gd",
+            Algo::AidCgWs => "aid-cg-ws",
+            Algo::AidFp => "aid-fp",
+            Algo::AidNeumann => "aid-n",
+            Algo::Itd => "itd",
+            Algo::Bsgm => "bsgm",
+        }
+    }
+}
+
+/// Where step sizes come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum Steps {
+    /// The paper's experiments (paper 000 §5.1 on the quadratics: α = β = 1/L_g, γ = 1/L_L).
+    Experiments,
+    /// The algorithm's convergence theorem (e.g. AmIGO Thm 1: β = 1/(2L_g); AID-BiO Thm 1:
+    /// γ = 1/(8L_L); ITD-BiO Thm 2: γ = 1/(4L_L); BSGM Thm 17: c₃ ≥ 1/log(1/q)).
+    Theory,
+}
+
+impl From<Steps> for bilevel_solvers::StepRule {
+    fn from(s: Steps) -> Self {
+        match s {
+            Steps::Experiments => bilevel_solvers::StepRule::Experiments,
+            Steps::Theory => bilevel_solvers::StepRule::Theory,
+        }
+    }
+}
+
+/// Problem constants set by hand (otherwise the generator's exact values, or estimates at x0).
+#[derive(clap::Args, Debug, Default)]
+pub struct ConstantArgs {
+    /// L_g, the smoothness of g in y (λ_max of ∂yy g).
+    #[arg(long = "l-g")]
+    pub l_g: Option<f64>,
+    /// µ_g, the strong convexity of g in y (λ_min of ∂yy g).
+    #[arg(long = "mu-g")]
+    pub mu_g: Option<f64>,
+    /// L_L, the smoothness of the outer objective L(x) = f(x, y*(x)).
+    #[arg(long = "l-outer")]
+    pub l_outer: Option<f64>,
+}
+
+impl ConstantArgs {
+    /// As the library's overrides.
+    pub fn overrides(&self) -> bilevel_solvers::Overrides {
+        bilevel_solvers::Overrides { mu_g: self.mu_g, l_g: self.l_g, l_outer: self.l_outer }
+    }
 }
 
 #[derive(clap::Args, Debug)]
 pub struct SolveArgs {
     #[command(flatten)]
     pub problem: ProblemArgs,
+    #[command(flatten)]
+    pub constants: ConstantArgs,
     #[arg(long, value_enum, default_value = "amigo-cg")]
     pub algo: Algo,
-    /// Inner gradient steps T per outer step (step 1/L_g); for BSGM the constant c₃ of its
-    /// schedule t_s = k_s = ⌈c₃ log(s+1)⌉.
+    /// Step sizes from the paper's experiments or from the algorithm's theorem (the output
+    /// says which ran, with the values).
+    #[arg(long, value_enum, default_value = "experiments")]
+    pub steps: Steps,
+    /// Inner gradient steps T per outer step.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub inner_steps: u64,
+    /// BSGM's c₃ (schedule t_s = k_s = ⌈c₃ log(s+1)⌉). Theorem 17 needs c₃ ≥ 1/log(1/q),
+    /// q = 1 − µ_g/L_g: the default; a smaller value is an error under --steps theory and a
+    /// warning otherwise.
+    #[arg(long)]
+    pub c3: Option<f64>,
     /// Adjoint steps N per outer step.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub lin_steps: u64,
-    /// Outer step γ; default 1/L_L with L_L the largest eigenvalue of ∇²L at x0. Must be < 2/L_L.
+    /// Outer step γ, replacing the rule's (must be < 2/L_L where L_L is known).
     #[arg(long)]
     pub outer_step: Option<f64>,
     #[arg(long, default_value_t = 1000)]
@@ -118,11 +188,12 @@ pub struct ProblemArgs {
 pub enum Method {
     /// AID, adjoint by conjugate gradient.
     AidCg,
-    /// AID, adjoint by gradient descent (step 1/L).
+    /// AID, adjoint by gradient descent (step 1/L_g).
     AidGd,
-    /// AID, adjoint by the fixed-point iteration (step 1/L).
+    /// AID, adjoint by the fixed-point iteration (step 1/L_g).
     AidFp,
-    /// AID, adjoint by a truncated Neumann series (step 1/L).
+    /// AID, adjoint by a truncated Neumann series (step 1/L_g).
+    #[value(name = "aid-n", alias = "aid-neumann")]
     AidNeumann,
     /// Reverse-mode differentiation through the inner steps.
     Itd,
@@ -134,6 +205,8 @@ pub enum Method {
 pub struct HypergradArgs {
     #[command(flatten)]
     pub problem: ProblemArgs,
+    #[command(flatten)]
+    pub constants: ConstantArgs,
     #[arg(long, value_enum, default_value = "aid-cg")]
     pub method: Method,
     /// Inner gradient steps T (step 1/L_g, from y = 0).

@@ -2,10 +2,9 @@
 //! one, its oracle counts and its time.
 
 use crate::cli::{HypergradArgs, Method};
-use bilevel_kernels::linop::FnOp;
-use bilevel_kernels::spectrum::extreme_eigenvalues;
-use bilevel_kernels::{ops, Batch, BilevelProblem, Counted, KernelError};
-use bilevel_solvers::{AdjointSolver, Aid, AidConfig, Itd};
+use bilevel_kernels::{ops, Batch, BilevelProblem, Counted, CountingConvention, KernelError};
+use bilevel_solvers::reference::reference_hypergradient;
+use bilevel_solvers::{constants, AdjointSolver, Aid, AidConfig, Constant, Itd};
 use clap::ValueEnum;
 use serde_json::json;
 use std::time::Instant;
@@ -31,13 +30,21 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
     let counted = Counted::new(problem);
     let problem = counted.inner();
     let (dx, dy) = (problem.dim_x(), problem.dim_y());
-    let exact = problem.exact().ok_or("the problem has no exact reference")?;
     let mut want = vec![0.0; dx];
-    exact.hypergradient(&x, &mut want);
-    // µ and L of the inner Hessian at (x, 0) (constant for the quadratics), for the step sizes.
     let zero = vec![0.0; dy];
-    let hess = FnOp::symmetric(dy, |v: &[f64], out: &mut [f64]| problem.hvp(&x, &zero, v, Batch::Full, out));
-    let (mu, l) = extreme_eigenvalues(&hess, 1e-10)?;
+    let reference = match problem.exact() {
+        Some(exact) => {
+            exact.hypergradient(&x, &mut want);
+            "exact"
+        }
+        None => {
+            want = reference_hypergradient(problem, &x, &zero)?.hypergradient;
+            "newton"
+        }
+    };
+    // The inner/adjoint step 1/L_g; κ_g for the report when µ_g is free to know.
+    let c = constants::resolve(problem, &x, &zero, &[Constant::LG], &a.constants.overrides())?;
+    let l = c.l_g()?;
     let step = 1.0 / l;
     let n = a.lin_steps as usize;
     let mut got = vec![0.0; dx];
@@ -45,7 +52,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
     let start = Instant::now();
     let iterations = match a.method {
         Method::Exact => {
-            exact.hypergradient(&x, &mut got);
+            got.copy_from_slice(&want);
             0
         }
         Method::Itd => {
@@ -71,27 +78,40 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
     if !rel_error.is_finite() {
         return Err(KernelError::NonFinite { what: "hypergradient", index: 0 }.into());
     }
-    let c = counted.counts();
+    let cnt = counted.counts();
+    let paired = CountingConvention::PairedGradF;
+    let kappa = c.kappa_g();
     let method = a.method.to_possible_value().map_or_else(|| "?".to_string(), |v| v.get_name().to_string());
     println!(
-        "{name}: method {method}, κ_g {:.3e} (µ {mu:.3e}, L {l:.3e}), rel_error {rel_error:.3e}, oracle calls: grad_f {} grad_g {} hvp {} cross {}, {seconds:.3e} s",
-        l / mu,
-        c.grad_f(),
-        c.grad_y_g,
-        c.hvp,
-        c.cross
+        "{name}: method {method}, L_g {l:.3e}{}, rel_error {rel_error:.3e} (against the {reference} hypergradient), oracle calls: grad_f {} (∂x f {}, ∂y f {}) grad_g {} hvp {} cross {}, {seconds:.3e} s",
+        kappa.map_or(String::new(), |k| format!(" (κ_g {k:.3e})")),
+        cnt.grad_f(paired),
+        cnt.grad_x_f,
+        cnt.grad_y_f,
+        cnt.grad_y_g,
+        cnt.hvp,
+        cnt.cross
     );
     if let Some(path) = &a.json {
         let out = json!({
             "problem": name,
             "method": method,
             "rel_error": rel_error,
-            "oracle_calls": {"grad_f": c.grad_f(), "grad_g": c.grad_y_g, "hvp": c.hvp, "cross": c.cross},
+            "reference": reference,
+            "oracle_calls": {
+                "grad_f": cnt.grad_f(paired),
+                "grad_x_f": cnt.grad_x_f,
+                "grad_y_f": cnt.grad_y_f,
+                "grad_g": cnt.grad_y_g,
+                "hvp": cnt.hvp,
+                "cross": cnt.cross,
+            },
             "seconds": seconds,
             "iterations": iterations,
             "inner_steps": a.inner_steps,
             "lin_steps": n,
-            "kappa_g": l / mu,
+            "kappa_g": kappa,
+            "l_g": l,
             "seed": a.problem.seed,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;

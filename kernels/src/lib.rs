@@ -23,6 +23,7 @@ pub use error::{check_finite, check_len, KernelError, Result};
 pub use linop::{Operator, SymmetricOperator};
 pub use linsolve::SolveReport;
 pub use problem::{
-    Batch, BilevelProblem, Counted, ExactReference, FixedPointProblem, OracleCounts, ProblemConstants, ProblemMetrics,
+    Batch, BilevelProblem, Counted, CountingConvention, ExactReference, FixedPointProblem, GradientMap, HessianOp,
+    OracleCounts, ProblemConstants, ProblemMetrics,
 };
 pub use sparse::CsrMatrix;

@@ -1,19 +1,27 @@
-//! `bilevel-solvers`: hypergradient estimators, the deterministic algorithms of the papers, and
-//! one driver with a trace, built on `bilevel-kernels`.
+//! `bilevel-solvers`: hypergradient estimators, the papers' algorithms, the constants their
+//! step sizes need, and one driver with a trace, built on `bilevel-kernels`.
 //!
-//! - [`hypergrad`]: AID with CG / GD / fixed point / Neumann (warm-started or not), ITD in
-//!   reverse mode, and the exact reference;
-//! - [`algorithms`]: the AID-type algorithm (AID-BiO, AmIGO-GD/CG, AID-GD/CG/CG-WS/FP/N as
-//!   configurations) and ITD-BiO;
-//! - [`bsgm`]: SID and BSGM for contraction lower levels (and any problem via its gradient map);
-//! - [`driver`]: budgets, targets, trace rows with exact oracle counts and exact metrics, CSV.
+//! - [`estimators`]: AID (CG / GD / fixed point / Neumann, warm-started or not), ITD in reverse
+//!   mode, SID, and the exact hypergradient;
+//! - [`algorithms`]: one file per algorithm (AmIGO and paper 000's baselines, AID-BiO, ITD-BiO,
+//!   BSGM), each with its theorem's and its experiments' step sizes;
+//! - [`constants`]: µ_g, L_g, L_L from the problem, the user, or an estimate, with typed errors;
+//! - [`reference`]: a Newton reference hypergradient for problems without a closed form;
+//! - [`driver`] and [`trace`]: budgets, targets, exact oracle counts, metrics, CSV and JSON.
+#![warn(missing_docs)]
 
 pub mod algorithms;
-pub mod bsgm;
+pub mod constants;
 pub mod driver;
-pub mod hypergrad;
+pub mod estimators;
+pub mod reference;
+pub mod trace;
 
-pub use algorithms::{AidBilevel, AidBilevelConfig, AidVariant, Algorithm, ItdBilevel, StepSizes};
-pub use bsgm::{Bsgm, GradientMap, Projection, Sid};
-pub use driver::{run, StopReason, StopRule, Trace, TraceRow};
-pub use hypergrad::{exact_hypergradient, AdjointSolver, Aid, AidConfig, EstimateReport, Itd};
+pub use algorithms::aid::{AidBilevel, AidBilevelConfig, AidVariant};
+pub use algorithms::bsgm::{Bsgm, Projection};
+pub use algorithms::itd_bio::ItdBilevel;
+pub use algorithms::{Algorithm, StepRule, StepSizes};
+pub use constants::{Constant, Constants, Overrides};
+pub use driver::{run, StopReason, StopRule};
+pub use estimators::{exact_hypergradient, AdjointSolver, Aid, AidConfig, EstimateReport, Itd, Sid};
+pub use trace::{Trace, TraceRow};

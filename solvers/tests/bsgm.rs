@@ -4,8 +4,9 @@
 use bilevel_data::equilibrium;
 use bilevel_data::quadratic::{generate, Config};
 use bilevel_kernels::models::equilibrium::FixedPointParams;
+use bilevel_kernels::GradientMap;
 use bilevel_kernels::{Batch, BilevelProblem, Counted, FixedPointProblem};
-use bilevel_solvers::{exact_hypergradient, run, Bsgm, GradientMap, Projection, Sid, StopReason, StopRule};
+use bilevel_solvers::{exact_hypergradient, run, Bsgm, Projection, Sid, StopReason, StopRule};
 use std::ops::ControlFlow;
 
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
@@ -65,11 +66,32 @@ fn bsgm_reaches_relative_error_1e_minus_6_with_the_theorem_17_schedule() {
     let q = 1.0 - eta * mu_g;
     let c3 = 2.0 / (1.0 / q).ln();
     let x0 = p.inner().x0(2);
-    let mut bsgm = Bsgm::new(&x0, p.dim_y(), 1.0 / l_f, eta, c3, Projection::None).unwrap();
+    let mut bsgm = Bsgm::new(1.0 / l_f, eta, c3, Projection::None).unwrap();
     assert_eq!((bsgm.inner_steps(0), bsgm.inner_steps(1)), (1, (c3 * 2f64.ln()).ceil() as usize));
     let stop = StopRule { target_rel_error: Some(1e-6), ..StopRule::iterations(5000) };
-    let trace = run(&mut bsgm, &p, &stop, |_| ControlFlow::Continue(())).unwrap();
+    let y0 = vec![0.0; p.dim_y()];
+    let trace = run(&mut bsgm, &p, &x0, &y0, &stop, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(trace.stop, StopReason::Target, "{:?}", trace.last());
+    // Counts of step s: t_s ∂y g, t_s HVPs, one cross product, one ∂x f and one ∂y f.
+    let total_t: u64 = (0..trace.last().iteration).map(|s| bsgm.inner_steps(s) as u64).sum();
+    let c = trace.last().counts;
+    let k = trace.last().iteration as u64;
+    assert_eq!((c.grad_y_g, c.hvp, c.cross, c.grad_x_f, c.grad_y_f), (total_t, total_t, k, k, k));
+    // The theory rule takes Thm 17's c₃ = 1/log(1/q) and refuses a smaller one.
+    let known = bilevel_kernels::ProblemConstants {
+        mu_g: Some(mu_g),
+        l_g: Some(l_g),
+        l_outer: Some(l_f),
+        ..Default::default()
+    };
+    let c = bilevel_solvers::Constants::new(known);
+    let bound = bilevel_solvers::algorithms::bsgm::c3_bound(&c).unwrap();
+    assert!((bound - 1.0 / (1.0 / q).ln()).abs() < 1e-12 * bound);
+    let theory = bilevel_solvers::StepRule::Theory;
+    use bilevel_solvers::algorithms::bsgm::with_rule;
+    assert_eq!(with_rule(theory, &c, None, Projection::None).unwrap().c3(), bound);
+    assert!(with_rule(theory, &c, Some(0.5 * bound), Projection::None).is_err());
+    assert!(with_rule(bilevel_solvers::StepRule::Experiments, &c, Some(0.5 * bound), Projection::None).is_ok());
 }
 
 #[test]
@@ -86,11 +108,17 @@ fn projections() {
     assert!((x[1] - 0.6).abs() < 1e-15 && (x[2] - 0.8).abs() < 1e-15 && x[3] == 0.1 && x[4] == 0.1);
     assert!(Projection::Box { lo: 1.0, hi: 0.0 }.apply(&mut x).is_err());
     assert!(Projection::RowBalls { offset: 4, rows: 2, cols: 2, radius: 1.0 }.apply(&mut x).is_err());
-    assert!(Bsgm::new(&[0.0], 1, 0.0, 1.0, 1.0, Projection::None).is_err());
+    assert!(Bsgm::new(0.0, 1.0, 1.0, Projection::None).is_err());
+    // Radii must be positive: a negative one would flip signs, a zero one divide by zero.
+    for r in [0.0, -1.0, f64::NAN] {
+        assert!(Bsgm::new(1.0, 1.0, 1.0, Projection::Ball { radius: r }).is_err());
+        assert!(Projection::RowBalls { offset: 0, rows: 1, cols: 1, radius: r }.apply(&mut [1.0]).is_err());
+    }
     // BSGM keeps its iterate in the ball.
     let p = generate(&Config::preset("tiny").unwrap(), 1).unwrap();
-    let mut b = Bsgm::new(&p.x0(0), p.dim_y(), 1.0, 1.0, 3.0, Projection::Ball { radius: 0.01 }).unwrap();
+    let mut b = Bsgm::new(1.0, 1.0, 3.0, Projection::Ball { radius: 0.01 }).unwrap();
     use bilevel_solvers::Algorithm;
+    b.init(&p, &p.x0(0), &vec![0.0; p.dim_y()]).unwrap();
     for _ in 0..5 {
         b.step(&p).unwrap();
         assert!(b.x().iter().map(|v| v * v).sum::<f64>().sqrt() <= 0.01 + 1e-15);

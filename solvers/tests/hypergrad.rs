@@ -62,11 +62,33 @@ fn aid_costs_are_the_documented_oracle_counts() {
     let x = p.inner().x0(2);
     let y = vec![0.1; p.dim_y()];
     let mut out = vec![0.0; p.dim_x()];
-    let cfg = AidConfig { solver: AdjointSolver::Cg, steps: 7, warm_start: true };
-    let mut aid = Aid::new(cfg, p.dim_x(), p.dim_y()).unwrap();
-    aid.estimate(&p, &x, &y, &mut out).unwrap();
+    let step = 1.0 / p.inner().measured_g().l;
+    // (solver, warm start, expected HVPs per estimate with N = 7 steps). CG warm-started needs
+    // its initial residual b − Hv₀ (N + 1) once v₀ ≠ 0, i.e. from the second estimate on;
+    // from 0 it needs none (N), as the papers count.
+    for (solver, warm, hvps) in [
+        (AdjointSolver::Cg, false, [7, 7]),
+        (AdjointSolver::Cg, true, [7, 8]),
+        (AdjointSolver::Gd { step }, false, [7, 7]),
+        (AdjointSolver::Gd { step }, true, [7, 7]),
+        (AdjointSolver::FixedPoint { step }, false, [7, 7]),
+        (AdjointSolver::Neumann { step }, false, [7, 7]),
+    ] {
+        let cfg = AidConfig { solver, steps: 7, warm_start: warm };
+        let mut aid = Aid::new(cfg, p.dim_x(), p.dim_y()).unwrap();
+        for want in hvps {
+            p.reset();
+            aid.estimate(&p, &x, &y, &mut out).unwrap();
+            let c = p.counts();
+            assert_eq!((c.grad_y_f, c.grad_x_f, c.hvp, c.cross), (1, 1, want, 1), "{solver:?} warm {warm}");
+        }
+    }
+    // ITD: T ∂y g, T cross products, T − 1 HVPs (the HVP at t = 0 is not needed), one ∂x f, ∂y f.
+    let mut itd = Itd::new(9, step, p.dim_x(), p.dim_y()).unwrap();
+    p.reset();
+    itd.estimate(&p, &x, &mut y.clone(), &mut out).unwrap();
     let c = p.counts();
-    assert_eq!((c.grad_y_f, c.grad_x_f, c.hvp, c.cross), (1, 1, 8, 1));
+    assert_eq!((c.grad_y_g, c.cross, c.hvp, c.grad_x_f, c.grad_y_f), (9, 9, 8, 1, 1));
 }
 
 #[test]
@@ -143,6 +165,11 @@ fn bad_configurations_are_typed_errors() {
     assert!(Aid::new(cfg(AdjointSolver::Gd { step: -1.0 }, 5), dx, dy).is_err());
     assert!(Itd::new(0, 0.1, dx, dy).is_err());
     assert!(Itd::new(3, f64::NAN, dx, dy).is_err());
+    // A trajectory that cannot be stored is refused before allocating (T·d_y overflows or is huge).
+    assert!(Itd::new(usize::MAX / 2, 0.1, dx, dy).is_err());
+    assert!(Itd::new(100_000_000_000, 0.1, dx, dy).is_err());
+    assert!(Aid::new(AidConfig { solver: AdjointSolver::Neumann { step: 0.1 }, steps: 5, warm_start: true }, dx, dy)
+        .is_err());
     let mut aid = Aid::new(cfg(AdjointSolver::Cg, 5), dx, dy).unwrap();
     let mut out = vec![0.0; dx];
     assert!(aid.estimate(&p, &vec![0.0; dx + 1], &vec![0.0; dy], &mut out).is_err());

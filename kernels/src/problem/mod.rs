@@ -158,23 +158,69 @@ pub trait ExactReference: Sync {
 
 /// Counts of oracle calls, and of the samples they touched (a full-batch call on n samples
 /// touches n). The papers' complexities count calls; sample counts measure stochastic work.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OracleCounts {
+    /// Values of f.
     pub f: u64,
+    /// Values of g.
     pub g: u64,
+    /// ∂x f.
     pub grad_x_f: u64,
+    /// ∂y f.
     pub grad_y_f: u64,
+    /// ∂y g.
     pub grad_y_g: u64,
+    /// Hessian-vector products ∂yy g·v.
     pub hvp: u64,
+    /// Cross products ∂x∂y g·v (JVPs in paper 002's words).
     pub cross: u64,
+    /// Samples of f touched.
     pub samples_f: u64,
+    /// Samples of g touched.
     pub samples_g: u64,
 }
 
+/// How the gradients of f are counted: the papers differ, and a complexity claim is checked
+/// in its own paper's convention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountingConvention {
+    /// Arbel & Mairal (paper 000, eq. (8)): a (∂x f, ∂y f) pair at one point is one call.
+    #[default]
+    PairedGradF,
+    /// Ji, Yang & Liang (paper 002, Table 1 "Gc(f)"): ∂x f and ∂y f are counted separately.
+    SeparateGradF,
+}
+
 impl OracleCounts {
-    /// Upper-level gradient calls, counting a (∂x f, ∂y f) pair as the papers do: max of the two.
-    pub fn grad_f(&self) -> u64 {
-        self.grad_x_f.max(self.grad_y_f)
+    /// Upper-level gradient calls under `convention`.
+    pub fn grad_f(&self, convention: CountingConvention) -> u64 {
+        match convention {
+            CountingConvention::PairedGradF => self.grad_x_f.max(self.grad_y_f),
+            CountingConvention::SeparateGradF => self.grad_x_f + self.grad_y_f,
+        }
+    }
+
+    /// Total oracle calls: gradients of f (under `convention`) + ∂y g + HVPs + cross products,
+    /// what paper 000's eq. (8) sums.
+    pub fn total(&self, convention: CountingConvention) -> u64 {
+        self.grad_f(convention) + self.grad_y_g + self.hvp + self.cross
+    }
+
+    /// `self − start`, field by field (the counts of a run that started at `start`).
+    pub fn since(&self, start: &OracleCounts) -> OracleCounts {
+        let s = start;
+        OracleCounts {
+            f: self.f - s.f,
+            g: self.g - s.g,
+            grad_x_f: self.grad_x_f - s.grad_x_f,
+            grad_y_f: self.grad_y_f - s.grad_y_f,
+            grad_y_g: self.grad_y_g - s.grad_y_g,
+            hvp: self.hvp - s.hvp,
+            cross: self.cross - s.cross,
+            samples_f: self.samples_f - s.samples_f,
+            samples_g: self.samples_g - s.samples_g,
+        }
     }
 }
 
@@ -394,3 +440,8 @@ pub trait FixedPointProblem: Sync {
     /// `out = ∇λE(w, λ)` (λ-sized).
     fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
 }
+
+mod gradient_map;
+mod hessian;
+pub use gradient_map::GradientMap;
+pub use hessian::HessianOp;

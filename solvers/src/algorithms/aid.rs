@@ -1,0 +1,181 @@
+//! The AID-type outer loop shared by AmIGO ([`super::amigo`]), AID-BiO ([`super::aid_bio`]) and
+//! paper 000's AID baselines: they differ only in the adjoint solver and the warm starts, so
+//! they are configurations of this one loop, not copies.
+//!
+//! One outer step k, full batch:
+//! ```text
+//! y ← y_{k−1} (warm start) or y_0;   T steps y ← y − α ∂y g(x_k, y)                 (A_k)
+//! v ← v_{k−1} (warm start) or 0;     N steps of the adjoint solver on ∂yy g·v = ∂y f   (B_k)
+//! x_{k+1} = x_k − γ (∂x f(x_k, y) − ∂x∂y g(x_k, y)·v)
+//! ```
+//! Cost per outer step: T ∂y g; one ∂x f and one ∂y f; N HVPs (N + 1 for CG warm-started from a
+//! non-zero v); one cross product.
+
+use crate::estimators::{AdjointSolver, Aid, AidConfig};
+use crate::Algorithm;
+use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, KernelError, Result};
+
+use super::StepSizes;
+
+/// The AID-type algorithms by name (paper 000 §5 and paper 002).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AidVariant {
+    /// AID-BiO (paper 002 Alg. 1): warm-started y and CG.
+    AidBio,
+    /// AmIGO-GD (paper 000 Alg. 1 with Alg. 3): warm-started y and adjoint GD.
+    AmigoGd,
+    /// AmIGO-CG (paper 000 §5): warm-started y and CG.
+    AmigoCg,
+    /// AID-GD: warm-started y, adjoint GD from 0.
+    AidGd,
+    /// AID-CG: warm-started y, CG from 0.
+    AidCg,
+    /// AID-CG-WS: CG warm-started, y restarted from y_0.
+    AidCgWs,
+    /// AID-FP: warm-started y, the fixed-point adjoint from 0.
+    AidFp,
+    /// AID-N: warm-started y, a truncated Neumann series.
+    AidNeumann,
+}
+
+impl AidVariant {
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AidVariant::AidBio => "aid-bio",
+            AidVariant::AmigoGd => "amigo-gd",
+            AidVariant::AmigoCg => "amigo-cg",
+            AidVariant::AidGd => "aid-gd",
+            AidVariant::AidCg => "aid-cg",
+            AidVariant::AidCgWs => "aid-cg-ws",
+            AidVariant::AidFp => "aid-fp",
+            AidVariant::AidNeumann => "aid-n",
+        }
+    }
+}
+
+/// Configuration of [`AidBilevel`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct AidBilevelConfig {
+    /// Inner GD steps T per outer step.
+    pub inner_steps: usize,
+    /// Adjoint steps N per outer step.
+    pub adjoint_steps: usize,
+    /// α, β, γ.
+    pub steps: StepSizes,
+    /// The adjoint solver (its step is `steps.adjoint` for GD/FP/Neumann).
+    pub adjoint: AdjointSolver,
+    /// Warm start of y from the previous outer step.
+    pub warm_start_y: bool,
+    /// Warm start of v from the previous outer step.
+    pub warm_start_v: bool,
+}
+
+impl AidBilevelConfig {
+    /// The named variant with T inner steps, N adjoint steps and the given step sizes.
+    pub fn variant(v: AidVariant, inner_steps: usize, adjoint_steps: usize, steps: StepSizes) -> Self {
+        let gd = AdjointSolver::Gd { step: steps.adjoint };
+        let (adjoint, warm_start_y, warm_start_v) = match v {
+            AidVariant::AidBio | AidVariant::AmigoCg => (AdjointSolver::Cg, true, true),
+            AidVariant::AmigoGd => (gd, true, true),
+            AidVariant::AidGd => (gd, true, false),
+            AidVariant::AidCg => (AdjointSolver::Cg, true, false),
+            AidVariant::AidCgWs => (AdjointSolver::Cg, false, true),
+            AidVariant::AidFp => (AdjointSolver::FixedPoint { step: steps.adjoint }, true, false),
+            AidVariant::AidNeumann => (AdjointSolver::Neumann { step: steps.adjoint }, true, false),
+        };
+        Self { inner_steps, adjoint_steps, steps, adjoint, warm_start_y, warm_start_v }
+    }
+}
+
+/// The AID-type algorithm (see the module doc).
+pub struct AidBilevel {
+    name: String,
+    config: AidBilevelConfig,
+    x: Vec<f64>,
+    x_at_y: Vec<f64>,
+    y: Vec<f64>,
+    y0: Vec<f64>,
+    aid: Option<Aid>,
+    grad: Vec<f64>,
+    work: Vec<f64>,
+}
+
+impl AidBilevel {
+    /// The algorithm `name` with `config`; [`Algorithm::init`] sizes it for a problem.
+    pub fn new(name: &str, config: AidBilevelConfig) -> Result<Self> {
+        if config.inner_steps == 0 {
+            return Err(KernelError::InvalidParameter { name: "inner_steps", reason: "must be >= 1".into() });
+        }
+        config.steps.checked()?;
+        // Validate the adjoint configuration now (sizes come with init).
+        Aid::new(
+            AidConfig { solver: config.adjoint, steps: config.adjoint_steps, warm_start: config.warm_start_v },
+            0,
+            0,
+        )?;
+        Ok(Self {
+            name: name.to_string(),
+            config,
+            x: Vec::new(),
+            x_at_y: Vec::new(),
+            y: Vec::new(),
+            y0: Vec::new(),
+            aid: None,
+            grad: Vec::new(),
+            work: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AidBilevelConfig {
+        &self.config
+    }
+}
+
+impl Algorithm for AidBilevel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
+        let (dx, dy) = (problem.dim_x(), problem.dim_y());
+        check_len("x0", dx, x0.len())?;
+        check_len("y0", dy, y0.len())?;
+        let c = &self.config;
+        self.aid = Some(Aid::new(
+            AidConfig { solver: c.adjoint, steps: c.adjoint_steps, warm_start: c.warm_start_v },
+            dx,
+            dy,
+        )?);
+        (self.x, self.x_at_y) = (x0.to_vec(), x0.to_vec());
+        (self.y, self.y0) = (y0.to_vec(), y0.to_vec());
+        (self.grad, self.work) = (vec![0.0; dx], vec![0.0; dy]);
+        Ok(())
+    }
+    fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
+        let aid = self
+            .aid
+            .as_mut()
+            .ok_or(KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })?;
+        check_len("x", problem.dim_x(), self.x.len())?;
+        let c = &self.config;
+        if !c.warm_start_y {
+            self.y.copy_from_slice(&self.y0);
+        }
+        problem.inner_gradient_steps(&self.x, &mut self.y, c.steps.inner, c.inner_steps, Batch::Full, &mut self.work);
+        aid.estimate(problem, &self.x, &self.y, &mut self.grad)?;
+        self.x_at_y.copy_from_slice(&self.x);
+        ops::axpy(-c.steps.outer, &self.grad, &mut self.x);
+        Ok(())
+    }
+    fn x(&self) -> &[f64] {
+        &self.x
+    }
+    fn y(&self) -> &[f64] {
+        &self.y
+    }
+    fn x_at_y(&self) -> &[f64] {
+        &self.x_at_y
+    }
+}

@@ -1,0 +1,165 @@
+//! The papers' deterministic bilevel algorithms, one file each, behind one [`Algorithm`] trait
+//! that the [`driver`](crate::driver) runs.
+//!
+//! - [`aid`]: the AID-type outer loop (inner GD, an adjoint solve, an outer step); its
+//!   configurations are [`amigo`] (AmIGO-GD/CG and paper 000's baselines AID-GD/CG/CG-WS/FP/N)
+//!   and [`aid_bio`] (AID-BiO);
+//! - [`itd_bio`]: ITD-BiO;
+//! - [`bsgm`]: BSGM through SID, no warm start.
+//!
+//! Every algorithm offers two step-size rules ([`StepRule`]): its theorem's and its paper's
+//! experiments'; each file says which theorem and which section. Construction takes the
+//! configuration only; [`Algorithm::init`] sizes the state for a problem and a starting point
+//! (as argmin's `Solver::init`), so one configured algorithm runs on many problems.
+
+pub mod aid;
+pub mod aid_bio;
+pub mod amigo;
+pub mod bsgm;
+pub mod itd_bio;
+
+use crate::constants::{Constant, Constants};
+use bilevel_kernels::{BilevelProblem, KernelError, Result};
+
+/// One outer iteration at a time; the driver ([`crate::driver::run`]) calls [`init`](Self::init)
+/// once, then [`step`](Self::step) until a stop rule fires.
+pub trait Algorithm {
+    /// The algorithm's name (as the CLI spells it).
+    fn name(&self) -> &str;
+    /// Sizes every buffer for `problem` and sets x_0, y_0 (allocates; `step` does not).
+    fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()>;
+    /// One outer iteration: x_k → x_{k+1}.
+    fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()>;
+    /// The current outer iterate x_k.
+    fn x(&self) -> &[f64];
+    /// The inner iterate of the last step, y_k.
+    fn y(&self) -> &[f64];
+    /// The outer point y_k was computed for (x_k of the step that computed it, before the
+    /// outer update moved x): the inner error is ‖y_k − y*(x_at_y)‖.
+    fn x_at_y(&self) -> &[f64];
+}
+
+/// Which source the step sizes come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepRule {
+    /// The algorithm's convergence theorem (each file names it).
+    Theory,
+    /// The values its paper's experiments ran with (each file names the section).
+    #[default]
+    Experiments,
+}
+
+/// The step sizes of an algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct StepSizes {
+    /// Inner GD step α.
+    pub inner: f64,
+    /// Adjoint GD/FP/Neumann step β (unused by CG).
+    pub adjoint: f64,
+    /// Outer step γ.
+    pub outer: f64,
+}
+
+impl StepSizes {
+    /// Checks every step is finite and > 0.
+    pub fn checked(self) -> Result<Self> {
+        for (name, v) in [("inner_step", self.inner), ("adjoint_step", self.adjoint), ("outer_step", self.outer)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(KernelError::InvalidParameter { name, reason: format!("must be finite and > 0, got {v}") });
+            }
+        }
+        Ok(self)
+    }
+
+    /// Paper 000 §5.1 (the synthetic quadratic): α = β = 1/L_g, γ = 1/L_L. Every algorithm's
+    /// experiments rule on the quadratics is this one: paper 000 runs all of them with it.
+    pub fn paper000_experiments(c: &Constants) -> Result<Self> {
+        let (l_g, l) = (c.l_g()?, c.l_outer()?);
+        Self { inner: 1.0 / l_g, adjoint: 1.0 / l_g, outer: 1.0 / l }.checked()
+    }
+}
+
+/// The constants [`StepSizes::paper000_experiments`] needs.
+pub const PAPER000_EXPERIMENTS_NEEDS: &[Constant] = &[Constant::LG, Constant::LOuter];
+
+/// The settings every algorithm of [`build`] may read (each reads those it has).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Settings {
+    /// Inner steps T (AID types, ITD).
+    pub inner_steps: usize,
+    /// Adjoint steps N (AID types).
+    pub adjoint_steps: usize,
+    /// BSGM's c₃ (`None`: Theorem 17's bound).
+    pub c3: Option<f64>,
+    /// BSGM's projection.
+    pub projection: bsgm::Projection,
+    /// Replaces the rule's outer step γ when set.
+    pub outer_step: Option<f64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { inner_steps: 10, adjoint_steps: 10, c3: None, projection: bsgm::Projection::None, outer_step: None }
+    }
+}
+
+/// Every algorithm [`build`] knows, by CLI name.
+pub const NAMES: &[&str] =
+    &["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm"];
+
+fn aid_variant(name: &str) -> Option<aid::AidVariant> {
+    use aid::AidVariant::*;
+    [AidBio, AmigoGd, AmigoCg, AidGd, AidCg, AidCgWs, AidFp, AidNeumann].into_iter().find(|v| v.name() == name)
+}
+
+fn unknown(name: &str) -> KernelError {
+    KernelError::InvalidParameter {
+        name: "algorithm",
+        reason: format!("unknown `{name}`; one of {}", NAMES.join(", ")),
+    }
+}
+
+/// The constants algorithm `name` needs under `rule` (to resolve them before [`build`]).
+pub fn needs(name: &str, rule: StepRule) -> Result<&'static [Constant]> {
+    Ok(match (name, rule) {
+        ("bsgm", StepRule::Theory) => bsgm::NEEDS_THEORY,
+        ("bsgm", StepRule::Experiments) => bsgm::NEEDS_EXPERIMENTS,
+        ("itd", _) => itd_bio::NEEDS,
+        ("aid-bio", _) => aid_bio::NEEDS,
+        (n, _) if aid_variant(n).is_some() => amigo::NEEDS,
+        (n, _) => return Err(unknown(n)),
+    })
+}
+
+/// The step sizes algorithm `name` runs with under `rule` (before `settings.outer_step`).
+pub fn step_sizes(name: &str, rule: StepRule, c: &Constants) -> Result<StepSizes> {
+    match name {
+        "bsgm" => StepSizes::paper000_experiments(c),
+        "itd" => itd_bio::step_sizes(rule, c),
+        "aid-bio" => aid_bio::step_sizes(rule, c),
+        n if aid_variant(n).is_some() => amigo::step_sizes(rule, c),
+        n => Err(unknown(n)),
+    }
+}
+
+/// Algorithm `name` configured by `rule`, the constants and `settings`.
+pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
+    let mut steps = step_sizes(name, rule, c)?;
+    if let Some(g) = settings.outer_step {
+        steps.outer = g;
+    }
+    let steps = steps.checked()?;
+    let (t, n) = (settings.inner_steps, settings.adjoint_steps);
+    Ok(match name {
+        "bsgm" => {
+            let b = bsgm::with_rule(rule, c, settings.c3, settings.projection)?;
+            Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, b.c3(), settings.projection)?)
+        }
+        "itd" => Box::new(itd_bio::ItdBilevel::new(t, steps)?),
+        n_ => {
+            let v = aid_variant(n_).ok_or_else(|| unknown(n_))?;
+            Box::new(aid::AidBilevel::new(v.name(), aid::AidBilevelConfig::variant(v, t, n, steps))?)
+        }
+    })
+}

@@ -1,0 +1,224 @@
+//! The problem constants step sizes are written in (µ_g, L_g, L_L), resolved once per run and
+//! shared by every command (`bilevel hypergrad`, `bilevel solve`, the harness).
+//!
+//! Where each constant comes from, first match wins:
+//! 1. the user ([`Overrides`], the CLI's `--mu-g`, `--l-g`, `--l-outer`);
+//! 2. the problem itself ([`BilevelProblem::constants`]): a generator that prescribes its
+//!    spectrum knows µ_g, L_g and L_L exactly, with no eigen-solve, whatever κ;
+//! 3. an estimate at the starting point, only for the constants the chosen step-size rule needs:
+//!    L_g = λ_max(∂yy g(x0, y0)) by Lanczos (fast: the top of a spectrum converges in a few dozen
+//!    HVPs); µ_g = λ_min from the dense Hessian only up to [`spectrum::DENSE_MAX_DIM`] (the
+//!    bottom of an ill-conditioned spectrum does not converge in a matrix-free solver); L_L by
+//!    Lanczos on finite differences of a reference hypergradient (the problem's closed form, or
+//!    the Newton reference of [`crate::reference`]).
+//!
+//! A constant that none of these gives is a typed error naming the constant and its flag.
+//! Estimates at x0 are local for non-quadratic problems: [`Constants::estimated`] lists them so
+//! the caller can say so.
+
+use crate::reference::reference_hypergradient;
+use bilevel_kernels::linop::FnOp;
+use bilevel_kernels::spectrum::{self, extreme_eigenvalues, largest_eigenvalue};
+use bilevel_kernels::{Batch, BilevelProblem, HessianOp, KernelError, ProblemConstants, Result};
+use std::sync::Mutex;
+
+/// One constant of a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Constant {
+    /// µ_g, the strong convexity of g in y.
+    MuG,
+    /// L_g, the smoothness of g in y.
+    LG,
+    /// L_L, the smoothness of the outer objective L(x) = f(x, y*(x)).
+    LOuter,
+}
+
+impl Constant {
+    /// The field name (`mu_g`, `l_g`, `l_outer`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Constant::MuG => "mu_g",
+            Constant::LG => "l_g",
+            Constant::LOuter => "l_outer",
+        }
+    }
+    /// The CLI flag that sets it by hand.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Constant::MuG => "--mu-g",
+            Constant::LG => "--l-g",
+            Constant::LOuter => "--l-outer",
+        }
+    }
+    fn unknown(self, why: &str) -> KernelError {
+        KernelError::InvalidParameter {
+            name: self.name(),
+            reason: format!("{why}; set it by hand with {}", self.flag()),
+        }
+    }
+}
+
+/// Constants the user sets by hand (`None`: take the problem's or estimate).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Overrides {
+    /// µ_g.
+    pub mu_g: Option<f64>,
+    /// L_g.
+    pub l_g: Option<f64>,
+    /// L_L.
+    pub l_outer: Option<f64>,
+}
+
+/// The resolved constants of a run (what [`resolve`] could establish).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Constants {
+    /// Everything known: the problem's constants with the overrides and estimates filled in.
+    pub known: ProblemConstants,
+    /// Which of (µ_g, L_g, L_L) were estimated at the starting point (local for non-quadratic
+    /// problems) rather than given by the problem or the user.
+    pub estimated: [bool; 3],
+}
+
+impl Constants {
+    /// Constants given directly (tests, embedding users): nothing estimated.
+    pub fn new(known: ProblemConstants) -> Self {
+        Self { known, estimated: [false; 3] }
+    }
+    fn get(&self, c: Constant) -> Option<f64> {
+        match c {
+            Constant::MuG => self.known.mu_g,
+            Constant::LG => self.known.l_g,
+            Constant::LOuter => self.known.l_outer,
+        }
+    }
+    /// The value of `c`, or a typed error naming it and its flag.
+    pub fn require(&self, c: Constant) -> Result<f64> {
+        self.get(c).ok_or_else(|| c.unknown("not known for this problem"))
+    }
+    /// µ_g, required.
+    pub fn mu_g(&self) -> Result<f64> {
+        self.require(Constant::MuG)
+    }
+    /// L_g, required.
+    pub fn l_g(&self) -> Result<f64> {
+        self.require(Constant::LG)
+    }
+    /// L_L, required.
+    pub fn l_outer(&self) -> Result<f64> {
+        self.require(Constant::LOuter)
+    }
+    /// κ_g = L_g/µ_g when both are known.
+    pub fn kappa_g(&self) -> Option<f64> {
+        Some(self.known.l_g? / self.known.mu_g?)
+    }
+    /// Whether `c` was estimated at the starting point.
+    pub fn is_estimated(&self, c: Constant) -> bool {
+        self.estimated[c as usize]
+    }
+}
+
+fn check_value(c: Constant, v: f64) -> Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(KernelError::InvalidParameter { name: c.name(), reason: format!("must be finite and > 0, got {v}") })
+    }
+}
+
+/// Relative accuracy of the eigenvalue estimates.
+const EIG_TOL: f64 = 1e-8;
+
+/// Resolves the constants `needs` lists for `problem` at the starting point (x0, y0); the
+/// others are filled in only when free (from the problem or the user).
+pub fn resolve(
+    problem: &dyn BilevelProblem,
+    x0: &[f64],
+    y0: &[f64],
+    needs: &[Constant],
+    overrides: &Overrides,
+) -> Result<Constants> {
+    let mut k = problem.constants();
+    let mut estimated = [false; 3];
+    for (c, slot, over) in [
+        (Constant::MuG, &mut k.mu_g, overrides.mu_g),
+        (Constant::LG, &mut k.l_g, overrides.l_g),
+        (Constant::LOuter, &mut k.l_outer, overrides.l_outer),
+    ] {
+        if let Some(v) = over {
+            *slot = Some(check_value(c, v)?);
+        }
+    }
+    let needed = |c: Constant| needs.contains(&c);
+    if needed(Constant::LG) && k.l_g.is_none() {
+        let hess = HessianOp::new(problem, x0, y0, Batch::Full);
+        let l = largest_eigenvalue(&hess, EIG_TOL)
+            .map_err(|e| Constant::LG.unknown(&format!("estimation failed ({e})")))?;
+        k.l_g = Some(check_value(Constant::LG, l)?);
+        estimated[Constant::LG as usize] = true;
+    }
+    if needed(Constant::MuG) && k.mu_g.is_none() {
+        let n = problem.dim_y();
+        if n > spectrum::DENSE_MAX_DIM {
+            return Err(Constant::MuG.unknown(&format!(
+                "the problem does not know it and d_y = {n} is above the size ({}) where it is computed densely",
+                spectrum::DENSE_MAX_DIM
+            )));
+        }
+        let hess = HessianOp::new(problem, x0, y0, Batch::Full);
+        let (mu, l) = extreme_eigenvalues(&hess, EIG_TOL)
+            .map_err(|e| Constant::MuG.unknown(&format!("estimation failed ({e})")))?;
+        k.mu_g = Some(check_value(Constant::MuG, mu)?);
+        estimated[Constant::MuG as usize] = true;
+        if k.l_g.is_none() {
+            k.l_g = Some(l);
+            estimated[Constant::LG as usize] = true;
+        }
+    }
+    if needed(Constant::LOuter) && k.l_outer.is_none() {
+        let l = estimate_l_outer(problem, x0, y0).map_err(|e| Constant::LOuter.unknown(&format!("{e}")))?;
+        k.l_outer = Some(check_value(Constant::LOuter, l)?);
+        estimated[Constant::LOuter as usize] = true;
+    }
+    Ok(Constants { known: k, estimated })
+}
+
+/// λ_max(∇²L(x0)) by Lanczos on central differences of the reference hypergradient (exact for
+/// the quadratics, where ∇L is affine; a local estimate otherwise).
+fn estimate_l_outer(problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<f64> {
+    let dx = problem.dim_x();
+    let failure = Mutex::new(None);
+    let grad_at = |x: &[f64], out: &mut [f64]| {
+        let r = match problem.exact() {
+            Some(e) => {
+                e.hypergradient(x, out);
+                Ok(())
+            }
+            None => reference_hypergradient(problem, x, y0).map(|r| out.copy_from_slice(&r.hypergradient)),
+        };
+        if let Err(e) = r {
+            out.fill(f64::NAN);
+            failure.lock().expect("not poisoned").get_or_insert(e);
+        }
+    };
+    let scale = bilevel_kernels::ops::norm2(x0).max(1.0);
+    let h = 1e-4 * scale;
+    let hess_l = FnOp::symmetric(dx, |v: &[f64], out: &mut [f64]| {
+        let mut plus: Vec<f64> = x0.iter().zip(v).map(|(x, v)| x + h * v).collect();
+        let minus: Vec<f64> = x0.iter().zip(v).map(|(x, v)| x - h * v).collect();
+        grad_at(&plus, out);
+        grad_at(&minus, &mut plus);
+        out.iter_mut().zip(&plus).for_each(|(o, m)| *o = (*o - m) / (2.0 * h));
+    });
+    let l = largest_eigenvalue(&hess_l, 1e-6);
+    if let Some(e) = failure.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    let l = l?;
+    if !(l.is_finite() && l > 0.0) {
+        return Err(KernelError::InvalidParameter {
+            name: "l_outer",
+            reason: format!("the estimate at x0 is not positive ({l:e}): L may be non-convex there"),
+        });
+    }
+    Ok(l)
+}

@@ -1,0 +1,97 @@
+//! The trace of a run: one row per outer iteration (row 0 is the starting point), with exact
+//! oracle counts and the metrics the problem can measure; serialisable as JSON (serde) and CSV
+//! (the `csv` crate).
+
+use crate::driver::StopReason;
+use bilevel_kernels::{CountingConvention, OracleCounts};
+
+/// One row of the trace.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TraceRow {
+    /// Outer iteration k (0: the starting point).
+    pub iteration: usize,
+    /// Wall time of the steps so far (metrics excluded), seconds.
+    pub seconds: f64,
+    /// Oracle calls so far.
+    pub counts: OracleCounts,
+    /// (L(x_k) − L*)/(L(x_0) − L*), where L* is known.
+    pub rel_error: Option<f64>,
+    /// ‖∇L(x_k)‖, from the closed form or the Newton reference.
+    pub grad_norm: Option<f64>,
+    /// ‖y_k − y*(x)‖ at the outer point x where y_k was computed.
+    pub y_error: Option<f64>,
+    /// The problem's own metrics, in the order of [`Trace::metric_names`] (empty on rows
+    /// that were not evaluated).
+    pub metrics: Vec<f64>,
+}
+
+impl TraceRow {
+    /// Total oracle calls in paper 000's convention (eq. (8)): grad f pairs + ∂y g + HVP + cross.
+    pub fn total_calls(&self) -> u64 {
+        self.counts.total(CountingConvention::PairedGradF)
+    }
+}
+
+/// The trace of a run.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Trace {
+    /// The algorithm's name.
+    pub algorithm: String,
+    /// Names of the problem's metrics (CSV columns after the fixed ones).
+    pub metric_names: Vec<&'static str>,
+    /// Rows, starting with the starting point.
+    pub rows: Vec<TraceRow>,
+    /// Why the run stopped.
+    pub stop: StopReason,
+}
+
+/// The fixed CSV columns.
+pub const CSV_COLUMNS: [&str; 11] = [
+    "iteration",
+    "seconds",
+    "grad_f",
+    "grad_x_f",
+    "grad_y_f",
+    "grad_g",
+    "hvp",
+    "cross",
+    "rel_error",
+    "grad_norm",
+    "y_error",
+];
+
+impl Trace {
+    /// The last row (a trace always has its starting row).
+    pub fn last(&self) -> &TraceRow {
+        self.rows.last().expect("a trace has its starting row")
+    }
+
+    /// CSV with a header: the fixed columns ([`CSV_COLUMNS`]; `grad_f` in paper 000's paired
+    /// convention, `grad_x_f` and `grad_y_f` separately as paper 002 counts them), then one
+    /// column per problem metric; empty cells where a value is unknown.
+    pub fn write_csv(&self, w: impl std::io::Write) -> csv::Result<()> {
+        let mut out = csv::Writer::from_writer(w);
+        out.write_record(CSV_COLUMNS.iter().copied().chain(self.metric_names.iter().copied()))?;
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:e}"));
+        for r in &self.rows {
+            let c = &r.counts;
+            let mut record = vec![
+                r.iteration.to_string(),
+                format!("{:e}", r.seconds),
+                c.grad_f(CountingConvention::PairedGradF).to_string(),
+                c.grad_x_f.to_string(),
+                c.grad_y_f.to_string(),
+                c.grad_y_g.to_string(),
+                c.hvp.to_string(),
+                c.cross.to_string(),
+                opt(r.rel_error),
+                opt(r.grad_norm),
+                opt(r.y_error),
+            ];
+            record.extend((0..self.metric_names.len()).map(|i| opt(r.metrics.get(i).copied())));
+            out.write_record(&record)?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
