@@ -2,13 +2,14 @@
 //! iteration bounds of the theory, on SPD matrices with a prescribed spectrum
 //! (H = Q diag(λ) Qᵀ, Q orthogonal from the QR of a Gaussian matrix, λ log-spaced in [1/κ, 1]).
 
-use bilevel_kernels::linop::{DenseGeneral, DenseSym, Diagonal, FaerOp, FnOp, Operator};
+use bilevel_kernels::linop::{DenseGeneral, DenseSym, Diagonal, FaerOp, FnOp, Operator, SymmetricOperator};
 use bilevel_kernels::linsolve::*;
 use bilevel_kernels::KernelError;
 use faer::linalg::solvers::Solve;
 use faer::{Mat, MatRef, Par, Side};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -808,5 +809,149 @@ fn cg_run_past_convergence_stops_at_the_rounding_floor() {
     assert!(report.converged && report.iterations <= n + 5, "{report:?}");
     for i in 0..n {
         assert!((x[i] - b[i] / d[i]).abs() < 1e-13);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator-application counts (the unit the papers count)
+// ---------------------------------------------------------------------------------------------
+
+/// `H` behind a closure that counts its applications.
+fn counting<'a>(h: &'a DenseSym, count: &'a AtomicUsize) -> impl SymmetricOperator + 'a {
+    FnOp::symmetric(h.dim(), move |v: &[f64], out: &mut [f64]| {
+        count.fetch_add(1, Ordering::Relaxed);
+        h.apply(v, out)
+    })
+}
+
+/// Runs `solve` on a fresh counter; returns the report and the applications the operator saw.
+fn counted(solve: impl FnOnce(&AtomicUsize) -> SolveReport) -> (SolveReport, usize) {
+    let count = AtomicUsize::new(0);
+    let report = solve(&count);
+    (report, count.load(Ordering::Relaxed))
+}
+
+/// CG with a fixed number of steps (rel_tol = 0): N products from x₀ = 0 (r₀ = b is taken
+/// without one), N + 1 from a non-zero warm start; the report says the same.
+#[test]
+fn cg_costs_n_products_cold_and_n_plus_one_warm() {
+    let n = 40;
+    let h = spd(180, n, 100.0);
+    let b = gaussian_vec(&mut rng(181), n);
+    let warm = gaussian_vec(&mut rng(182), n);
+    for steps in [1, 7, 15] {
+        let mut cg = Cg::new(n, Stopping::fixed_steps(steps));
+        for (x0, extra) in [(vec![0.0; n], 0), (vec![-0.0; n], 0), (warm.clone(), 1)] {
+            let mut x = x0;
+            let (rep, applied) = counted(|c| cg.solve(&counting(&h, c), &b, &mut x).unwrap());
+            assert_eq!(rep.iterations, steps);
+            assert_eq!(applied, steps + extra, "{steps} steps, warm start: {}", extra == 1);
+            assert_eq!(rep.operator_applications, applied);
+        }
+        // The cold start is the same iterate as before the count fix (H·0 = 0 exactly).
+        let mut cold = vec![0.0; n];
+        cg.solve(&h, &b, &mut cold).unwrap();
+        let mut x = vec![0.0; n];
+        let mut reference = Cg::new(n, Stopping::fixed_steps(steps));
+        reference.solve(&h, &b, &mut x).unwrap();
+        assert_eq!(cold, x);
+    }
+}
+
+/// Richardson, the fixed point (through any sequence) and Neumann: one product per step or term
+/// beyond the first, whatever the warm start; the truncation estimator: k products for depth k.
+#[test]
+fn stationary_methods_and_series_cost_one_product_per_step() {
+    let n = 30;
+    let h = spd(190, n, 10.0);
+    let b = gaussian_vec(&mut rng(191), n);
+    let warm = gaussian_vec(&mut rng(192), n);
+    let steps = 9;
+    for x0 in [vec![0.0; n], warm.clone()] {
+        let mut gd = Richardson::new(n, 1.0, Stopping::fixed_steps(steps));
+        let mut x = x0.clone();
+        let (rep, applied) = counted(|c| gd.solve(&counting(&h, c), &b, &mut x).unwrap());
+        assert_eq!((rep.iterations, rep.operator_applications, applied), (steps, steps, steps));
+
+        // Jᵀ = I − H (a contraction here: λ(H) ⊂ [0.1, 1]).
+        let mut fp = FixedPoint::new(n, 1.0, Stopping::fixed_steps(steps));
+        let mut x = x0.clone();
+        let (rep, applied) = counted(|c| fp.solve(&IdentityMinus(counting(&h, c)), &b, &mut x).unwrap());
+        assert_eq!((rep.iterations, rep.operator_applications, applied), (steps, steps, steps));
+
+        // A sampled sequence is counted the same way.
+        let mut calls = 0;
+        let mut x = x0.clone();
+        let rep = gd
+            .solve(
+                Sampled(|_: usize, v: &[f64], out: &mut [f64]| {
+                    calls += 1;
+                    h.apply(v, out)
+                }),
+                &b,
+                &mut x,
+            )
+            .unwrap();
+        assert_eq!((rep.operator_applications, calls), (steps, steps));
+    }
+    let mut neumann = Neumann::new(n, 1.0, Stopping::fixed_steps(steps));
+    let mut v = vec![0.0; n];
+    let (rep, applied) = counted(|c| neumann.solve(&counting(&h, c), &b, &mut v).unwrap());
+    assert_eq!((rep.iterations, rep.operator_applications, applied), (steps, steps, steps));
+
+    let mut truncation = RandomizedTruncation::new(n, 1.0, 12);
+    for depth in [0, 1, 11] {
+        let count = AtomicUsize::new(0);
+        truncation.solve(&counting(&h, &count), &b, depth, &mut v).unwrap();
+        assert_eq!(count.load(Ordering::Relaxed), depth);
+    }
+}
+
+/// GMRES(m) with N Arnoldi steps: N products, plus one per cycle (its true residual), plus one
+/// for a non-zero warm start.
+#[test]
+fn gmres_counts_arnoldi_steps_cycles_and_the_warm_start() {
+    let n = 30;
+    let h = spd(200, n, 100.0);
+    let b = gaussian_vec(&mut rng(201), n);
+    let warm = gaussian_vec(&mut rng(202), n);
+    for (restart, steps) in [(3usize, 7usize), (5, 5), (30, 12)] {
+        let cycles = steps.div_ceil(restart);
+        let mut gmres = Gmres::new(n, restart, Stopping::fixed_steps(steps));
+        for (x0, extra) in [(vec![0.0; n], 0), (warm.clone(), 1)] {
+            let mut x = x0;
+            let (rep, applied) = counted(|c| gmres.solve(&counting(&h, c), &b, &mut x).unwrap());
+            assert_eq!(rep.iterations, steps);
+            assert_eq!(applied, steps + cycles + extra, "m = {restart}, N = {steps}");
+            assert_eq!(rep.operator_applications, applied);
+        }
+    }
+}
+
+/// Through `Box<dyn LinearSolver>` the solvers are interchangeable and report the same costs.
+#[test]
+fn boxed_solvers_solve_the_same_system() {
+    let n = 25;
+    let h = spd(210, n, 10.0);
+    let b = gaussian_vec(&mut rng(211), n);
+    let exact = cholesky_solve(h.matrix(), &b);
+    let tight = Stopping::default().with_rel_tol(1e-12).with_max_iters(2000);
+    let mut solvers: Vec<(&str, Box<dyn LinearSolver>)> = vec![
+        ("cg", Box::new(Cg::new(n, tight))),
+        ("gd", Box::new(Richardson::new(n, 1.0, tight))),
+        ("fp", Box::new(FixedPoint::new(n, 1.0, tight))),
+        ("neumann", Box::new(Neumann::new(n, 1.0, tight))),
+        ("gmres", Box::new(Gmres::new(n, 10, tight))),
+    ];
+    for (name, solver) in &mut solvers {
+        assert_eq!(solver.dim(), n);
+        let mut x = vec![0.0; n];
+        let (rep, applied) = counted(|c| solver.solve(&counting(&h, c), &b, &mut x).unwrap());
+        assert!(rep.converged, "{name}: {rep:?}");
+        assert_eq!(rep.operator_applications, applied, "{name}");
+        assert!(rel_err(&x, &exact) <= 1e-9, "{name}: {:e}", rel_err(&x, &exact));
+        // The stopping rule is reachable through the trait.
+        solver.stopping_mut().max_iters = 3;
+        assert_eq!(solver.stopping().max_iters, 3);
     }
 }
