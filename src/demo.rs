@@ -3,9 +3,7 @@
 //! an AID hypergradient against the exact one).
 
 use bilevel_kernels::linop::{DenseGeneral, DenseSym, Operator};
-use bilevel_kernels::linsolve::{
-    cg_solve, neumann_series, richardson_solve, CgParams, NeumannParams, RichardsonParams,
-};
+use bilevel_kernels::linsolve::{Cg, Neumann, Richardson, Stopping};
 use bilevel_kernels::models::QuadraticBilevel;
 use bilevel_kernels::{ops, Batch, BilevelProblem, Counted};
 use faer::{Mat, Par};
@@ -73,7 +71,7 @@ pub fn run() -> Result<(), DynError> {
         let b: Vec<f64> = (0..d).map(|_| rng.random::<f64>() - 0.5).collect();
         let op = DenseSym::new(h)?;
         let mut exact = vec![0.0; d];
-        cg_solve(&op, &b, &mut exact, &CgParams::default().with_rel_tol(1e-15).with_max_iters(100_000))?;
+        Cg::new(d, Stopping::default().with_rel_tol(1e-15).with_max_iters(100_000)).solve(&op, &b, &mut exact)?;
         let h_norm = |e: &[f64]| {
             let mut he = vec![0.0; e.len()];
             op.apply(e, &mut he);
@@ -85,7 +83,7 @@ pub fn run() -> Result<(), DynError> {
         };
         let bound = (0.5 * kappa.sqrt() * (2.0 / eps).ln()).ceil() as usize;
         let mut x = vec![0.0; d];
-        let rep = cg_solve(&op, &b, &mut x, &CgParams::default().with_rel_tol(0.0).with_max_iters(bound))?;
+        let rep = Cg::new(d, Stopping::fixed_steps(bound)).solve(&op, &b, &mut x)?;
         println!(
             "   {:>8} {kappa:>8.0e} {:>28} {:>12} {:>10.2e}",
             "CG",
@@ -96,12 +94,11 @@ pub fn run() -> Result<(), DynError> {
         if kappa <= 1e3 {
             let kbound = (kappa * (1.0 / eps).ln()).ceil() as usize;
             let mut z = vec![0.0; d];
-            let rp = RichardsonParams::new(1.0).with_max_iters(kbound);
-            let rep = richardson_solve(&op, &b, &mut z, &rp)?;
+            let rep = Richardson::new(d, 1.0, Stopping::fixed_steps(kbound)).solve(&op, &b, &mut z)?;
             let label = format!("⌈κ ln(1/ε)⌉ = {kbound}");
             println!("   {:>8} {kappa:>8.0e} {label:>28} {:>12} {:>10.2e}", "GD", rep.iterations, h_err(&z));
             let mut v = vec![0.0; d];
-            let rep = neumann_series(&op, &b, &mut v, &NeumannParams::new(1.0, kbound))?;
+            let rep = Neumann::new(d, 1.0, Stopping::fixed_steps(kbound)).solve(&op, &b, &mut v)?;
             println!("   {:>8} {kappa:>8.0e} {label:>28} {:>12} {:>10.2e}", "Neumann", rep.iterations, h_err(&v));
         }
     }
@@ -118,6 +115,7 @@ pub fn run() -> Result<(), DynError> {
     let mut want = vec![0.0; dx];
     exact.hypergradient(&x, &mut want);
     println!("   {:>10} {:>10} {:>14} {:>6} {:>6} {:>6}", "inner GD", "CG steps", "rel. error", "grad", "hvp", "cross");
+    let mut cg = Cg::new(dy, Stopping::fixed_steps(1));
     for (t, n) in [(10, 10), (100, 30), (2000, 60), (8000, 150)] {
         problem.reset();
         let (mut y, mut work) = (vec![0.0; dy], vec![0.0; dy]);
@@ -128,7 +126,8 @@ pub fn run() -> Result<(), DynError> {
             problem.hvp(&x, &y, v, Batch::Full, out)
         });
         let mut v = vec![0.0; dy];
-        cg_solve(&hess, &fy, &mut v, &CgParams::default().with_rel_tol(0.0).with_max_iters(n))?;
+        cg.params_mut().stopping.max_iters = n;
+        cg.solve(&hess, &fy, &mut v)?;
         let (mut g, mut jv) = (vec![0.0; dx], vec![0.0; dx]);
         problem.grad_x_f(&x, &y, Batch::Full, &mut g);
         problem.cross(&x, &y, &v, Batch::Full, &mut jv);

@@ -3,7 +3,7 @@
 //! (tolerance 0), so time/ITERS is the per-iteration cost.
 use bilevel_bench::{spd, vector};
 use bilevel_kernels::linop::{DenseSym, FaerOp, Operator};
-use bilevel_kernels::linsolve::{cg_solve_with_workspace, CgParams, CgWorkspace};
+use bilevel_kernels::linsolve::{Cg, Stopping};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::matrix_free::conjugate_gradient::{conjugate_gradient, conjugate_gradient_scratch, CgParams as FaerCgParams};
@@ -21,13 +21,12 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("hvp_x20", d), &d, |bch, _| {
             bch.iter(|| (0..ITERS).for_each(|_| op.apply(&b, &mut hv)))
         });
-        let params = CgParams::default().with_rel_tol(0.0).with_max_iters(ITERS);
-        let mut ws = CgWorkspace::new(d);
+        let mut cg = Cg::new(d, Stopping::fixed_steps(ITERS));
         let mut x = vec![0.0; d];
         g.bench_with_input(BenchmarkId::new("ours_20_iters", d), &d, |bch, _| {
             bch.iter(|| {
                 x.fill(0.0);
-                cg_solve_with_workspace(&op, &b, &mut x, &params, &mut ws).unwrap()
+                cg.solve(&op, &b, &mut x).unwrap()
             })
         });
         let fop = FaerOp(&op);

@@ -2,13 +2,14 @@
 //! iteration bounds of the theory, on SPD matrices with a prescribed spectrum
 //! (H = Q diag(λ) Qᵀ, Q orthogonal from the QR of a Gaussian matrix, λ log-spaced in [1/κ, 1]).
 
-use bilevel_kernels::linop::{DenseGeneral, DenseSym, Diagonal, FaerOp, FnOp, Operator};
+use bilevel_kernels::linop::{DenseGeneral, DenseSym, Diagonal, FaerOp, FnOp, Operator, SymmetricOperator};
 use bilevel_kernels::linsolve::*;
 use bilevel_kernels::KernelError;
 use faer::linalg::solvers::Solve;
 use faer::{Mat, MatRef, Par, Side};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -126,8 +127,9 @@ fn cg_matches_cholesky_for_prescribed_spectra() {
         let mut x = gaussian_vec(&mut r, n);
         let exact = cholesky_solve(op.matrix(), &b);
         let rel_tol = (1e-15 * kappa).max(1e-12);
-        let report =
-            cg_solve(&op, &b, &mut x, &CgParams::default().with_rel_tol(rel_tol).with_max_iters(20 * n)).unwrap();
+        let report = Cg::new(op.dim(), Stopping::default().with_rel_tol(rel_tol).with_max_iters(20 * n))
+            .solve(&op, &b, &mut x)
+            .unwrap();
         assert!(report.converged, "κ={kappa}: {report:?}");
         let res = rel_residual(op.matrix(), &x, &b);
         assert!(res <= 2.0 * rel_tol, "κ={kappa}: true residual {res:e}");
@@ -152,9 +154,9 @@ fn cg_meets_the_sqrt_kappa_iteration_bound() {
         let exact = cholesky_solve(op.matrix(), &b);
         let e0 = h_norm(op.matrix(), &sub(&x0, &exact));
         let bound = (0.5 * kappa.sqrt() * (2.0 / eps).ln()).ceil() as usize + 2;
-        let params = CgParams::default().with_rel_tol(0.0).with_abs_tol(eps * e0 / kappa.sqrt()).with_max_iters(bound);
+        let params = Stopping::fixed_steps(bound).with_abs_tol(eps * e0 / kappa.sqrt());
         let mut x = x0.clone();
-        let report = cg_solve(&op, &b, &mut x, &params).unwrap();
+        let report = Cg::new(op.dim(), params).solve(&op, &b, &mut x).unwrap();
         let e = h_norm(op.matrix(), &sub(&x, &exact));
         assert!(report.iterations <= bound);
         assert!(
@@ -177,12 +179,14 @@ fn jacobi_preconditioning_helps_on_a_badly_scaled_matrix() {
     let op = DenseSym::new(h).unwrap();
     let b = gaussian_vec(&mut rng(31), n);
     let exact = cholesky_solve(op.matrix(), &b);
-    let params = CgParams::default().with_rel_tol(1e-10).with_max_iters(5000);
+    let params = CgParams::new(Stopping::default().with_rel_tol(1e-10).with_max_iters(5000));
 
     let mut x_plain = vec![0.0; n];
-    let plain = cg_solve(&op, &b, &mut x_plain, &params).unwrap();
+    let plain = Cg::new(op.dim(), params.clone()).solve(&op, &b, &mut x_plain).unwrap();
     let mut x_pcg = vec![0.0; n];
-    let pcg = cg_solve(&op, &b, &mut x_pcg, &params.clone().with_preconditioner(Preconditioner::Jacobi)).unwrap();
+    let pcg = Cg::new(op.dim(), params.clone().with_preconditioner(Preconditioner::Jacobi))
+        .solve(&op, &b, &mut x_pcg)
+        .unwrap();
 
     assert!(plain.converged && pcg.converged);
     assert!(3 * pcg.iterations < plain.iterations, "PCG {} vs CG {}", pcg.iterations, plain.iterations);
@@ -203,7 +207,7 @@ fn cg_detects_an_indefinite_operator() {
     let op = DenseSym::new(a).unwrap();
     // b along the negative eigenvector: the first direction already has pᵀHp = −0.5‖b‖² < 0.
     let b: Vec<f64> = (0..n).map(|i| q[(i, n - 1)]).collect();
-    let err = cg_solve(&op, &b, &mut vec![0.0; n], &CgParams::default()).unwrap_err();
+    let err = Cg::new(op.dim(), Stopping::default()).solve(&op, &b, &mut vec![0.0; n]).unwrap_err();
     match err {
         KernelError::NotPositiveDefinite { iteration: 1, curvature } => assert!(curvature < 0.0),
         e => panic!("unexpected {e:?}"),
@@ -212,7 +216,7 @@ fn cg_detects_an_indefinite_operator() {
     // does) converges; a "converged" answer must then be the true solution.
     let b = gaussian_vec(&mut rng(41), n);
     let mut x = vec![0.0; n];
-    match cg_solve(&op, &b, &mut x, &CgParams::default().with_max_iters(10 * n)) {
+    match Cg::new(op.dim(), Stopping::default().with_max_iters(10 * n)).solve(&op, &b, &mut x) {
         Err(KernelError::NotPositiveDefinite { curvature, .. }) => assert!(curvature <= 0.0),
         Ok(rep) if rep.converged => assert!(rel_err(&x, &lu_solve(op.matrix(), &b)) <= 1e-6),
         other => panic!("unexpected {other:?}"),
@@ -223,15 +227,15 @@ fn cg_detects_an_indefinite_operator() {
 fn jacobi_needs_a_positive_diagonal() {
     let op = Diagonal::new(vec![1.0, -2.0, 3.0]).unwrap();
     let params = CgParams::default().with_preconditioner(Preconditioner::Jacobi);
-    let err = cg_solve(&op, &[1.0, 1.0, 1.0], &mut [0.0; 3], &params).unwrap_err();
+    let err = Cg::new(op.dim(), params.clone()).solve(&op, &[1.0, 1.0, 1.0], &mut [0.0; 3]).unwrap_err();
     assert_eq!(err, KernelError::NotPositiveDefinite { iteration: 0, curvature: -2.0 });
 
     let no_diag = FnOp::symmetric(3, |v: &[f64], out: &mut [f64]| out.copy_from_slice(v));
-    let err = cg_solve(&no_diag, &[1.0, 1.0, 1.0], &mut [0.0; 3], &params).unwrap_err();
+    let err = Cg::new(no_diag.dim(), params).solve(&no_diag, &[1.0, 1.0, 1.0], &mut [0.0; 3]).unwrap_err();
     assert!(matches!(err, KernelError::InvalidParameter { name: "preconditioner", .. }), "{err:?}");
     // Without the preconditioner the same operator is fine: I x = b in one iteration.
     let mut x = [0.0; 3];
-    let rep = cg_solve(&no_diag, &[1.0, 2.0, 3.0], &mut x, &CgParams::default()).unwrap();
+    let rep = Cg::new(no_diag.dim(), Stopping::default()).solve(&no_diag, &[1.0, 2.0, 3.0], &mut x).unwrap();
     assert!(rep.converged && rep.iterations == 1);
     assert_eq!(x, [1.0, 2.0, 3.0]);
 }
@@ -249,7 +253,7 @@ fn faer_conjugate_gradient_agrees_with_ours() {
     let b = gaussian_vec(&mut rng(51), n);
 
     let mut ours = vec![0.0; n];
-    let report = cg_solve(&op, &b, &mut ours, &CgParams::default().with_rel_tol(1e-12)).unwrap();
+    let report = Cg::new(op.dim(), Stopping::default().with_rel_tol(1e-12)).solve(&op, &b, &mut ours).unwrap();
     assert!(report.converged);
 
     let faer_op = FaerOp(&op);
@@ -285,8 +289,8 @@ fn cg_history_is_preallocated_and_consistent() {
     let b = gaussian_vec(&mut rng(61), n);
     let x0 = gaussian_vec(&mut rng(62), n);
     let mut x = x0.clone();
-    let params = CgParams::default().with_rel_tol(1e-10).with_max_iters(500).with_history(true);
-    let report = cg_solve(&op, &b, &mut x, &params).unwrap();
+    let params = Stopping::default().with_rel_tol(1e-10).with_max_iters(500).with_history(true);
+    let report = Cg::new(op.dim(), params).solve(&op, &b, &mut x).unwrap();
     let h = report.history.as_ref().unwrap();
     assert!(h.capacity() >= 501, "history reserved up front");
     assert_eq!(h.len(), report.iterations + 1);
@@ -311,24 +315,25 @@ fn warm_start_at_the_solution_converges_immediately() {
     let exact = cholesky_solve(op.matrix(), &b);
 
     let mut x = exact.clone();
-    let rep = cg_solve(&op, &b, &mut x, &CgParams::default().with_rel_tol(1e-10)).unwrap();
+    let rep = Cg::new(op.dim(), Stopping::default().with_rel_tol(1e-10)).solve(&op, &b, &mut x).unwrap();
     assert_eq!((rep.iterations, rep.converged), (0, true));
     assert_eq!(x, exact);
 
     let mut x = exact.clone();
-    let rep = gmres_solve(&op, &b, &mut x, &GmresParams::default().with_rel_tol(1e-10)).unwrap();
+    let rep = Gmres::new(op.dim(), 30, Stopping::default().with_rel_tol(1e-10)).solve(&op, &b, &mut x).unwrap();
     assert_eq!((rep.iterations, rep.converged), (0, true));
     assert_eq!(x, exact);
 
     let mut x = exact.clone();
-    let rep = richardson_solve(&op, &b, &mut x, &RichardsonParams::new(1.0).with_rel_tol(1e-10)).unwrap();
+    let rep =
+        Richardson::new(op.dim(), 1.0, Stopping::fixed_steps(100).with_rel_tol(1e-10)).solve(&op, &b, &mut x).unwrap();
     assert_eq!((rep.iterations, rep.converged), (1, true));
     assert!(rel_err(&x, &exact) <= 1e-10);
 
     // Fixed point: (I − Jᵀ) v = b with Jᵀ = I − H (symmetric here), so v* = H⁻¹b again.
     let jt = DenseGeneral::new(Mat::from_fn(n, n, |i, j| f64::from(i == j) - op.matrix()[(i, j)]), Par::Seq).unwrap();
     let mut v = exact.clone();
-    let rep = fixed_point_solve(&jt, &b, &mut v, &FixedPointParams::default().with_rel_tol(1e-10)).unwrap();
+    let rep = FixedPoint::new(jt.dim(), 1.0, Stopping::default().with_rel_tol(1e-10)).solve(&jt, &b, &mut v).unwrap();
     assert_eq!((rep.iterations, rep.converged), (1, true));
     assert!(rel_err(&v, &exact) <= 1e-10);
 }
@@ -337,80 +342,78 @@ fn warm_start_at_the_solution_converges_immediately() {
 fn bad_inputs_give_the_documented_errors() {
     let op = Diagonal::new(vec![1.0, 2.0, 3.0]).unwrap();
     let b = [1.0, 1.0, 1.0];
-    let cg = CgParams::default();
+    let stop = Stopping::default();
+    let mut cg = Cg::new(3, stop);
     let dim = |what| move |e: KernelError| matches!(e, KernelError::DimensionMismatch { what: w, .. } if w == what);
 
-    assert!(dim("rhs")(cg_solve(&op, &[1.0, 1.0], &mut [0.0; 3], &cg).unwrap_err()));
-    assert!(dim("x0")(cg_solve(&op, &b, &mut [0.0; 4], &cg).unwrap_err()));
-    assert!(dim("workspace")(
-        cg_solve_with_workspace(&op, &b, &mut [0.0; 3], &cg, &mut CgWorkspace::new(2)).unwrap_err()
-    ));
+    assert!(dim("rhs")(cg.solve(&op, &[1.0, 1.0], &mut [0.0; 3]).unwrap_err()));
+    assert!(dim("x0")(cg.solve(&op, &b, &mut [0.0; 4]).unwrap_err()));
+    // A solver built for another dimension than the operator's.
+    assert!(dim("operator")(Cg::new(2, stop).solve(&op, &b, &mut [0.0; 3]).unwrap_err()));
     assert_eq!(
-        cg_solve(&op, &[1.0, f64::NAN, 1.0], &mut [0.0; 3], &cg).unwrap_err(),
+        cg.solve(&op, &[1.0, f64::NAN, 1.0], &mut [0.0; 3]).unwrap_err(),
         KernelError::NonFinite { what: "rhs", index: 1 }
     );
     assert_eq!(
-        cg_solve(&op, &b, &mut [0.0, 0.0, f64::INFINITY], &cg).unwrap_err(),
+        cg.solve(&op, &b, &mut [0.0, 0.0, f64::INFINITY]).unwrap_err(),
         KernelError::NonFinite { what: "x0", index: 2 }
     );
-    let neg = cg_solve(&op, &b, &mut [0.0; 3], &cg.clone().with_rel_tol(-1.0)).unwrap_err();
+    let neg = Cg::new(3, stop.with_rel_tol(-1.0)).solve(&op, &b, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(neg, KernelError::InvalidParameter { name: "rel_tol", .. }));
-    let nan = cg_solve(&op, &b, &mut [0.0; 3], &cg.clone().with_abs_tol(f64::NAN)).unwrap_err();
+    // The stopping rule can be changed between solves.
+    cg.params_mut().stopping.abs_tol = f64::NAN;
+    let nan = cg.solve(&op, &b, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(nan, KernelError::InvalidParameter { name: "abs_tol", .. }));
-    let huge = cg_solve(&op, &b, &mut [0.0; 3], &cg.clone().with_max_iters(usize::MAX).with_history(true));
+    let huge = Cg::new(3, stop.with_max_iters(usize::MAX).with_history(true)).solve(&op, &b, &mut [0.0; 3]);
     assert!(matches!(huge.unwrap_err(), KernelError::InvalidParameter { name: "max_iters", .. }));
 
     // Richardson: a non-positive step, zero steps, and a step beyond 2/λ_max (divergence).
-    let rp = RichardsonParams::new(0.1);
+    let steps = Stopping::fixed_steps(100);
     for step in [0.0, -1.0, f64::NAN] {
-        let e = richardson_solve(&op, &b, &mut [0.0; 3], &rp.clone().with_step(step)).unwrap_err();
+        let e = Richardson::new(3, step, steps).solve(&op, &b, &mut [0.0; 3]).unwrap_err();
         assert!(matches!(e, KernelError::InvalidParameter { name: "step", .. }));
     }
-    let e = richardson_solve(&op, &b, &mut [0.0; 3], &rp.clone().with_max_iters(0)).unwrap_err();
+    let e = Richardson::new(3, 0.1, Stopping::fixed_steps(0)).solve(&op, &b, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "max_iters", .. }));
-    assert!(dim("operator")(richardson_solve(&op, &[1.0; 4], &mut [0.0; 4], &rp).unwrap_err()));
+    assert!(dim("operator")(Richardson::new(4, 0.1, steps).solve(&op, &[1.0; 4], &mut [0.0; 4]).unwrap_err()));
     // β = 1 with λ_max = 3: |1 − 3| = 2 per step, past 1e12 after 40 steps.
-    let e = richardson_solve(&op, &b, &mut [0.0; 3], &rp.clone().with_step(1.0).with_max_iters(200)).unwrap_err();
+    let e = Richardson::new(3, 1.0, Stopping::fixed_steps(200)).solve(&op, &b, &mut [0.0; 3]).unwrap_err();
     match e {
         KernelError::Diverged { iteration, residual } => assert!(iteration > 30 && residual > 1e12),
         e => panic!("{e:?}"),
     }
 
     // Neumann: a bad step, an operator list shorter than Q, and η too large.
-    let np = NeumannParams::new(0.3, 5);
-    let e = neumann_series(&op, &b, &mut [0.0; 3], &np.clone().with_step(0.0)).unwrap_err();
+    let q5 = Stopping::fixed_steps(5);
+    let e = Neumann::new(3, 0.0, q5).solve(&op, &b, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "step", .. }));
     let list = [op.clone(), op.clone()];
-    let e = stochastic_neumann(&mut OperatorList(&list), &b, &mut [0.0; 3], &np).unwrap_err();
+    let e = Neumann::new(3, 0.3, q5).solve(OperatorList(&list), &b, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "terms", .. }));
-    let e = neumann_series(&op, &b, &mut [0.0; 3], &np.clone().with_step(1.0).with_terms(200)).unwrap_err();
+    let e = Neumann::new(3, 1.0, Stopping::fixed_steps(200)).solve(&op, &b, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(e, KernelError::Diverged { .. }));
     let wrong = [Diagonal::new(vec![1.0; 4]).unwrap()];
     assert!(dim("operator in the sequence")(
-        stochastic_neumann(&mut OperatorList(&wrong), &b, &mut [0.0; 3], &np.clone().with_terms(1)).unwrap_err()
+        Neumann::new(3, 0.3, Stopping::fixed_steps(1)).solve(OperatorList(&wrong), &b, &mut [0.0; 3]).unwrap_err()
     ));
 
-    // GMRES: restart 0, workspace too small, NaN.
-    let e = gmres_solve(&op, &b, &mut [0.0; 3], &GmresParams::default().with_restart(0)).unwrap_err();
-    assert!(matches!(e, KernelError::InvalidParameter { name: "restart", .. }));
-    let e = gmres_solve_with_workspace(&op, &b, &mut [0.0; 3], &GmresParams::default(), &mut GmresWorkspace::new(3, 5))
-        .unwrap_err();
+    // GMRES: restart 0, NaN.
+    let e = Gmres::new(3, 0, stop).solve(&op, &b, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "restart", .. }));
     assert_eq!(
-        gmres_solve(&op, &[f64::NAN; 3], &mut [0.0; 3], &GmresParams::default()).unwrap_err(),
+        Gmres::new(3, 30, stop).solve(&op, &[f64::NAN; 3], &mut [0.0; 3]).unwrap_err(),
         KernelError::NonFinite { what: "rhs", index: 0 }
     );
 
-    // Truncation: K = 0, k ≥ K, L ≤ 0.
-    let mut seq = Repeated(&op);
-    let tp = TruncationParams::new(3.0, 4);
-    let e = truncated_neumann(&mut seq, &b, 4, &tp, &mut [0.0; 3]).unwrap_err();
+    // Truncation: K = 0, k ≥ K, L ≤ 0 (validated before any randomness is drawn).
+    let e = RandomizedTruncation::new(3, 3.0, 4).solve(&op, &b, 4, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "depth", .. }));
-    let e = truncated_neumann(&mut seq, &b, 0, &tp.clone().with_horizon(0), &mut [0.0; 3]).unwrap_err();
+    let e = RandomizedTruncation::new(3, 3.0, 0).solve(&op, &b, 0, &mut [0.0; 3]).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "horizon", .. }));
-    let e =
-        randomized_truncation(&mut seq, &b, &tp.clone().with_lipschitz(0.0), &mut rng(1), &mut [0.0; 3]).unwrap_err();
+    let mut r = rng(1);
+    let e = RandomizedTruncation::new(3, 0.0, 4).draw_depth(&mut r).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "lipschitz", .. }));
+    assert_eq!(r.random::<u64>(), rng(1).random::<u64>(), "no randomness consumed on error");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -434,14 +437,17 @@ fn richardson_meets_the_kappa_bound_and_matches_cholesky() {
         let steps = (kappa * (1.0 / eps).ln()).ceil() as usize;
 
         let mut z = z0.clone();
-        let rep = richardson_solve(&op, &b, &mut z, &RichardsonParams::new(1.0).with_max_iters(steps)).unwrap();
+        let rep = Richardson::new(op.dim(), 1.0, Stopping::fixed_steps(100).with_max_iters(steps))
+            .solve(&op, &b, &mut z)
+            .unwrap();
         assert_eq!(rep.iterations, steps);
         let ratio = norm(&sub(&z, &exact)) / norm(&sub(&z0, &exact));
         assert!(ratio <= eps * (1.0 + 1e-12), "κ={kappa}: {ratio:e}");
 
         let mut z = vec![0.0; n];
         let rep =
-            richardson_solve(&op, &b, &mut z, &RichardsonParams::new(1.0).with_rel_tol(eps).with_max_iters(10 * steps))
+            Richardson::new(op.dim(), 1.0, Stopping::fixed_steps(100).with_rel_tol(eps).with_max_iters(10 * steps))
+                .solve(&op, &b, &mut z)
                 .unwrap();
         assert!(rep.converged && rep.iterations <= steps + 1, "κ={kappa}: {} > {}", rep.iterations, steps + 1);
         assert!(rel_residual(op.matrix(), &z, &b) <= eps);
@@ -449,7 +455,8 @@ fn richardson_meets_the_kappa_bound_and_matches_cholesky() {
         // Tight solve against Cholesky: error ≤ κ·residual.
         let mut z = z0.clone();
         let rep =
-            richardson_solve(&op, &b, &mut z, &RichardsonParams::new(1.0).with_rel_tol(1e-12).with_max_iters(100_000))
+            Richardson::new(op.dim(), 1.0, Stopping::fixed_steps(100).with_rel_tol(1e-12).with_max_iters(100_000))
+                .solve(&op, &b, &mut z)
                 .unwrap();
         assert!(rep.converged);
         assert!(rel_err(&z, &exact) <= kappa * 1e-12 + 1e-13, "κ={kappa}: {:e}", rel_err(&z, &exact));
@@ -473,14 +480,13 @@ fn stochastic_richardson_uses_one_operator_per_step() {
         want.iter_mut().zip(hz.iter().zip(&b)).for_each(|(z, (hz, b))| *z -= beta * (hz - b));
     }
     let mut z = z0.clone();
-    let params = RichardsonParams::new(beta).with_max_iters(steps);
-    let mut ws = RichardsonWorkspace::new(n);
-    let rep = richardson_solve_stochastic(&mut OperatorList(&hs), &b, &mut z, &params, &mut ws).unwrap();
+    let mut solver = Richardson::new(n, beta, Stopping::fixed_steps(steps));
+    let rep = solver.solve(OperatorList(&hs), &b, &mut z).unwrap();
     assert_eq!(rep.iterations, steps);
     assert!(rel_err(&z, &want) <= 1e-13);
 
     // A sequence too short for the step budget is refused.
-    let e = richardson_solve_stochastic(&mut OperatorList(&hs[..3]), &b, &mut z, &params, &mut ws).unwrap_err();
+    let e = solver.solve(OperatorList(&hs[..3]), &b, &mut z).unwrap_err();
     assert!(matches!(e, KernelError::InvalidParameter { name: "max_iters", .. }));
 }
 
@@ -503,7 +509,7 @@ fn neumann_series_matches_its_closed_form() {
     }
     let want = cholesky_solve(op.matrix(), &sub(&b, &m_b));
     let mut v = vec![f64::NAN; n]; // output only: the initial content is ignored
-    let rep = neumann_series(&op, &b, &mut v, &NeumannParams::new(eta, q).with_history(true)).unwrap();
+    let rep = Neumann::new(n, eta, Stopping::fixed_steps(q).with_history(true)).solve(&op, &b, &mut v).unwrap();
     assert_eq!(rep.iterations, q);
     assert!(rel_err(&v, &want) <= 1e-12, "{:e}", rel_err(&v, &want));
     // The reported term is the residual of v_{Q−1}, which bounds that of v_Q.
@@ -524,11 +530,11 @@ fn neumann_meets_the_kappa_bound() {
         let exact = cholesky_solve(op.matrix(), &b);
         let q = (kappa * (1.0 / eps).ln()).ceil() as usize;
         let mut v = vec![0.0; n];
-        let rep = neumann_series(&op, &b, &mut v, &NeumannParams::new(1.0, q)).unwrap();
+        let rep = Neumann::new(n, 1.0, Stopping::fixed_steps(q)).solve(&op, &b, &mut v).unwrap();
         assert_eq!(rep.iterations, q);
         assert!(rel_err(&v, &exact) <= eps * (1.0 + 1e-12), "κ={kappa}: {:e}", rel_err(&v, &exact));
 
-        let rep = neumann_series(&op, &b, &mut v, &NeumannParams::new(1.0, 10 * q).with_rel_tol(eps)).unwrap();
+        let rep = Neumann::new(n, 1.0, Stopping::fixed_steps(10 * q).with_rel_tol(eps)).solve(&op, &b, &mut v).unwrap();
         assert!(rep.converged && rep.iterations <= q, "κ={kappa}: {} > {q}", rep.iterations);
         assert!(rel_residual(op.matrix(), &v, &b) <= eps);
     }
@@ -558,7 +564,7 @@ fn stochastic_neumann_follows_algorithm_3() {
     want.iter_mut().for_each(|w| *w *= eta);
 
     let mut v = vec![0.0; n];
-    let rep = stochastic_neumann(&mut OperatorList(&hs), &b, &mut v, &NeumannParams::new(eta, q)).unwrap();
+    let rep = Neumann::new(n, eta, Stopping::fixed_steps(q)).solve(OperatorList(&hs), &b, &mut v).unwrap();
     assert_eq!(rep.iterations, q);
     assert!(rel_err(&v, &want) <= 1e-13, "{:e}", rel_err(&v, &want));
 
@@ -569,14 +575,14 @@ fn stochastic_neumann_follows_algorithm_3() {
         calls.push(j);
         hs[j].apply(x, out);
     };
-    stochastic_neumann(&mut hvp, &b, &mut via_closure, &NeumannParams::new(eta, q)).unwrap();
+    Neumann::new(n, eta, Stopping::fixed_steps(q)).solve(Sampled(&mut hvp), &b, &mut via_closure).unwrap();
     assert_eq!(calls, [3, 2, 1, 0]);
     assert_eq!(via_closure, v);
 
     // With one Hessian repeated, the stochastic form is the deterministic series.
     let (mut a, mut c) = (vec![0.0; n], vec![0.0; n]);
-    neumann_series(&hs[0], &b, &mut a, &NeumannParams::new(eta, q)).unwrap();
-    stochastic_neumann(&mut Repeated(&hs[0]), &b, &mut c, &NeumannParams::new(eta, q)).unwrap();
+    Neumann::new(n, eta, Stopping::fixed_steps(q)).solve(&hs[0], &b, &mut a).unwrap();
+    Neumann::new(n, eta, Stopping::fixed_steps(q)).solve(Repeated(&hs[0]), &b, &mut c).unwrap();
     assert_eq!(a, c);
 }
 
@@ -621,13 +627,12 @@ fn truncation_expectation_is_exact() {
     let op = spd(130, n, 50.0);
     let b = gaussian_vec(&mut rng(131), n);
     let (l, k_max) = (1.5, 12);
-    let params = TruncationParams::new(l, k_max);
+    let mut estimator = RandomizedTruncation::new(n, l, k_max);
 
     let mut mean = vec![0.0; n];
     let mut out = vec![0.0; n];
-    let mut ws = TruncationWorkspace::new(n);
     for k in 0..k_max {
-        truncated_neumann_with_workspace(&mut Repeated(&op), &b, k, &params, &mut out, &mut ws).unwrap();
+        estimator.solve(&op, &b, k, &mut out).unwrap();
         mean.iter_mut().zip(&out).for_each(|(m, o)| *m += o / k_max as f64);
     }
     let mut m_b = b.clone(); // (I − H/L)^K b
@@ -639,7 +644,7 @@ fn truncation_expectation_is_exact() {
     assert!(rel_err(&mean, &want) <= 1e-12, "{:e}", rel_err(&mean, &want));
 
     // k = 0 is (K/L)·b.
-    truncated_neumann(&mut Repeated(&op), &b, 0, &params, &mut out).unwrap();
+    estimator.solve(Repeated(&op), &b, 0, &mut out).unwrap();
     assert!(out.iter().zip(&b).all(|(o, b)| (o - k_max as f64 / l * b).abs() <= 1e-15 * b.abs().max(1.0)));
 }
 
@@ -650,7 +655,7 @@ fn randomized_truncation_draws_its_depth_from_the_rng() {
     let n = 10;
     let op = spd(140, n, 10.0);
     let b = gaussian_vec(&mut rng(141), n);
-    let params = TruncationParams::new(1.0, 7);
+    let mut estimator = RandomizedTruncation::new(n, 1.0, 7);
     let mut seen = [false; 7];
     for seed in 0..60 {
         let mut calls = Vec::new();
@@ -659,11 +664,12 @@ fn randomized_truncation_draws_its_depth_from_the_rng() {
             op.apply(x, out);
         };
         let mut out = vec![0.0; n];
-        let k = randomized_truncation(&mut hvp, &b, &params, &mut rng(seed), &mut out).unwrap();
+        let k = estimator.draw_depth(&mut rng(seed)).unwrap();
+        estimator.solve(Sampled(&mut hvp), &b, k, &mut out).unwrap();
         assert_eq!(k, rng(seed).random_range(0..7));
         assert_eq!(calls, (0..k).collect::<Vec<_>>());
         let mut fixed = vec![0.0; n];
-        truncated_neumann(&mut Repeated(&op), &b, k, &params, &mut fixed).unwrap();
+        estimator.solve(&op, &b, k, &mut fixed).unwrap();
         assert_eq!(out, fixed);
         seen[k] = true;
     }
@@ -699,8 +705,8 @@ fn gmres_and_fixed_point_match_lu() {
 
     for m in [1, 5, 20, 100] {
         let mut v = gaussian_vec(&mut rng(152), n);
-        let params = GmresParams::default().with_restart(m).with_rel_tol(1e-12).with_max_iters(5000).with_history(true);
-        let rep = gmres_solve(&system, &b, &mut v, &params).unwrap();
+        let params = Stopping::default().with_rel_tol(1e-12).with_max_iters(5000).with_history(true);
+        let rep = Gmres::new(n, m, params).solve(&system, &b, &mut v).unwrap();
         assert!(rep.converged, "m={m}: {rep:?}");
         assert!(rel_residual(a.as_ref(), &v, &b) <= 1e-12 * (1.0 + 1e-6));
         assert!(rel_err(&v, &exact) <= 1e-10, "m={m}: {:e}", rel_err(&v, &exact));
@@ -714,7 +720,8 @@ fn gmres_and_fixed_point_match_lu() {
 
     let eps: f64 = 1e-12;
     let mut v = vec![0.0; n];
-    let rep = fixed_point_solve(&jt_op, &b, &mut v, &FixedPointParams::default().with_rel_tol(eps)).unwrap();
+    let rep =
+        FixedPoint::new(jt_op.dim(), 1.0, Stopping::default().with_rel_tol(eps)).solve(&jt_op, &b, &mut v).unwrap();
     let bound = ((1.0 / eps).ln() / (1.0 / q).ln()).ceil() as usize + 1;
     assert!(rep.converged && rep.iterations <= bound, "{} > {bound}", rep.iterations);
     assert!(rel_err(&v, &exact) <= 1e-10);
@@ -722,7 +729,7 @@ fn gmres_and_fixed_point_match_lu() {
     // The closure adapter gives the same operator.
     let closure = IdentityMinus::from_fn(n, |x: &[f64], out: &mut [f64]| out.copy_from_slice(&matvec(jt.as_ref(), x)));
     let mut w = vec![0.0; n];
-    gmres_solve(&closure, &b, &mut w, &GmresParams::default().with_rel_tol(1e-12)).unwrap();
+    Gmres::new(closure.dim(), 30, Stopping::default().with_rel_tol(1e-12)).solve(&closure, &b, &mut w).unwrap();
     assert!(rel_err(&w, &exact) <= 1e-10);
 }
 
@@ -733,16 +740,17 @@ fn singular_and_expanding_systems_are_reported() {
     let n = 5;
     let b = vec![1.0; n];
     let identity = Diagonal::new(vec![1.0; n]).unwrap();
-    let e = gmres_solve(&IdentityMinus(&identity), &b, &mut vec![0.0; n], &GmresParams::default()).unwrap_err();
+    let e = Gmres::new(n, 30, Stopping::default()).solve(&IdentityMinus(&identity), &b, &mut vec![0.0; n]).unwrap_err();
     assert!(matches!(e, KernelError::Breakdown { iteration: 1, .. }), "{e:?}");
 
-    let rep =
-        fixed_point_solve(&identity, &b, &mut vec![0.0; n], &FixedPointParams::default().with_max_iters(50)).unwrap();
+    let rep = FixedPoint::new(identity.dim(), 1.0, Stopping::default().with_max_iters(50))
+        .solve(&identity, &b, &mut vec![0.0; n])
+        .unwrap();
     assert!(!rep.converged);
     assert!((rep.residual_norm - norm(&b)).abs() <= 1e-12);
 
     let double = Diagonal::new(vec![2.0; n]).unwrap();
-    let e = fixed_point_solve(&double, &b, &mut vec![0.0; n], &FixedPointParams::default()).unwrap_err();
+    let e = FixedPoint::new(double.dim(), 1.0, Stopping::default()).solve(&double, &b, &mut vec![0.0; n]).unwrap_err();
     assert!(matches!(e, KernelError::Diverged { .. }), "{e:?}");
 }
 
@@ -753,7 +761,7 @@ fn gmres_solves_spd_systems() {
     let op = spd(160, n, 1e3);
     let b = gaussian_vec(&mut rng(161), n);
     let mut x = vec![0.0; n];
-    let rep = gmres_solve(&op, &b, &mut x, &GmresParams::default().with_restart(n).with_rel_tol(1e-12)).unwrap();
+    let rep = Gmres::new(op.dim(), n, Stopping::default().with_rel_tol(1e-12)).solve(&op, &b, &mut x).unwrap();
     assert!(rep.converged);
     assert!(rel_err(&x, &cholesky_solve(op.matrix(), &b)) <= 1e3 * 1e-12 * 2.0 + 1e-13);
 }
@@ -774,9 +782,9 @@ fn solvers_are_bitwise_deterministic_across_thread_counts() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             let mut x = vec![0.0; n];
-            let rep = cg_solve(&op, &b, &mut x, &CgParams::default().with_max_iters(30)).unwrap();
+            let rep = Cg::new(op.dim(), Stopping::default().with_max_iters(30)).solve(&op, &b, &mut x).unwrap();
             let mut y = vec![0.0; n];
-            gmres_solve(&op, &b, &mut y, &GmresParams::default().with_restart(5).with_max_iters(12)).unwrap();
+            Gmres::new(op.dim(), 5, Stopping::default().with_max_iters(12)).solve(&op, &b, &mut y).unwrap();
             (rep.residual_norm, x, y)
         })
     };
@@ -796,9 +804,154 @@ fn cg_run_past_convergence_stops_at_the_rounding_floor() {
     let op = Diagonal::new(d.clone()).unwrap();
     let b: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin()).collect();
     let mut x = vec![0.0; n];
-    let report = cg_solve(&op, &b, &mut x, &CgParams::default().with_rel_tol(0.0).with_max_iters(500)).unwrap();
+    let report =
+        Cg::new(op.dim(), Stopping::default().with_rel_tol(0.0).with_max_iters(500)).solve(&op, &b, &mut x).unwrap();
     assert!(report.converged && report.iterations <= n + 5, "{report:?}");
     for i in 0..n {
         assert!((x[i] - b[i] / d[i]).abs() < 1e-13);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator-application counts (the unit the papers count)
+// ---------------------------------------------------------------------------------------------
+
+/// `H` behind a closure that counts its applications.
+fn counting<'a>(h: &'a DenseSym, count: &'a AtomicUsize) -> impl SymmetricOperator + 'a {
+    FnOp::symmetric(h.dim(), move |v: &[f64], out: &mut [f64]| {
+        count.fetch_add(1, Ordering::Relaxed);
+        h.apply(v, out)
+    })
+}
+
+/// Runs `solve` on a fresh counter; returns the report and the applications the operator saw.
+fn counted(solve: impl FnOnce(&AtomicUsize) -> SolveReport) -> (SolveReport, usize) {
+    let count = AtomicUsize::new(0);
+    let report = solve(&count);
+    (report, count.load(Ordering::Relaxed))
+}
+
+/// CG with a fixed number of steps (rel_tol = 0): N products from x₀ = 0 (r₀ = b is taken
+/// without one), N + 1 from a non-zero warm start; the report says the same.
+#[test]
+fn cg_costs_n_products_cold_and_n_plus_one_warm() {
+    let n = 40;
+    let h = spd(180, n, 100.0);
+    let b = gaussian_vec(&mut rng(181), n);
+    let warm = gaussian_vec(&mut rng(182), n);
+    for steps in [1, 7, 15] {
+        let mut cg = Cg::new(n, Stopping::fixed_steps(steps));
+        for (x0, extra) in [(vec![0.0; n], 0), (vec![-0.0; n], 0), (warm.clone(), 1)] {
+            let mut x = x0;
+            let (rep, applied) = counted(|c| cg.solve(&counting(&h, c), &b, &mut x).unwrap());
+            assert_eq!(rep.iterations, steps);
+            assert_eq!(applied, steps + extra, "{steps} steps, warm start: {}", extra == 1);
+            assert_eq!(rep.operator_applications, applied);
+        }
+        // The cold start is the same iterate as before the count fix (H·0 = 0 exactly).
+        let mut cold = vec![0.0; n];
+        cg.solve(&h, &b, &mut cold).unwrap();
+        let mut x = vec![0.0; n];
+        let mut reference = Cg::new(n, Stopping::fixed_steps(steps));
+        reference.solve(&h, &b, &mut x).unwrap();
+        assert_eq!(cold, x);
+    }
+}
+
+/// Richardson, the fixed point (through any sequence) and Neumann: one product per step or term
+/// beyond the first, whatever the warm start; the truncation estimator: k products for depth k.
+#[test]
+fn stationary_methods_and_series_cost_one_product_per_step() {
+    let n = 30;
+    let h = spd(190, n, 10.0);
+    let b = gaussian_vec(&mut rng(191), n);
+    let warm = gaussian_vec(&mut rng(192), n);
+    let steps = 9;
+    for x0 in [vec![0.0; n], warm.clone()] {
+        let mut gd = Richardson::new(n, 1.0, Stopping::fixed_steps(steps));
+        let mut x = x0.clone();
+        let (rep, applied) = counted(|c| gd.solve(&counting(&h, c), &b, &mut x).unwrap());
+        assert_eq!((rep.iterations, rep.operator_applications, applied), (steps, steps, steps));
+
+        // Jᵀ = I − H (a contraction here: λ(H) ⊂ [0.1, 1]).
+        let mut fp = FixedPoint::new(n, 1.0, Stopping::fixed_steps(steps));
+        let mut x = x0.clone();
+        let (rep, applied) = counted(|c| fp.solve(&IdentityMinus(counting(&h, c)), &b, &mut x).unwrap());
+        assert_eq!((rep.iterations, rep.operator_applications, applied), (steps, steps, steps));
+
+        // A sampled sequence is counted the same way.
+        let mut calls = 0;
+        let mut x = x0.clone();
+        let rep = gd
+            .solve(
+                Sampled(|_: usize, v: &[f64], out: &mut [f64]| {
+                    calls += 1;
+                    h.apply(v, out)
+                }),
+                &b,
+                &mut x,
+            )
+            .unwrap();
+        assert_eq!((rep.operator_applications, calls), (steps, steps));
+    }
+    let mut neumann = Neumann::new(n, 1.0, Stopping::fixed_steps(steps));
+    let mut v = vec![0.0; n];
+    let (rep, applied) = counted(|c| neumann.solve(&counting(&h, c), &b, &mut v).unwrap());
+    assert_eq!((rep.iterations, rep.operator_applications, applied), (steps, steps, steps));
+
+    let mut truncation = RandomizedTruncation::new(n, 1.0, 12);
+    for depth in [0, 1, 11] {
+        let count = AtomicUsize::new(0);
+        truncation.solve(&counting(&h, &count), &b, depth, &mut v).unwrap();
+        assert_eq!(count.load(Ordering::Relaxed), depth);
+    }
+}
+
+/// GMRES(m) with N Arnoldi steps: N products, plus one per cycle (its true residual), plus one
+/// for a non-zero warm start.
+#[test]
+fn gmres_counts_arnoldi_steps_cycles_and_the_warm_start() {
+    let n = 30;
+    let h = spd(200, n, 100.0);
+    let b = gaussian_vec(&mut rng(201), n);
+    let warm = gaussian_vec(&mut rng(202), n);
+    for (restart, steps) in [(3usize, 7usize), (5, 5), (30, 12)] {
+        let cycles = steps.div_ceil(restart);
+        let mut gmres = Gmres::new(n, restart, Stopping::fixed_steps(steps));
+        for (x0, extra) in [(vec![0.0; n], 0), (warm.clone(), 1)] {
+            let mut x = x0;
+            let (rep, applied) = counted(|c| gmres.solve(&counting(&h, c), &b, &mut x).unwrap());
+            assert_eq!(rep.iterations, steps);
+            assert_eq!(applied, steps + cycles + extra, "m = {restart}, N = {steps}");
+            assert_eq!(rep.operator_applications, applied);
+        }
+    }
+}
+
+/// Through `Box<dyn LinearSolver>` the solvers are interchangeable and report the same costs.
+#[test]
+fn boxed_solvers_solve_the_same_system() {
+    let n = 25;
+    let h = spd(210, n, 10.0);
+    let b = gaussian_vec(&mut rng(211), n);
+    let exact = cholesky_solve(h.matrix(), &b);
+    let tight = Stopping::default().with_rel_tol(1e-12).with_max_iters(2000);
+    let mut solvers: Vec<(&str, Box<dyn LinearSolver>)> = vec![
+        ("cg", Box::new(Cg::new(n, tight))),
+        ("gd", Box::new(Richardson::new(n, 1.0, tight))),
+        ("fp", Box::new(FixedPoint::new(n, 1.0, tight))),
+        ("neumann", Box::new(Neumann::new(n, 1.0, tight))),
+        ("gmres", Box::new(Gmres::new(n, 10, tight))),
+    ];
+    for (name, solver) in &mut solvers {
+        assert_eq!(solver.dim(), n);
+        let mut x = vec![0.0; n];
+        let (rep, applied) = counted(|c| solver.solve(&counting(&h, c), &b, &mut x).unwrap());
+        assert!(rep.converged, "{name}: {rep:?}");
+        assert_eq!(rep.operator_applications, applied, "{name}");
+        assert!(rel_err(&x, &exact) <= 1e-9, "{name}: {:e}", rel_err(&x, &exact));
+        // The stopping rule is reachable through the trait.
+        solver.stopping_mut().max_iters = 3;
+        assert_eq!(solver.stopping().max_iters, 3);
     }
 }

@@ -1,25 +1,71 @@
 //! Linear-system solvers for the adjoint of a bilevel problem, `H v = b` (H = ∂yy g, SPD) or
 //! `(I − Jᵀ) v = b` (J = ∂wΦ of a contractive fixed-point map), all matrix-free.
 //!
-//! - [`cg`]: conjugate gradient with warm start and Jacobi preconditioner (AID-CG, AmIGO-CG);
-//! - [`richardson`]: gradient / Richardson iteration `z ← z − β(Hz − b)` (AmIGO's B_k, AID-GD, AID-FP),
+//! - [`Cg`]: conjugate gradient with warm start and Jacobi preconditioner (AID-CG, AmIGO-CG);
+//! - [`Richardson`]: gradient / Richardson iteration `z ← z − β(Hz − b)` (AmIGO's B_k, AID-GD),
 //!   with a fixed operator or a fresh one (mini-batch) per step;
-//! - [`neumann`]: the truncated Neumann series of stocBiO (Alg. 3), deterministic or with one
-//!   mini-batch Hessian per term, and Proposition 3's batch sizes;
-//! - [`truncation`]: the randomized-truncation estimator of BSA / TTSA / SUSTAIN;
-//! - [`nonsym`]: fixed-point iteration and restarted GMRES(m) for `(I − Jᵀ) v = b`.
+//! - [`Neumann`]: the truncated Neumann series of stocBiO (Alg. 3), deterministic or with one
+//!   mini-batch Hessian per term, and Proposition 3's batch sizes
+//!   ([`stochastic_neumann_batch_sizes`]);
+//! - [`RandomizedTruncation`]: the randomized-truncation estimator of BSA / TTSA / SUSTAIN;
+//! - [`FixedPoint`] and [`Gmres`]: fixed-point iteration and restarted GMRES(m) for
+//!   `(I − Jᵀ) v = b` (see [`nonsym`]).
+//!
+//! # One shape
+//!
+//! Every solver is a value built once for a dimension, owning its parameters and every
+//! temporary it needs (the faer style: the workspace is stated and allocated up front), with ONE
+//! entry point, `solve(&mut self, op, b, x) -> Result<SolveReport>`:
+//!
+//! ```
+//! use bilevel_kernels::linop::Diagonal;
+//! use bilevel_kernels::linsolve::{Cg, Neumann, Richardson, Sampled, Stopping};
+//! use bilevel_kernels::Operator;
+//!
+//! let h = Diagonal::new(vec![1.0, 2.0, 4.0]).unwrap();
+//! let b = [1.0, 1.0, 1.0];
+//! let mut x = [0.0; 3];
+//! // CG: a fixed symmetric operator; 3 steps cost exactly 3 products from x₀ = 0.
+//! let mut cg = Cg::new(3, Stopping::fixed_steps(3));
+//! let report = cg.solve(&h, &b, &mut x).unwrap();
+//! assert!(report.converged && report.operator_applications <= 3);
+//!
+//! // Richardson: the same call for a fixed operator ...
+//! let mut gd = Richardson::new(3, 0.25, Stopping::fixed_steps(50));
+//! gd.solve(&h, &b, &mut x).unwrap();
+//! // ... and for a sequence of sampled ones (step k applies operator k).
+//! gd.solve(Sampled(|_k: usize, v: &[f64], out: &mut [f64]| h.apply(v, out)), &b, &mut x).unwrap();
+//!
+//! // Neumann: Q = 20 terms beyond the first, 20 products.
+//! let mut neumann = Neumann::new(3, 0.25, Stopping::fixed_steps(20));
+//! assert_eq!(neumann.solve(&h, &b, &mut x).unwrap().operator_applications, 20);
+//! ```
+//!
+//! - **Operators.** The Krylov methods ([`Cg`], [`Gmres`]) take one fixed operator (`&O`; CG
+//!   requires [`SymmetricOperator`], so a non-symmetric operator does not compile). The series
+//!   and stationary methods ([`Richardson`], [`Neumann`], [`FixedPoint`],
+//!   [`RandomizedTruncation`]) take any [`OperatorSequence`]: a fixed operator `&O` is one (the
+//!   same operator for every index), as are [`Repeated`], [`OperatorList`], [`Sampled`]
+//!   (a closure of the index, e.g. a fresh mini-batch) and `&mut S` for a sequence `S`.
+//! - **Stopping.** One rule for all, [`Stopping`]: stop on `‖r‖ ≤ max(abs_tol, rel_tol·‖b‖)` with
+//!   `r = b − A x`, or after `max_iters` steps, optionally recording the residual history.
+//! - **One trait.** [`LinearSolver`] is the object-safe view "solve `H x = b` for a fixed
+//!   symmetric H", implemented by [`Cg`], [`Richardson`], [`Neumann`], [`FixedPoint`] (on
+//!   `Jᵀ = I − H`) and [`Gmres`]: a caller may hold a `Box<dyn LinearSolver>`.
+//! - **Cost.** [`SolveReport::operator_applications`] counts every operator application the
+//!   call made. A cold start (`x₀ = 0`) costs CG and GMRES no product for the initial residual
+//!   (`r₀ = b`): N CG steps are exactly N products from zero, N + 1 from a non-zero warm start.
+//!   Richardson, the fixed point and Neumann cost one product per step or term.
 //!
 //! Conventions shared by every solver:
 //! - the solution slice is in/out: its initial content is the warm start (Neumann and the
 //!   truncation estimator, which are series and not iterations, only write it);
-//! - every temporary lives in a workspace struct sized once (`*Workspace::new(dim)`); with it an
-//!   iteration never allocates. Each solver also has an entry that allocates its own workspace;
-//! - stopping on `‖r‖ ≤ max(abs_tol, rel_tol·‖b‖)` with `r = b − A x` the residual;
+//! - after construction a solve never allocates, except the residual history when requested
+//!   (one buffer of `max_iters + 1` entries, reserved before iterating);
 //! - inputs are validated before the first operator application: sizes, finiteness of the
 //!   right-hand side and warm start, parameters, all as [`KernelError`];
 //! - a residual that becomes non-finite or exceeds [`DIVERGENCE_FACTOR`] times the initial one
-//!   gives [`KernelError::Diverged`]. On any error the solution slice's content is unspecified;
-//! - configs are `#[non_exhaustive]` structs with public fields, `Default`, and `with_*` setters.
+//!   gives [`KernelError::Diverged`]. On any error the solution slice's content is unspecified.
 
 pub mod cg;
 pub mod neumann;
@@ -27,26 +73,14 @@ pub mod nonsym;
 pub mod richardson;
 pub mod truncation;
 
-pub use cg::{cg_solve, cg_solve_with_workspace, CgParams, CgWorkspace, Preconditioner};
-pub use neumann::{
-    neumann_series, neumann_series_with_workspace, stochastic_neumann, stochastic_neumann_batch_sizes,
-    stochastic_neumann_with_workspace, NeumannParams, NeumannWorkspace,
-};
-pub use nonsym::{
-    fixed_point_solve, fixed_point_solve_stochastic, fixed_point_solve_with_workspace, gmres_solve,
-    gmres_solve_with_workspace, FixedPointParams, FixedPointWorkspace, GmresParams, GmresWorkspace, IdentityMinus,
-};
-pub use richardson::{
-    richardson_solve, richardson_solve_stochastic, richardson_solve_with_workspace, RichardsonParams,
-    RichardsonWorkspace,
-};
-pub use truncation::{
-    draw_truncation_depth, randomized_truncation, randomized_truncation_with_workspace, truncated_neumann,
-    truncated_neumann_with_workspace, TruncationParams, TruncationWorkspace,
-};
+pub use cg::{Cg, CgParams, Preconditioner, RESIDUAL_FLOOR};
+pub use neumann::{stochastic_neumann_batch_sizes, Neumann};
+pub use nonsym::{FixedPoint, Gmres, IdentityMinus};
+pub use richardson::Richardson;
+pub use truncation::{draw_truncation_depth, RandomizedTruncation};
 
 use crate::error::{check_finite, check_len, check_positive, KernelError, Result};
-use crate::linop::Operator;
+use crate::linop::{Operator, SymmetricOperator};
 
 /// A residual larger than this multiple of the initial residual means the iteration diverged.
 pub const DIVERGENCE_FACTOR: f64 = 1e12;
@@ -55,26 +89,117 @@ pub const DIVERGENCE_FACTOR: f64 = 1e12;
 /// doubles, is allocated before iterating: this bounds it to 128 MiB).
 pub const MAX_HISTORY_LEN: usize = 1 << 24;
 
-/// What a solver did.
+// ---------------------------------------------------------------------------------------------
+// The stopping rule and the report
+// ---------------------------------------------------------------------------------------------
+
+/// When a solver stops, shared by every solver: as converged once
+/// `‖r‖ ≤ max(abs_tol, rel_tol·‖b‖)` (`r = b − A x`; each solver says which iterate it measures),
+/// otherwise after `max_iters` steps (each solver says what a step is).
+///
+/// A fixed budget of N steps, as the papers run their inner solvers, is
+/// [`Stopping::fixed_steps(N)`](Stopping::fixed_steps).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Stopping {
+    /// Relative tolerance, finite and ≥ 0. Default 1e-10.
+    pub rel_tol: f64,
+    /// Absolute tolerance, finite and ≥ 0. Default 0.
+    pub abs_tol: f64,
+    /// Step cap (the fixed budget when both tolerances are 0). Default 1000.
+    pub max_iters: usize,
+    /// Record the residual norms in [`SolveReport::history`] (`history[0]`: the first one
+    /// measured; at most [`MAX_HISTORY_LEN`] steps). Default false.
+    pub record_history: bool,
+}
+
+impl Default for Stopping {
+    fn default() -> Self {
+        Self { rel_tol: 1e-10, abs_tol: 0.0, max_iters: 1000, record_history: false }
+    }
+}
+
+impl Stopping {
+    /// Exactly `steps` steps: both tolerances 0 (CG still stops at its [`RESIDUAL_FLOOR`]).
+    pub fn fixed_steps(steps: usize) -> Self {
+        Self { rel_tol: 0.0, abs_tol: 0.0, max_iters: steps, record_history: false }
+    }
+    /// Sets [`rel_tol`](Self::rel_tol).
+    pub fn with_rel_tol(mut self, rel_tol: f64) -> Self {
+        self.rel_tol = rel_tol;
+        self
+    }
+    /// Sets [`abs_tol`](Self::abs_tol).
+    pub fn with_abs_tol(mut self, abs_tol: f64) -> Self {
+        self.abs_tol = abs_tol;
+        self
+    }
+    /// Sets [`max_iters`](Self::max_iters).
+    pub fn with_max_iters(mut self, max_iters: usize) -> Self {
+        self.max_iters = max_iters;
+        self
+    }
+    /// Sets [`record_history`](Self::record_history).
+    pub fn with_history(mut self, record_history: bool) -> Self {
+        self.record_history = record_history;
+        self
+    }
+
+    /// The threshold `max(abs_tol, rel_tol·‖b‖)`.
+    pub fn target(&self, b_norm: f64) -> f64 {
+        self.abs_tol.max(self.rel_tol * b_norm)
+    }
+
+    /// Checks the tolerances (finite, ≥ 0), that `max_iters ≥ 1` when `min_iters_one`, and
+    /// reserves the history buffer (`max_iters + 1` entries) when it is recorded.
+    pub(crate) fn start(&self, min_iters_one: bool) -> Result<History> {
+        for (name, value) in [("rel_tol", self.rel_tol), ("abs_tol", self.abs_tol)] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(KernelError::InvalidParameter {
+                    name,
+                    reason: format!("must be finite and >= 0, got {value}"),
+                });
+            }
+        }
+        if min_iters_one && self.max_iters == 0 {
+            return Err(KernelError::InvalidParameter { name: "max_iters", reason: "must be >= 1".into() });
+        }
+        History::new(self.record_history, self.max_iters)
+    }
+}
+
+/// What a solve did and what it cost.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SolveReport {
-    /// Iterations performed (each solver's doc says what one iteration is; for all of them it is
-    /// one operator application, the unit the papers count).
+    /// Steps performed: CG and GMRES iterations (one product each), Richardson and fixed-point
+    /// steps, Neumann terms beyond the first.
     pub iterations: usize,
+    /// Every operator application the solve made, the unit the papers count. For Richardson, the
+    /// fixed point and Neumann it equals `iterations`. CG: `iterations`, plus one for the initial
+    /// residual `b − Hx₀` when the warm start is not all zero (x₀ = 0 gives r₀ = b for free), so
+    /// N steps cost N products cold and N + 1 warm. GMRES: `iterations`, plus one per restart
+    /// cycle (the true residual at its end), plus one for a non-zero warm start.
+    pub operator_applications: usize,
     /// The residual norm `‖b − A x‖` the stopping test saw last (see each solver for which iterate).
     pub residual_norm: f64,
-    /// Whether `residual_norm ≤ max(abs_tol, rel_tol·‖b‖)`.
+    /// Whether `residual_norm ≤ max(abs_tol, rel_tol·‖b‖)` (for CG, or its rounding floor).
     pub converged: bool,
-    /// Residual norms, one per measured iterate (`history[0]`: the warm start), when requested.
+    /// Residual norms, one per measured iterate, when [`Stopping::record_history`] is set.
     pub history: Option<Vec<f64>>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Operators: fixed, sequences of sampled ones
+// ---------------------------------------------------------------------------------------------
 
 /// A sequence of operators `H_0, H_1, …` of one dimension, applied one per step or term: "the
 /// Hessian on mini-batch B_j". The solver passes the step/term index (each solver documents its
 /// indexing); implementations may ignore it and draw a fresh batch per call.
 ///
-/// Implemented for closures `FnMut(index, v, out)`, for [`OperatorList`] (a slice, indexed
-/// directly) and for [`Repeated`] (one operator for every index). `apply` must not allocate.
+/// Implemented for a fixed operator `&O` (every index applies it, like [`Repeated`]), for
+/// [`OperatorList`] (a slice, indexed directly), for [`Sampled`] (a closure `FnMut(index, v, out)`)
+/// and for `&mut S`. `apply` must not allocate.
 pub trait OperatorSequence {
     /// Writes `H_index · v` into `out`; both have the system's dimension.
     fn apply(&mut self, index: usize, v: &[f64], out: &mut [f64]);
@@ -89,9 +214,35 @@ pub trait OperatorSequence {
     }
 }
 
-impl<F: FnMut(usize, &[f64], &mut [f64])> OperatorSequence for F {
+impl<O: Operator + ?Sized> OperatorSequence for &O {
+    fn apply(&mut self, _index: usize, v: &[f64], out: &mut [f64]) {
+        Operator::apply(*self, v, out)
+    }
+    fn check_dim(&self, dim: usize) -> Result<()> {
+        check_len("operator", dim, self.dim())
+    }
+}
+
+impl<S: OperatorSequence + ?Sized> OperatorSequence for &mut S {
     fn apply(&mut self, index: usize, v: &[f64], out: &mut [f64]) {
-        self(index, v, out)
+        (**self).apply(index, v, out)
+    }
+    fn count(&self) -> Option<usize> {
+        (**self).count()
+    }
+    fn check_dim(&self, dim: usize) -> Result<()> {
+        (**self).check_dim(dim)
+    }
+}
+
+/// Operators given by a closure `|index, v, out| out = H_index · v` (e.g. the Hessian on a
+/// mini-batch drawn at each call); unbounded, of the dimension the caller vouches for.
+#[derive(Clone, Copy, Debug)]
+pub struct Sampled<F>(pub F);
+
+impl<F: FnMut(usize, &[f64], &mut [f64])> OperatorSequence for Sampled<F> {
+    fn apply(&mut self, index: usize, v: &[f64], out: &mut [f64]) {
+        (self.0)(index, v, out)
     }
 }
 
@@ -111,7 +262,8 @@ impl<O: Operator> OperatorSequence for OperatorList<'_, O> {
     }
 }
 
-/// One operator for every index: the deterministic case of a stochastic solver.
+/// One owned operator for every index: the deterministic case of a stochastic solver (`&O` does
+/// the same for a borrowed one).
 #[derive(Clone, Copy, Debug)]
 pub struct Repeated<O>(pub O);
 
@@ -124,23 +276,30 @@ impl<O: Operator> OperatorSequence for Repeated<O> {
     }
 }
 
-/// `Ok` if both tolerances are finite and ≥ 0.
-pub(crate) fn check_tolerances(rel_tol: f64, abs_tol: f64) -> Result<()> {
-    for (name, value) in [("rel_tol", rel_tol), ("abs_tol", abs_tol)] {
-        if !(value.is_finite() && value >= 0.0) {
-            return Err(KernelError::InvalidParameter {
-                name,
-                reason: format!("must be finite and >= 0, got {value}"),
-            });
-        }
-    }
-    Ok(())
+// ---------------------------------------------------------------------------------------------
+// The object-safe view
+// ---------------------------------------------------------------------------------------------
+
+/// Any solver of `H x = b` for one fixed symmetric operator H, object safe: an estimator that
+/// lets its user pick CG, gradient descent, the fixed point or Neumann holds a
+/// `Box<dyn LinearSolver>` and calls [`solve`](LinearSolver::solve), with no workspace to match.
+///
+/// Each method forwards to the solver's own `solve` (same semantics, same report); the
+/// stochastic forms (one operator per step) are reached through the concrete types.
+pub trait LinearSolver {
+    /// The dimension the solver was built for.
+    fn dim(&self) -> usize;
+    /// The stopping rule of the next solve.
+    fn stopping(&self) -> &Stopping;
+    /// The stopping rule, to change between solves (e.g. a tolerance that shrinks over time).
+    fn stopping_mut(&mut self) -> &mut Stopping;
+    /// Solves `H x = b` from the warm start in `x` (ignored by the series: Neumann).
+    fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport>;
 }
 
-/// The stopping threshold `max(abs_tol, rel_tol·‖b‖)`.
-pub(crate) fn target(rel_tol: f64, abs_tol: f64, b_norm: f64) -> f64 {
-    abs_tol.max(rel_tol * b_norm)
-}
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the solvers
+// ---------------------------------------------------------------------------------------------
 
 /// `Err(Diverged)` if `residual` is non-finite or above [`DIVERGENCE_FACTOR`] × `initial`.
 pub(crate) fn check_divergence(iteration: usize, residual: f64, initial: f64) -> Result<()> {
@@ -151,23 +310,36 @@ pub(crate) fn check_divergence(iteration: usize, residual: f64, initial: f64) ->
     }
 }
 
+/// `Err(InvalidParameter(name))` if a sequence with a known count holds fewer than `needed`
+/// operators.
+pub(crate) fn check_count(seq: &dyn OperatorSequence, needed: usize, name: &'static str, what: &str) -> Result<()> {
+    match seq.count() {
+        Some(count) if count < needed => Err(KernelError::InvalidParameter {
+            name,
+            reason: format!("{needed} {what} need as many operators, the sequence holds {count}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A residual history whose buffer is allocated once, before iterating; `push` never reallocates
 /// (entries beyond the reserved capacity are dropped, which the solvers never reach).
 pub(crate) struct History(Option<Vec<f64>>);
 
 impl History {
-    /// Reserves `capacity` entries if `record`; errors if `capacity` exceeds [`MAX_HISTORY_LEN`] + 1.
-    pub(crate) fn new(record: bool, capacity: usize) -> Result<Self> {
+    /// Reserves `max_iters + 1` entries if `record`; errors if `max_iters` exceeds
+    /// [`MAX_HISTORY_LEN`].
+    fn new(record: bool, max_iters: usize) -> Result<Self> {
         if !record {
             return Ok(Self(None));
         }
-        if capacity > MAX_HISTORY_LEN + 1 {
+        if max_iters > MAX_HISTORY_LEN {
             return Err(KernelError::InvalidParameter {
                 name: "max_iters",
-                reason: format!("recording a history needs max_iters <= {MAX_HISTORY_LEN}, got {}", capacity - 1),
+                reason: format!("recording a history needs max_iters <= {MAX_HISTORY_LEN}, got {max_iters}"),
             });
         }
-        Ok(Self(Some(Vec::with_capacity(capacity))))
+        Ok(Self(Some(Vec::with_capacity(max_iters + 1))))
     }
 
     pub(crate) fn push(&mut self, value: f64) {
@@ -178,72 +350,78 @@ impl History {
         }
     }
 
-    pub(crate) fn report(self, iterations: usize, residual_norm: f64, converged: bool) -> SolveReport {
-        SolveReport { iterations, residual_norm, converged, history: self.0 }
+    /// The report of a solve that made `iterations` steps and `applications` products.
+    pub(crate) fn report(
+        self,
+        iterations: usize,
+        applications: usize,
+        residual_norm: f64,
+        converged: bool,
+    ) -> SolveReport {
+        SolveReport { iterations, operator_applications: applications, residual_norm, converged, history: self.0 }
     }
 }
 
-/// `max_iters + 1` without overflow (the history capacity: the warm start plus one per iteration).
-pub(crate) fn history_capacity(max_iters: usize) -> usize {
-    max_iters.saturating_add(1)
+/// Whether every entry is ±0 (a cold start, whose residual is `b` with no product).
+pub(crate) fn is_zero(x: &[f64]) -> bool {
+    x.iter().all(|&v| v == 0.0)
 }
 
-/// The settings shared by the stationary iterations (Richardson, fixed point).
+/// The state of the stationary iterations (Richardson, fixed point): the step, the stopping
+/// rule and the one work vector `t = A_k x`.
+#[derive(Clone, Debug)]
 pub(crate) struct Stationary {
-    pub step: f64,
-    pub rel_tol: f64,
-    pub abs_tol: f64,
-    pub max_iters: usize,
-    pub record_history: bool,
+    pub(crate) step: f64,
+    pub(crate) stopping: Stopping,
+    t: Vec<f64>,
 }
 
-/// The loop of the stationary iterations: step k applies operator k of `seq` to `x` into `t`,
-/// then `update(step, t, b, x)` moves `x` in one fused pass and returns the squared residual of
-/// the incoming iterate. Validates everything first; stops on the tolerance, the cap or a
-/// divergence.
-pub(crate) fn stationary_iteration(
-    seq: &mut dyn OperatorSequence,
-    b: &[f64],
-    x: &mut [f64],
-    x_name: &'static str,
-    p: Stationary,
-    t: &mut [f64],
-    update: fn(f64, &[f64], &[f64], &mut [f64]) -> f64,
-) -> Result<SolveReport> {
-    let n = b.len();
-    seq.check_dim(n)?;
-    check_len(x_name, n, x.len())?;
-    check_len("workspace", n, t.len())?;
-    check_finite("rhs", b)?;
-    check_finite(x_name, x)?;
-    check_positive("step", p.step)?;
-    check_tolerances(p.rel_tol, p.abs_tol)?;
-    if p.max_iters == 0 {
-        return Err(KernelError::InvalidParameter { name: "max_iters", reason: "must be >= 1".into() });
+impl Stationary {
+    pub(crate) fn new(dim: usize, step: f64, stopping: Stopping) -> Self {
+        Self { step, stopping, t: vec![0.0; dim] }
     }
-    if let Some(count) = seq.count() {
-        if count < p.max_iters {
-            return Err(KernelError::InvalidParameter {
-                name: "max_iters",
-                reason: format!("{} steps need as many operators, the sequence holds {count}", p.max_iters),
-            });
-        }
+
+    pub(crate) fn dim(&self) -> usize {
+        self.t.len()
     }
-    let mut history = History::new(p.record_history, history_capacity(p.max_iters))?;
-    let tol = target(p.rel_tol, p.abs_tol, crate::ops::norm2(b));
-    let mut initial = f64::INFINITY;
-    let mut residual = f64::NAN;
-    for k in 0..p.max_iters {
-        seq.apply(k, x, t);
-        residual = update(p.step, t, b, x).sqrt();
-        if k == 0 {
-            initial = residual;
+
+    /// The loop: step k applies operator k of `seq` to `x` into `t`, then `update(step, t, b, x)`
+    /// moves `x` in one fused pass and returns the squared residual of the incoming iterate.
+    /// Validates everything first; stops on the tolerance, the cap or a divergence. One product
+    /// per step.
+    pub(crate) fn run(
+        &mut self,
+        seq: &mut dyn OperatorSequence,
+        b: &[f64],
+        x: &mut [f64],
+        x_name: &'static str,
+        update: fn(f64, &[f64], &[f64], &mut [f64]) -> f64,
+    ) -> Result<SolveReport> {
+        let Self { step, stopping, t } = self;
+        let n = t.len();
+        seq.check_dim(n)?;
+        check_len("rhs", n, b.len())?;
+        check_len(x_name, n, x.len())?;
+        check_finite("rhs", b)?;
+        check_finite(x_name, x)?;
+        check_positive("step", *step)?;
+        let mut history = stopping.start(true)?;
+        check_count(seq, stopping.max_iters, "max_iters", "steps")?;
+        let tol = stopping.target(crate::ops::norm2(b));
+        let mut initial = f64::INFINITY;
+        let mut residual = f64::NAN;
+        for k in 0..stopping.max_iters {
+            seq.apply(k, x, t);
+            residual = update(*step, t, b, x).sqrt();
+            if k == 0 {
+                initial = residual;
+            }
+            check_divergence(k, residual, initial)?;
+            history.push(residual);
+            if residual <= tol {
+                return Ok(history.report(k + 1, k + 1, residual, true));
+            }
         }
-        check_divergence(k, residual, initial)?;
-        history.push(residual);
-        if residual <= tol {
-            return Ok(history.report(k + 1, residual, true));
-        }
+        Ok(history.report(stopping.max_iters, stopping.max_iters, residual, false))
     }
-    Ok(history.report(p.max_iters, residual, false))
 }

@@ -10,143 +10,75 @@
 //! Complexity: one operator application and one fused pass per step. With β = 1/L for
 //! `μI ⪯ H ⪯ LI`, `‖z_k − z*‖ ≤ (1 − 1/κ)^k ‖z_0 − z*‖`, so `⌈κ·ln(1/ε)⌉` steps give relative error ε.
 
-use super::{stationary_iteration, OperatorSequence, Repeated, SolveReport, Stationary};
+use super::{LinearSolver, OperatorSequence, SolveReport, Stationary, Stopping};
 use crate::error::Result;
 use crate::linop::SymmetricOperator;
 use crate::ops;
 
-/// Parameters of [`richardson_solve`].
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct RichardsonParams {
-    /// The step β > 0; the iteration converges iff `β < 2/λ_max(H)`, fastest contraction for
-    /// `2/(μ + L)`, the usual choice 1/L. Default 1 (the right value when H is scaled to L = 1).
-    pub step: f64,
-    /// Default 0 (run `max_iters` steps unless the residual reaches `abs_tol`).
-    pub rel_tol: f64,
-    /// Default 0.
-    pub abs_tol: f64,
-    /// Number of steps (the fixed budget of AmIGO's N) or the cap when a tolerance is set.
-    /// Must be ≥ 1. Default 100.
-    pub max_iters: usize,
-    /// Record the residual of every iterate that was measured. Default false.
-    pub record_history: bool,
-}
-
-impl Default for RichardsonParams {
-    fn default() -> Self {
-        Self { step: 1.0, rel_tol: 0.0, abs_tol: 0.0, max_iters: 100, record_history: false }
-    }
-}
-
-impl RichardsonParams {
-    /// Defaults with step β.
-    pub fn new(step: f64) -> Self {
-        Self { step, ..Self::default() }
-    }
-    /// Sets [`step`](Self::step).
-    pub fn with_step(mut self, step: f64) -> Self {
-        self.step = step;
-        self
-    }
-    /// Sets [`rel_tol`](Self::rel_tol).
-    pub fn with_rel_tol(mut self, rel_tol: f64) -> Self {
-        self.rel_tol = rel_tol;
-        self
-    }
-    /// Sets [`abs_tol`](Self::abs_tol).
-    pub fn with_abs_tol(mut self, abs_tol: f64) -> Self {
-        self.abs_tol = abs_tol;
-        self
-    }
-    /// Sets [`max_iters`](Self::max_iters).
-    pub fn with_max_iters(mut self, max_iters: usize) -> Self {
-        self.max_iters = max_iters;
-        self
-    }
-    /// Sets [`record_history`](Self::record_history).
-    pub fn with_history(mut self, record_history: bool) -> Self {
-        self.record_history = record_history;
-        self
-    }
-}
-
-/// The one temporary of the Richardson iteration: `Hz`.
+/// Gradient (Richardson) iteration `z ← z − β(Hz − b)`: the step β, the [`Stopping`] rule and
+/// its one work vector (`Hz`), allocated once by [`Richardson::new`].
+///
+/// The step β > 0: the iteration converges iff `β < 2/λ_max(H)`, fastest for `2/(μ + L)`, the
+/// usual choice 1/L. One step = one product `Hz_k` (also from z₀ = 0), so N steps cost exactly
+/// N operator applications.
 #[derive(Clone, Debug)]
-pub struct RichardsonWorkspace {
-    hz: Vec<f64>,
+pub struct Richardson {
+    inner: Stationary,
 }
 
-impl RichardsonWorkspace {
-    /// A workspace for systems of dimension `dim` (allocates once).
-    pub fn new(dim: usize) -> Self {
-        Self { hz: vec![0.0; dim] }
+impl Richardson {
+    /// A solver for systems of dimension `dim` with step β and a stopping rule (a fixed budget,
+    /// as AmIGO's N: [`Stopping::fixed_steps`]). The step is checked by [`solve`](Self::solve).
+    pub fn new(dim: usize, step: f64, stopping: Stopping) -> Self {
+        Self { inner: Stationary::new(dim, step, stopping) }
     }
-    /// The dimension this workspace was built for.
+    /// The dimension this solver was built for.
     pub fn dim(&self) -> usize {
-        self.hz.len()
+        self.inner.dim()
+    }
+    /// The step β.
+    pub fn step(&self) -> f64 {
+        self.inner.step
+    }
+    /// Sets the step β of the next solves.
+    pub fn set_step(&mut self, step: f64) {
+        self.inner.step = step;
+    }
+
+    /// Richardson iteration `z ← z − β(H_k z − b)` from the warm start in `z`, with `H_k` =
+    /// `seq.apply(k, ..)` for k = 0, 1, … in application order: a fixed operator `&H` (the
+    /// deterministic iteration), or e.g. the Hessian on a fresh mini-batch per step as in AmIGO's
+    /// Alg. 3 (`b` is reused for every step, as there). A sequence with a known
+    /// [`count`](OperatorSequence::count) must hold `max_iters` operators.
+    ///
+    /// Each step is one product `H_k z_k` and one fused pass ([`ops::richardson_update`]) that
+    /// measures `‖H_k z_k − b‖` *and* moves to `z_{k+1}`. So the test sees the residual of the
+    /// iterate before the last step: `residual_norm` is `‖b − Hz_k‖` and `z` holds `z_{k+1}`,
+    /// whose residual is no larger when `0 < β ≤ 2/λ_max` (then `‖I − βH‖ ≤ 1`). A warm start
+    /// that meets the tolerance therefore still costs one step (`iterations == 1`).
+    /// `history[k] = ‖b − Hz_k‖`, one entry per step. With sampled operators the tolerance tests
+    /// the noisy residual; usually run the fixed budget.
+    ///
+    /// Errors: sizes (`operator`, `rhs`, `z0`), non-finite `b`/`z`, `step ≤ 0`, `max_iters == 0`,
+    /// negative tolerances, a sequence shorter than `max_iters`; `Diverged` (e.g. β > 2/λ_max)
+    /// when the residual passes [`DIVERGENCE_FACTOR`](super::DIVERGENCE_FACTOR) × the initial one
+    /// or becomes non-finite.
+    pub fn solve<S: OperatorSequence>(&mut self, mut seq: S, b: &[f64], z: &mut [f64]) -> Result<SolveReport> {
+        self.inner.run(&mut seq, b, z, "z0", ops::richardson_update)
     }
 }
 
-/// Richardson iteration on a fixed symmetric operator, allocating its workspace.
-/// See [`richardson_solve_with_workspace`].
-pub fn richardson_solve<O: SymmetricOperator>(
-    op: &O,
-    b: &[f64],
-    z: &mut [f64],
-    params: &RichardsonParams,
-) -> Result<SolveReport> {
-    richardson_solve_with_workspace(op, b, z, params, &mut RichardsonWorkspace::new(op.dim()))
-}
-
-/// Richardson iteration `z ← z − β(Hz − b)` from the warm start in `z`.
-///
-/// Each step is one product `Hz_k` and one fused pass ([`ops::richardson_update`]) that measures
-/// `‖Hz_k − b‖` *and* moves to `z_{k+1}`. So the test sees the residual of the iterate before the
-/// last step: `residual_norm` is `‖b − Hz_{k}‖` and `z` holds `z_{k+1}`, whose residual is no larger
-/// when `0 < β ≤ 2/λ_max` (then `‖I − βH‖ ≤ 1`). A warm start that meets the tolerance therefore
-/// still costs one step (`iterations == 1`). `history[k] = ‖b − Hz_k‖`, one entry per step.
-///
-/// Errors: sizes, non-finite `b`/`z`, `step ≤ 0`, `max_iters == 0`, negative tolerances; `Diverged`
-/// (e.g. β > 2/λ_max) when the residual passes [`DIVERGENCE_FACTOR`](super::DIVERGENCE_FACTOR) ×
-/// the initial one or becomes non-finite.
-pub fn richardson_solve_with_workspace<O: SymmetricOperator>(
-    op: &O,
-    b: &[f64],
-    z: &mut [f64],
-    params: &RichardsonParams,
-    ws: &mut RichardsonWorkspace,
-) -> Result<SolveReport> {
-    richardson_impl(&mut Repeated(op), b, z, params, ws)
-}
-
-/// Stochastic Richardson: step k uses `H_k` from `ops` (index k = 0, 1, … in application order),
-/// e.g. the Hessian on a fresh mini-batch as in AmIGO's Alg. 3; `b` is reused for every step, as
-/// there. The tolerance tests the measured (noisy) residual `‖H_k z_k − b‖`; usually leave both
-/// tolerances at 0 and run the fixed budget `max_iters`.
-pub fn richardson_solve_stochastic<S: OperatorSequence>(
-    ops: &mut S,
-    b: &[f64],
-    z: &mut [f64],
-    params: &RichardsonParams,
-    ws: &mut RichardsonWorkspace,
-) -> Result<SolveReport> {
-    richardson_impl(ops, b, z, params, ws)
-}
-
-fn richardson_impl(
-    seq: &mut dyn OperatorSequence,
-    b: &[f64],
-    z: &mut [f64],
-    params: &RichardsonParams,
-    ws: &mut RichardsonWorkspace,
-) -> Result<SolveReport> {
-    let p = Stationary {
-        step: params.step,
-        rel_tol: params.rel_tol,
-        abs_tol: params.abs_tol,
-        max_iters: params.max_iters,
-        record_history: params.record_history,
-    };
-    stationary_iteration(seq, b, z, "z0", p, &mut ws.hz, ops::richardson_update)
+impl LinearSolver for Richardson {
+    fn dim(&self) -> usize {
+        Richardson::dim(self)
+    }
+    fn stopping(&self) -> &Stopping {
+        &self.inner.stopping
+    }
+    fn stopping_mut(&mut self) -> &mut Stopping {
+        &mut self.inner.stopping
+    }
+    fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
+        Richardson::solve(self, op, b, x)
+    }
 }
