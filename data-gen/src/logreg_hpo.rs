@@ -51,13 +51,13 @@
 //! # References
 //! No closed form is known, so [`BilevelProblem::exact`] is `None`. [`reference_at`] computes
 //! a high-accuracy y*(x) by Newton's method with CG inner solves on the full-batch HVP (the
-//! kernels' [`cg_solve`]), then v*(x) by CG, L(x) and ∇L(x) = ∂x f − ∂x∂y g·v*; it works for any
+//! kernels' [`Cg`](bilevel_kernels::linsolve::Cg)), then v*(x) by CG, L(x) and ∇L(x) = ∂x f − ∂x∂y g·v*; it works for any
 //! [`BilevelProblem`] whose g is strongly convex in y.
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
 use crate::text::{self, csr_arrays, label_array, TextConfig};
 use bilevel_kernels::linop::FnOp;
-use bilevel_kernels::linsolve::{cg_solve, CgParams};
+use bilevel_kernels::linsolve::{Cg, Stopping};
 use bilevel_kernels::models::logistic::{Hyper as BinHyper, LogisticModel, LogisticWorkspace};
 use bilevel_kernels::models::multinomial::{Hyper as MultiHyper, MultinomialLogistic, MultinomialWorkspace};
 use bilevel_kernels::models::{DenseRows, Design};
@@ -958,7 +958,7 @@ pub struct NewtonReport {
 }
 
 /// Minimizes y ↦ g(x, y) (full batch) from the warm start in `y` by inexact Newton: each step
-/// solves ∂yy g·d = ∂y g by CG (the kernels' [`cg_solve`], relative tolerance
+/// solves ∂yy g·d = ∂y g by CG (the kernels' [`Cg`](bilevel_kernels::linsolve::Cg), relative tolerance
 /// min(0.1, ‖∂y g‖), the usual forcing term for superlinear convergence) and backtracks
 /// (Armijo, c = 1e-4). Near the optimum, where g's decrease falls below its rounding, a step
 /// is also accepted when g does not grow beyond rounding and the gradient norm decreases.
@@ -990,8 +990,9 @@ pub fn newton_y_star<P: BilevelProblem + ?Sized>(
         let yy: &[f64] = y;
         let hess = FnOp::symmetric(dy, |v: &[f64], out: &mut [f64]| p.hvp(x, yy, v, Batch::Full, out));
         step.fill(0.0);
-        let cg = CgParams::default().with_rel_tol(grad_norm.min(0.1)).with_max_iters(params.max_cg_iters);
-        report.cg_iterations += cg_solve(&hess, &grad, &mut step, &cg)?.iterations;
+        let mut cg =
+            Cg::new(dy, Stopping::default().with_rel_tol(grad_norm.min(0.1)).with_max_iters(params.max_cg_iters));
+        report.cg_iterations += cg.solve(&hess, &grad, &mut step)?.iterations;
         let slope = ops::dot(&grad, &step); // g decreases along −step at rate `slope` > 0
         let mut t = 1.0;
         loop {
@@ -1064,8 +1065,8 @@ pub fn reference_at<P: BilevelProblem + ?Sized>(
     let mut v = vec![0.0; dy];
     let yy: &[f64] = &y;
     let hess = FnOp::symmetric(dy, |u: &[f64], out: &mut [f64]| p.hvp(x, yy, u, Batch::Full, out));
-    let cg = CgParams::default().with_rel_tol(params.v_rel_tol).with_max_iters(params.max_cg_iters);
-    let v_cg_iterations = cg_solve(&hess, &b, &mut v, &cg)?.iterations;
+    let mut cg = Cg::new(dy, Stopping::default().with_rel_tol(params.v_rel_tol).with_max_iters(params.max_cg_iters));
+    let v_cg_iterations = cg.solve(&hess, &b, &mut v)?.iterations;
     let mut hypergradient = vec![0.0; dx];
     let mut cross = vec![0.0; dx];
     p.grad_x_f(x, &y, Batch::Full, &mut hypergradient);

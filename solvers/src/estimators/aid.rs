@@ -17,12 +17,7 @@
 //! because the papers compare them by name; FP runs through the non-symmetric fixed-point solver.
 
 use super::EstimateReport;
-use bilevel_kernels::linop::FnOp;
-use bilevel_kernels::linsolve::{
-    cg_solve_with_workspace, fixed_point_solve_with_workspace, neumann_series_with_workspace,
-    richardson_solve_with_workspace, CgParams, CgWorkspace, FixedPointParams, FixedPointWorkspace, NeumannParams,
-    NeumannWorkspace, RichardsonParams, RichardsonWorkspace,
-};
+use bilevel_kernels::linsolve::{Cg, FixedPoint, LinearSolver, Neumann, Richardson, Stopping};
 use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, HessianOp, KernelError, Result};
 
 /// How the adjoint system ∂yy g·v = ∂y f is solved.
@@ -59,20 +54,13 @@ pub struct AidConfig {
     pub warm_start: bool,
 }
 
-enum Workspace {
-    Cg(CgWorkspace),
-    Gd(RichardsonWorkspace),
-    Fp(FixedPointWorkspace),
-    Neumann(NeumannWorkspace),
-}
-
 /// The AID estimator (see the module doc); holds v between calls for the warm start.
 pub struct Aid {
     config: AidConfig,
     v: Vec<f64>,
     fy: Vec<f64>,
     gx: Vec<f64>,
-    ws: Workspace,
+    solver: Box<dyn LinearSolver + Send>,
 }
 
 impl Aid {
@@ -87,18 +75,21 @@ impl Aid {
                 reason: "a Neumann series starts from 0 and cannot be warm-started".into(),
             });
         }
-        let ws = match config.solver {
-            AdjointSolver::Cg => Workspace::Cg(CgWorkspace::new(dim_y)),
+        // N steps exactly (no tolerance): the papers' fixed budgets.
+        let stop = Stopping::fixed_steps(config.steps);
+        let solver: Box<dyn LinearSolver + Send> = match config.solver {
             AdjointSolver::Gd { step } | AdjointSolver::FixedPoint { step } | AdjointSolver::Neumann { step }
                 if !(step.is_finite() && step > 0.0) =>
             {
                 return Err(KernelError::InvalidParameter { name: "step", reason: format!("must be > 0, got {step}") })
             }
-            AdjointSolver::Gd { .. } => Workspace::Gd(RichardsonWorkspace::new(dim_y)),
-            AdjointSolver::FixedPoint { .. } => Workspace::Fp(FixedPointWorkspace::new(dim_y)),
-            AdjointSolver::Neumann { .. } => Workspace::Neumann(NeumannWorkspace::new(dim_y)),
+            AdjointSolver::Cg => Box::new(Cg::new(dim_y, stop)),
+            AdjointSolver::Gd { step } => Box::new(Richardson::new(dim_y, step, stop)),
+            // v ← v + β(Jᵀv + ∂y f − v) with Jᵀ = I − H: the fixed point of the gradient map.
+            AdjointSolver::FixedPoint { step } => Box::new(FixedPoint::new(dim_y, step, stop)),
+            AdjointSolver::Neumann { step } => Box::new(Neumann::new(dim_y, step, stop)),
         };
-        Ok(Self { config, v: vec![0.0; dim_y], fy: vec![0.0; dim_y], gx: vec![0.0; dim_x], ws })
+        Ok(Self { config, v: vec![0.0; dim_y], fy: vec![0.0; dim_y], gx: vec![0.0; dim_x], solver })
     }
 
     /// The configuration.
@@ -130,31 +121,7 @@ impl Aid {
             self.v.fill(0.0);
         }
         let hess = HessianOp::new(problem, x, y, Batch::Full);
-        let n = self.config.steps;
-        let report = match (&mut self.ws, self.config.solver) {
-            (Workspace::Cg(ws), AdjointSolver::Cg) => {
-                let params = CgParams::default().with_rel_tol(0.0).with_max_iters(n);
-                cg_solve_with_workspace(&hess, &self.fy, &mut self.v, &params, ws)?
-            }
-            (Workspace::Gd(ws), AdjointSolver::Gd { step }) => {
-                let params = RichardsonParams::new(step).with_max_iters(n);
-                richardson_solve_with_workspace(&hess, &self.fy, &mut self.v, &params, ws)?
-            }
-            (Workspace::Fp(ws), AdjointSolver::FixedPoint { step }) => {
-                // v ← Jᵀv + β∂y f with J = I − βH (the Jacobian of the gradient map).
-                let jt = FnOp::new(dy, |v: &[f64], out: &mut [f64]| {
-                    problem.hvp(x, y, v, Batch::Full, out);
-                    ops::axpby(1.0, v, -step, out);
-                });
-                ops::scale(step, &mut self.fy);
-                let params = FixedPointParams::default().with_rel_tol(0.0).with_max_iters(n);
-                fixed_point_solve_with_workspace(&jt, &self.fy, &mut self.v, &params, ws)?
-            }
-            (Workspace::Neumann(ws), AdjointSolver::Neumann { step }) => {
-                neumann_series_with_workspace(&hess, &self.fy, &mut self.v, &NeumannParams::new(step, n), ws)?
-            }
-            _ => unreachable!("the workspace is built from the solver"),
-        };
+        let report = self.solver.solve(&hess, &self.fy, &mut self.v)?;
         problem.grad_x_f(x, y, Batch::Full, out);
         problem.cross(x, y, &self.v, Batch::Full, &mut self.gx);
         ops::axpy(-1.0, &self.gx, out);
