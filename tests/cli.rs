@@ -197,6 +197,6 @@ fn solve_reaches_the_target_and_writes_json_and_trace() {
     // A too-large outer step is refused before anything runs.
     let out = bilevel(&["solve", "--preset", "tiny", "--outer-step", "100", "--max-iters", "3"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--outer-step must be in (0, 2/L)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--outer-step must be in (0, 2/L_L)"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
