@@ -15,7 +15,9 @@ use faer::{Mat, MatMut, MatRef, Par};
 /// `apply` overwrites `out` with `H v`; both slices have length `dim()` (the solvers check this
 /// once, up front). It must not allocate: it runs inside solver iterations.
 pub trait Operator: Sync {
+    /// The dimension n of the square operator.
     fn dim(&self) -> usize;
+    /// Overwrites `out` with `H v` (both of length `dim()`); must not allocate.
     fn apply(&self, v: &[f64], out: &mut [f64]);
     /// Writes the diagonal of H into `out` and returns true, or returns false if it is not
     /// available cheaply (then a Jacobi preconditioner cannot be built).
@@ -97,9 +99,11 @@ impl DenseSym {
         let len = if n >= Self::PAR_MIN_DIM { Self::BLOCKS * n } else { 0 };
         Self { a, scratch: std::sync::Mutex::new(vec![0.0; len]) }
     }
+    /// The matrix.
     pub fn matrix(&self) -> MatRef<'_, f64> {
         self.a.as_ref()
     }
+    /// Gives the matrix back.
     pub fn into_inner(self) -> Mat<f64> {
         self.a
     }
@@ -210,6 +214,7 @@ pub struct DenseGeneral {
 }
 
 impl DenseGeneral {
+    /// Takes ownership of a square matrix (checked square and finite), applied with parallelism `par`.
     pub fn new(a: Mat<f64>, par: Par) -> Result<Self> {
         check_len("matrix columns", a.nrows(), a.ncols())?;
         for j in 0..a.ncols() {
@@ -217,6 +222,7 @@ impl DenseGeneral {
         }
         Ok(Self { a, par })
     }
+    /// The matrix.
     pub fn matrix(&self) -> MatRef<'_, f64> {
         self.a.as_ref()
     }
@@ -256,6 +262,8 @@ impl Operator for CsrMatrix {
 pub struct SparseSym(CsrMatrix);
 
 impl SparseSym {
+    /// Takes ownership of a square CSR matrix; checks its symmetry (pattern and values, to
+    /// [`SYMMETRY_TOL`]).
     pub fn new(a: CsrMatrix) -> Result<Self> {
         check_len("matrix columns", a.nrows(), a.ncols())?;
         let t = a.transpose();
@@ -275,6 +283,7 @@ impl SparseSym {
         }
         Ok(Self(a))
     }
+    /// The matrix.
     pub fn matrix(&self) -> &CsrMatrix {
         &self.0
     }
@@ -298,10 +307,12 @@ impl SymmetricOperator for SparseSym {}
 pub struct Diagonal(Vec<f64>);
 
 impl Diagonal {
+    /// `diag(d)`; checks that `d` is finite.
     pub fn new(d: Vec<f64>) -> Result<Self> {
         check_finite("diagonal", &d)?;
         Ok(Self(d))
     }
+    /// The diagonal entries.
     pub fn values(&self) -> &[f64] {
         &self.0
     }

@@ -16,7 +16,9 @@ pub const PAR_MIN_LEN: usize = 1 << 18;
 /// Operands that can be cut at an index: slices and tuples of slices of one common length.
 #[allow(clippy::len_without_is_empty)]
 pub trait Split: Sized + Send {
+    /// The common length.
     fn len(&self) -> usize;
+    /// Cuts every operand at `mid`.
     fn split_at(self, mid: usize) -> (Self, Self);
 }
 

@@ -96,21 +96,27 @@ impl CsrMatrix {
         Self::from_triplets(a.nrows(), a.ncols(), &t)
     }
 
+    /// Number of rows.
     pub fn nrows(&self) -> usize {
         self.nrows
     }
+    /// Number of columns.
     pub fn ncols(&self) -> usize {
         self.ncols
     }
+    /// Number of stored entries.
     pub fn nnz(&self) -> usize {
         self.values.len()
     }
+    /// Row pointers: row `i` is `indptr[i]..indptr[i + 1]` (`nrows + 1` entries).
     pub fn indptr(&self) -> &[usize] {
         &self.indptr
     }
+    /// Column index of each stored entry (sorted within a row).
     pub fn indices(&self) -> &[u32] {
         &self.indices
     }
+    /// Value of each stored entry.
     pub fn values(&self) -> &[f64] {
         &self.values
     }

@@ -150,6 +150,16 @@ impl Design {
     }
 }
 
+/// The data row at position `position` of a batch (`position` itself for `Batch::Full`): the one
+/// row accessor of the model passes.
+#[inline]
+pub fn batch_row(batch: Batch<'_>, position: usize) -> usize {
+    match batch {
+        Batch::Full => position,
+        Batch::Rows(r) => r[position],
+    }
+}
+
 /// Iterates over the row indices of a batch (all rows for `Batch::Full`).
 pub fn batch_rows(batch: Batch<'_>, n: usize) -> impl Iterator<Item = usize> + Clone + '_ {
     let (full, rows) = match batch {

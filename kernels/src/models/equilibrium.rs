@@ -26,7 +26,7 @@
 //! trivially deterministic; the λ-adjoint sums per-block accumulators in block order.
 
 use super::blocked::{add_block_sums, for_each_block, Unit};
-use super::design::Design;
+use super::design::{batch_row, Design};
 use crate::error::{check_finite, check_len, KernelError, Result};
 use crate::ops::{axpy_seq, dot_seq};
 use crate::problem::Batch;
@@ -203,7 +203,7 @@ impl EquilibriumMap {
         for_each_block(len, blocks, parallel, [(out, Unit::PerRow(h))], &|_, r, [o]| {
             for (local, p) in r.enumerate() {
                 let o = &mut o[local * h..(local + 1) * h];
-                self.preactivation(lambda, row_of(batch, p), &w[p * h..(p + 1) * h], o);
+                self.preactivation(lambda, batch_row(batch, p), &w[p * h..(p + 1) * h], o);
                 o.iter_mut().for_each(|v| *v = v.tanh());
             }
         });
@@ -247,7 +247,7 @@ impl EquilibriumMap {
             for (local, p) in r.enumerate() {
                 let wp = &mut w[local * h..(local + 1) * h];
                 // c = B u_i + a (A-free part of the pre-activation).
-                self.input_term(lambda, row_of(batch, p), c);
+                self.input_term(lambda, batch_row(batch, p), c);
                 let (mut it, mut step) = (0, f64::INFINITY);
                 while it < params.max_iter && step > params.tol {
                     step = 0.0;
@@ -295,7 +295,7 @@ impl EquilibriumMap {
         for_each_block(len, blocks, parallel, bufs, &|_, r, [phi, dphi]| {
             for (local, p) in r.enumerate() {
                 let t = &mut phi[local * h..(local + 1) * h];
-                self.preactivation(lambda, row_of(batch, p), &w[p * h..(p + 1) * h], t);
+                self.preactivation(lambda, batch_row(batch, p), &w[p * h..(p + 1) * h], t);
                 for (t, d) in t.iter_mut().zip(&mut dphi[local * h..(local + 1) * h]) {
                     *t = t.tanh();
                     *d = 1.0 - *t * *t;
@@ -361,14 +361,6 @@ impl EquilibriumMap {
     }
 }
 
-#[inline]
-fn row_of(batch: Batch<'_>, p: usize) -> usize {
-    match batch {
-        Batch::Full => p,
-        Batch::Rows(r) => r[p],
-    }
-}
-
 /// Scratch for [`EquilibriumMap`], sized once: Φ and D for up to `capacity` positions, block
 /// scratch, power-iteration vectors and the per-block λ-accumulators.
 #[derive(Clone, Debug)]
@@ -431,7 +423,7 @@ impl EquilibriumPoint<'_> {
         let (d, batch) = (&self.ws.dphi, self.batch);
         for_each_block(self.len, self.blocks, self.parallel, [(out, Unit::PerRow(h))], &|_, r, [o]| {
             for (local, p) in r.enumerate() {
-                f(p, row_of(batch, p), &d[p * h..(p + 1) * h], &mut o[local * h..(local + 1) * h]);
+                f(p, batch_row(batch, p), &d[p * h..(p + 1) * h], &mut o[local * h..(local + 1) * h]);
             }
         });
     }
@@ -498,7 +490,7 @@ impl EquilibriumPoint<'_> {
             let (ga, rest) = acc.split_at_mut(h * h);
             let (gb, gvec) = rest.split_at_mut(h * pdim);
             for p in r {
-                let i = row_of(batch, p);
+                let i = batch_row(batch, p);
                 let wp = &w[p * h..(p + 1) * h];
                 for k in 0..h {
                     let g = d[p * h + k] * v[p * h + k];

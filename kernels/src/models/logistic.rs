@@ -38,7 +38,8 @@
 //! in block order: the same bits with any number of threads. Below, one sequential pass.
 
 use crate::error::{check_finite, check_len, KernelError, Result};
-use crate::models::design::Design;
+use crate::models::blocked::{for_each_block, RowsAndAccumulator};
+use crate::models::design::{batch_row, Design};
 use crate::ops;
 use crate::par::Split;
 use crate::problem::Batch;
@@ -287,43 +288,6 @@ pub fn sigmoid_prime(t: f64) -> f64 {
     e / ((1.0 + e) * (1.0 + e))
 }
 
-#[inline]
-fn row_at(batch: Batch<'_>, k: usize) -> usize {
-    match batch {
-        Batch::Full => k,
-        Batch::Rows(r) => r[k],
-    }
-}
-
-/// First position of block `b` of `BLOCKS` over `len` positions (as [`row_blocks`](crate::par::row_blocks)).
-#[inline]
-fn block_start(len: usize, b: usize) -> usize {
-    b * len / BLOCKS
-}
-
-/// Runs `kernel(positions, parts, buffer)` over the fixed blocks `lo..hi`, halves in parallel
-/// (rayon::join: no heap allocation); each block's buffer (length `d`) is zeroed first.
-/// Returns the sum of the kernel's results, added by a tree fixed by BLOCKS alone.
-fn run_blocks<P: Split>(
-    len: usize,
-    (lo, hi): (usize, usize),
-    parts: P,
-    bufs: &mut [f64],
-    d: usize,
-    kernel: &(impl Fn(Range<usize>, P, &mut [f64]) -> f64 + Sync),
-) -> f64 {
-    if hi - lo == 1 {
-        bufs.fill(0.0);
-        return kernel(block_start(len, lo)..block_start(len, hi), parts, bufs);
-    }
-    let mid = (lo + hi) / 2;
-    let (pl, pr) = parts.split_at(block_start(len, mid) - block_start(len, lo));
-    let (bl, br) = bufs.split_at_mut((mid - lo) * d);
-    let (a, b) =
-        rayon::join(|| run_blocks(len, (lo, mid), pl, bl, d, kernel), || run_blocks(len, (mid, hi), pr, br, d, kernel));
-    a + b
-}
-
 /// The model at one (θ, λ, batch), with the per-position quantities computed; borrows the
 /// workspace. Every method checks its argument lengths and returns [`KernelError`] on mismatch.
 pub struct Point<'a> {
@@ -378,7 +342,11 @@ impl Point<'_> {
             };
         }
         let bufs = &mut blocks[..BLOCKS * d];
-        let sum = run_blocks(len, (0, BLOCKS), parts, bufs, d, kernel);
+        let blocked = RowsAndAccumulator { rows: parts, acc: &mut *bufs, stride: d };
+        let sum = for_each_block(len, BLOCKS, true, blocked, &|_, r, (p, acc): (P, &mut [f64])| {
+            acc.fill(0.0);
+            kernel(r, p, acc)
+        });
         if let Some(out) = out {
             out.copy_from_slice(&bufs[..d]);
             for buf in bufs.chunks_exact(d).skip(1) {
@@ -402,7 +370,7 @@ impl Point<'_> {
                       buf: &mut [f64]| {
             let mut sum = 0.0;
             for (t, k) in r.enumerate() {
-                let i = row_at(batch, k);
+                let i = batch_row(batch, k);
                 let b = model.labels[i];
                 let m = b * model.design.row_dot(i, theta);
                 let e = (-m.abs()).exp();
@@ -456,7 +424,7 @@ impl Point<'_> {
         let parts = (&ws.dloss[..self.len], &ws.weight[..self.len]);
         let kernel = |r: Range<usize>, (dloss, weight): (&[f64], &[f64]), buf: &mut [f64]| {
             for (t, k) in r.enumerate() {
-                model.design.row_axpy(row_at(batch, k), weight[t] * dloss[t] * inv_len, buf);
+                model.design.row_axpy(batch_row(batch, k), weight[t] * dloss[t] * inv_len, buf);
             }
             0.0
         };
@@ -490,11 +458,11 @@ impl Point<'_> {
             for gs in r.clone().step_by(group_len.min(r.len().max(1))) {
                 let group = gs..gs.saturating_add(group_len).min(r.end);
                 for k in group.clone() {
-                    s[k - start] = model.design.row_dot(row_at(batch, k), v);
+                    s[k - start] = model.design.row_dot(batch_row(batch, k), v);
                 }
                 for k in group {
                     let t = k - start;
-                    model.design.row_axpy(row_at(batch, k), curv[t] * s[t] * inv_len, buf);
+                    model.design.row_axpy(batch_row(batch, k), curv[t] * s[t] * inv_len, buf);
                 }
             }
             0.0
@@ -530,7 +498,7 @@ impl Point<'_> {
             Hyper::PerSample { .. } => {
                 out.fill(0.0);
                 for k in 0..self.len {
-                    let i = row_at(self.batch, k);
+                    let i = batch_row(self.batch, k);
                     out[i] += self.inv_len * sigmoid_prime(self.lambda[i]) * self.ws.loss[k];
                 }
             }
@@ -559,14 +527,14 @@ impl Point<'_> {
                 let ws = &mut *self.ws;
                 let kernel = |r: Range<usize>, s: &mut [f64], _: &mut [f64]| {
                     for (t, k) in r.enumerate() {
-                        s[t] = model.design.row_dot(row_at(batch, k), v);
+                        s[t] = model.design.row_dot(batch_row(batch, k), v);
                     }
                     0.0
                 };
                 Self::pass(self.parallel, self.len, ws.d, &mut ws.blocks, &mut ws.tmp[..self.len], None, &kernel);
                 out.fill(0.0);
                 for k in 0..self.len {
-                    let i = row_at(batch, k);
+                    let i = batch_row(batch, k);
                     out[i] += self.inv_len * sigmoid_prime(self.lambda[i]) * ws.dloss[k] * ws.tmp[k];
                 }
             }
@@ -575,20 +543,9 @@ impl Point<'_> {
     }
 }
 
-// `par::row_blocks` is the reference for the block boundaries used here.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::par;
-
-    #[test]
-    fn block_boundaries_match_row_blocks() {
-        for len in [0, 1, 15, 16, 17, 1000] {
-            let want: Vec<_> = par::row_blocks(len, BLOCKS).collect();
-            let got: Vec<_> = (0..BLOCKS).map(|b| block_start(len, b)..block_start(len, b + 1)).collect();
-            assert_eq!(want, got);
-        }
-    }
 
     #[test]
     fn sigmoid_forms_are_stable() {

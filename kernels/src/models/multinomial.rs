@@ -43,7 +43,8 @@
 //! [`PAR_MIN_WORK`] multiply-adds a sweep runs sequentially with one block.
 
 use super::blocked::{add_block_sums, for_each_block, Unit};
-use super::design::Design;
+use super::design::{batch_row, Design};
+use super::logistic::sigmoid;
 use crate::error::{check_finite, check_len, check_positive, KernelError, Result};
 use crate::par;
 use crate::problem::Batch;
@@ -255,7 +256,7 @@ impl MultinomialLogistic {
         ];
         let forward = |rows: std::ops::Range<usize>, [s, l, w, dw]: [&mut [f64]; 4]| {
             for (local, p) in rows.clone().enumerate() {
-                let i = row_of(batch, p);
+                let i = batch_row(batch, p);
                 let s = &mut s[local * k..(local + 1) * k];
                 l[local] = softmax_row(x, i, labels[i], theta, s);
                 (w[local], dw[local]) = match hyper {
@@ -374,25 +375,6 @@ fn ops_axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     crate::ops::axpy_seq(alpha, x, y)
 }
 
-/// Numerically stable logistic sigmoid.
-#[inline]
-fn sigmoid(t: f64) -> f64 {
-    if t >= 0.0 {
-        1.0 / (1.0 + (-t).exp())
-    } else {
-        let e = t.exp();
-        e / (1.0 + e)
-    }
-}
-
-#[inline]
-fn row_of(batch: Batch<'_>, p: usize) -> usize {
-    match batch {
-        Batch::Full => p,
-        Batch::Rows(r) => r[p],
-    }
-}
-
 /// Writes `s = softmax(Θᵀx_i)` into `s` (length K) and returns `CE = lse(z) − z_y`, with the
 /// max shifted out before exponentiating (no overflow for any finite logits).
 #[inline]
@@ -423,7 +405,7 @@ fn scatter_grad_rows(
     let (x, labels) = (&model.x, &model.labels);
     let k = g.len();
     for (local, p) in rows.enumerate() {
-        let i = row_of(batch, p);
+        let i = batch_row(batch, p);
         let wp = w[local];
         g.iter_mut().zip(&s[local * k..(local + 1) * k]).for_each(|(g, s)| *g = wp * s);
         g[labels[i]] -= wp;
@@ -560,7 +542,7 @@ impl MultinomialPoint<'_> {
             Hyper::SampleWeights { .. } => {
                 out.fill(0.0);
                 for p in 0..self.len {
-                    out[row_of(self.batch, p)] += ws.dweights[p] * ws.losses[p];
+                    out[batch_row(self.batch, p)] += ws.dweights[p] * ws.losses[p];
                 }
             }
         }
@@ -591,7 +573,7 @@ impl MultinomialPoint<'_> {
             acc.fill(0.0);
             let (u, h) = scratch.split_at_mut(k);
             for (local, p) in r.enumerate() {
-                let i = row_of(batch, p);
+                let i = batch_row(batch, p);
                 let s = &s[local * k..(local + 1) * k];
                 x.row_gemv_t(i, v, u);
                 let su = crate::ops::dot_seq(s, u);
@@ -646,7 +628,7 @@ impl MultinomialPoint<'_> {
                 for_each_block(len, blocks, self.parallel, bufs, &|_, r, [s, dw, val, scratch]| {
                     let u = &mut scratch[..k];
                     for (local, p) in r.enumerate() {
-                        let i = row_of(batch, p);
+                        let i = batch_row(batch, p);
                         x.row_gemv_t(i, v, u);
                         let su = crate::ops::dot_seq(&s[local * k..(local + 1) * k], u);
                         val[local] = dw[local] * (su - u[labels[i]]);
@@ -654,7 +636,7 @@ impl MultinomialPoint<'_> {
                 });
                 out.fill(0.0);
                 for p in 0..len {
-                    out[row_of(batch, p)] += ws.pos_values[p];
+                    out[batch_row(batch, p)] += ws.pos_values[p];
                 }
             }
         }
