@@ -1,11 +1,10 @@
 //! The papers' deterministic bilevel algorithms, one file each, behind one [`Algorithm`] trait
 //! that the [`driver`](crate::driver) runs.
 //!
-//! - [`aid`]: the AID-type outer loop (inner GD, an adjoint solve, an outer step); its
+//! - [`aid`]: the AID-type outer loop (inner GD, an adjoint solve, an outer step), whose
 //!   configurations are [`amigo`] (AmIGO-GD/CG and paper 000's baselines AID-GD/CG/CG-WS/FP/N)
 //!   and [`aid_bio`] (AID-BiO);
-//! - [`itd_bio`]: ITD-BiO;
-//! - [`bsgm`]: BSGM through SID, no warm start.
+//! - [`itd_bio`] (ITD-BiO) and [`bsgm`] (BSGM through SID, no warm start).
 //!
 //! Every algorithm offers two step-size rules ([`StepRule`]): its theorem's and its paper's
 //! experiments'; each file says which theorem and which section. Construction takes the

@@ -42,7 +42,7 @@ impl Itd {
                 name: "steps",
                 reason: format!(
                     "ITD stores T·d_y = {steps}·{dim_y} doubles, above the {} GiB cap",
-                    MAX_TRAJECTORY * 8 >> 30
+                    (MAX_TRAJECTORY * 8) >> 30
                 ),
             })?;
         Ok(Self {
