@@ -31,7 +31,9 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
     let counted = Counted::new(problem);
     let problem = counted.inner();
     let (dx, dy) = (problem.dim_x(), problem.dim_y());
-    let exact = problem.exact().ok_or("the problem has no exact reference")?;
+    let exact = problem.exact().ok_or(
+        "this command needs a problem with an exact hypergradient (quadratic, stochastic_quadratic, meta_learning)",
+    )?;
     let mut want = vec![0.0; dx];
     exact.hypergradient(&x, &mut want);
     // µ and L of the inner Hessian at (x, 0) (constant for the quadratics), for the step sizes.
@@ -92,7 +94,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
             "inner_steps": a.inner_steps,
             "lin_steps": n,
             "kappa_g": l / mu,
-            "seed": a.problem.seed,
+            "seed": a.problem.generator.seed,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;
     }

@@ -34,7 +34,9 @@ fn constants(problem: &dyn BilevelProblem, x0: &[f64]) -> Result<(f64, f64), Dyn
     let zero = vec![0.0; dy];
     let hess = FnOp::symmetric(dy, |v: &[f64], out: &mut [f64]| problem.hvp(x0, &zero, v, Batch::Full, out));
     let (_, l_g) = extreme_eigenvalues(&hess, 1e-10)?;
-    let exact = problem.exact().ok_or("the problem has no exact reference")?;
+    let exact = problem.exact().ok_or(
+        "this command needs a problem with an exact hypergradient (quadratic, stochastic_quadratic, meta_learning)",
+    )?;
     let mut g0 = vec![0.0; dx];
     exact.hypergradient(x0, &mut g0);
     let h = 1e-3;
@@ -137,7 +139,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             "lin_steps": n,
             "outer_step": steps.outer,
             "inner_step": steps.inner,
-            "seed": a.problem.seed,
+            "seed": a.problem.generator.seed,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;
     }

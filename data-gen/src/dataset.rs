@@ -44,10 +44,26 @@ pub trait Dataset {
 }
 
 /// An entry of the generator catalogue (`bilevel problems`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct GeneratorInfo {
     pub name: &'static str,
     pub summary: &'static str,
     /// Named presets, smallest first (e.g. `"tiny"` for tests).
     pub presets: &'static [&'static str],
+}
+
+/// A config's fields as export parameters (the manifest's `parameters`), plus the seed when
+/// given: the one place configs become JSON (`#[derive(Serialize)]` on each config).
+pub(crate) fn parameters_of(
+    config: &impl serde::Serialize,
+    seed: Option<u64>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => unreachable!("configs are structs of numbers and names"),
+    };
+    if let Some(seed) = seed {
+        m.insert("seed".into(), seed.into());
+    }
+    m
 }

@@ -17,6 +17,7 @@ pub mod logreg_hpo;
 pub mod meta_learning;
 pub mod npy;
 pub mod quadratic;
+pub mod random_matrix;
 pub mod stochastic_quadratic;
 pub mod text;
 

@@ -61,7 +61,7 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 
 /// Parameters of the text generator (see the module doc for the model).
 /// `Default` is the `"20news"` preset.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TextConfig {
     /// Training documents (the lower-level data).
     pub n_train: usize,
@@ -190,20 +190,7 @@ impl TextConfig {
 
     /// The parameters as JSON (for [`Dataset::parameters`]).
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        let v = serde_json::json!({
-            "n_train": self.n_train,
-            "n_val": self.n_val,
-            "n_test": self.n_test,
-            "n_features": self.n_features,
-            "n_classes": self.n_classes,
-            "mean_tokens": self.mean_tokens,
-            "length_sigma": self.length_sigma,
-            "zipf_exponent": self.zipf_exponent,
-            "topic_fraction": self.topic_fraction,
-            "topic_words": self.topic_words,
-            "topic_min_rank": self.topic_min_rank,
-        });
-        v.as_object().cloned().unwrap_or_default()
+        crate::dataset::parameters_of(self, None)
     }
 }
 

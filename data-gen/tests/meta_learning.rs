@@ -114,7 +114,13 @@ fn seeds_and_config_errors() {
         assert!(generate(&bad, 0).is_err(), "{bad:?}");
     }
     assert!(Config::preset("huge").is_err());
+    // A non-finite embedding makes the per-task Cholesky fail: NaN references, no panic.
+    let nan_x = vec![f64::NAN; a.dim_x()];
     let mut out = vec![0.0; a.dim_y()];
-    a.grad_y_g(&a.x0(0), &vec![0.0; a.dim_y()], Batch::Rows(&[9]), &mut out);
-    assert!(out.iter().all(|v| v.is_nan()), "a task that does not exist poisons the output");
+    a.exact().unwrap().y_star(&nan_x, &mut out);
+    assert!(out.iter().all(|v| v.is_nan()));
+    assert!(a.exact().unwrap().value(&nan_x).is_nan());
+    let mut g = vec![0.0; a.dim_x()];
+    a.exact().unwrap().hypergradient(&nan_x, &mut g);
+    assert!(g.iter().all(|v| !v.is_finite()));
 }
