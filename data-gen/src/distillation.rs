@@ -57,7 +57,9 @@ pub const MAX_CLASSES: usize = bilevel_kernels::models::softmax_linear::MAX_CLAS
 pub struct Config {
     /// Real training samples (f's data).
     pub n_samples: usize,
+    /// Number of features d.
     pub n_features: usize,
+    /// Number of classes K.
     pub n_classes: usize,
 }
 
@@ -81,6 +83,7 @@ impl Config {
         }
     }
 
+    /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
         if self.n_samples == 0 || self.n_features == 0 {
             return Err(KernelError::InvalidParameter { name: "n_samples", reason: "sizes must be >= 1".into() });

@@ -48,11 +48,13 @@ pub const MAX_CLASSES: usize = 256;
 /// Parameters of the generator. `Default` = `"mnist"` (the paper's sizes).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// Number of samples.
     pub n_samples: usize,
     /// Input dimension p.
     pub input_dim: usize,
     /// Hidden (state) dimension h.
     pub hidden: usize,
+    /// Number of classes K.
     pub n_classes: usize,
     /// Standard deviation of the initial θ, A, B, a entries (paper: 0.01).
     pub init_std: f64,
@@ -79,6 +81,7 @@ impl Config {
         }
     }
 
+    /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [("n_samples", self.n_samples), ("input_dim", self.input_dim), ("hidden", self.hidden)] {
             if v == 0 {
@@ -142,6 +145,7 @@ pub fn generate(config: &Config, seed: u64) -> Result<EquilibriumProblem> {
 }
 
 impl EquilibriumProblem {
+    /// The generator's settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -149,6 +153,7 @@ impl EquilibriumProblem {
     pub fn lambda0(&self) -> &[f64] {
         &self.lambda0
     }
+    /// The class of every sample.
     pub fn labels(&self) -> &[usize] {
         &self.labels
     }

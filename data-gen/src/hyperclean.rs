@@ -56,10 +56,15 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 /// Parameters of the hyper-cleaning generator (see the module doc). `Default` = `"mnist"`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct HyperCleanConfig {
+    /// Training samples (the lower-level data).
     pub n_train: usize,
+    /// Validation samples (the upper-level data).
     pub n_val: usize,
+    /// Held-out test samples (0: no test split).
     pub n_test: usize,
+    /// Number of features d.
     pub n_features: usize,
+    /// Number of classes K.
     pub n_classes: usize,
     /// Probability p that a training label is replaced by a wrong class.
     pub corruption: f64,

@@ -6,6 +6,8 @@
 //! bit for bit. Generated problems implement `bilevel_kernels::BilevelProblem` (or, for
 //! fixed-point lower levels, the fixed-point oracle trait) and [`Dataset`] for export.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod dataset;
 pub mod distillation;

@@ -25,6 +25,7 @@ pub enum IndexBase {
     /// LIBSVM's convention: the first feature is 1.
     #[default]
     One,
+    /// Feature indices start at 0.
     Zero,
     /// 0-based if any index in the file is 0, else 1-based.
     Auto,
@@ -33,6 +34,7 @@ pub enum IndexBase {
 /// Reader options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
+    /// Whether feature indices start at 1 (the format's convention) or 0.
     pub index_base: IndexBase,
     /// The number of features; `None` = the largest index seen + 1. A larger index is an error.
     pub n_features: Option<usize>,
@@ -41,15 +43,25 @@ pub struct ReadOptions {
 /// A dataset read from (or to be written to) LIBSVM format.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LibsvmData {
+    /// The samples as CSR rows.
     pub x: CsrMatrix,
+    /// One label per row.
     pub labels: Vec<f64>,
 }
 
 /// A reading or writing error, with the 1-based line number where there is one.
 #[derive(Debug)]
 pub enum LibsvmError {
-    Line { line: usize, reason: String },
+    /// A malformed line (1-based number) and why.
+    Line {
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The stream could not be read or written.
     Io(std::io::Error),
+    /// The data cannot be written (e.g. a non-finite value).
     Data(String),
 }
 

@@ -53,12 +53,15 @@ pub const MAX_K: usize = bilevel_kernels::models::embedding_ridge::MAX_EMBED;
 /// Parameters of the generator. `Default` = the `"default"` preset.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// Number of tasks T.
     pub n_tasks: usize,
     /// Input dimension p.
     pub dim_input: usize,
     /// Embedding dimension k (≤ [`MAX_K`]).
     pub dim_embed: usize,
+    /// Support (training) samples per task.
     pub n_support: usize,
+    /// Query (validation) samples per task.
     pub n_query: usize,
     /// Ridge µ of the heads (the strong-convexity constant of g per task, times 1/|B|).
     pub ridge: f64,
@@ -86,6 +89,7 @@ impl Config {
         }
     }
 
+    /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &'static str, reason: String| Err(KernelError::InvalidParameter { name, reason });
         for (name, v) in [

@@ -76,6 +76,7 @@ pub enum CrossLaw {
 }
 
 impl CrossLaw {
+    /// The name used in configs and the manifest.
     pub fn name(self) -> &'static str {
         match self {
             CrossLaw::HessianTimesGaussian => "hessian_times_gaussian",
@@ -88,7 +89,9 @@ impl CrossLaw {
 /// κ_g = 10 (the paper sweeps κ_g ∈ {10^i, i = 0..7}), log-spaced eigenvalues.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// Outer dimension d_x.
     pub dim_x: usize,
+    /// Inner dimension d_y.
     pub dim_y: usize,
     /// Requested cond(A_g) ≥ 1.
     pub kappa_g: f64,
@@ -98,7 +101,9 @@ pub struct Config {
     pub l_g: f64,
     /// Requested λ_max(A_f) = L > 0.
     pub l_f: f64,
+    /// How the eigenvalues are spread.
     pub spacing: Spacing,
+    /// The law of B_g.
     pub cross: CrossLaw,
 }
 
@@ -180,12 +185,16 @@ pub fn gaussian_x0(dim: usize, seed: u64) -> Vec<f64> {
 /// Where a [`QuadraticProblem`] came from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
+    /// Drawn by [`generate`].
     Generated {
+        /// The generator's settings.
         config: Config,
+        /// The seed.
         seed: u64,
     },
     /// Loaded by [`QuadraticProblem::from_arrays`], with the parameters given then.
     Loaded {
+        /// The parameters given to [`QuadraticProblem::from_arrays`].
         parameters: Map<String, Value>,
     },
 }
@@ -340,6 +349,7 @@ impl QuadraticProblem {
         Self::build(Source::Loaded { parameters }, a_f, c_f, a_g, b_g)
     }
 
+    /// Where the problem came from.
     pub fn source(&self) -> &Source {
         &self.source
     }
@@ -356,15 +366,19 @@ impl QuadraticProblem {
     pub fn measured_g(&self) -> &Measured {
         self.measured_g.get_or_init(|| Measured::of_or_nan(self.a_g()))
     }
+    /// A_f (d_x × d_x).
     pub fn a_f(&self) -> MatRef<'_, f64> {
         self.bilevel.upper().p().expect("F.1 has A_f").matrix()
     }
+    /// C_f (d_y).
     pub fn c_f(&self) -> &[f64] {
         self.bilevel.upper().c().expect("F.1 has C_f")
     }
+    /// A_g (d_y × d_y).
     pub fn a_g(&self) -> MatRef<'_, f64> {
         self.bilevel.lower().a().expect("F.1 has A_g").matrix()
     }
+    /// B_g (d_y × d_x).
     pub fn b_g(&self) -> MatRef<'_, f64> {
         self.bilevel.lower().b().expect("F.1 has B_g")
     }

@@ -32,6 +32,7 @@ pub enum Spacing {
 }
 
 impl Spacing {
+    /// The name used in configs and the manifest.
     pub fn name(self) -> &'static str {
         match self {
             Spacing::Log => "log",
@@ -162,9 +163,13 @@ pub fn symmetric_eigenvalues(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Measured {
     #[serde(skip)]
+    /// All eigenvalues, ascending.
     pub eigenvalues: Vec<f64>,
+    /// µ = λ_min.
     pub mu: f64,
+    /// L = λ_max.
     pub l: f64,
+    /// κ = L/µ (+∞ when µ ≤ 0).
     pub kappa: f64,
 }
 

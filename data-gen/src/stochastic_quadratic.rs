@@ -93,6 +93,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The name used in configs and the manifest.
     pub fn name(self) -> &'static str {
         match self {
             Layout::RankOne => "rank_one",
@@ -135,9 +136,13 @@ pub struct Config {
     /// Smallest eigenvalue of every mean Hessian (benchopt `mu_inner`, used for both levels);
     /// κ_g = l_yy of g / µ.
     pub mu: f64,
+    /// Scales of g's mean matrices.
     pub g: LevelScales,
+    /// Scales of f's mean matrices.
     pub f: LevelScales,
+    /// How the eigenvalues are spread.
     pub spacing: Spacing,
+    /// How the per-sample matrices are stored.
     pub layout: Layout,
 }
 
@@ -596,9 +601,11 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
 }
 
 impl StochasticQuadratic {
+    /// The generator's settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
+    /// The seed it was generated with.
     pub fn seed(&self) -> u64 {
         self.seed
     }

@@ -197,7 +197,9 @@ impl TextConfig {
 /// One split: a CSR design (documents as rows) and class labels in `0..K`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparseSplit {
+    /// The documents as tf-idf CSR rows.
     pub x: CsrMatrix,
+    /// The class of every document.
     pub labels: Vec<usize>,
 }
 
@@ -208,8 +210,11 @@ pub struct TextData {
     pub config: TextConfig,
     /// The seed it was generated with.
     pub seed: u64,
+    /// The training documents.
     pub train: SparseSplit,
+    /// The validation documents.
     pub val: SparseSplit,
+    /// The test documents.
     pub test: SparseSplit,
     /// Total number of tokens of each word over all documents (the Zipf law is visible here:
     /// `token_counts[j]` decreases roughly as `(j + 1)^{−s}` below `topic_min_rank`).

@@ -35,10 +35,15 @@ pub fn text_problem(config: &TextConfig, seed: u64) -> Result<MultinomialHpo> {
 /// below 1). Dense design; split by position. `Default` = `"covtype"`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PerClassConfig {
+    /// Training samples (the lower-level data).
     pub n_train: usize,
+    /// Validation samples (the upper-level data).
     pub n_val: usize,
+    /// Held-out test samples (0: no test split).
     pub n_test: usize,
+    /// Number of features d.
     pub n_features: usize,
+    /// Number of classes K.
     pub n_classes: usize,
     /// Standard deviation of the teacher's logits.
     pub signal: f64,
@@ -144,9 +149,13 @@ pub fn per_class_problem(config: &PerClassConfig, seed: u64) -> Result<Multinomi
 /// learn to suppress). Split by position. `Default` = `"ijcnn1"`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct BinaryConfig {
+    /// Training samples (the lower-level data).
     pub n_train: usize,
+    /// Validation samples (the upper-level data).
     pub n_val: usize,
+    /// Held-out test samples (0: no test split).
     pub n_test: usize,
+    /// Number of features d.
     pub n_features: usize,
     /// Features the teacher uses (≤ n_features).
     pub n_informative: usize,

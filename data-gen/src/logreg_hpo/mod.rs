@@ -113,8 +113,11 @@ pub const GENERATORS: [GeneratorInfo; 3] = [INFO, INFO_BINARY, INFO_PER_CLASS];
 /// Which split of the data a metric is computed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// The training (lower-level) data.
     Train,
+    /// The validation (upper-level) data.
     Validation,
+    /// The held-out test data.
     Test,
 }
 

@@ -119,6 +119,7 @@ pub fn newton_y_star<P: BilevelProblem + ?Sized>(
 /// A high-accuracy reference at one x: y*(x), v*(x), L(x) and ∇L(x).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reference {
+    /// y*(x), the minimizer of g(x, ·).
     pub y_star: Vec<f64>,
     /// v* = [∂yy g(x, y*)]⁻¹ ∂y f(x, y*).
     pub v_star: Vec<f64>,
