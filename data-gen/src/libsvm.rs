@@ -15,7 +15,6 @@
 //! round-trip formatting, so `read(write(x)) == x` bit for bit.
 
 use bilevel_kernels::CsrMatrix;
-use std::fmt;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -50,9 +49,10 @@ pub struct LibsvmData {
 }
 
 /// A reading or writing error, with the 1-based line number where there is one.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LibsvmError {
     /// A malformed line (1-based number) and why.
+    #[error("LIBSVM line {line}: {reason}")]
     Line {
         /// The 1-based line number.
         line: usize,
@@ -60,27 +60,11 @@ pub enum LibsvmError {
         reason: String,
     },
     /// The stream could not be read or written.
-    Io(std::io::Error),
+    #[error("LIBSVM I/O error: {0}")]
+    Io(#[from] std::io::Error),
     /// The data cannot be written (e.g. a non-finite value).
+    #[error("LIBSVM data: {0}")]
     Data(String),
-}
-
-impl fmt::Display for LibsvmError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Line { line, reason } => write!(f, "LIBSVM line {line}: {reason}"),
-            Self::Io(e) => write!(f, "LIBSVM I/O error: {e}"),
-            Self::Data(reason) => write!(f, "LIBSVM data: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for LibsvmError {}
-
-impl From<std::io::Error> for LibsvmError {
-    fn from(e: std::io::Error) -> Self {
-        Self::Io(e)
-    }
 }
 
 /// Longest line accepted (bytes): a guard against unbounded memory on corrupt input.
