@@ -1,6 +1,6 @@
 //! The `bilevel` command line (clap). `bilevel` alone runs the demo (the README's main job).
 
-use bilevel_data::catalog::{build_dataset, catalog, BuildOptions};
+use bilevel_data::catalog::{build, catalog, BuildOptions};
 use bilevel_data::export::write_dir;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -160,16 +160,25 @@ pub struct SolveArgs {
 /// How `hypergrad` and `solve` get their problem.
 #[derive(clap::Args, Debug)]
 pub struct ProblemArgs {
-    /// `quadratic`, `stochastic_quadratic` or `meta_learning` (problems with exact references).
+    /// Any generator of `bilevel problems` (a bilevel one: not `text` or `equilibrium`).
     #[arg(long = "problem", default_value = "quadratic")]
     pub name: String,
-    /// Load a quadratic from a directory written by `bilevel export` (or by hand).
+    /// Load a quadratic from a directory written by `bilevel export` (or by hand); an `x0.npy`
+    /// there (length d_x) is the starting point.
     #[arg(long, conflicts_with_all = ["preset", "kappa", "dx", "dy"])]
     pub problem_dir: Option<PathBuf>,
-    /// Named preset of the generator (see `bilevel problems`).
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}
+
+/// The options every generator takes: a preset, the quadratics' overrides, a seed.
+#[derive(clap::Args, Debug)]
+pub struct GeneratorArgs {
+    /// Named preset of the generator (see `bilevel problems`; its default configuration
+    /// otherwise).
     #[arg(long)]
     pub preset: Option<String>,
-    /// Condition number of the lower-level Hessian, ≥ 1.
+    /// Condition number of the lower-level Hessian, ≥ 1 (quadratic generators).
     #[arg(long, value_parser = parse_kappa)]
     pub kappa: Option<f64>,
     /// Outer dimension d_x, ≥ 1 (quadratic generators).
@@ -178,9 +187,22 @@ pub struct ProblemArgs {
     /// Inner dimension d_y, ≥ 1 (quadratic generators).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub dy: Option<u64>,
-    /// Seed of the problem and of x0.
+    /// Seed of the generator (and of x0).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl GeneratorArgs {
+    /// The catalogue's options.
+    pub fn build_options(&self) -> BuildOptions {
+        BuildOptions {
+            preset: self.preset.clone(),
+            kappa: self.kappa,
+            dim_x: self.dx.map(|d| d as usize),
+            dim_y: self.dy.map(|d| d as usize),
+            seed: self.seed,
+        }
+    }
 }
 
 /// Hypergradient methods of `bilevel hypergrad`.
@@ -225,21 +247,8 @@ pub struct ExportArgs {
     /// Generator name (see `bilevel problems`).
     #[arg(long)]
     pub problem: String,
-    /// Named preset of the generator (its default configuration otherwise).
-    #[arg(long)]
-    pub preset: Option<String>,
-    /// Condition number of the lower-level Hessian, ≥ 1 (quadratic generators).
-    #[arg(long, value_parser = parse_kappa)]
-    pub kappa: Option<f64>,
-    /// Outer dimension, ≥ 1 (quadratic generators).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub dx: Option<u64>,
-    /// Inner dimension, ≥ 1 (quadratic generators).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub dy: Option<u64>,
-    /// Seed of the generator.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
     /// Output directory (created if needed).
     #[arg(long)]
     pub out: PathBuf,
@@ -268,15 +277,9 @@ pub fn run(cli: Cli) -> Result<(), DynError> {
             Ok(())
         }
         Command::Export(a) => {
-            let options = BuildOptions {
-                preset: a.preset,
-                kappa: a.kappa,
-                dim_x: a.dx.map(|d| d as usize),
-                dim_y: a.dy.map(|d| d as usize),
-                seed: a.seed,
-            };
-            let dataset = build_dataset(&a.problem, &options)?;
-            write_dir(dataset.as_ref(), &a.out)?;
+            let built = build(&a.problem, &a.generator.build_options())?;
+            let dataset = built.dataset();
+            write_dir(dataset, &a.out)?;
             println!("wrote {} ({} arrays) to {}", a.problem, dataset.arrays().len(), a.out.display());
             Ok(())
         }

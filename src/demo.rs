@@ -2,6 +2,7 @@
 //! user would check first (speed of the HVP, iterations of the solvers against their bounds,
 //! an AID hypergradient against the exact one).
 
+use bilevel_data::random_matrix;
 use bilevel_kernels::linop::{DenseGeneral, DenseSym, Operator};
 use bilevel_kernels::linsolve::{Cg, Neumann, Richardson, Stopping};
 use bilevel_kernels::models::QuadraticBilevel;
@@ -13,14 +14,9 @@ use std::time::Instant;
 
 type DynError = Box<dyn std::error::Error>;
 
-/// Q diag(λ) Qᵀ with Q a seeded random orthogonal matrix and λ log-spaced in [1/κ, 1].
-fn spd_with_spectrum(d: usize, kappa: f64, rng: &mut Xoshiro256PlusPlus) -> Mat<f64> {
-    let g = Mat::<f64>::from_fn(d, d, |_, _| rng.random::<f64>() - 0.5);
-    let q = g.qr().compute_Q();
-    let lambda = |i: usize| kappa.powf(-(i as f64) / (d.max(2) - 1) as f64);
-    let qd = Mat::from_fn(d, d, |i, j| q[(i, j)] * lambda(j));
-    let a = &qd * q.transpose();
-    Mat::from_fn(d, d, |i, j| 0.5 * (a[(i, j)] + a[(j, i)]))
+/// Q diag(λ) Qᵀ with Q Haar on O(d) and λ log-spaced in [1/κ, 1] (`bilevel_data::random_matrix`).
+fn spd_with_spectrum(d: usize, kappa: f64, rng: &mut Xoshiro256PlusPlus) -> Result<Mat<f64>, DynError> {
+    Ok(random_matrix::spd_with_spectrum(d, 1.0 / kappa, 1.0, random_matrix::Spacing::Log, rng)?)
 }
 
 /// Median wall time of `reps` runs of `f`, in microseconds.
@@ -49,7 +45,7 @@ pub fn run() -> Result<(), DynError> {
     println!("1. Dense symmetric HVP: one triangle (bilevel) vs faer's general matrix-vector product");
     println!("   {:>6} {:>14} {:>14} {:>8}", "d", "triangle µs", "faer gemv µs", "speedup");
     for d in [1000, 2000, 4000] {
-        let a = spd_with_spectrum(d.min(1000), 10.0, &mut rng);
+        let a = spd_with_spectrum(d.min(1000), 10.0, &mut rng)?;
         // Timing needs only a symmetric matrix of the right size: tile the 1000² one.
         let a = Mat::from_fn(d, d, |i, j| a[(i % 1000, j % 1000)]);
         let v: Vec<f64> = (0..d).map(|i| (i as f64).sin()).collect();
@@ -67,7 +63,7 @@ pub fn run() -> Result<(), DynError> {
     let d = 500;
     let eps = 1e-8_f64;
     for kappa in [1e2, 1e3, 1e4, 1e6] {
-        let h = spd_with_spectrum(d, kappa, &mut rng);
+        let h = spd_with_spectrum(d, kappa, &mut rng)?;
         let b: Vec<f64> = (0..d).map(|_| rng.random::<f64>() - 0.5).collect();
         let op = DenseSym::new(h)?;
         let mut exact = vec![0.0; d];
@@ -105,8 +101,8 @@ pub fn run() -> Result<(), DynError> {
 
     println!("\n3. AID hypergradient on the quadratic of AmIGO App. F.1 (d_x = 400, d_y = 200, κ_g = 1e3)");
     let (dx, dy) = (400, 200);
-    let a_f = spd_with_spectrum(dx, 10.0, &mut rng);
-    let a_g = spd_with_spectrum(dy, 1e3, &mut rng);
+    let a_f = spd_with_spectrum(dx, 10.0, &mut rng)?;
+    let a_g = spd_with_spectrum(dy, 1e3, &mut rng)?;
     let b_g = Mat::from_fn(dy, dx, |_, _| (rng.random::<f64>() - 0.5) / (dx as f64).sqrt());
     let c_f: Vec<f64> = (0..dy).map(|_| rng.random::<f64>() - 0.5).collect();
     let problem = Counted::new(QuadraticBilevel::amigo_f1(a_f, c_f, a_g, b_g)?);

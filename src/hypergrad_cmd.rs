@@ -112,7 +112,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
             "lin_steps": n,
             "kappa_g": kappa,
             "l_g": l,
-            "seed": a.problem.seed,
+            "seed": a.problem.generator.seed,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;
     }

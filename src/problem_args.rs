@@ -1,61 +1,69 @@
-//! The problems `hypergrad` and `solve` run on: built by name from a generator with exact
-//! references, or loaded from a problem directory.
+//! The problems `hypergrad` and `solve` run on: any bilevel problem of the catalogue
+//! (`bilevel_data::catalog::build`), or a quadratic loaded from a problem directory.
 
 use crate::cli::ProblemArgs;
-use bilevel_data::export::load_dir;
-use bilevel_data::{meta_learning, quadratic, stochastic_quadratic};
+use bilevel_data::catalog::{build, Problem};
+use bilevel_data::export::{load_dir, read_array};
+use bilevel_data::quadratic::QuadraticProblem;
+use bilevel_data::ArrayData;
 use bilevel_kernels::BilevelProblem;
 
 type DynError = Box<dyn std::error::Error>;
 
-/// What to do with the built problem and its seeded starting point (generic over the type, so
-/// the oracles are statically dispatched).
+/// What to do with the built problem and its seeded starting point. The catalogue's problems
+/// arrive as `Box<dyn BilevelProblem + Send>` (itself a `BilevelProblem`).
 pub trait ProblemVisitor {
     fn visit<P: BilevelProblem>(self, name: &str, problem: P, x0: Vec<f64>) -> Result<(), DynError>;
 }
 
-/// Builds (or loads) the problem of `a` and hands it to `v`.
+/// Builds (or loads) the problem of `a` and hands it to `v`, with its starting point: the
+/// generator's `x0(seed)`, or for a problem directory its `x0.npy` when there is one (else the
+/// quadratic's seeded law).
 pub fn with_problem(a: &ProblemArgs, v: impl ProblemVisitor) -> Result<(), DynError> {
     if let Some(dir) = &a.problem_dir {
         let loaded = load_dir(dir)?;
-        let p = quadratic::QuadraticProblem::from_arrays(loaded.parameters, &loaded.arrays)?;
-        let x = p.x0(a.seed);
+        let p = QuadraticProblem::from_arrays(loaded.parameters, &loaded.arrays)?;
+        let x0 = match loaded.arrays.iter().find(|a| a.name == "x0") {
+            Some(array) => Some(array.clone()),
+            None => {
+                let path = dir.join("x0.npy");
+                path.exists().then(|| read_array("x0", &path)).transpose()?
+            }
+        };
+        let x = match x0 {
+            None => p.x0(a.generator.seed),
+            Some(array) => {
+                let x: Vec<f64> = match array.data {
+                    ArrayData::F64(v) => v,
+                    ArrayData::I64(v) => v.into_iter().map(|x| x as f64).collect(),
+                };
+                if x.len() != p.dim_x() || array.shape.len() != 1 {
+                    return Err(format!(
+                        "{}: x0 has shape {:?}, the loaded quadratic needs [{}]",
+                        dir.display(),
+                        array.shape,
+                        p.dim_x()
+                    )
+                    .into());
+                }
+                if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                    return Err(format!("{}: x0[{i}] is not finite", dir.display()).into());
+                }
+                x
+            }
+        };
         return v.visit("quadratic (loaded)", p, x);
     }
-    let preset = a.preset.as_deref();
-    let (dx, dy) = (a.dx.map(|d| d as usize), a.dy.map(|d| d as usize));
-    match a.name.as_str() {
-        "quadratic" => {
-            let mut c = preset.map_or_else(|| Ok(quadratic::Config::default()), quadratic::Config::preset)?;
-            c.kappa_g = a.kappa.unwrap_or(c.kappa_g);
-            (c.dim_x, c.dim_y) = (dx.unwrap_or(c.dim_x), dy.unwrap_or(c.dim_y));
-            let p = quadratic::generate(&c, a.seed)?;
-            let x = p.x0(a.seed);
-            v.visit("quadratic", p, x)
+    let built = build(&a.name, &a.generator.build_options())?;
+    let (name, x0) = (built.name(), built.x0(a.generator.seed));
+    match built.into_problem() {
+        Problem::Bilevel(p) => {
+            let p: Box<dyn BilevelProblem + Send> = p;
+            v.visit(name, p, x0)
         }
-        "stochastic_quadratic" => {
-            let mut c =
-                preset.map_or_else(|| Ok(stochastic_quadratic::Config::default()), stochastic_quadratic::Config::preset)?;
-            if let Some(k) = a.kappa {
-                c.mu = c.g.l_yy / k;
-            }
-            (c.dim_x, c.dim_y) = (dx.unwrap_or(c.dim_x), dy.unwrap_or(c.dim_y));
-            let p = stochastic_quadratic::generate(&c, a.seed)?;
-            let x = p.x0(a.seed);
-            v.visit("stochastic_quadratic", p, x)
+        Problem::FixedPoint(_) => {
+            Err(format!("`{name}` is a fixed-point problem; `hypergrad` and `solve` run bilevel problems").into())
         }
-        "meta_learning" => {
-            if a.kappa.is_some() || dx.is_some() || dy.is_some() {
-                return Err("meta_learning takes --preset only (no --kappa/--dx/--dy)".into());
-            }
-            let c = preset.map_or_else(|| Ok(meta_learning::Config::default()), meta_learning::Config::preset)?;
-            let p = meta_learning::generate(&c, a.seed)?;
-            let x = p.x0(a.seed);
-            v.visit("meta_learning", p, x)
-        }
-        other => Err(format!(
-            "this command needs a problem with an exact hypergradient: quadratic, stochastic_quadratic or meta_learning, not `{other}`"
-        )
-        .into()),
+        Problem::Data(_) => Err(format!("`{name}` is a data set, not a problem (use `bilevel export`)").into()),
     }
 }

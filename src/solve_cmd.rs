@@ -140,7 +140,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             "inner_step": steps.inner,
             "adjoint_step": steps.adjoint,
             "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "estimated": estimated},
-            "seed": a.problem.seed,
+            "seed": a.problem.generator.seed,
         });
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
             .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -136,6 +136,17 @@ fn hypergrad_loads_a_problem_directory() {
     let out = bilevel(&["hypergrad", "--problem-dir", d, "--method", "exact", "--json", json.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(json_of(&json)["rel_error"].as_f64(), Some(0.0));
+    // An x0.npy in the directory is the starting point; a wrong length is refused.
+    let x0 = bilevel::data::Array::f64("x0", vec![20], (0..20).map(|i| i as f64 / 10.0).collect());
+    let write_x0 = |a: &bilevel::data::Array| {
+        bilevel::data::npy::write_npy(a, std::fs::File::create(dir.join("x0.npy")).unwrap()).unwrap()
+    };
+    write_x0(&x0);
+    let out = bilevel(&["hypergrad", "--problem-dir", d, "--method", "exact", "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    write_x0(&bilevel::data::Array::f64("x0", vec![3], vec![0.0; 3]));
+    let out = bilevel(&["hypergrad", "--problem-dir", d]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("x0"));
     std::fs::remove_file(dir.join("A_g.npy")).unwrap();
     let out = bilevel(&["hypergrad", "--problem-dir", d]);
     assert!(!out.status.success());
@@ -149,6 +160,9 @@ fn hypergrad_rejects_bad_flags() {
         (&["hypergrad", "--method", "magic"][..], "magic"),
         (&["hypergrad", "--lin-steps", "0"][..], "--lin-steps"),
         (&["hypergrad", "--problem", "hyperclean"][..], "exact hypergradient"),
+        (&["hypergrad", "--problem", "logreg_binary", "--preset", "tiny"][..], "exact hypergradient"),
+        (&["hypergrad", "--problem", "equilibrium", "--preset", "tiny"][..], "fixed-point"),
+        (&["solve", "--problem", "text", "--preset", "tiny"][..], "data set"),
         (&["hypergrad", "--kappa", "0.5"][..], "≥ 1"),
     ] {
         let out = bilevel(args);

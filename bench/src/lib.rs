@@ -1,6 +1,7 @@
 //! Benchmark support shared by the criterion benches and the complexity harness: seeded
 //! synthetic inputs of controlled size.
 
+use bilevel_data::random_matrix;
 use bilevel_kernels::CsrMatrix;
 use faer::Mat;
 use rand::{Rng, SeedableRng};
@@ -30,17 +31,12 @@ pub fn random_csr(nrows: usize, ncols: usize, per_row: usize, seed: u64) -> CsrM
     CsrMatrix::new(nrows, ncols, indptr, indices, values).expect("valid by construction")
 }
 
-/// A random symmetric positive-definite matrix with eigenvalues in [1/κ, 1] (not orthogonally
-/// mixed: a cheap, well-defined spectrum for timing; tests use the exact-spectrum generators).
+/// A seeded symmetric positive-definite matrix with eigenvalues log-spaced in [1/κ, 1] exactly
+/// (Q diag(λ) Qᵀ, Q Haar: `bilevel_data::random_matrix::spd_with_spectrum`).
 pub fn spd(d: usize, kappa: f64, seed: u64) -> Mat<f64> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let g = Mat::<f64>::from_fn(d, d, |_, _| rng.random::<f64>() - 0.5);
-    let mut a = &g * g.transpose() * (1.0 / d as f64);
-    let diag = |i: usize| kappa.powf(-(i as f64) / (d.max(2) - 1) as f64);
-    for i in 0..d {
-        a[(i, i)] += diag(i);
-    }
-    Mat::from_fn(d, d, |i, j| 0.5 * (a[(i, j)] + a[(j, i)]))
+    random_matrix::spd_with_spectrum(d, 1.0 / kappa, 1.0, random_matrix::Spacing::Log, &mut rng)
+        .expect("d >= 1 in every bench")
 }
 
 /// A seeded vector with entries uniform in [-1, 1).

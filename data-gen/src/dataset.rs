@@ -4,7 +4,9 @@
 /// The data of one array, in row-major (C) order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArrayData {
+    /// 64-bit floats (`<f8`).
     F64(Vec<f64>),
+    /// 64-bit integers (`<i8`).
     I64(Vec<i64>),
 }
 
@@ -12,16 +14,21 @@ pub enum ArrayData {
 /// arrays `X_indptr`, `X_indices`, `X_data` of a CSR matrix.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Array {
+    /// The name (a plain file name: letters, digits, `_`, `-`).
     pub name: String,
+    /// The shape (row-major); `[]` for a scalar.
     pub shape: Vec<usize>,
+    /// The values.
     pub data: ArrayData,
 }
 
 impl Array {
+    /// A float array (shape product = data length, checked in debug builds).
     pub fn f64(name: &str, shape: Vec<usize>, data: Vec<f64>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Self { name: name.to_string(), shape, data: ArrayData::F64(data) }
     }
+    /// An integer array (shape product = data length, checked in debug builds).
     pub fn i64(name: &str, shape: Vec<usize>, data: Vec<i64>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Self { name: name.to_string(), shape, data: ArrayData::I64(data) }
@@ -44,10 +51,28 @@ pub trait Dataset {
 }
 
 /// An entry of the generator catalogue (`bilevel problems`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct GeneratorInfo {
+    /// The generator's name (`--problem NAME`).
     pub name: &'static str,
+    /// One line: the paper and the form of the problem.
     pub summary: &'static str,
     /// Named presets, smallest first (e.g. `"tiny"` for tests).
     pub presets: &'static [&'static str],
+}
+
+/// A config's fields as export parameters (the manifest's `parameters`), plus the seed when
+/// given: the one place configs become JSON (`#[derive(Serialize)]` on each config).
+pub(crate) fn parameters_of(
+    config: &impl serde::Serialize,
+    seed: Option<u64>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => unreachable!("configs are structs of numbers and names"),
+    };
+    if let Some(seed) = seed {
+        m.insert("seed".into(), seed.into());
+    }
+    m
 }

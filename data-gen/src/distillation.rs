@@ -27,15 +27,20 @@
 //! Real data: MNIST-shaped synthetic images (class means + noise, the hyper-cleaning law);
 //! initial synthetic points: N(0, 1) entries, λ = 0. No exact references (g is strictly but not
 //! uniformly convex in W for λ fixed: the regularizer makes it strongly convex).
-//! Oracles run sequentially over points with stack buffers of K ≤ [`MAX_CLASSES`] logits: no
-//! allocation.
+//! The derivatives are the kernels' (`bilevel_kernels::models::softmax_linear`: the classifier
+//! as a function of its weights and of the point, and the per-feature regularizer). Oracles run
+//! sequentially over points with stack buffers of K ≤ [`MAX_CLASSES`] logits: no allocation.
+//! Batch indices are the caller's precondition (an index out of range panics, as slice
+//! indexing does).
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
-use bilevel_kernels::{Batch, BilevelProblem, KernelError, Result};
+use bilevel_kernels::models::design::batch_rows;
+use bilevel_kernels::models::softmax_linear::{FeatureRidge, SoftmaxLinear};
+use bilevel_kernels::{Batch, BilevelProblem, KernelError, ProblemMetrics, Result};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Catalogue entry.
 pub const INFO: GeneratorInfo = GeneratorInfo {
@@ -45,14 +50,16 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 };
 
 /// Most classes (logits live on the stack).
-pub const MAX_CLASSES: usize = 256;
+pub const MAX_CLASSES: usize = bilevel_kernels::models::softmax_linear::MAX_CLASSES;
 
 /// Parameters of the generator. `Default` = `"mnist"`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
     /// Real training samples (f's data).
     pub n_samples: usize,
+    /// Number of features d.
     pub n_features: usize,
+    /// Number of classes K.
     pub n_classes: usize,
 }
 
@@ -76,6 +83,7 @@ impl Config {
         }
     }
 
+    /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
         if self.n_samples == 0 || self.n_features == 0 {
             return Err(KernelError::InvalidParameter { name: "n_samples", reason: "sizes must be >= 1".into() });
@@ -125,16 +133,8 @@ pub fn generate(config: &Config, seed: u64) -> Result<Distillation> {
     Ok(Distillation { config: config.clone(), seed, data, labels, x0 })
 }
 
-/// Indices of a batch over `n` items.
-fn items(batch: Batch<'_>, n: usize) -> impl Iterator<Item = usize> + '_ {
-    let (full, rows) = match batch {
-        Batch::Full => (0..n, &[][..]),
-        Batch::Rows(r) => (0..0, r),
-    };
-    full.chain(rows.iter().copied())
-}
-
 impl Distillation {
+    /// The generator's settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -142,75 +142,37 @@ impl Distillation {
     pub fn x0(&self) -> &[f64] {
         &self.x0
     }
-    fn dk(&self) -> (usize, usize) {
-        (self.config.n_features, self.config.n_classes)
+    fn model(&self) -> SoftmaxLinear {
+        SoftmaxLinear { d: self.config.n_features, k: self.config.n_classes }
     }
-    /// Regularizer weight 1/(K·d).
-    fn reg(&self) -> f64 {
-        let (d, k) = self.dk();
-        1.0 / (k * d) as f64
+    /// The regularizer (1/(K·d)) Σ_j exp(λ_j)‖W[j,·]‖².
+    fn ridge(&self) -> FeatureRidge {
+        let (d, k) = (self.config.n_features, self.config.n_classes);
+        FeatureRidge { k, c: 1.0 / (k * d) as f64 }
     }
-
-    /// Softmax of z = Wᵀξ into `s` (length K); returns the log-sum-exp.
-    fn softmax(&self, w: &[f64], xi: &[f64], s: &mut [f64]) -> f64 {
-        let k = self.config.n_classes;
-        s.fill(0.0);
-        for (j, &xj) in xi.iter().enumerate() {
-            s.iter_mut().zip(&w[j * k..(j + 1) * k]).for_each(|(z, wj)| *z += xj * wj);
-        }
-        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + s.iter().map(|z| (z - m).exp()).sum::<f64>().ln();
-        s.iter_mut().for_each(|z| *z = (*z - lse).exp());
-        lse
+    /// (synthetic points, λ) of x.
+    fn split<'a>(&self, x: &'a [f64]) -> (&'a [f64], &'a [f64]) {
+        x.split_at(self.config.n_classes * self.config.n_features)
     }
-
-    fn batch_ok(&self, batch: Batch<'_>, n: usize) -> bool {
-        match batch {
-            Batch::Full => true,
-            Batch::Rows(r) => !r.is_empty() && r.iter().all(|&i| i < n),
-        }
+    /// Real sample i (f's data).
+    fn real(&self, i: usize) -> &[f64] {
+        let d = self.config.n_features;
+        &self.data[i * d..(i + 1) * d]
     }
-
-    /// (1/|B|) Σ CE over points `point(i)` with labels `label(i)`; optional ∂W into `grad`.
-    fn loss(
-        &self,
-        w: &[f64],
-        batch: Batch<'_>,
-        n: usize,
-        point: impl Fn(usize) -> (usize, usize),
-        source: &[f64],
-        mut grad: Option<&mut [f64]>,
-    ) -> f64 {
-        let (d, k) = self.dk();
-        let scale = 1.0 / batch.len(n) as f64;
-        let mut s = [0.0; MAX_CLASSES];
-        let s = &mut s[..k];
-        let mut total = 0.0;
-        for i in items(batch, n) {
-            let (row, label) = point(i);
-            let xi = &source[row * d..(row + 1) * d];
-            let lse = self.softmax(w, xi, s);
-            let z_label: f64 = xi.iter().enumerate().map(|(j, x)| x * w[j * k + label]).sum();
-            total += lse - z_label;
-            if let Some(g) = grad.as_deref_mut() {
-                s[label] -= 1.0;
-                for (j, &xj) in xi.iter().enumerate() {
-                    g[j * k..(j + 1) * k].iter_mut().zip(s.iter()).for_each(|(g, r)| *g += scale * xj * r);
-                }
-            }
-        }
-        total * scale
+    /// The synthetic point of class c.
+    fn point<'a>(&self, points: &'a [f64], c: usize) -> &'a [f64] {
+        let d = self.config.n_features;
+        &points[c * d..(c + 1) * d]
     }
 }
 
 impl BilevelProblem for Distillation {
     fn dim_x(&self) -> usize {
-        let (d, k) = self.dk();
+        let (d, k) = (self.config.n_features, self.config.n_classes);
         k * d + d
     }
     fn dim_y(&self) -> usize {
-        let (d, k) = self.dk();
-        d * k
+        self.config.n_features * self.config.n_classes
     }
     fn n_samples_f(&self) -> usize {
         self.config.n_samples
@@ -219,107 +181,77 @@ impl BilevelProblem for Distillation {
         self.config.n_classes
     }
     fn f(&self, _x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        let n = self.config.n_samples;
-        if !self.batch_ok(batch, n) {
-            return f64::NAN;
-        }
-        self.loss(y, batch, n, |i| (i, self.labels[i]), &self.data, None)
+        let (m, n) = (self.model(), self.config.n_samples);
+        let s = 1.0 / batch.len(n) as f64;
+        batch_rows(batch, n).map(|i| s * m.loss(y, self.real(i), self.labels[i])).sum()
     }
     fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        let (d, k) = self.dk();
-        if !self.batch_ok(batch, k) {
-            return f64::NAN;
-        }
-        let lambda = &x[k * d..];
-        let reg: f64 =
-            (0..d).map(|j| lambda[j].exp() * y[j * k..(j + 1) * k].iter().map(|w| w * w).sum::<f64>()).sum::<f64>();
-        self.loss(y, batch, k, |c| (c, c), &x[..k * d], None) + self.reg() * reg
+        let (m, k) = (self.model(), self.config.n_classes);
+        let ((points, lambda), s) = (self.split(x), 1.0 / batch.len(k) as f64);
+        let loss: f64 = batch_rows(batch, k).map(|c| s * m.loss(y, self.point(points, c), c)).sum();
+        loss + self.ridge().value(lambda, y)
     }
     fn grad_x_f(&self, _x: &[f64], _y: &[f64], _batch: Batch<'_>, out: &mut [f64]) {
         out.fill(0.0);
     }
     fn grad_y_f(&self, _x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let n = self.config.n_samples;
-        if !self.batch_ok(batch, n) {
-            return out.fill(f64::NAN);
-        }
+        let (m, n) = (self.model(), self.config.n_samples);
+        let s = 1.0 / batch.len(n) as f64;
         out.fill(0.0);
-        self.loss(y, batch, n, |i| (i, self.labels[i]), &self.data, Some(out));
+        batch_rows(batch, n).for_each(|i| {
+            m.add_grad_w(y, self.real(i), self.labels[i], s, out);
+        });
     }
     fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let (d, k) = self.dk();
-        if !self.batch_ok(batch, k) {
-            return out.fill(f64::NAN);
-        }
+        let (m, k) = (self.model(), self.config.n_classes);
+        let ((points, lambda), s) = (self.split(x), 1.0 / batch.len(k) as f64);
         out.fill(0.0);
-        self.loss(y, batch, k, |c| (c, c), &x[..k * d], Some(out));
-        let lambda = &x[k * d..];
-        for j in 0..d {
-            let a = 2.0 * self.reg() * lambda[j].exp();
-            out[j * k..(j + 1) * k].iter_mut().zip(&y[j * k..(j + 1) * k]).for_each(|(o, w)| *o += a * w);
-        }
+        batch_rows(batch, k).for_each(|c| {
+            m.add_grad_w(y, self.point(points, c), c, s, out);
+        });
+        self.ridge().add_hvp(lambda, y, out);
     }
     fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let (d, k) = self.dk();
-        if !self.batch_ok(batch, k) {
-            return out.fill(f64::NAN);
-        }
-        let scale = 1.0 / batch.len(k) as f64;
+        let (m, k) = (self.model(), self.config.n_classes);
+        let ((points, lambda), s) = (self.split(x), 1.0 / batch.len(k) as f64);
         out.fill(0.0);
-        let (mut s, mut u) = ([0.0; MAX_CLASSES], [0.0; MAX_CLASSES]);
-        let (s, u) = (&mut s[..k], &mut u[..k]);
-        for c in items(batch, k) {
-            let xc = &x[c * d..(c + 1) * d];
-            self.softmax(y, xc, s);
-            // u = H_c (Vᵀ x_c)
-            u.fill(0.0);
-            for (j, &xj) in xc.iter().enumerate() {
-                u.iter_mut().zip(&v[j * k..(j + 1) * k]).for_each(|(u, vj)| *u += xj * vj);
-            }
-            let su: f64 = s.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
-            u.iter_mut().zip(s.iter()).for_each(|(u, s)| *u = s * (*u - su));
-            for (j, &xj) in xc.iter().enumerate() {
-                out[j * k..(j + 1) * k].iter_mut().zip(u.iter()).for_each(|(o, u)| *o += scale * xj * u);
-            }
-        }
-        let lambda = &x[k * d..];
-        for j in 0..d {
-            let a = 2.0 * self.reg() * lambda[j].exp();
-            out[j * k..(j + 1) * k].iter_mut().zip(&v[j * k..(j + 1) * k]).for_each(|(o, v)| *o += a * v);
-        }
+        batch_rows(batch, k).for_each(|c| m.add_hvp_w(y, self.point(points, c), v, s, out));
+        self.ridge().add_hvp(lambda, v, out);
     }
     fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let (d, k) = self.dk();
-        if !self.batch_ok(batch, k) {
-            return out.fill(f64::NAN);
-        }
-        let scale = 1.0 / batch.len(k) as f64;
-        out.fill(0.0);
-        let (mut s, mut u) = ([0.0; MAX_CLASSES], [0.0; MAX_CLASSES]);
-        let (s, u) = (&mut s[..k], &mut u[..k]);
-        for c in items(batch, k) {
-            let xc = &x[c * d..(c + 1) * d];
-            self.softmax(y, xc, s);
-            u.fill(0.0);
-            for (j, &xj) in xc.iter().enumerate() {
-                u.iter_mut().zip(&v[j * k..(j + 1) * k]).for_each(|(u, vj)| *u += xj * vj);
-            }
-            let su: f64 = s.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
-            u.iter_mut().zip(s.iter()).for_each(|(u, s)| *u = s * (*u - su)); // H_c Vᵀx_c
-            s[c] -= 1.0; // r_c
-            let oc = &mut out[c * d..(c + 1) * d];
-            for j in 0..d {
-                let (vj, wj) = (&v[j * k..(j + 1) * k], &y[j * k..(j + 1) * k]);
-                let vr: f64 = vj.iter().zip(s.iter()).map(|(a, b)| a * b).sum();
-                let wu: f64 = wj.iter().zip(u.iter()).map(|(a, b)| a * b).sum();
-                oc[j] += scale * (vr + wu);
-            }
-        }
-        let lambda = &x[k * d..];
-        for j in 0..d {
-            let wv: f64 = y[j * k..(j + 1) * k].iter().zip(&v[j * k..(j + 1) * k]).map(|(a, b)| a * b).sum();
-            out[k * d + j] = 2.0 * self.reg() * lambda[j].exp() * wv;
-        }
+        let (m, k, d) = (self.model(), self.config.n_classes, self.config.n_features);
+        let ((points, lambda), s) = (self.split(x), 1.0 / batch.len(k) as f64);
+        let (out_points, out_lambda) = out.split_at_mut(k * d);
+        out_points.fill(0.0);
+        batch_rows(batch, k)
+            .for_each(|c| m.add_cross_point(y, self.point(points, c), c, v, s, &mut out_points[c * d..(c + 1) * d]));
+        self.ridge().cross_lambda(lambda, y, v, out_lambda);
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        Some(self)
+    }
+}
+
+impl ProblemMetrics for Distillation {
+    /// On the real data f is measured on: `val_loss` (= f on the full batch) and
+    /// `val_accuracy` (the arg-max class of Wᵀξ against the label).
+    fn names(&self) -> &[&'static str] {
+        &["val_loss", "val_accuracy"]
+    }
+    fn evaluate(&self, x: &[f64], y: &[f64], out: &mut [f64]) {
+        let (m, n) = (self.model(), self.config.n_samples);
+        let mut s = [0.0; MAX_CLASSES];
+        let s = &mut s[..m.k];
+        let correct = (0..n)
+            .filter(|&i| {
+                m.probabilities(y, self.real(i), s);
+                let best =
+                    s.iter().enumerate().fold((0, f64::NEG_INFINITY), |a, (c, &p)| if p > a.1 { (c, p) } else { a });
+                best.0 == self.labels[i] && best.1.is_finite()
+            })
+            .count();
+        out[0] = self.f(x, y, Batch::Full);
+        out[1] = if y.iter().all(|v| v.is_finite()) { correct as f64 / n as f64 } else { f64::NAN };
     }
 }
 
@@ -328,18 +260,13 @@ impl Dataset for Distillation {
         INFO.name
     }
     fn parameters(&self) -> Map<String, Value> {
-        let c = &self.config;
-        json!({
-            "n_samples": c.n_samples, "n_features": c.n_features, "n_classes": c.n_classes, "seed": self.seed,
-            "x_layout": "synthetic points (K x d, row-major), then lambda (d)",
-            "y_layout": "W (d x K, row-major)",
-        })
-        .as_object()
-        .expect("an object")
-        .clone()
+        let mut m = crate::dataset::parameters_of(&self.config, Some(self.seed));
+        m.insert("x_layout".into(), "synthetic points (K x d, row-major), then lambda (d)".into());
+        m.insert("y_layout".into(), "W (d x K, row-major)".into());
+        m
     }
     fn arrays(&self) -> Vec<Array> {
-        let (d, _) = self.dk();
+        let d = self.config.n_features;
         vec![
             Array::f64("X", vec![self.config.n_samples, d], self.data.clone()),
             Array::i64("labels", vec![self.labels.len()], self.labels.iter().map(|&c| c as i64).collect()),

@@ -32,7 +32,7 @@ use bilevel_kernels::{Batch, FixedPointProblem, KernelError, Result};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::Mutex;
 
 /// Catalogue entry.
@@ -46,13 +46,15 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 pub const MAX_CLASSES: usize = 256;
 
 /// Parameters of the generator. `Default` = `"mnist"` (the paper's sizes).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// Number of samples.
     pub n_samples: usize,
     /// Input dimension p.
     pub input_dim: usize,
     /// Hidden (state) dimension h.
     pub hidden: usize,
+    /// Number of classes K.
     pub n_classes: usize,
     /// Standard deviation of the initial θ, A, B, a entries (paper: 0.01).
     pub init_std: f64,
@@ -79,6 +81,7 @@ impl Config {
         }
     }
 
+    /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [("n_samples", self.n_samples), ("input_dim", self.input_dim), ("hidden", self.hidden)] {
             if v == 0 {
@@ -142,6 +145,7 @@ pub fn generate(config: &Config, seed: u64) -> Result<EquilibriumProblem> {
 }
 
 impl EquilibriumProblem {
+    /// The generator's settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -149,6 +153,7 @@ impl EquilibriumProblem {
     pub fn lambda0(&self) -> &[f64] {
         &self.lambda0
     }
+    /// The class of every sample.
     pub fn labels(&self) -> &[usize] {
         &self.labels
     }
@@ -300,15 +305,9 @@ impl Dataset for EquilibriumProblem {
         INFO.name
     }
     fn parameters(&self) -> Map<String, Value> {
-        let c = &self.config;
-        json!({
-            "n_samples": c.n_samples, "input_dim": c.input_dim, "hidden": c.hidden, "n_classes": c.n_classes,
-            "init_std": c.init_std, "seed": self.seed,
-            "lambda_layout": "theta (K x h, row-major), b (K), A (h x h), B (h x p), a (h)",
-        })
-        .as_object()
-        .expect("an object")
-        .clone()
+        let mut m = crate::dataset::parameters_of(&self.config, Some(self.seed));
+        m.insert("lambda_layout".into(), "theta (K x h, row-major), b (K), A (h x h), B (h x p), a (h)".into());
+        m
     }
     fn arrays(&self) -> Vec<Array> {
         let u = match self.map.inputs() {

@@ -9,34 +9,68 @@
 
 use crate::dataset::{Array, ArrayData, Dataset};
 use crate::npy::{read_npy, write_npy, NpyError};
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 /// Why an export or a load failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    Io { path: PathBuf, source: std::io::Error },
-    Npy { path: PathBuf, source: NpyError },
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A `.npy` file is malformed or unsupported.
+    #[error("{}: {source}", path.display())]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: NpyError,
+    },
+    /// `manifest.json` is malformed or disagrees with the files.
+    #[error("manifest.json: {0}")]
     Manifest(String),
 }
 
-impl std::fmt::Display for ExportError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            Self::Npy { path, source } => write!(f, "{}: {source}", path.display()),
-            Self::Manifest(reason) => write!(f, "manifest.json: {reason}"),
-        }
-    }
+/// `manifest.json` (format 1), as written and read (fields in the alphabetical order the
+/// hand-written JSON had).
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    arrays: Vec<Entry>,
+    #[serde(default = "format_version")]
+    format: u32,
+    generator: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
 }
 
-impl std::error::Error for ExportError {}
+fn format_version() -> u32 {
+    1
+}
+
+/// One array of the manifest: its name, file, dtype (optional when read) and shape.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dtype: Option<String>,
+    file: String,
+    name: String,
+    shape: Vec<usize>,
+}
 
 /// A problem directory read back: the manifest's generator and parameters, and the arrays.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadedDataset {
+    /// The generator's name.
     pub generator: String,
+    /// The parameters it was generated with (the seed included).
     pub parameters: Map<String, Value>,
+    /// Every array the manifest lists, in its order.
     pub arrays: Vec<Array>,
 }
 
@@ -48,10 +82,17 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+fn dtype_of(data: &ArrayData) -> &'static str {
+    match data {
+        ArrayData::F64(_) => "<f8",
+        ArrayData::I64(_) => "<i8",
+    }
+}
+
 /// Writes `dataset` into `dir` (created if needed): `<name>.npy` per array and `manifest.json`.
 pub fn write_dir(dataset: &dyn Dataset, dir: &Path) -> Result<(), ExportError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut entries = Vec::new();
+    let mut arrays = Vec::new();
     for array in dataset.arrays() {
         if !valid_name(&array.name) {
             return Err(ExportError::Manifest(format!("array name `{}` is not a plain file name", array.name)));
@@ -61,21 +102,20 @@ pub fn write_dir(dataset: &dyn Dataset, dir: &Path) -> Result<(), ExportError> {
         let f = std::fs::File::create(&path).map_err(io_err(&path))?;
         write_npy(&array, std::io::BufWriter::new(f))
             .map_err(|source| ExportError::Npy { path: path.clone(), source })?;
-        let dtype = match array.data {
-            ArrayData::F64(_) => "<f8",
-            ArrayData::I64(_) => "<i8",
-        };
-        entries.push(json!({"name": array.name, "file": file, "dtype": dtype, "shape": array.shape}));
+        let dtype = Some(dtype_of(&array.data).to_string());
+        arrays.push(Entry { dtype, file, name: array.name, shape: array.shape });
     }
-    let manifest = json!({
-        "generator": dataset.generator(),
-        "format": 1,
-        "parameters": Value::Object(dataset.parameters()),
-        "arrays": entries,
-    });
+    let manifest =
+        Manifest { arrays, format: 1, generator: dataset.generator().to_string(), parameters: dataset.parameters() };
     let path = dir.join("manifest.json");
-    let text = serde_json::to_string_pretty(&manifest).expect("a JSON value serializes");
+    let text = serde_json::to_string_pretty(&manifest).expect("a manifest serializes");
     std::fs::write(&path, text + "\n").map_err(io_err(&path))
+}
+
+/// Reads one `.npy` file as the array `name`.
+pub fn read_array(name: &str, path: &Path) -> Result<Array, ExportError> {
+    let f = std::fs::File::open(path).map_err(io_err(path))?;
+    read_npy(name, std::io::BufReader::new(f)).map_err(|source| ExportError::Npy { path: path.to_path_buf(), source })
 }
 
 /// Reads a directory written by [`write_dir`] (or by hand: see the module doc), checking that
@@ -83,48 +123,23 @@ pub fn write_dir(dataset: &dyn Dataset, dir: &Path) -> Result<(), ExportError> {
 pub fn load_dir(dir: &Path) -> Result<LoadedDataset, ExportError> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-    let manifest: Value = serde_json::from_str(&text).map_err(|e| ExportError::Manifest(format!("not JSON: {e}")))?;
-    let field = |key: &str| manifest.get(key).ok_or_else(|| ExportError::Manifest(format!("missing field `{key}`")));
-    let generator = field("generator")?
-        .as_str()
-        .ok_or_else(|| ExportError::Manifest("`generator` is not a string".into()))?
-        .to_string();
-    let parameters = match manifest.get("parameters") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err(ExportError::Manifest("`parameters` is not an object".into())),
-    };
-    let list = field("arrays")?.as_array().ok_or_else(|| ExportError::Manifest("`arrays` is not a list".into()))?;
-    let mut arrays = Vec::with_capacity(list.len());
-    for entry in list {
-        let get = |key: &str| entry.get(key).ok_or_else(|| ExportError::Manifest(format!("an array has no `{key}`")));
-        let name = get("name")?.as_str().ok_or_else(|| ExportError::Manifest("array `name` is not a string".into()))?;
-        let file =
-            get("file")?.as_str().ok_or_else(|| ExportError::Manifest(format!("`{name}`: `file` is not a string")))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ExportError::Manifest(e.to_string()))?;
+    let mut arrays = Vec::with_capacity(manifest.arrays.len());
+    for Entry { dtype, file, name, shape } in manifest.arrays {
         if file.contains(['/', '\\']) || file.starts_with('.') {
             return Err(ExportError::Manifest(format!(
                 "`{name}`: file `{file}` must be a plain name in the directory"
             )));
         }
-        let shape: Vec<usize> = get("shape")?
-            .as_array()
-            .and_then(|s| s.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .ok_or_else(|| ExportError::Manifest(format!("`{name}`: `shape` is not a list of sizes")))?;
-        let path = dir.join(file);
-        let f = std::fs::File::open(&path).map_err(io_err(&path))?;
-        let array = read_npy(name, std::io::BufReader::new(f))
-            .map_err(|source| ExportError::Npy { path: path.clone(), source })?;
+        let array = read_array(&name, &dir.join(&file))?;
         if array.shape != shape {
             return Err(ExportError::Manifest(format!(
                 "`{name}`: the manifest says shape {shape:?}, {file} holds {:?}",
                 array.shape
             )));
         }
-        if let Some(dtype) = entry.get("dtype").and_then(Value::as_str) {
-            let actual = match array.data {
-                ArrayData::F64(_) => "<f8",
-                ArrayData::I64(_) => "<i8",
-            };
+        if let Some(dtype) = dtype {
+            let actual = dtype_of(&array.data);
             if dtype != actual {
                 return Err(ExportError::Manifest(format!(
                     "`{name}`: the manifest says {dtype}, {file} holds {actual}"
@@ -133,5 +148,5 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDataset, ExportError> {
         }
         arrays.push(array);
     }
-    Ok(LoadedDataset { generator, parameters, arrays })
+    Ok(LoadedDataset { generator: manifest.generator, parameters: manifest.parameters, arrays })
 }

@@ -37,11 +37,11 @@
 //! 35,000·784·8 B ≈ 220 MB).
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
-use crate::logreg_hpo::{check_count, check_range, Evaluation, MultinomialHpo, Split};
+use crate::logreg_hpo::{check_count, check_range, row_sq_norms, Evaluation, MultinomialHpo, Split};
 use crate::text::label_array;
 use bilevel_kernels::models::multinomial::Hyper;
 use bilevel_kernels::models::{DenseRows, Design};
-use bilevel_kernels::{ops, Batch, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{ops, Batch, BilevelProblem, KernelError, ProblemConstants, ProblemMetrics, Result};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -54,12 +54,17 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 };
 
 /// Parameters of the hyper-cleaning generator (see the module doc). `Default` = `"mnist"`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct HyperCleanConfig {
+    /// Training samples (the lower-level data).
     pub n_train: usize,
+    /// Validation samples (the upper-level data).
     pub n_val: usize,
+    /// Held-out test samples (0: no test split).
     pub n_test: usize,
+    /// Number of features d.
     pub n_features: usize,
+    /// Number of classes K.
     pub n_classes: usize,
     /// Probability p that a training label is replaced by a wrong class.
     pub corruption: f64,
@@ -116,22 +121,19 @@ impl HyperCleanConfig {
         check_range("feature_scale", self.feature_scale, f64::MIN_POSITIVE, 1e6)
     }
     fn to_json(&self, seed: u64) -> serde_json::Map<String, serde_json::Value> {
-        let v = serde_json::json!({
-            "n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test,
-            "n_features": self.n_features, "n_classes": self.n_classes,
-            "corruption": self.corruption, "ridge": self.ridge,
-            "separation": self.separation, "feature_scale": self.feature_scale, "seed": seed,
-        });
-        v.as_object().cloned().unwrap_or_default()
+        crate::dataset::parameters_of(self, Some(seed))
     }
 }
 
 /// A generated hyper-cleaning problem: x ∈ R^{n_train} (one weight logit per training
 /// sample), y ∈ R^{d·K}. Implements [`BilevelProblem`] (delegating to [`MultinomialHpo`]; see
-/// its notes on the mutex-held workspace and NaN on errors) and [`Dataset`].
+/// its notes on the mutex-held workspace and the error policy; constants and metrics of its
+/// own) and [`Dataset`].
 #[derive(Debug)]
 pub struct HyperCleaning {
     problem: MultinomialHpo,
+    constants: ProblemConstants,
+    metric_names: Vec<&'static str>,
     clean_labels: Vec<usize>,
     corrupted: Vec<bool>,
 }
@@ -241,7 +243,17 @@ pub fn generate(config: &HyperCleanConfig, seed: u64) -> Result<HyperCleaning> {
     let hyper = Hyper::SampleWeights { ridge: config.ridge };
     let problem =
         MultinomialHpo::new((train_x, noisy), val, test, k, hyper)?.with_description(INFO.name, config.to_json(seed));
-    Ok(HyperCleaning { problem, clean_labels, corrupted })
+    let sq = row_sq_norms(problem.inner_model().design());
+    let two_c = 2.0 * config.ridge;
+    let constants = ProblemConstants {
+        mu_g: Some(two_c),
+        l_g: Some(sq.iter().sum::<f64>() / (2.0 * sq.len() as f64) + two_c),
+        l_g_sample: Some(sq.iter().fold(0.0, |m: f64, &v| m.max(v)) / 2.0 + two_c),
+        ..ProblemConstants::default()
+    };
+    let mut metric_names = problem.metrics().expect("MultinomialHpo has metrics").names().to_vec();
+    metric_names.extend(["train_clean_accuracy", "corrupted_detection", "clean_rejection"]);
+    Ok(HyperCleaning { problem, constants, metric_names, clean_labels, corrupted })
 }
 
 impl BilevelProblem for HyperCleaning {
@@ -277,6 +289,33 @@ impl BilevelProblem for HyperCleaning {
     }
     fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
         self.problem.cross(x, y, v, batch, out)
+    }
+    /// Bounds that hold for every x (σ(x_i) ∈ (0, 1)). The per-sample cross-entropy Hessian is
+    /// (a_i a_iᵀ) ⊗ (diag(s) − ssᵀ), and λ_max(diag(s) − ssᵀ) ≤ ½ (a variance of a unit vector's
+    /// entries, Popoviciu), so ∂yy g ⪯ (1/(2n)) Σ ‖a_i‖² I + 2c I: L_g ≤ ‖X‖_F²/(2n) + 2c
+    /// (Frobenius, so no eigen-solve), per sample ‖a_i‖²/2 + 2c; the loss part is positive
+    /// semi-definite, so µ_g ≥ 2c. The outer constants are not known.
+    fn constants(&self) -> ProblemConstants {
+        self.constants
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        Some(self)
+    }
+}
+
+impl ProblemMetrics for HyperCleaning {
+    /// `val_loss` (= f on the full batch), `val_accuracy`, `test_loss`, `test_accuracy` (with a
+    /// test split), `train_clean_accuracy` (Θ against the true training labels),
+    /// `corrupted_detection` and `clean_rejection` (of the weights x).
+    fn names(&self) -> &[&'static str] {
+        &self.metric_names
+    }
+    fn evaluate(&self, x: &[f64], y: &[f64], out: &mut [f64]) {
+        let n = out.len() - 3;
+        self.problem.metrics().expect("MultinomialHpo has metrics").evaluate(x, y, &mut out[..n]);
+        out[n] = self.train_clean_accuracy(y).map_or(f64::NAN, |e| e.accuracy);
+        out[n + 1] = self.corrupted_detection(x);
+        out[n + 2] = self.clean_rejection(x);
     }
 }
 

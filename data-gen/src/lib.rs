@@ -6,6 +6,8 @@
 //! bit for bit. Generated problems implement `bilevel_kernels::BilevelProblem` (or, for
 //! fixed-point lower levels, the fixed-point oracle trait) and [`Dataset`] for export.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod dataset;
 pub mod distillation;
@@ -17,6 +19,7 @@ pub mod logreg_hpo;
 pub mod meta_learning;
 pub mod npy;
 pub mod quadratic;
+pub mod random_matrix;
 pub mod stochastic_quadratic;
 pub mod text;
 

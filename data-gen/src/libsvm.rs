@@ -15,7 +15,6 @@
 //! round-trip formatting, so `read(write(x)) == x` bit for bit.
 
 use bilevel_kernels::CsrMatrix;
-use std::fmt;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -25,6 +24,7 @@ pub enum IndexBase {
     /// LIBSVM's convention: the first feature is 1.
     #[default]
     One,
+    /// Feature indices start at 0.
     Zero,
     /// 0-based if any index in the file is 0, else 1-based.
     Auto,
@@ -33,6 +33,7 @@ pub enum IndexBase {
 /// Reader options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadOptions {
+    /// Whether feature indices start at 1 (the format's convention) or 0.
     pub index_base: IndexBase,
     /// The number of features; `None` = the largest index seen + 1. A larger index is an error.
     pub n_features: Option<usize>,
@@ -41,34 +42,29 @@ pub struct ReadOptions {
 /// A dataset read from (or to be written to) LIBSVM format.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LibsvmData {
+    /// The samples as CSR rows.
     pub x: CsrMatrix,
+    /// One label per row.
     pub labels: Vec<f64>,
 }
 
 /// A reading or writing error, with the 1-based line number where there is one.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LibsvmError {
-    Line { line: usize, reason: String },
-    Io(std::io::Error),
+    /// A malformed line (1-based number) and why.
+    #[error("LIBSVM line {line}: {reason}")]
+    Line {
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The stream could not be read or written.
+    #[error("LIBSVM I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The data cannot be written (e.g. a non-finite value).
+    #[error("LIBSVM data: {0}")]
     Data(String),
-}
-
-impl fmt::Display for LibsvmError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Line { line, reason } => write!(f, "LIBSVM line {line}: {reason}"),
-            Self::Io(e) => write!(f, "LIBSVM I/O error: {e}"),
-            Self::Data(reason) => write!(f, "LIBSVM data: {reason}"),
-        }
-    }
-}
-
-impl std::error::Error for LibsvmError {}
-
-impl From<std::io::Error> for LibsvmError {
-    fn from(e: std::io::Error) -> Self {
-        Self::Io(e)
-    }
 }
 
 /// Longest line accepted (bytes): a guard against unbounded memory on corrupt input.

@@ -23,15 +23,18 @@
 //! targets y = x·E* w_t* + σ·ε with ε ~ N(0, 1): the tasks share the k-dimensional subspace
 //! spanned by E*, which the outer problem has to find.
 //!
-//! Oracles run task by task, sequentially, in task order (deterministic; a k ≤ [`MAX_K`]
-//! stack buffer per row, no allocation). Per-task parallelism is left for later: the tasks of
-//! the presets are small (a few hundred flops each).
+//! The derivatives are the kernels' (`bilevel_kernels::models::embedding_ridge`, one task's
+//! loss). Oracles run task by task, sequentially, in task order (deterministic; a k ≤
+//! [`MAX_K`] stack buffer per row, no allocation). Batch indices are the caller's precondition
+//! (an index ≥ n_tasks panics, as slice indexing does). Per-task parallelism is left for later:
+//! the tasks of the presets are small (a few hundred flops each).
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
-use crate::quadratic::{gaussian_mat, haar_orthonormal};
-use bilevel_kernels::{Batch, BilevelProblem, ExactReference, KernelError, Result};
+use crate::random_matrix::{gaussian_mat, haar_orthonormal};
+use bilevel_kernels::models::embedding_ridge::EmbeddedRidge;
+use bilevel_kernels::{Batch, BilevelProblem, ExactReference, KernelError, ProblemConstants, ProblemMetrics, Result};
 use faer::linalg::solvers::Solve;
-use faer::Mat;
+use faer::{Mat, MatMut, MatRef};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -45,17 +48,20 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 };
 
 /// Largest embedding dimension k (the per-row scratch lives on the stack).
-pub const MAX_K: usize = 64;
+pub const MAX_K: usize = bilevel_kernels::models::embedding_ridge::MAX_EMBED;
 
 /// Parameters of the generator. `Default` = the `"default"` preset.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// Number of tasks T.
     pub n_tasks: usize,
     /// Input dimension p.
     pub dim_input: usize,
     /// Embedding dimension k (≤ [`MAX_K`]).
     pub dim_embed: usize,
+    /// Support (training) samples per task.
     pub n_support: usize,
+    /// Query (validation) samples per task.
     pub n_query: usize,
     /// Ridge µ of the heads (the strong-convexity constant of g per task, times 1/|B|).
     pub ridge: f64,
@@ -83,6 +89,7 @@ impl Config {
         }
     }
 
+    /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &'static str, reason: String| Err(KernelError::InvalidParameter { name, reason });
         for (name, v) in [
@@ -109,11 +116,7 @@ impl Config {
     }
 
     fn to_json(&self) -> Map<String, Value> {
-        let v = json!({
-            "n_tasks": self.n_tasks, "dim_input": self.dim_input, "dim_embed": self.dim_embed,
-            "n_support": self.n_support, "n_query": self.n_query, "ridge": self.ridge, "noise": self.noise,
-        });
-        v.as_object().expect("an object").clone()
+        crate::dataset::parameters_of(self, None)
     }
 }
 
@@ -163,6 +166,11 @@ pub fn generate(config: &Config, seed: u64) -> Result<MetaLearning> {
     Ok(MetaLearning { config: config.clone(), seed, support, query, e_star, w_star })
 }
 
+/// The standard deviation 1/√p of the starting embedding's entries.
+pub fn x0_scale(config: &Config) -> f64 {
+    1.0 / (config.dim_input as f64).sqrt()
+}
+
 /// The tasks of a batch (all of them for `Batch::Full`), in order.
 fn tasks(batch: Batch<'_>, n_tasks: usize) -> impl Iterator<Item = usize> + '_ {
     let (full, rows) = match batch {
@@ -173,6 +181,7 @@ fn tasks(batch: Batch<'_>, n_tasks: usize) -> impl Iterator<Item = usize> + '_ {
 }
 
 impl MetaLearning {
+    /// The generator's settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -180,131 +189,66 @@ impl MetaLearning {
     pub fn e_star(&self) -> &Mat<f64> {
         &self.e_star
     }
-    /// A seeded starting embedding: entries N(0, 1/p) (a different stream from the data's).
+    /// A seeded starting embedding: entries N(0, 1/p), the quadratics' law
+    /// ([`gaussian_x0`](crate::quadratic::gaussian_x0)) scaled by [`x0_scale`].
     pub fn x0(&self, seed: u64) -> Vec<f64> {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        rng.jump();
-        let s = 1.0 / (self.config.dim_input as f64).sqrt();
-        (0..self.dim_x()).map(|_| s * Distribution::<f64>::sample(&StandardNormal, &mut rng)).collect()
+        let s = x0_scale(&self.config);
+        crate::quadratic::gaussian_x0(self.dim_x(), seed).into_iter().map(|v| s * v).collect()
     }
 
     fn k(&self) -> usize {
         self.config.dim_embed
     }
-    fn p(&self) -> usize {
-        self.config.dim_input
+
+    /// Task t's rows of `data` as the kernels' ridge model (ridge µ for g, 0 for f).
+    fn task<'a>(&self, data: &'a TaskData, t: usize, ridge: f64) -> EmbeddedRidge<'a> {
+        let (n, p) = (data.n, self.config.dim_input);
+        EmbeddedRidge { x: &data.x[t * n * p..(t + 1) * n * p], y: &data.y[t * n..(t + 1) * n], p, k: self.k(), ridge }
+    }
+    fn support(&self, t: usize) -> EmbeddedRidge<'_> {
+        self.task(&self.support, t, self.config.ridge)
+    }
+    fn query(&self, t: usize) -> EmbeddedRidge<'_> {
+        self.task(&self.query, t, 0.0)
+    }
+    /// 1/|B| over tasks.
+    fn scale(&self, batch: Batch<'_>) -> f64 {
+        1.0 / batch.len(self.config.n_tasks) as f64
+    }
+    /// Head t of a per-task vector.
+    fn head<'v>(&self, v: &'v [f64], t: usize) -> &'v [f64] {
+        &v[t * self.k()..(t + 1) * self.k()]
     }
 
-    /// Visits every row of task `t` in `data` with (x_i, z_i = Eᵀx_i, y_i).
-    fn rows(&self, data: &TaskData, e: &[f64], t: usize, mut visit: impl FnMut(&[f64], &[f64], f64)) {
-        let (p, k) = (self.p(), self.k());
-        let mut z = [0.0; MAX_K];
-        for i in t * data.n..(t + 1) * data.n {
-            let xi = &data.x[i * p..(i + 1) * p];
-            let z = &mut z[..k];
-            z.fill(0.0);
-            for (j, &xij) in xi.iter().enumerate() {
-                z.iter_mut().zip(&e[j * k..(j + 1) * k]).for_each(|(zl, el)| *zl += xij * el);
+    /// Per task, w_t = H_t⁻¹ (rhs_t) with H_t = Z_tᵀZ_t/n_s + µI scaled by `h_scale`, where
+    /// rhs_t = Z_tᵀy_t/n_s (`rhs = None`) or `rhs[t]`. A k×k Cholesky per task; if it fails
+    /// (E non-finite: H_t is positive definite for every finite E since µ > 0), the task's head
+    /// is NaN — the error policy's numerical-failure path, never a panic.
+    fn solve_heads(&self, e: &[f64], h_scale: f64, rhs: Option<&[f64]>, out: &mut [f64]) {
+        let k = self.k();
+        let (mut h, mut b) = ([0.0; MAX_K * MAX_K], [0.0; MAX_K]);
+        let (h, b) = (&mut h[..k * k], &mut b[..k]);
+        for t in 0..self.config.n_tasks {
+            self.support(t).normal_equations(e, h, b);
+            h.iter_mut().for_each(|v| *v *= h_scale);
+            if let Some(rhs) = rhs {
+                b.copy_from_slice(self.head(rhs, t));
             }
-            visit(xi, z, data.y[i]);
-        }
-    }
-
-    /// Loss (1/|B|) Σ_t (1/(2n)) Σ r², plus the ridge for g.
-    fn value(&self, data: &TaskData, ridge: f64, e: &[f64], w: &[f64], batch: Batch<'_>) -> f64 {
-        let k = self.k();
-        let nb = batch.len(self.config.n_tasks) as f64;
-        let mut total = 0.0;
-        for t in tasks(batch, self.config.n_tasks) {
-            let wt = &w[t * k..(t + 1) * k];
-            let mut sq = 0.0;
-            self.rows(data, e, t, |_, z, y| {
-                let r = dot(z, wt) - y;
-                sq += r * r;
-            });
-            total += sq / (2.0 * data.n as f64) + 0.5 * ridge * dot(wt, wt);
-        }
-        total / nb
-    }
-
-    /// ∂w of the loss (+ ridge): heads outside the batch get 0; repeated tasks add up.
-    fn grad_w(&self, data: &TaskData, ridge: f64, e: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let k = self.k();
-        let s = 1.0 / batch.len(self.config.n_tasks) as f64;
-        out.fill(0.0);
-        for t in tasks(batch, self.config.n_tasks) {
-            let wt = &w[t * k..(t + 1) * k];
-            let c = s / data.n as f64;
-            let mut g = [0.0; MAX_K];
-            self.rows(data, e, t, |_, z, y| {
-                let r = dot(z, wt) - y;
-                g[..k].iter_mut().zip(z).for_each(|(g, z)| *g += c * r * z);
-            });
-            for l in 0..k {
-                out[t * k + l] += g[l] + s * ridge * wt[l];
-            }
-        }
-    }
-
-    /// ∂E of the loss: (1/|B|) Σ_t (1/n) Σ r_i x_i w_tᵀ.
-    fn grad_e(&self, data: &TaskData, e: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let k = self.k();
-        let s = 1.0 / batch.len(self.config.n_tasks) as f64;
-        out.fill(0.0);
-        for t in tasks(batch, self.config.n_tasks) {
-            let wt = &w[t * k..(t + 1) * k];
-            let c = s / data.n as f64;
-            self.rows(data, e, t, |x, z, y| {
-                let r = c * (dot(z, wt) - y);
-                outer_add(out, x, r, wt, k);
-            });
-        }
-    }
-
-    fn check_batch(&self, batch: Batch<'_>) -> bool {
-        match batch {
-            Batch::Full => true,
-            Batch::Rows(r) => !r.is_empty() && r.iter().all(|&t| t < self.config.n_tasks),
-        }
-    }
-
-    /// Per-task Hessian H_t = Z_tᵀZ_t/n_s + µI (k×k) at E.
-    fn task_hessian(&self, e: &[f64], t: usize) -> Mat<f64> {
-        let k = self.k();
-        let mut h = Mat::<f64>::identity(k, k) * self.config.ridge;
-        let c = 1.0 / self.support.n as f64;
-        self.rows(&self.support, e, t, |_, z, _| {
-            for a in 0..k {
-                for b in 0..k {
-                    h[(a, b)] += c * z[a] * z[b];
+            let o = &mut out[t * k..(t + 1) * k];
+            match MatRef::from_column_major_slice(h, k, k).llt(faer::Side::Lower) {
+                Ok(llt) => {
+                    o.copy_from_slice(b);
+                    llt.solve_in_place(MatMut::from_column_major_slice_mut(o, k, 1));
                 }
+                Err(_) => o.fill(f64::NAN),
             }
-        });
-        h
+        }
     }
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// out (p×k, row-major) += coeff · x uᵀ.
-fn outer_add(out: &mut [f64], x: &[f64], coeff: f64, u: &[f64], k: usize) {
-    for (j, &xj) in x.iter().enumerate() {
-        let a = coeff * xj;
-        out[j * k..(j + 1) * k].iter_mut().zip(u).for_each(|(o, ul)| *o += a * ul);
-    }
-}
-
-/// NaN everywhere: the trait's oracles cannot return an error, and a batch naming a task that
-/// does not exist must not pass silently.
-fn poison(out: &mut [f64]) {
-    out.fill(f64::NAN);
 }
 
 impl BilevelProblem for MetaLearning {
     fn dim_x(&self) -> usize {
-        self.p() * self.k()
+        self.config.dim_input * self.k()
     }
     fn dim_y(&self) -> usize {
         self.config.n_tasks * self.k()
@@ -316,108 +260,83 @@ impl BilevelProblem for MetaLearning {
         self.config.n_tasks
     }
     fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        if !self.check_batch(batch) {
-            return f64::NAN;
-        }
-        self.value(&self.query, 0.0, x, y, batch)
+        let s = self.scale(batch);
+        tasks(batch, self.config.n_tasks).map(|t| s * self.query(t).value(x, self.head(y, t))).sum()
     }
     fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        if !self.check_batch(batch) {
-            return f64::NAN;
-        }
-        self.value(&self.support, self.config.ridge, x, y, batch)
+        let s = self.scale(batch);
+        tasks(batch, self.config.n_tasks).map(|t| s * self.support(t).value(x, self.head(y, t))).sum()
     }
     fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        if !self.check_batch(batch) {
-            return poison(out);
-        }
-        self.grad_e(&self.query, x, y, batch, out)
+        let s = self.scale(batch);
+        out.fill(0.0);
+        tasks(batch, self.config.n_tasks).for_each(|t| self.query(t).grad_e(x, self.head(y, t), s, out));
     }
     fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        if !self.check_batch(batch) {
-            return poison(out);
-        }
-        self.grad_w(&self.query, 0.0, x, y, batch, out)
-    }
-    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        if !self.check_batch(batch) {
-            return poison(out);
-        }
-        self.grad_w(&self.support, self.config.ridge, x, y, batch, out)
-    }
-    fn hvp(&self, x: &[f64], _y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        if !self.check_batch(batch) {
-            return poison(out);
-        }
-        let k = self.k();
-        let data = &self.support;
-        let s = 1.0 / batch.len(self.config.n_tasks) as f64;
+        let (s, k) = (self.scale(batch), self.k());
         out.fill(0.0);
         for t in tasks(batch, self.config.n_tasks) {
-            let vt = &v[t * k..(t + 1) * k];
-            let c = s / data.n as f64;
-            let mut h = [0.0; MAX_K];
-            self.rows(data, x, t, |_, z, _| {
-                let zv = dot(z, vt);
-                h[..k].iter_mut().zip(z).for_each(|(h, z)| *h += c * zv * z);
-            });
-            for l in 0..k {
-                out[t * k + l] += h[l] + s * self.config.ridge * vt[l];
-            }
+            self.query(t).grad_w(x, self.head(y, t), s, &mut out[t * k..(t + 1) * k]);
+        }
+    }
+    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        let (s, k) = (self.scale(batch), self.k());
+        out.fill(0.0);
+        for t in tasks(batch, self.config.n_tasks) {
+            self.support(t).grad_w(x, self.head(y, t), s, &mut out[t * k..(t + 1) * k]);
+        }
+    }
+    fn hvp(&self, x: &[f64], _y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        let (s, k) = (self.scale(batch), self.k());
+        out.fill(0.0);
+        for t in tasks(batch, self.config.n_tasks) {
+            self.support(t).hvp_w(x, self.head(v, t), s, &mut out[t * k..(t + 1) * k]);
         }
     }
     fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        if !self.check_batch(batch) {
-            return poison(out);
-        }
-        let k = self.k();
-        let data = &self.support;
-        let s = 1.0 / batch.len(self.config.n_tasks) as f64;
+        let s = self.scale(batch);
         out.fill(0.0);
         for t in tasks(batch, self.config.n_tasks) {
-            let (wt, vt) = (&y[t * k..(t + 1) * k], &v[t * k..(t + 1) * k]);
-            let c = s / data.n as f64;
-            let mut u = [0.0; MAX_K];
-            self.rows(data, x, t, |xi, z, yi| {
-                let (r, zv) = (dot(z, wt) - yi, dot(z, vt));
-                for l in 0..k {
-                    u[l] = r * vt[l] + zv * wt[l];
-                }
-                outer_add(out, xi, c, &u[..k], k);
-            });
+            self.support(t).cross_ew(x, self.head(y, t), self.head(v, t), s, out);
         }
     }
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(self)
+    }
+    /// µ_g ≥ µ/T (full batch: the ridge of each head, times 1/T; the data part is positive
+    /// semi-definite). L_g and the outer constants grow with ‖E‖: not known.
+    fn constants(&self) -> ProblemConstants {
+        ProblemConstants { mu_g: Some(self.config.ridge / self.config.n_tasks as f64), ..Default::default() }
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        Some(self)
+    }
+}
+
+impl ProblemMetrics for MetaLearning {
+    /// `val_loss`: the query loss f(E, w) on every task; `val_loss_at_optimum`: L(E) = f(E, w*(E)),
+    /// the query loss of the heads fitted exactly to E.
+    fn names(&self) -> &[&'static str] {
+        &["val_loss", "val_loss_at_optimum"]
+    }
+    fn evaluate(&self, x: &[f64], y: &[f64], out: &mut [f64]) {
+        out[0] = self.f(x, y, Batch::Full);
+        out[1] = ExactReference::value(self, x);
     }
 }
 
 impl ExactReference for MetaLearning {
     /// Per task w_t* = H_t⁻¹ Z_tᵀy_t/n_s.
     fn y_star(&self, x: &[f64], out: &mut [f64]) {
-        let k = self.k();
-        let c = 1.0 / self.support.n as f64;
-        for t in 0..self.config.n_tasks {
-            let h = self.task_hessian(x, t);
-            let mut rhs = Mat::<f64>::zeros(k, 1);
-            self.rows(&self.support, x, t, |_, z, y| (0..k).for_each(|l| rhs[(l, 0)] += c * y * z[l]));
-            let w = h.llt(faer::Side::Lower).expect("ridge > 0 makes H_t positive definite").solve(&rhs);
-            (0..k).for_each(|l| out[t * k + l] = w[(l, 0)]);
-        }
+        self.solve_heads(x, 1.0, None, out);
     }
     /// v* = [∂ww g]⁻¹ ∂w f at (E, w*): per task (H_t/T)⁻¹ (∂w_t f).
     fn v_star(&self, x: &[f64], out: &mut [f64]) {
-        let (k, n_t) = (self.k(), self.config.n_tasks);
         let mut w = vec![0.0; self.dim_y()];
         self.y_star(x, &mut w);
         let mut q = vec![0.0; self.dim_y()];
         self.grad_y_f(x, &w, Batch::Full, &mut q);
-        for t in 0..n_t {
-            let h = self.task_hessian(x, t) * (1.0 / n_t as f64);
-            let rhs = Mat::from_fn(k, 1, |l, _| q[t * k + l]);
-            let v = h.llt(faer::Side::Lower).expect("positive definite").solve(&rhs);
-            (0..k).for_each(|l| out[t * k + l] = v[(l, 0)]);
-        }
+        self.solve_heads(x, 1.0 / self.config.n_tasks as f64, Some(&q), out);
     }
     fn value(&self, x: &[f64]) -> f64 {
         let mut w = vec![0.0; self.dim_y()];
@@ -447,7 +366,7 @@ impl Dataset for MetaLearning {
         m
     }
     fn arrays(&self) -> Vec<Array> {
-        let (t, p, k) = (self.config.n_tasks, self.p(), self.k());
+        let (t, p, k) = (self.config.n_tasks, self.config.dim_input, self.k());
         let (s, q) = (&self.support, &self.query);
         vec![
             Array::from_mat("E_star", self.e_star.as_ref()),

@@ -31,28 +31,27 @@
 //! parallelism). Cost O(d_x³ + d_y³) once
 //! (QR, products, and the eigen-decompositions that measure the spectra).
 //!
-//! Since L's Hessian is A_f, L = λ_max(A_f), µ = λ_min(A_f) and κ_L = cond(A_f); L_g = λ_max(A_g),
-//! κ_g = cond(A_g). The problem reports them as measured ([`Measured`], eigenvalues of the
-//! built matrices), not as requested.
+//! Since L's Hessian is A_f, L_L = λ_max(A_f), µ_L = λ_min(A_f) and κ_L = cond(A_f);
+//! L_g = λ_max(A_g), κ_g = cond(A_g). [`BilevelProblem::constants`] returns the prescribed
+//! values (µ_g = L_g/κ_g, L_g, µ_L = L/κ_L, L_L = L: exact to rounding, no eigen-solve); a
+//! loaded quadratic does not know them (`None`). [`QuadraticProblem::measured_g`] and
+//! [`measured_f`](QuadraticProblem::measured_f) measure the spectra of the built matrices by a
+//! dense eigen-decomposition, on first request only (the export's parameters ask for them).
 
 use crate::dataset::{Array, ArrayData, Dataset, GeneratorInfo};
+pub use crate::random_matrix::{
+    gaussian_mat, haar_orthonormal, spectrum, symmetric_eigenvalues, symmetrize, with_spectrum, Measured, Spacing,
+};
 use bilevel_kernels::error::{KernelError, Result};
 use bilevel_kernels::models::QuadraticBilevel;
-use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference};
-use faer::diag::Diag;
-use faer::dyn_stack::{MemBuffer, MemStack};
-use faer::linalg::evd::{self_adjoint_evd, self_adjoint_evd_scratch, ComputeEigenvectors};
-use faer::linalg::householder::{
-    apply_block_householder_sequence_on_the_left_in_place_scratch,
-    apply_block_householder_sequence_on_the_left_in_place_with_conj,
-};
+use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference, ProblemConstants};
 use faer::linalg::matmul::matmul;
-use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch, recommended_block_size};
-use faer::{Accum, Conj, Mat, MatRef, Par};
+use faer::{Accum, Mat, MatRef, Par};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
 
 /// Catalogue entry.
 pub const INFO: GeneratorInfo = GeneratorInfo {
@@ -65,38 +64,9 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 /// Cholesky of A_g no longer gives meaningful "exact" references).
 pub const MAX_KAPPA: f64 = 1e12;
 
-/// How eigenvalues are spread between µ = L/κ and L.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Spacing {
-    /// λ_k = µ^{1−t_k} L^{t_k}, t_k = k/(d−1): geometric, uniform in log scale (the default).
-    #[default]
-    Log,
-    /// λ_k = µ + t_k (L − µ): uniform.
-    Linear,
-}
-
-impl Spacing {
-    pub fn name(self) -> &'static str {
-        match self {
-            Spacing::Log => "log",
-            Spacing::Linear => "linear",
-        }
-    }
-    /// Parses `"log"` or `"linear"`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "log" => Ok(Spacing::Log),
-            "linear" => Ok(Spacing::Linear),
-            _ => Err(KernelError::InvalidParameter {
-                name: "spacing",
-                reason: format!("unknown spacing `{s}` (expected `log` or `linear`)"),
-            }),
-        }
-    }
-}
-
 /// The law of the cross matrix B_g (see the module doc).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CrossLaw {
     /// B_g = A_g G, G_ij ~ N(0, 1/d_x): y*(x) = −G x independent of κ_g (AmIGO code).
     #[default]
@@ -106,6 +76,7 @@ pub enum CrossLaw {
 }
 
 impl CrossLaw {
+    /// The name used in configs and the manifest.
     pub fn name(self) -> &'static str {
         match self {
             CrossLaw::HessianTimesGaussian => "hessian_times_gaussian",
@@ -116,9 +87,11 @@ impl CrossLaw {
 
 /// Generator settings. `Default` is the paper's: d_x = 2000, d_y = 1000, L = L_g = 1, κ_L = 10,
 /// κ_g = 10 (the paper sweeps κ_g ∈ {10^i, i = 0..7}), log-spaced eigenvalues.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// Outer dimension d_x.
     pub dim_x: usize,
+    /// Inner dimension d_y.
     pub dim_y: usize,
     /// Requested cond(A_g) ≥ 1.
     pub kappa_g: f64,
@@ -128,7 +101,9 @@ pub struct Config {
     pub l_g: f64,
     /// Requested λ_max(A_f) = L > 0.
     pub l_f: f64,
+    /// How the eigenvalues are spread.
     pub spacing: Spacing,
+    /// The law of B_g.
     pub cross: CrossLaw,
 }
 
@@ -176,16 +151,7 @@ impl Config {
     }
 
     fn to_json(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("dim_x".into(), json!(self.dim_x));
-        m.insert("dim_y".into(), json!(self.dim_y));
-        m.insert("kappa_g".into(), json!(self.kappa_g));
-        m.insert("kappa_f".into(), json!(self.kappa_f));
-        m.insert("l_g".into(), json!(self.l_g));
-        m.insert("l_f".into(), json!(self.l_f));
-        m.insert("spacing".into(), json!(self.spacing.name()));
-        m.insert("cross".into(), json!(self.cross.name()));
-        m
+        crate::dataset::parameters_of(self, None)
     }
 }
 
@@ -206,135 +172,6 @@ pub(crate) fn check_kappa(name: &'static str, kappa: f64) -> Result<()> {
     Ok(())
 }
 
-/// d eigenvalues from `mu` to `l` (ascending) by `spacing`; the end points are exactly `mu`
-/// and `l` (d = 1 gives `[l]`). Precondition: 0 ≤ mu ≤ l (mu > 0 for [`Spacing::Log`]).
-pub fn spectrum(mu: f64, l: f64, d: usize, spacing: Spacing) -> Vec<f64> {
-    if d == 1 {
-        return vec![l];
-    }
-    (0..d)
-        .map(|k| {
-            let t = k as f64 / (d - 1) as f64;
-            match k {
-                0 => mu,
-                _ if k == d - 1 => l,
-                _ => match spacing {
-                    Spacing::Log => (mu.ln() + t * (l.ln() - mu.ln())).exp(),
-                    Spacing::Linear => mu + t * (l - mu),
-                },
-            }
-        })
-        .collect()
-}
-
-/// An `nrows × ncols` matrix of i.i.d. N(0, 1) entries, filled column by column.
-pub fn gaussian_mat(nrows: usize, ncols: usize, rng: &mut Xoshiro256PlusPlus) -> Mat<f64> {
-    let mut m = Mat::zeros(nrows, ncols);
-    for j in 0..ncols {
-        for i in 0..nrows {
-            m[(i, j)] = rng.sample(StandardNormal);
-        }
-    }
-    m
-}
-
-/// An `nrows × ncols` matrix (ncols ≤ nrows) with orthonormal columns, Haar-distributed: the
-/// thin Q of a QR of a standard Gaussian matrix with column j multiplied by sign(R_jj)
-/// (F. Mezzadri, *How to generate random matrices from the classical compact groups*, 2007;
-/// without the sign fix, Q is not Haar). Sequential faer QR (`Par::Seq`): deterministic bits.
-pub fn haar_orthonormal(nrows: usize, ncols: usize, rng: &mut Xoshiro256PlusPlus) -> Result<Mat<f64>> {
-    if ncols > nrows || ncols == 0 {
-        return Err(KernelError::InvalidParameter {
-            name: "ncols",
-            reason: format!("orthonormal columns need 1 <= ncols <= nrows, got {ncols} > {nrows}"),
-        });
-    }
-    let mut a = gaussian_mat(nrows, ncols, rng);
-    let bs = recommended_block_size::<f64>(nrows, ncols);
-    let mut coeff = Mat::<f64>::zeros(bs, ncols);
-    let req = qr_in_place_scratch::<f64>(nrows, ncols, bs, Par::Seq, Default::default())
-        .or(apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(nrows, bs, ncols));
-    let mut mem = MemBuffer::new(req);
-    qr_in_place(a.as_mut(), coeff.as_mut(), Par::Seq, MemStack::new(&mut mem), Default::default());
-    let signs: Vec<f64> = (0..ncols).map(|j| if a[(j, j)] < 0.0 { -1.0 } else { 1.0 }).collect();
-    // Householder basis: unit lower trapezoid (the R part above the diagonal cleared).
-    for j in 0..ncols {
-        for i in 0..j {
-            a[(i, j)] = 0.0;
-        }
-        a[(j, j)] = 1.0;
-    }
-    let mut q = Mat::<f64>::identity(nrows, ncols);
-    apply_block_householder_sequence_on_the_left_in_place_with_conj(
-        a.as_ref(),
-        coeff.as_ref(),
-        Conj::No,
-        q.as_mut(),
-        Par::Seq,
-        MemStack::new(&mut mem),
-    );
-    for (j, s) in signs.into_iter().enumerate() {
-        if s < 0.0 {
-            for i in 0..nrows {
-                q[(i, j)] = -q[(i, j)];
-            }
-        }
-    }
-    Ok(q)
-}
-
-/// Q diag(λ) Qᵀ for a square orthogonal Q, symmetrized exactly ((M + Mᵀ)/2), sequential.
-pub fn with_spectrum(q: MatRef<'_, f64>, lambda: &[f64]) -> Mat<f64> {
-    let n = q.nrows();
-    let ql = Mat::from_fn(n, lambda.len(), |i, j| q[(i, j)] * lambda[j]);
-    let mut m = Mat::zeros(n, n);
-    matmul(m.as_mut(), Accum::Replace, ql.as_ref(), q.transpose(), 1.0, Par::Seq);
-    symmetrize(&m)
-}
-
-/// (M + Mᵀ)/2: exactly symmetric.
-pub fn symmetrize(m: &Mat<f64>) -> Mat<f64> {
-    Mat::from_fn(m.nrows(), m.ncols(), |i, j| 0.5 * (m[(i, j)] + m[(j, i)]))
-}
-
-/// Eigenvalues (ascending) of a symmetric matrix, read from its lower triangle; sequential faer
-/// eigen-solver, O(n³).
-pub fn symmetric_eigenvalues(a: MatRef<'_, f64>) -> Result<Vec<f64>> {
-    let n = a.nrows();
-    bilevel_kernels::error::check_len("matrix columns", n, a.ncols())?;
-    let mut s = Diag::<f64>::zeros(n);
-    let mut mem =
-        MemBuffer::new(self_adjoint_evd_scratch::<f64>(n, ComputeEigenvectors::No, Par::Seq, Default::default()));
-    self_adjoint_evd(a, s.as_mut(), None, Par::Seq, MemStack::new(&mut mem), Default::default())
-        .map_err(|_| KernelError::Breakdown { iteration: 0, reason: "dense eigen-decomposition did not converge" })?;
-    let mut v: Vec<f64> = s.column_vector().iter().copied().collect();
-    v.sort_by(f64::total_cmp);
-    Ok(v)
-}
-
-/// A spectrum as measured: all eigenvalues (ascending), µ = λ_min, L = λ_max, κ = L/µ
-/// (+∞ when µ ≤ 0).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Measured {
-    pub eigenvalues: Vec<f64>,
-    pub mu: f64,
-    pub l: f64,
-    pub kappa: f64,
-}
-
-impl Measured {
-    /// Measures the spectrum of a symmetric matrix.
-    pub fn of(a: MatRef<'_, f64>) -> Result<Self> {
-        let eigenvalues = symmetric_eigenvalues(a)?;
-        let (mu, l) = (eigenvalues[0], eigenvalues[eigenvalues.len() - 1]);
-        let kappa = if mu > 0.0 { l / mu } else { f64::INFINITY };
-        Ok(Self { eigenvalues, mu, l, kappa })
-    }
-    fn to_json(&self) -> Value {
-        json!({ "mu": self.mu, "l": self.l, "kappa": self.kappa })
-    }
-}
-
 /// The seeded initial point shared by the quadratic generators (used by the CLI):
 /// x0 ~ N(0, I_dim), drawn from `Xoshiro256PlusPlus::seed_from_u64(seed)` advanced by one
 /// `jump()` (2^128 steps), so it never reuses the draws that generated a problem with the
@@ -348,12 +185,16 @@ pub fn gaussian_x0(dim: usize, seed: u64) -> Vec<f64> {
 /// Where a [`QuadraticProblem`] came from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
+    /// Drawn by [`generate`].
     Generated {
+        /// The generator's settings.
         config: Config,
+        /// The seed.
         seed: u64,
     },
     /// Loaded by [`QuadraticProblem::from_arrays`], with the parameters given then.
     Loaded {
+        /// The parameters given to [`QuadraticProblem::from_arrays`].
         parameters: Map<String, Value>,
     },
 }
@@ -364,8 +205,10 @@ pub enum Source {
 pub struct QuadraticProblem {
     source: Source,
     bilevel: QuadraticBilevel,
-    measured_f: Measured,
-    measured_g: Measured,
+    /// The prescribed constants (generated), or none known (loaded).
+    constants: ProblemConstants,
+    measured_f: OnceLock<Measured>,
+    measured_g: OnceLock<Measured>,
 }
 
 /// Generates the problem of the module doc from `config` and `seed`.
@@ -431,18 +274,32 @@ impl QuadraticProblem {
     fn build(source: Source, a_f: Mat<f64>, c_f: Vec<f64>, a_g: Mat<f64>, b_g: Mat<f64>) -> Result<Self> {
         bilevel_kernels::linop::check_symmetric(a_f.as_ref()).map_err(|e| named("A_f", e))?;
         bilevel_kernels::linop::check_symmetric(a_g.as_ref()).map_err(|e| named("A_g", e))?;
-        let measured_f = Measured::of(a_f.as_ref())?;
-        let measured_g = Measured::of(a_g.as_ref())?;
-        for (name, m) in [("A_f", &measured_f), ("A_g", &measured_g)] {
-            if m.mu <= 0.0 {
-                return Err(KernelError::InvalidData {
-                    what: "quadratic problem",
-                    reason: format!("`{name}` is not positive definite: smallest eigenvalue {:e}", m.mu),
-                });
+        let constants = match &source {
+            Source::Generated { config: c, .. } => {
+                let l_g = Some(c.l_g);
+                ProblemConstants {
+                    mu_g: Some(c.l_g / c.kappa_g),
+                    l_g,
+                    l_outer: Some(c.l_f),
+                    mu_outer: Some(c.l_f / c.kappa_f),
+                    l_g_sample: l_g,
+                }
             }
-        }
+            Source::Loaded { .. } => {
+                // One Cholesky each (no eigen-solve): g strongly convex, L strongly convex.
+                for (name, m) in [("A_f", &a_f), ("A_g", &a_g)] {
+                    if m.llt(faer::Side::Lower).is_err() {
+                        return Err(KernelError::InvalidData {
+                            what: "quadratic problem",
+                            reason: format!("`{name}` is not positive definite (Cholesky failed)"),
+                        });
+                    }
+                }
+                ProblemConstants::default()
+            }
+        };
         let bilevel = QuadraticBilevel::amigo_f1(a_f, c_f, a_g, b_g)?;
-        Ok(Self { source, bilevel, measured_f, measured_g })
+        Ok(Self { source, bilevel, constants, measured_f: OnceLock::new(), measured_g: OnceLock::new() })
     }
 
     /// Loads a quadratic given as the arrays `A_f` `[d_x, d_x]`, `C_f` `[d_y]` (or `[d_y, 1]`),
@@ -492,6 +349,7 @@ impl QuadraticProblem {
         Self::build(Source::Loaded { parameters }, a_f, c_f, a_g, b_g)
     }
 
+    /// Where the problem came from.
     pub fn source(&self) -> &Source {
         &self.source
     }
@@ -499,23 +357,28 @@ impl QuadraticProblem {
     pub fn bilevel(&self) -> &QuadraticBilevel {
         &self.bilevel
     }
-    /// Spectrum of A_f as measured: µ, L and κ_L of the outer value function L.
+    /// Spectrum of A_f as measured (a dense eigen-decomposition, once, on first request): µ, L
+    /// and κ_L of the outer value function L.
     pub fn measured_f(&self) -> &Measured {
-        &self.measured_f
+        self.measured_f.get_or_init(|| Measured::of_or_nan(self.a_f()))
     }
-    /// Spectrum of A_g as measured: µ_g, L_g and κ_g.
+    /// Spectrum of A_g as measured (once, on first request): µ_g, L_g and κ_g.
     pub fn measured_g(&self) -> &Measured {
-        &self.measured_g
+        self.measured_g.get_or_init(|| Measured::of_or_nan(self.a_g()))
     }
+    /// A_f (d_x × d_x).
     pub fn a_f(&self) -> MatRef<'_, f64> {
         self.bilevel.upper().p().expect("F.1 has A_f").matrix()
     }
+    /// C_f (d_y).
     pub fn c_f(&self) -> &[f64] {
         self.bilevel.upper().c().expect("F.1 has C_f")
     }
+    /// A_g (d_y × d_y).
     pub fn a_g(&self) -> MatRef<'_, f64> {
         self.bilevel.lower().a().expect("F.1 has A_g").matrix()
     }
+    /// B_g (d_y × d_x).
     pub fn b_g(&self) -> MatRef<'_, f64> {
         self.bilevel.lower().b().expect("F.1 has B_g")
     }
@@ -582,6 +445,9 @@ impl BilevelProblem for QuadraticProblem {
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(&self.bilevel)
     }
+    fn constants(&self) -> ProblemConstants {
+        self.constants
+    }
 }
 
 impl Dataset for QuadraticProblem {
@@ -599,8 +465,8 @@ impl Dataset for QuadraticProblem {
             }
             Source::Loaded { parameters } => parameters.clone(),
         };
-        m.insert("measured_f".into(), self.measured_f.to_json());
-        m.insert("measured_g".into(), self.measured_g.to_json());
+        m.insert("measured_f".into(), json!(self.measured_f()));
+        m.insert("measured_g".into(), json!(self.measured_g()));
         m.insert("l_star".into(), json!(self.minimum().1));
         m
     }

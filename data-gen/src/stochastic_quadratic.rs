@@ -55,19 +55,19 @@
 //! are small) and does not allocate. An empty batch gives 0 (value and gradients).
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
-use crate::quadratic::{
-    check_dim, gaussian_mat, gaussian_x0, haar_orthonormal, spectrum, symmetrize, Measured, Spacing,
-};
+use crate::quadratic::{check_dim, gaussian_x0};
+use crate::random_matrix::{gaussian_mat, haar_orthonormal, spectrum, symmetrize, Measured, Spacing};
 use bilevel_kernels::error::{check_positive, KernelError, Result};
 use bilevel_kernels::models::{DenseRows, QuadraticBilevel, QuadraticForm};
 use bilevel_kernels::ops;
-use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference};
+use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference, ProblemConstants};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
 use faer::{Accum, Mat, MatRef, Par, Side};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
 
 /// Catalogue entry.
 pub const INFO: GeneratorInfo = GeneratorInfo {
@@ -82,7 +82,8 @@ pub const MAX_TRIES: usize = 20;
 pub const MIN_VALUE_EIGENVALUE: f64 = 1e-12;
 
 /// How the per-sample matrices are stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// Rank-one factors h_i, p_i, u_i, w_i (d numbers per sample and term).
     #[default]
@@ -92,6 +93,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The name used in configs and the manifest.
     pub fn name(self) -> &'static str {
         match self {
             Layout::RankOne => "rank_one",
@@ -102,7 +104,7 @@ impl Layout {
 
 /// Largest eigenvalues of one level's mean matrices (benchopt's `L_inner`, `L_outer`,
 /// `L_cross` of one `gen_matrices` call).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct LevelScales {
     /// λ_max of the mean y-Hessian (1/n) Σ h_i h_iᵀ.
     pub l_yy: f64,
@@ -121,7 +123,7 @@ impl Default for LevelScales {
 
 /// Generator settings. `Default` is benchopt's `simulated` dataset: d_x = d_y = 100,
 /// n_f = n_g = 1024, µ = 0.1 (κ = 10), L's = 1, L_cross = 0.1, log-spaced, rank-one layout.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Config {
     /// Outer dimension (benchopt `dim_outer`).
     pub dim_x: usize,
@@ -134,9 +136,13 @@ pub struct Config {
     /// Smallest eigenvalue of every mean Hessian (benchopt `mu_inner`, used for both levels);
     /// κ_g = l_yy of g / µ.
     pub mu: f64,
+    /// Scales of g's mean matrices.
     pub g: LevelScales,
+    /// Scales of f's mean matrices.
     pub f: LevelScales,
+    /// How the eigenvalues are spread.
     pub spacing: Spacing,
+    /// How the per-sample matrices are stored.
     pub layout: Layout,
 }
 
@@ -176,6 +182,14 @@ impl Config {
         Ok(Self { dim_x, dim_y, n_samples_f, n_samples_g, ..Self::default() })
     }
 
+    /// Sets µ = g.l_yy / κ: the condition number κ_g of the mean lower-level Hessian (the one
+    /// place κ becomes µ). Errors: κ outside [1, [`MAX_KAPPA`](crate::quadratic::MAX_KAPPA)].
+    pub fn with_kappa(mut self, kappa: f64) -> Result<Self> {
+        crate::quadratic::check_kappa("kappa", kappa)?;
+        self.mu = self.g.l_yy / kappa;
+        Ok(self)
+    }
+
     /// Checks sizes, n ≥ max(d_x, d_y), and that µ and every L are finite and > 0.
     pub fn validate(&self) -> Result<()> {
         check_dim("dim_x", self.dim_x)?;
@@ -212,18 +226,7 @@ impl Config {
     }
 
     fn to_json(&self) -> Map<String, Value> {
-        let level = |s: &LevelScales| json!({ "l_yy": s.l_yy, "l_xx": s.l_xx, "l_xy": s.l_xy });
-        let mut m = Map::new();
-        m.insert("dim_x".into(), json!(self.dim_x));
-        m.insert("dim_y".into(), json!(self.dim_y));
-        m.insert("n_samples_f".into(), json!(self.n_samples_f));
-        m.insert("n_samples_g".into(), json!(self.n_samples_g));
-        m.insert("mu".into(), json!(self.mu));
-        m.insert("g".into(), level(&self.g));
-        m.insert("f".into(), level(&self.f));
-        m.insert("spacing".into(), json!(self.spacing.name()));
-        m.insert("layout".into(), json!(self.layout.name()));
-        m
+        crate::dataset::parameters_of(self, None)
     }
 }
 
@@ -534,8 +537,10 @@ pub struct StochasticQuadratic {
     g: Level,
     /// The mean problem: full-batch oracles and exact references.
     reference: QuadraticBilevel,
-    measured_g: Measured,
-    measured_f: Measured,
+    /// max_i ‖h_i‖² of g's samples: max_i λ_max(∂yy g_i) (rank one).
+    l_g_sample: f64,
+    measured_g: OnceLock<Measured>,
+    measured_f: OnceLock<Measured>,
     measured_value: Measured,
 }
 
@@ -569,8 +574,9 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
         if measured_value.mu < MIN_VALUE_EIGENVALUE {
             continue;
         }
-        let measured_g = Measured::of(mg.a.as_ref())?;
-        let measured_f = Measured::of(mf.a.as_ref())?;
+        let h = dg.h.as_ref();
+        let l_g_sample =
+            (0..h.nrows()).map(|i| (0..h.ncols()).map(|j| h[(i, j)] * h[(i, j)]).sum::<f64>()).fold(0.0, f64::max);
         let reference = QuadraticBilevel::new(form(dx, dy, mf)?, form(dx, dy, mg)?)?;
         return Ok(StochasticQuadratic {
             config: config.clone(),
@@ -579,8 +585,9 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
             f: df.into_level(config.layout)?,
             g: dg.into_level(config.layout)?,
             reference,
-            measured_g,
-            measured_f,
+            l_g_sample,
+            measured_g: OnceLock::new(),
+            measured_f: OnceLock::new(),
             measured_value,
         });
     }
@@ -594,9 +601,11 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
 }
 
 impl StochasticQuadratic {
+    /// The generator's settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
+    /// The seed it was generated with.
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -609,12 +618,14 @@ impl StochasticQuadratic {
         &self.reference
     }
     /// Measured spectrum of the mean lower-level Hessian ∂yy g = (1/n_g) Σ h_i h_iᵀ (κ_g).
+    /// (A dense eigen-decomposition, once, on first request.)
     pub fn measured_g(&self) -> &Measured {
-        &self.measured_g
+        self.measured_g.get_or_init(|| Measured::of_or_nan(self.reference.lower().a().expect("g has A").matrix()))
     }
     /// Measured spectrum of the mean ∂yy f.
+    /// (Once, on first request.)
     pub fn measured_f(&self) -> &Measured {
-        &self.measured_f
+        self.measured_f.get_or_init(|| Measured::of_or_nan(self.reference.upper().a().expect("f has A").matrix()))
     }
     /// Measured spectrum of the value function's Hessian H_L (µ and L of the outer problem).
     pub fn measured_value(&self) -> &Measured {
@@ -705,6 +716,18 @@ impl BilevelProblem for StochasticQuadratic {
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(&self.reference)
     }
+    /// µ_g = µ and L_g = g.l_yy as prescribed (the whitened means are exact to rounding);
+    /// `l_g_sample` = max_i ‖h_i‖² (λ_max of the rank-one h_i h_iᵀ, exact); µ_L and L_L from
+    /// the eigen-decomposition of H_L that the rejection test ran anyway.
+    fn constants(&self) -> ProblemConstants {
+        ProblemConstants {
+            mu_g: Some(self.config.mu),
+            l_g: Some(self.config.g.l_yy),
+            l_outer: Some(self.measured_value.l),
+            mu_outer: Some(self.measured_value.mu),
+            l_g_sample: Some(self.l_g_sample),
+        }
+    }
 }
 
 impl Dataset for StochasticQuadratic {
@@ -717,10 +740,9 @@ impl Dataset for StochasticQuadratic {
         let mut m = self.config.to_json();
         m.insert("seed".into(), json!(self.seed));
         m.insert("tries".into(), json!(self.tries));
-        let j = |s: &Measured| json!({ "mu": s.mu, "l": s.l, "kappa": s.kappa });
-        m.insert("measured_g".into(), j(&self.measured_g));
-        m.insert("measured_f".into(), j(&self.measured_f));
-        m.insert("measured_value".into(), j(&self.measured_value));
+        m.insert("measured_g".into(), json!(self.measured_g()));
+        m.insert("measured_f".into(), json!(self.measured_f()));
+        m.insert("measured_value".into(), json!(self.measured_value));
         if let Some((_, l)) = self.reference.minimum() {
             m.insert("l_star".into(), json!(l));
         }

@@ -61,7 +61,7 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 
 /// Parameters of the text generator (see the module doc for the model).
 /// `Default` is the `"20news"` preset.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct TextConfig {
     /// Training documents (the lower-level data).
     pub n_train: usize,
@@ -190,27 +190,16 @@ impl TextConfig {
 
     /// The parameters as JSON (for [`Dataset::parameters`]).
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        let v = serde_json::json!({
-            "n_train": self.n_train,
-            "n_val": self.n_val,
-            "n_test": self.n_test,
-            "n_features": self.n_features,
-            "n_classes": self.n_classes,
-            "mean_tokens": self.mean_tokens,
-            "length_sigma": self.length_sigma,
-            "zipf_exponent": self.zipf_exponent,
-            "topic_fraction": self.topic_fraction,
-            "topic_words": self.topic_words,
-            "topic_min_rank": self.topic_min_rank,
-        });
-        v.as_object().cloned().unwrap_or_default()
+        crate::dataset::parameters_of(self, None)
     }
 }
 
 /// One split: a CSR design (documents as rows) and class labels in `0..K`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SparseSplit {
+    /// The documents as tf-idf CSR rows.
     pub x: CsrMatrix,
+    /// The class of every document.
     pub labels: Vec<usize>,
 }
 
@@ -221,8 +210,11 @@ pub struct TextData {
     pub config: TextConfig,
     /// The seed it was generated with.
     pub seed: u64,
+    /// The training documents.
     pub train: SparseSplit,
+    /// The validation documents.
     pub val: SparseSplit,
+    /// The test documents.
     pub test: SparseSplit,
     /// Total number of tokens of each word over all documents (the Zipf law is visible here:
     /// `token_counts[j]` decreases roughly as `(j + 1)^{−s}` below `topic_min_rank`).

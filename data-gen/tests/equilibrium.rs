@@ -5,26 +5,10 @@
 use bilevel_data::equilibrium::{generate, Config};
 use bilevel_kernels::models::equilibrium::FixedPointParams;
 use bilevel_kernels::{Batch, FixedPointProblem};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-
-fn rand_vec(n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
-    (0..n).map(|_| rng.random::<f64>() - 0.5).collect()
-}
-
-fn fd(h: impl Fn(&[f64]) -> f64, z: &[f64], dir: &[f64]) -> f64 {
-    let eps = 1e-6;
-    let shifted = |s: f64| z.iter().zip(dir).map(|(a, b)| a + s * b).collect::<Vec<_>>();
-    (h(&shifted(eps)) - h(&shifted(-eps))) / (2.0 * eps)
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn close(a: f64, b: f64) {
-    assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-2), "{a} vs {b}");
-}
+mod common;
+use common::{close, dot, fd, rand_vec};
 
 #[test]
 fn oracles_match_finite_differences() {

@@ -3,23 +3,10 @@
 
 use bilevel_data::meta_learning::{generate, Config};
 use bilevel_kernels::{Batch, BilevelProblem};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-
-fn rand_vec(n: usize, rng: &mut Xoshiro256PlusPlus) -> Vec<f64> {
-    (0..n).map(|_| rng.random::<f64>() - 0.5).collect()
-}
-
-/// Central difference of `h` at `z` along `dir`.
-fn fd(h: impl Fn(&[f64]) -> f64, z: &[f64], dir: &[f64]) -> f64 {
-    let eps = 1e-6;
-    let shifted = |s: f64| z.iter().zip(dir).map(|(a, b)| a + s * b).collect::<Vec<_>>();
-    (h(&shifted(eps)) - h(&shifted(-eps))) / (2.0 * eps)
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+mod common;
+use common::{dot, fd, rand_vec};
 
 fn close(a: f64, b: f64, scale: f64) {
     assert!((a - b).abs() <= 1e-6 * scale.max(1.0), "{a} vs {b}");
@@ -114,7 +101,13 @@ fn seeds_and_config_errors() {
         assert!(generate(&bad, 0).is_err(), "{bad:?}");
     }
     assert!(Config::preset("huge").is_err());
+    // A non-finite embedding makes the per-task Cholesky fail: NaN references, no panic.
+    let nan_x = vec![f64::NAN; a.dim_x()];
     let mut out = vec![0.0; a.dim_y()];
-    a.grad_y_g(&a.x0(0), &vec![0.0; a.dim_y()], Batch::Rows(&[9]), &mut out);
-    assert!(out.iter().all(|v| v.is_nan()), "a task that does not exist poisons the output");
+    a.exact().unwrap().y_star(&nan_x, &mut out);
+    assert!(out.iter().all(|v| v.is_nan()));
+    assert!(a.exact().unwrap().value(&nan_x).is_nan());
+    let mut g = vec![0.0; a.dim_x()];
+    a.exact().unwrap().hypergradient(&nan_x, &mut g);
+    assert!(g.iter().all(|v| !v.is_finite()));
 }

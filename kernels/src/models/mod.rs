@@ -4,10 +4,12 @@
 
 mod blocked;
 pub mod design;
+pub mod embedding_ridge;
 pub mod equilibrium;
 pub mod logistic;
 pub mod multinomial;
 pub mod quadratic;
+pub mod softmax_linear;
 
 pub use design::{DenseRows, Design};
 pub use logistic::{Hyper, LogisticModel, LogisticWorkspace};
