@@ -94,10 +94,14 @@ impl<'a> Evaluator<'a> {
                 exact.minimum().zip(self.l0).map(|((_, l_star), l0)| (exact.value(x) - l_star) / (l0 - l_star));
             (row.grad_norm, row.y_error) = (Some(ops::norm2(g)), Some(ops::norm2(ys)));
         } else if self.reference {
-            let at_x = reference_hypergradient(self.problem, x, y)?;
-            let at_y = reference_hypergradient(self.problem, x_at_y, y)?;
-            ys.iter_mut().zip(&at_y.y_star).zip(y).for_each(|((a, s), b)| *a = s - b);
-            (row.grad_norm, row.y_error) = (Some(ops::norm2(&at_x.hypergradient)), Some(ops::norm2(ys)));
+            // The reference is a measurement, not part of the run: where Newton fails (an
+            // iterate far from where the problem is well conditioned) the row has no value.
+            let at_x = reference_hypergradient(self.problem, x, y);
+            let at_y = reference_hypergradient(self.problem, x_at_y, y);
+            if let (Ok(at_x), Ok(at_y)) = (at_x, at_y) {
+                ys.iter_mut().zip(&at_y.y_star).zip(y).for_each(|((a, s), b)| *a = s - b);
+                (row.grad_norm, row.y_error) = (Some(ops::norm2(&at_x.hypergradient)), Some(ops::norm2(ys)));
+            }
         }
         if let Some(m) = self.problem.metrics() {
             row.metrics = vec![0.0; self.names.len()];

@@ -151,6 +151,8 @@ pub(crate) fn numerical<T>(r: Result<T>, failed: T) -> T {
     match r {
         Ok(v) => v,
         Err(KernelError::NonFinite { .. }) => failed,
+        // exp(λ) overflowing is reported by the kernels as an invalid λ: numerical too.
+        Err(KernelError::InvalidParameter { name: "lambda", .. }) => failed,
         Err(e) => panic!("oracle precondition violated (sizes, batch indices or batch capacity): {e}"),
     }
 }

@@ -85,7 +85,8 @@ pub fn newton_y_star<P: BilevelProblem + ?Sized>(
         let yy: &[f64] = y;
         let hess = FnOp::symmetric(dy, |v: &[f64], out: &mut [f64]| p.hvp(x, yy, v, Batch::Full, out));
         step.fill(0.0);
-        let mut cg = Cg::new(dy, Stopping::default().with_rel_tol(grad_norm.min(0.1)).with_max_iters(params.max_cg_iters));
+        let mut cg =
+            Cg::new(dy, Stopping::default().with_rel_tol(grad_norm.min(0.1)).with_max_iters(params.max_cg_iters));
         report.cg_iterations += cg.solve(&hess, &grad, &mut step)?.iterations;
         let slope = ops::dot(&grad, &step); // g decreases along −step at rate `slope` > 0
         let mut t = 1.0;
