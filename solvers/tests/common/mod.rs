@@ -8,7 +8,7 @@
 //! ∂y g = Ay + c tanh(y − Bx),   ∂yy g = A + c diag(sech²(y − Bx)),
 //! ∂x∂y g·v = −Bᵀ(c sech²(y − Bx) ⊙ v),   ∂y f = y − t + tanh(y),   ∂x f = ρx
 //! ```
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)]
 
 use bilevel_kernels::{Batch, BilevelProblem};
 
