@@ -287,3 +287,16 @@ pub fn run(cli: Cli) -> Result<(), DynError> {
         Command::Solve(a) => crate::solve_cmd::run(&a),
     }
 }
+
+/// The oracle counts as the JSON outputs write them: `grad_f` in paper 000's paired convention,
+/// `grad_x_f` and `grad_y_f` separately (paper 002's).
+pub fn oracle_calls_json(c: &bilevel_kernels::OracleCounts) -> serde_json::Value {
+    serde_json::json!({
+        "grad_f": c.grad_f(bilevel_kernels::CountingConvention::PairedGradF),
+        "grad_x_f": c.grad_x_f,
+        "grad_y_f": c.grad_y_f,
+        "grad_g": c.grad_y_g,
+        "hvp": c.hvp,
+        "cross": c.cross,
+    })
+}

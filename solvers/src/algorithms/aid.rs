@@ -154,10 +154,7 @@ impl Algorithm for AidBilevel {
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
-        let aid = self
-            .aid
-            .as_mut()
-            .ok_or(KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })?;
+        let aid = super::initialised(&mut self.aid)?;
         check_len("x", problem.dim_x(), self.x.len())?;
         let c = &self.config;
         if !c.warm_start_y {

@@ -204,10 +204,7 @@ impl Algorithm for Bsgm {
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
         let t = self.inner_steps(self.s);
-        let sid = self
-            .sid
-            .as_mut()
-            .ok_or(KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })?;
+        let sid = super::initialised(&mut self.sid)?;
         let map = GradientMap { problem, eta: self.eta };
         sid.hypergradient(&map, &self.x, t, t, &mut self.grad)?;
         self.x_at_y.copy_from_slice(&self.x);

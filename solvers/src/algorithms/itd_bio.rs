@@ -14,7 +14,7 @@ use super::{StepRule, StepSizes};
 use crate::constants::{Constant, Constants};
 use crate::estimators::Itd;
 use crate::Algorithm;
-use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{check_len, ops, BilevelProblem, Result};
 
 /// The constants either rule needs.
 pub const NEEDS: &[Constant] = &[Constant::LG, Constant::LOuter];
@@ -63,10 +63,7 @@ impl Algorithm for ItdBilevel {
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
-        let itd = self
-            .itd
-            .as_mut()
-            .ok_or(KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })?;
+        let itd = super::initialised(&mut self.itd)?;
         itd.estimate(problem, &self.x, &mut self.y, &mut self.grad)?;
         self.x_at_y.copy_from_slice(&self.x);
         ops::axpy(-self.steps.outer, &self.grad, &mut self.x);

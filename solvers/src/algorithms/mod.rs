@@ -38,6 +38,11 @@ pub trait Algorithm {
     fn x_at_y(&self) -> &[f64];
 }
 
+/// The state an algorithm builds in [`Algorithm::init`], or the typed error of a `step` before it.
+pub(crate) fn initialised<T>(state: &mut Option<T>) -> Result<&mut T> {
+    state.as_mut().ok_or(KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })
+}
+
 /// Which source the step sizes come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
