@@ -6,7 +6,7 @@ use bilevel_data::random_matrix;
 use bilevel_kernels::linop::{DenseGeneral, DenseSym, Operator};
 use bilevel_kernels::linsolve::{Cg, Neumann, Richardson, Stopping};
 use bilevel_kernels::models::QuadraticBilevel;
-use bilevel_kernels::{ops, Batch, BilevelProblem, Counted};
+use bilevel_kernels::{ops, Batch, BilevelProblem, Counted, StepBatches};
 use faer::{Mat, Par};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -115,7 +115,7 @@ pub fn run() -> Result<(), DynError> {
     for (t, n) in [(10, 10), (100, 30), (2000, 60), (8000, 150)] {
         problem.reset();
         let (mut y, mut work) = (vec![0.0; dy], vec![0.0; dy]);
-        problem.inner_gradient_steps(&x, &mut y, 1.0, t, Batch::Full, &mut work);
+        problem.inner_gradient_steps(&x, &mut y, 1.0, StepBatches::full(t), &mut work);
         let mut fy = vec![0.0; dy];
         problem.grad_y_f(&x, &y, Batch::Full, &mut fy);
         let hess = bilevel_kernels::linop::FnOp::symmetric(dy, |v: &[f64], out: &mut [f64]| {

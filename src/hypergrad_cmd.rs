@@ -2,7 +2,7 @@
 //! one, its oracle counts and its time.
 
 use crate::cli::{HypergradArgs, Method};
-use bilevel_kernels::{ops, Batch, BilevelProblem, Counted, CountingConvention, KernelError};
+use bilevel_kernels::{ops, BilevelProblem, Counted, CountingConvention, KernelError, StepBatches};
 use bilevel_solvers::reference::reference_hypergradient;
 use bilevel_solvers::{constants, AdjointSolver, Aid, AidConfig, Constant, Itd};
 use clap::ValueEnum;
@@ -61,7 +61,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
         }
         method => {
             let mut work = vec![0.0; dy];
-            counted.inner_gradient_steps(&x, &mut y, step, a.inner_steps, Batch::Full, &mut work);
+            counted.inner_gradient_steps(&x, &mut y, step, StepBatches::full(a.inner_steps), &mut work);
             let solver = match method {
                 Method::AidCg => AdjointSolver::Cg,
                 Method::AidGd => AdjointSolver::Gd { step },

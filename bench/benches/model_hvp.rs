@@ -7,7 +7,7 @@
 //!   the per-step loop that recomputes it each step.
 use bilevel_bench::{random_csr, spd, vector};
 use bilevel_kernels::models::{Design, Hyper, LogisticModel, QuadraticBilevel};
-use bilevel_kernels::{Batch, BilevelProblem};
+use bilevel_kernels::{Batch, BilevelProblem, StepBatches};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use faer::Mat;
 
@@ -73,7 +73,7 @@ fn quadratic_hoisting(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("hoisted", &id), &id, |b, _| {
             b.iter(|| {
                 y.copy_from_slice(&y0);
-                problem.inner_gradient_steps(&x, &mut y, 0.5, steps, Batch::Full, &mut work)
+                problem.inner_gradient_steps(&x, &mut y, 0.5, StepBatches::full(steps), &mut work)
             })
         });
         g.bench_with_input(BenchmarkId::new("per_step", &id), &id, |b, _| {

@@ -44,7 +44,7 @@ pub use crate::random_matrix::{
 };
 use bilevel_kernels::error::{KernelError, Result};
 use bilevel_kernels::models::QuadraticBilevel;
-use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference, ProblemConstants};
+use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference, ProblemConstants, StepBatches};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use rand::{Rng, SeedableRng};
@@ -431,16 +431,8 @@ impl BilevelProblem for QuadraticProblem {
     fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
         self.bilevel.cross(x, y, v, batch, out)
     }
-    fn inner_gradient_steps(
-        &self,
-        x: &[f64],
-        y: &mut [f64],
-        alpha: f64,
-        steps: usize,
-        batch: Batch<'_>,
-        work: &mut [f64],
-    ) {
-        self.bilevel.inner_gradient_steps(x, y, alpha, steps, batch, work)
+    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
+        self.bilevel.inner_gradient_steps(x, y, alpha, batches, work)
     }
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(&self.bilevel)

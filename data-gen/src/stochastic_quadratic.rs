@@ -60,7 +60,7 @@ use crate::random_matrix::{gaussian_mat, haar_orthonormal, spectrum, symmetrize,
 use bilevel_kernels::error::{check_positive, KernelError, Result};
 use bilevel_kernels::models::{DenseRows, QuadraticBilevel, QuadraticForm};
 use bilevel_kernels::ops;
-use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference, ProblemConstants};
+use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference, ProblemConstants, StepBatches};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::Solve;
 use faer::{Accum, Mat, MatRef, Par, Side};
@@ -692,25 +692,15 @@ impl BilevelProblem for StochasticQuadratic {
             Batch::Rows(r) => self.g.cross(v, r, out),
         }
     }
-    /// Full batch: the mean problem's hoisted loop (B x + c once). Mini-batch: one mini-batch
-    /// gradient per step, the same batch every step.
-    fn inner_gradient_steps(
-        &self,
-        x: &[f64],
-        y: &mut [f64],
-        alpha: f64,
-        steps: usize,
-        batch: Batch<'_>,
-        work: &mut [f64],
-    ) {
-        match batch {
-            Batch::Full => self.reference.inner_gradient_steps(x, y, alpha, steps, batch, work),
-            Batch::Rows(r) => {
-                for _ in 0..steps {
-                    self.g.grad_y(x, y, r, work);
-                    ops::axpy(-alpha, work, y);
-                }
-            }
+    /// Full batch every step: the mean problem's hoisted loop (B x + c once). Mini-batches: one
+    /// mini-batch gradient per step, on that step's batch.
+    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
+        if let StepBatches::Same { batch: Batch::Full, .. } = batches {
+            return self.reference.inner_gradient_steps(x, y, alpha, batches, work);
+        }
+        for t in 0..batches.steps() {
+            self.grad_y_g(x, y, batches.batch(t), work);
+            ops::axpy(-alpha, work, y);
         }
     }
     fn exact(&self) -> Option<&dyn ExactReference> {

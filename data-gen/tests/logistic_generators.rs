@@ -10,7 +10,7 @@ use bilevel_data::logreg_hpo::{
     PerClassConfig, Split,
 };
 use bilevel_data::text::{self, TextConfig};
-use bilevel_kernels::{Batch, BilevelProblem, KernelError};
+use bilevel_kernels::{Batch, BilevelProblem, KernelError, StepBatches};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -656,7 +656,7 @@ fn assert_oracles_do_not_allocate<P: BilevelProblem>(p: &P, label: &str) {
             p.grad_y_g(&x, &y, b, &mut oy);
             p.hvp(&x, &y, &v, b, &mut oy);
             p.cross(&x, &y, &v, b, &mut ox);
-            p.inner_gradient_steps(&x, &mut yy, 0.1, 3, b, &mut work);
+            p.inner_gradient_steps(&x, &mut yy, 0.1, StepBatches::Same { batch: b, steps: 3 }, &mut work);
         }
     });
     assert!(sink.is_finite() && ox.iter().chain(&oy).all(|v| v.is_finite()), "{label}: non-finite output");

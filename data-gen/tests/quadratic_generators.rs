@@ -7,7 +7,7 @@ use bilevel_data::quadratic::{
 };
 use bilevel_data::stochastic_quadratic::{self as sq, Layout};
 use bilevel_data::{Array, ArrayData, Dataset};
-use bilevel_kernels::{Batch, BilevelProblem, KernelError};
+use bilevel_kernels::{Batch, BilevelProblem, KernelError, StepBatches};
 use faer::{Mat, Side};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -423,6 +423,44 @@ fn dense_and_rank_one_layouts_agree() {
     assert_eq!(a_i[(5 * 8 + 2) * 8 + 6], h[(5, 2)] * h[(5, 6)]);
     // Same means, same references, bit for bit.
     assert_eq!(f64s(array(&ra, "x_star")), f64s(array(&da, "x_star")));
+}
+
+#[test]
+fn inner_steps_take_a_fresh_batch_per_step_and_count_its_samples() {
+    let p = bilevel_kernels::Counted::new(sq::generate(&sq_tiny(Layout::RankOne), 3).unwrap());
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+    let (x, y0, _) = batch_cases(p.inner(), &mut rng);
+    let rows = [3, 30, 7, 7, 0, 12];
+    let (alpha, mut work) = (0.3, vec![0.0; 8]);
+    // Three steps of two samples each, by hand: step t on rows[2t..2t+2].
+    let mut want = y0.clone();
+    for t in 0..3 {
+        p.inner().grad_y_g(&x, &want, Batch::Rows(&rows[2 * t..2 * t + 2]), &mut work);
+        want = add(&want, -alpha, &work);
+    }
+    let mut got = y0.clone();
+    p.inner_gradient_steps(&x, &mut got, alpha, StepBatches::Chunks { rows: &rows, size: 2 }, &mut work);
+    assert!(rel_diff(&got, &want) < 1e-14, "{got:?} vs {want:?}");
+    let c = p.counts();
+    assert_eq!((c.grad_y_g, c.samples_g), (3, 6));
+    // The same batch for every step is a different loop: the chunks are really used.
+    let mut same = y0.clone();
+    p.inner_gradient_steps(
+        &x,
+        &mut same,
+        alpha,
+        StepBatches::Same { batch: Batch::Rows(&rows[..2]), steps: 3 },
+        &mut work,
+    );
+    assert!(rel_diff(&same, &got) > 1e-6);
+    // The full-batch loop hoists B x + c and equals the per-step full-batch loop to rounding.
+    let (mut hoisted, mut looped) = (y0.clone(), y0.clone());
+    p.inner_gradient_steps(&x, &mut hoisted, alpha, StepBatches::full(4), &mut work);
+    for _ in 0..4 {
+        p.inner().grad_y_g(&x, &looped, Batch::Full, &mut work);
+        looped = add(&looped, -alpha, &work);
+    }
+    assert!(rel_diff(&hoisted, &looped) < 1e-13);
 }
 
 #[test]

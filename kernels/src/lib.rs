@@ -24,6 +24,6 @@ pub use linop::{Operator, SymmetricOperator};
 pub use linsolve::SolveReport;
 pub use problem::{
     Batch, BilevelProblem, Counted, CountingConvention, ExactReference, FixedPointProblem, GradientMap, HessianOp,
-    OracleCounts, ProblemConstants, ProblemMetrics,
+    OracleCounts, ProblemConstants, ProblemMetrics, StepBatches,
 };
 pub use sparse::CsrMatrix;

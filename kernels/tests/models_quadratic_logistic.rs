@@ -6,7 +6,7 @@ use bilevel_kernels::linop::{DenseSym, Operator};
 use bilevel_kernels::models::logistic::{Hyper, LogisticModel, LogisticWorkspace};
 use bilevel_kernels::models::quadratic::{QuadraticBilevel, QuadraticForm};
 use bilevel_kernels::models::{DenseRows, Design};
-use bilevel_kernels::{ops, Batch, BilevelProblem, CsrMatrix, KernelError};
+use bilevel_kernels::{ops, Batch, BilevelProblem, CsrMatrix, KernelError, StepBatches};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Par, Side};
 use rand::{Rng, SeedableRng};
@@ -349,7 +349,7 @@ fn inner_gradient_steps_equal_the_per_step_loop() {
     let (alpha, steps) = (0.3, 25);
     let mut y_fast = y0.clone();
     let mut work = vec![0.0; dy];
-    pb.inner_gradient_steps(&x, &mut y_fast, alpha, steps, Batch::Full, &mut work);
+    pb.inner_gradient_steps(&x, &mut y_fast, alpha, StepBatches::full(steps), &mut work);
     let mut y_naive = y0.clone();
     for _ in 0..steps {
         pb.grad_y_g(&x, &y_naive, Batch::Full, &mut work);
@@ -360,7 +360,7 @@ fn inner_gradient_steps_equal_the_per_step_loop() {
     // Through the counting wrapper: same result, `steps` gradient calls.
     let counted = bilevel_kernels::Counted::new(pb);
     let mut y_c = y0.clone();
-    counted.inner_gradient_steps(&x, &mut y_c, alpha, steps, Batch::Full, &mut work);
+    counted.inner_gradient_steps(&x, &mut y_c, alpha, StepBatches::full(steps), &mut work);
     assert_bits(&y_c, &y_naive, "counted");
     assert_eq!(counted.counts().grad_y_g, steps as u64);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use bilevel_kernels::{Batch, BilevelProblem, Counted, GradientMap};
+use bilevel_kernels::{Batch, BilevelProblem, Counted, GradientMap, StepBatches};
 use bilevel_solvers::algorithms::{self, Settings};
 use bilevel_solvers::reference::reference_hypergradient;
 use bilevel_solvers::{
@@ -132,7 +132,7 @@ fn itd_is_the_derivative_of_the_unrolled_objective_on_a_non_quadratic() {
     itd.estimate(&p, &x, &mut y, &mut g).unwrap();
     let unrolled = |x: &[f64]| {
         let (mut y, mut w) = (y0.clone(), vec![0.0; p.dy]);
-        p.inner_gradient_steps(x, &mut y, alpha, steps, Batch::Full, &mut w);
+        p.inner_gradient_steps(x, &mut y, alpha, StepBatches::full(steps), &mut w);
         p.f(x, &y, Batch::Full)
     };
     let h = 1e-6;

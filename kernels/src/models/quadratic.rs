@@ -22,7 +22,7 @@ use crate::error::{check_finite, check_len, KernelError, Result};
 use crate::linop::{check_symmetric, DenseSym, Operator};
 use crate::ops;
 use crate::par::PAR_MIN_LEN;
-use crate::problem::{Batch, BilevelProblem, ExactReference};
+use crate::problem::{Batch, BilevelProblem, ExactReference, StepBatches};
 use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::{Llt, Solve};
 use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
@@ -419,7 +419,8 @@ impl BilevelProblem for QuadraticBilevel {
     }
     /// B_g x + c_g is computed once per call, then each step is one product with A_g:
     /// `y ← y − α (A_g y + (B_g x + c_g))`, the same bits as the per-step loop.
-    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, steps: usize, _: Batch<'_>, work: &mut [f64]) {
+    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
+        let steps = batches.steps();
         if steps == 0 {
             return;
         }

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// (indices into the upper-level samples for f, the lower-level samples for g).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Batch<'a> {
+    /// Every sample.
     Full,
+    /// The samples at these indices (repeats allowed: sampling with replacement).
     Rows(&'a [usize]),
 }
 
@@ -27,8 +29,43 @@ impl Batch<'_> {
             Batch::Rows(r) => r.len(),
         }
     }
+    /// Whether this batch covers no sample, given the full count `n`.
     pub fn is_empty(&self, n: usize) -> bool {
         self.len(n) == 0
+    }
+}
+
+/// The batch of each step of an inner gradient loop
+/// ([`BilevelProblem::inner_gradient_steps`]): the same batch for every step (the deterministic
+/// loop with [`Batch::Full`]), or a fresh mini-batch per step, as AmIGO's Alg. 2 (Arbel & Mairal)
+/// and stocBiO's Alg. 2 (Ji, Yang & Liang) draw them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepBatches<'a> {
+    /// `steps` steps, all on `batch`.
+    Same { batch: Batch<'a>, steps: usize },
+    /// `rows.len() / size` steps; step t on `rows[t·size .. (t+1)·size]` (a remainder shorter
+    /// than `size` is not used; `size == 0` means no step).
+    Chunks { rows: &'a [usize], size: usize },
+}
+
+impl<'a> StepBatches<'a> {
+    /// `steps` full-batch steps: the deterministic inner loop.
+    pub fn full(steps: usize) -> Self {
+        StepBatches::Same { batch: Batch::Full, steps }
+    }
+    /// The number of steps.
+    pub fn steps(&self) -> usize {
+        match *self {
+            StepBatches::Same { steps, .. } => steps,
+            StepBatches::Chunks { rows, size } => rows.len().checked_div(size).unwrap_or(0),
+        }
+    }
+    /// The batch of step `t` (`t < steps()`).
+    pub fn batch(&self, t: usize) -> Batch<'a> {
+        match *self {
+            StepBatches::Same { batch, .. } => batch,
+            StepBatches::Chunks { rows, size } => Batch::Rows(&rows[t * size..(t + 1) * size]),
+        }
     }
 }
 
@@ -75,21 +112,13 @@ pub trait BilevelProblem: Sync {
     /// The cross product ∂x∂y g(x, y)·v (v in y-space), length dim_x.
     fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]);
 
-    /// `steps` gradient steps y ← y − α ∂y g(x, y) on one batch. The default calls
-    /// [`grad_y_g`](Self::grad_y_g) each step; problems override it to hoist the work that
-    /// depends on x only (the quadratic computes B x once, not once per step).
-    /// `work` has length dim_y. Counts as `steps` lower-level gradient calls.
-    fn inner_gradient_steps(
-        &self,
-        x: &[f64],
-        y: &mut [f64],
-        alpha: f64,
-        steps: usize,
-        batch: Batch<'_>,
-        work: &mut [f64],
-    ) {
-        for _ in 0..steps {
-            self.grad_y_g(x, y, batch, work);
+    /// The inner loop y ← y − α ∂y g(x, y; batch_t), one step per batch of `batches`. The
+    /// default calls [`grad_y_g`](Self::grad_y_g) each step; problems override it to hoist the
+    /// work that depends on x only (the quadratic computes B x once, not once per step).
+    /// `work` has length dim_y. Counts as `batches.steps()` lower-level gradient calls.
+    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
+        for t in 0..batches.steps() {
+            self.grad_y_g(x, y, batches.batch(t), work);
             crate::ops::axpy(-alpha, work, y);
         }
     }
@@ -326,17 +355,11 @@ impl<P: BilevelProblem> BilevelProblem for Counted<P> {
         self.tick(&self.c.cross, 1, false, batch);
         self.inner.cross(x, y, v, batch, out)
     }
-    fn inner_gradient_steps(
-        &self,
-        x: &[f64],
-        y: &mut [f64],
-        alpha: f64,
-        steps: usize,
-        batch: Batch<'_>,
-        work: &mut [f64],
-    ) {
-        self.tick(&self.c.grad_y_g, steps as u64, false, batch);
-        self.inner.inner_gradient_steps(x, y, alpha, steps, batch, work)
+    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
+        for t in 0..batches.steps() {
+            self.tick(&self.c.grad_y_g, 1, false, batches.batch(t));
+        }
+        self.inner.inner_gradient_steps(x, y, alpha, batches, work)
     }
     fn exact(&self) -> Option<&dyn ExactReference> {
         self.inner.exact()
@@ -384,16 +407,8 @@ impl<P: BilevelProblem + ?Sized> BilevelProblem for Box<P> {
     fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
         (**self).cross(x, y, v, batch, out)
     }
-    fn inner_gradient_steps(
-        &self,
-        x: &[f64],
-        y: &mut [f64],
-        alpha: f64,
-        steps: usize,
-        batch: Batch<'_>,
-        work: &mut [f64],
-    ) {
-        (**self).inner_gradient_steps(x, y, alpha, steps, batch, work)
+    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
+        (**self).inner_gradient_steps(x, y, alpha, batches, work)
     }
     fn exact(&self) -> Option<&dyn ExactReference> {
         (**self).exact()

@@ -13,7 +13,7 @@
 
 use crate::estimators::{AdjointSolver, Aid, AidConfig};
 use crate::Algorithm;
-use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result, StepBatches};
 
 use super::StepSizes;
 
@@ -160,7 +160,13 @@ impl Algorithm for AidBilevel {
         if !c.warm_start_y {
             self.y.copy_from_slice(&self.y0);
         }
-        problem.inner_gradient_steps(&self.x, &mut self.y, c.steps.inner, c.inner_steps, Batch::Full, &mut self.work);
+        problem.inner_gradient_steps(
+            &self.x,
+            &mut self.y,
+            c.steps.inner,
+            StepBatches::full(c.inner_steps),
+            &mut self.work,
+        );
         aid.estimate(problem, &self.x, &self.y, &mut self.grad)?;
         self.x_at_y.copy_from_slice(&self.x);
         ops::axpy(-c.steps.outer, &self.grad, &mut self.x);

@@ -10,7 +10,7 @@
 //! ```
 #![allow(dead_code, clippy::needless_range_loop)]
 
-use bilevel_kernels::{Batch, BilevelProblem};
+use bilevel_kernels::{Batch, BilevelProblem, StepBatches};
 
 pub struct LogCosh {
     pub dx: usize,
@@ -120,6 +120,6 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
 /// y after `steps` gradient steps of size `alpha` from 0.
 pub fn inner_gd(p: &dyn BilevelProblem, x: &[f64], alpha: f64, steps: usize) -> Vec<f64> {
     let (mut y, mut w) = (vec![0.0; p.dim_y()], vec![0.0; p.dim_y()]);
-    p.inner_gradient_steps(x, &mut y, alpha, steps, Batch::Full, &mut w);
+    p.inner_gradient_steps(x, &mut y, alpha, StepBatches::full(steps), &mut w);
     y
 }
