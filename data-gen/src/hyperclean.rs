@@ -41,7 +41,7 @@ use crate::logreg_hpo::{check_count, check_range, row_sq_norms, Evaluation, Mult
 use crate::text::label_array;
 use bilevel_kernels::models::multinomial::Hyper;
 use bilevel_kernels::models::{DenseRows, Design};
-use bilevel_kernels::{ops, Batch, BilevelProblem, KernelError, ProblemConstants, ProblemMetrics, Result};
+use bilevel_kernels::{ops, BilevelProblem, KernelError, ProblemConstants, ProblemMetrics, Result};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -257,39 +257,7 @@ pub fn generate(config: &HyperCleanConfig, seed: u64) -> Result<HyperCleaning> {
 }
 
 impl BilevelProblem for HyperCleaning {
-    fn dim_x(&self) -> usize {
-        self.problem.dim_x()
-    }
-    fn dim_y(&self) -> usize {
-        self.problem.dim_y()
-    }
-    fn n_samples_f(&self) -> usize {
-        self.problem.n_samples_f()
-    }
-    fn n_samples_g(&self) -> usize {
-        self.problem.n_samples_g()
-    }
-    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.problem.f(x, y, batch)
-    }
-    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.problem.g(x, y, batch)
-    }
-    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.problem.grad_x_f(x, y, batch, out)
-    }
-    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.problem.grad_y_f(x, y, batch, out)
-    }
-    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.problem.grad_y_g(x, y, batch, out)
-    }
-    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.problem.hvp(x, y, v, batch, out)
-    }
-    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.problem.cross(x, y, v, batch, out)
-    }
+    bilevel_kernels::forward_oracles!(problem);
     /// Bounds that hold for every x (σ(x_i) ∈ (0, 1)). The per-sample cross-entropy Hessian is
     /// (a_i a_iᵀ) ⊗ (diag(s) − ssᵀ), and λ_max(diag(s) − ssᵀ) ≤ ½ (a variance of a unit vector's
     /// entries, Popoviciu), so ∂yy g ⪯ (1/(2n)) Σ ‖a_i‖² I + 2c I: L_g ≤ ‖X‖_F²/(2n) + 2c

@@ -44,7 +44,7 @@ pub use crate::random_matrix::{
 };
 use bilevel_kernels::error::{KernelError, Result};
 use bilevel_kernels::models::QuadraticBilevel;
-use bilevel_kernels::problem::{Batch, BilevelProblem, ExactReference, ProblemConstants, StepBatches};
+use bilevel_kernels::problem::{BilevelProblem, ExactReference, ProblemConstants};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use rand::{Rng, SeedableRng};
@@ -404,36 +404,7 @@ fn named(name: &'static str, e: KernelError) -> KernelError {
 }
 
 impl BilevelProblem for QuadraticProblem {
-    fn dim_x(&self) -> usize {
-        self.bilevel.dim_x()
-    }
-    fn dim_y(&self) -> usize {
-        self.bilevel.dim_y()
-    }
-    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.bilevel.f(x, y, batch)
-    }
-    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        self.bilevel.g(x, y, batch)
-    }
-    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.bilevel.grad_x_f(x, y, batch, out)
-    }
-    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.bilevel.grad_y_f(x, y, batch, out)
-    }
-    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.bilevel.grad_y_g(x, y, batch, out)
-    }
-    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.bilevel.hvp(x, y, v, batch, out)
-    }
-    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        self.bilevel.cross(x, y, v, batch, out)
-    }
-    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
-        self.bilevel.inner_gradient_steps(x, y, alpha, batches, work)
-    }
+    bilevel_kernels::forward_oracles!(bilevel);
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(&self.bilevel)
     }

@@ -9,7 +9,7 @@
 
 use crate::reference::reference_hypergradient;
 use crate::trace::{Trace, TraceRow};
-use crate::Algorithm;
+use crate::{Algorithm, Iterates};
 use bilevel_kernels::{ops, BilevelProblem, Counted, KernelError, Result};
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -83,7 +83,8 @@ impl<'a> Evaluator<'a> {
     }
 
     /// (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖, problem metrics).
-    fn evaluate(&mut self, x: &[f64], x_at_y: &[f64], y: &[f64]) -> Result<TraceRow> {
+    fn evaluate(&mut self, it: &Iterates) -> Result<TraceRow> {
+        let (x, x_at_y, y) = (&it.x[..], &it.x_at_y[..], &it.y[..]);
         let mut row = TraceRow::default();
         let (g, ys) = &mut self.scratch;
         if let Some(exact) = self.problem.exact() {
@@ -145,13 +146,13 @@ pub fn run<P: BilevelProblem>(
             let t = Instant::now();
             alg.step(problem)?;
             seconds += t.elapsed().as_secs_f64();
-            check_iterate("outer iterate x (is the outer step too large?)", alg.x())?;
-            check_iterate("inner iterate y (is the inner step too large?)", alg.y())?;
+            check_iterate("outer iterate x (is the outer step too large?)", &alg.iterates().x)?;
+            check_iterate("inner iterate y (is the inner step too large?)", &alg.iterates().y)?;
         }
         let counts = problem.counts().since(&start);
         let evaluated = iteration % stop.eval_every == 0 || iteration == stop.max_iters;
         last_evaluated = evaluated;
-        let mut row = if evaluated { eval.evaluate(alg.x(), alg.x_at_y(), alg.y())? } else { TraceRow::default() };
+        let mut row = if evaluated { eval.evaluate(alg.iterates())? } else { TraceRow::default() };
         (row.iteration, row.seconds, row.counts) = (iteration, seconds, counts);
         let observed = observer(&row);
         let hit = |target: Option<f64>, value: Option<f64>| matches!((target, value), (Some(t), Some(v)) if v <= t);
@@ -175,7 +176,7 @@ pub fn run<P: BilevelProblem>(
     if let Some(last) = rows.last_mut().filter(|_| !last_evaluated) {
         {
             let (i, s, c) = (last.iteration, last.seconds, last.counts);
-            *last = eval.evaluate(alg.x(), alg.x_at_y(), alg.y())?;
+            *last = eval.evaluate(alg.iterates())?;
             (last.iteration, last.seconds, last.counts) = (i, s, c);
         }
     }

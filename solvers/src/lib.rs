@@ -20,7 +20,7 @@ pub mod trace;
 pub use algorithms::aid::{AidBilevel, AidBilevelConfig, AidVariant};
 pub use algorithms::bsgm::{Bsgm, Projection};
 pub use algorithms::itd_bio::ItdBilevel;
-pub use algorithms::{Algorithm, StepRule, StepSizes};
+pub use algorithms::{Algorithm, Iterates, StepRule, StepSizes};
 pub use constants::{Constant, Constants, Overrides};
 pub use driver::{run, StopReason, StopRule};
 pub use estimators::{exact_hypergradient, AdjointSolver, Aid, AidConfig, EstimateReport, Itd, Sid};

@@ -121,6 +121,6 @@ fn projections() {
     b.init(&p, &p.x0(0), &vec![0.0; p.dim_y()]).unwrap();
     for _ in 0..5 {
         b.step(&p).unwrap();
-        assert!(b.x().iter().map(|v| v * v).sum::<f64>().sqrt() <= 0.01 + 1e-15);
+        assert!(b.iterates().x.iter().map(|v| v * v).sum::<f64>().sqrt() <= 0.01 + 1e-15);
     }
 }

@@ -372,44 +372,73 @@ impl<P: BilevelProblem> BilevelProblem for Counted<P> {
     }
 }
 
+/// Implements every oracle of [`BilevelProblem`] (dimensions, sample counts, f, g, their
+/// derivatives and the inner loop) by calling the same method on `self.$inner`: for a problem
+/// that wraps another and adds only its own references, constants or metrics. Use it inside
+/// the `impl BilevelProblem` block, then write the methods that differ:
+///
+/// ```
+/// use bilevel_kernels::{models::QuadraticBilevel, BilevelProblem, ExactReference};
+/// struct Mine { inner: QuadraticBilevel }
+/// impl BilevelProblem for Mine {
+///     bilevel_kernels::forward_oracles!(inner);
+///     fn exact(&self) -> Option<&dyn ExactReference> {
+///         self.inner.exact()
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! forward_oracles {
+    ($($inner:tt)+) => {
+        fn dim_x(&self) -> usize {
+            self.$($inner)+.dim_x()
+        }
+        fn dim_y(&self) -> usize {
+            self.$($inner)+.dim_y()
+        }
+        fn n_samples_f(&self) -> usize {
+            self.$($inner)+.n_samples_f()
+        }
+        fn n_samples_g(&self) -> usize {
+            self.$($inner)+.n_samples_g()
+        }
+        fn f(&self, x: &[f64], y: &[f64], batch: $crate::Batch<'_>) -> f64 {
+            self.$($inner)+.f(x, y, batch)
+        }
+        fn g(&self, x: &[f64], y: &[f64], batch: $crate::Batch<'_>) -> f64 {
+            self.$($inner)+.g(x, y, batch)
+        }
+        fn grad_x_f(&self, x: &[f64], y: &[f64], batch: $crate::Batch<'_>, out: &mut [f64]) {
+            self.$($inner)+.grad_x_f(x, y, batch, out)
+        }
+        fn grad_y_f(&self, x: &[f64], y: &[f64], batch: $crate::Batch<'_>, out: &mut [f64]) {
+            self.$($inner)+.grad_y_f(x, y, batch, out)
+        }
+        fn grad_y_g(&self, x: &[f64], y: &[f64], batch: $crate::Batch<'_>, out: &mut [f64]) {
+            self.$($inner)+.grad_y_g(x, y, batch, out)
+        }
+        fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: $crate::Batch<'_>, out: &mut [f64]) {
+            self.$($inner)+.hvp(x, y, v, batch, out)
+        }
+        fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: $crate::Batch<'_>, out: &mut [f64]) {
+            self.$($inner)+.cross(x, y, v, batch, out)
+        }
+        fn inner_gradient_steps(
+            &self,
+            x: &[f64],
+            y: &mut [f64],
+            alpha: f64,
+            batches: $crate::StepBatches<'_>,
+            work: &mut [f64],
+        ) {
+            self.$($inner)+.inner_gradient_steps(x, y, alpha, batches, work)
+        }
+    };
+}
+
 /// A boxed problem is a problem (the catalogue returns `Box<dyn BilevelProblem + Send>`).
 impl<P: BilevelProblem + ?Sized> BilevelProblem for Box<P> {
-    fn dim_x(&self) -> usize {
-        (**self).dim_x()
-    }
-    fn dim_y(&self) -> usize {
-        (**self).dim_y()
-    }
-    fn n_samples_f(&self) -> usize {
-        (**self).n_samples_f()
-    }
-    fn n_samples_g(&self) -> usize {
-        (**self).n_samples_g()
-    }
-    fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        (**self).f(x, y, batch)
-    }
-    fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
-        (**self).g(x, y, batch)
-    }
-    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        (**self).grad_x_f(x, y, batch, out)
-    }
-    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        (**self).grad_y_f(x, y, batch, out)
-    }
-    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        (**self).grad_y_g(x, y, batch, out)
-    }
-    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        (**self).hvp(x, y, v, batch, out)
-    }
-    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        (**self).cross(x, y, v, batch, out)
-    }
-    fn inner_gradient_steps(&self, x: &[f64], y: &mut [f64], alpha: f64, batches: StepBatches<'_>, work: &mut [f64]) {
-        (**self).inner_gradient_steps(x, y, alpha, batches, work)
-    }
+    crate::forward_oracles!(as_ref());
     fn exact(&self) -> Option<&dyn ExactReference> {
         (**self).exact()
     }

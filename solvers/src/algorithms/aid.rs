@@ -12,8 +12,8 @@
 //! non-zero v); one cross product.
 
 use crate::estimators::{AdjointSolver, Aid, AidConfig};
-use crate::Algorithm;
-use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result, StepBatches};
+use crate::{Algorithm, Iterates};
+use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result, StepBatches};
 
 use super::StepSizes;
 
@@ -93,12 +93,9 @@ impl AidBilevelConfig {
 pub struct AidBilevel {
     name: String,
     config: AidBilevelConfig,
-    x: Vec<f64>,
-    x_at_y: Vec<f64>,
-    y: Vec<f64>,
+    it: Iterates,
     y0: Vec<f64>,
     aid: Option<Aid>,
-    grad: Vec<f64>,
     work: Vec<f64>,
 }
 
@@ -118,12 +115,9 @@ impl AidBilevel {
         Ok(Self {
             name: name.to_string(),
             config,
-            x: Vec::new(),
-            x_at_y: Vec::new(),
-            y: Vec::new(),
+            it: Iterates::default(),
             y0: Vec::new(),
             aid: None,
-            grad: Vec::new(),
             work: Vec::new(),
         })
     }
@@ -140,45 +134,29 @@ impl Algorithm for AidBilevel {
     }
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
         let (dx, dy) = (problem.dim_x(), problem.dim_y());
-        check_len("x0", dx, x0.len())?;
-        check_len("y0", dy, y0.len())?;
+        self.it = Iterates::new(problem, x0, y0)?;
         let c = &self.config;
         self.aid = Some(Aid::new(
             AidConfig { solver: c.adjoint, steps: c.adjoint_steps, warm_start: c.warm_start_v },
             dx,
             dy,
         )?);
-        (self.x, self.x_at_y) = (x0.to_vec(), x0.to_vec());
-        (self.y, self.y0) = (y0.to_vec(), y0.to_vec());
-        (self.grad, self.work) = (vec![0.0; dx], vec![0.0; dy]);
+        (self.y0, self.work) = (y0.to_vec(), vec![0.0; dy]);
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
         let aid = super::initialised(&mut self.aid)?;
-        check_len("x", problem.dim_x(), self.x.len())?;
-        let c = &self.config;
+        let (c, it) = (&self.config, &mut self.it);
+        check_len("x", problem.dim_x(), it.x.len())?;
         if !c.warm_start_y {
-            self.y.copy_from_slice(&self.y0);
+            it.y.copy_from_slice(&self.y0);
         }
-        problem.inner_gradient_steps(
-            &self.x,
-            &mut self.y,
-            c.steps.inner,
-            StepBatches::full(c.inner_steps),
-            &mut self.work,
-        );
-        aid.estimate(problem, &self.x, &self.y, &mut self.grad)?;
-        self.x_at_y.copy_from_slice(&self.x);
-        ops::axpy(-c.steps.outer, &self.grad, &mut self.x);
+        problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner, StepBatches::full(c.inner_steps), &mut self.work);
+        aid.estimate(problem, &it.x, &it.y, &mut it.grad)?;
+        it.outer_step(c.steps.outer);
         Ok(())
     }
-    fn x(&self) -> &[f64] {
-        &self.x
-    }
-    fn y(&self) -> &[f64] {
-        &self.y
-    }
-    fn x_at_y(&self) -> &[f64] {
-        &self.x_at_y
+    fn iterates(&self) -> &Iterates {
+        &self.it
     }
 }

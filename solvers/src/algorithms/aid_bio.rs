@@ -18,20 +18,7 @@
 //!   quadratic); on the quadratics we use paper 000 §5.1's α = 1/L_g, γ = 1/L_L, with which
 //!   paper 000 runs this same configuration (AmIGO-CG).
 
-use super::{StepRule, StepSizes};
-use crate::constants::{Constant, Constants};
-use bilevel_kernels::Result;
+use super::StepFractions;
 
-/// The constants either rule needs.
-pub const NEEDS: &[Constant] = &[Constant::LG, Constant::LOuter];
-
-/// AID-BiO's step sizes under `rule` (CG needs no adjoint step: it is set to α).
-pub fn step_sizes(rule: StepRule, c: &Constants) -> Result<StepSizes> {
-    match rule {
-        StepRule::Experiments => StepSizes::paper000_experiments(c),
-        StepRule::Theory => {
-            let (l_g, l) = (c.l_g()?, c.l_outer()?);
-            StepSizes { inner: 1.0 / l_g, adjoint: 1.0 / l_g, outer: 1.0 / (8.0 * l) }.checked()
-        }
-    }
-}
+/// Theorem 1: α = 1/L_g, outer 1/(8L_Φ) (CG needs no adjoint step: β is set to α).
+pub const THEORY: StepFractions = StepFractions { inner: 1.0, adjoint: 1.0, outer: 0.125 };

@@ -23,20 +23,7 @@
 //! AID-CG-WS is read as "CG warm-started, y not" (the notes' reading of "All methods except
 //! AID-CG-WS warm-start A_k").
 
-use super::{StepRule, StepSizes};
-use crate::constants::{Constant, Constants};
-use bilevel_kernels::Result;
+use super::StepFractions;
 
-/// The constants either rule needs.
-pub const NEEDS: &[Constant] = &[Constant::LG, Constant::LOuter];
-
-/// AmIGO's step sizes under `rule` (see the module doc).
-pub fn step_sizes(rule: StepRule, c: &Constants) -> Result<StepSizes> {
-    match rule {
-        StepRule::Experiments => StepSizes::paper000_experiments(c),
-        StepRule::Theory => {
-            let (l_g, l) = (c.l_g()?, c.l_outer()?);
-            StepSizes { inner: 1.0 / l_g, adjoint: 1.0 / (2.0 * l_g), outer: 1.0 / l }.checked()
-        }
-    }
-}
+/// Theorem 1 / Proposition 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L_L.
+pub const THEORY: StepFractions = StepFractions { inner: 1.0, adjoint: 0.5, outer: 1.0 };

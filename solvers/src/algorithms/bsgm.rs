@@ -18,16 +18,14 @@
 //!   α = 1/L_L, η = 1/L_g, and c₃ as given (a c₃ below Thm 17's bound, where µ_g is known, is
 //!   reported by [`c3_below_theorem`] so the caller can warn).
 
-use super::{StepRule, StepSizes};
+use super::{Iterates, StepRule};
 use crate::constants::{Constant, Constants};
 use crate::estimators::Sid;
 use crate::Algorithm;
-use bilevel_kernels::{check_len, ops, BilevelProblem, GradientMap, KernelError, Result};
+use bilevel_kernels::{ops, BilevelProblem, GradientMap, KernelError, Result};
 
 /// The constants the theory rule needs (µ_g for c₃'s bound).
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
-/// The constants the experiments rule needs.
-pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG, Constant::LOuter];
 
 /// Theorem 17's lower bound on c₃: 1/log(1/q) with q = 1 − ηµ_g and η = 1/L_g (so q = 1 − 1/κ_g).
 pub fn c3_bound(c: &Constants) -> Result<f64> {
@@ -48,7 +46,7 @@ pub fn c3_below_theorem(c3: f64, c: &Constants) -> Option<f64> {
 
 /// BSGM under `rule`; `c3: None` takes Theorem 17's bound (needs µ_g).
 pub fn with_rule(rule: StepRule, c: &Constants, c3: Option<f64>, projection: Projection) -> Result<Bsgm> {
-    let steps = StepSizes::paper000_experiments(c)?;
+    let steps = super::PAPER000_EXPERIMENTS.at(c)?;
     let c3 = match (rule, c3) {
         (StepRule::Theory, Some(v)) => {
             let bound = c3_bound(c)?;
@@ -157,10 +155,8 @@ pub struct Bsgm {
     c3: f64,
     projection: Projection,
     s: usize,
-    x: Vec<f64>,
-    x_at_y: Vec<f64>,
+    it: Iterates,
     sid: Option<Sid>,
-    grad: Vec<f64>,
 }
 
 impl Bsgm {
@@ -173,7 +169,7 @@ impl Bsgm {
             }
         }
         projection.validate()?;
-        Ok(Self { alpha, eta, c3, projection, s: 0, x: vec![], x_at_y: vec![], sid: None, grad: vec![] })
+        Ok(Self { alpha, eta, c3, projection, s: 0, it: Iterates::default(), sid: None })
     }
 
     /// c₃.
@@ -192,13 +188,10 @@ impl Algorithm for Bsgm {
         "bsgm"
     }
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
-        let (dx, dy) = (problem.dim_x(), problem.dim_y());
-        check_len("x0", dx, x0.len())?;
-        check_len("y0", dy, y0.len())?;
         let mut x = x0.to_vec();
         self.projection.apply(&mut x)?;
-        (self.x_at_y, self.x, self.grad) = (x.clone(), x, vec![0.0; dx]);
-        self.sid = Some(Sid::new(dy, dx));
+        self.it = Iterates::new(problem, &x, y0)?;
+        self.sid = Some(Sid::new(problem.dim_y(), problem.dim_x()));
         self.s = 0;
         Ok(())
     }
@@ -206,20 +199,16 @@ impl Algorithm for Bsgm {
         let t = self.inner_steps(self.s);
         let sid = super::initialised(&mut self.sid)?;
         let map = GradientMap { problem, eta: self.eta };
-        sid.hypergradient(&map, &self.x, t, t, &mut self.grad)?;
-        self.x_at_y.copy_from_slice(&self.x);
-        ops::axpy(-self.alpha, &self.grad, &mut self.x);
-        self.projection.apply(&mut self.x)?;
+        let it = &mut self.it;
+        sid.hypergradient(&map, &it.x, t, t, &mut it.grad)?;
+        // SID's inner state w_t is this step's y (copied: dim_y, against t map evaluations).
+        it.y.copy_from_slice(sid.state());
+        it.outer_step(self.alpha);
+        self.projection.apply(&mut it.x)?;
         self.s += 1;
         Ok(())
     }
-    fn x(&self) -> &[f64] {
-        &self.x
-    }
-    fn y(&self) -> &[f64] {
-        self.sid.as_ref().map_or(&[], |s| s.state())
-    }
-    fn x_at_y(&self) -> &[f64] {
-        &self.x_at_y
+    fn iterates(&self) -> &Iterates {
+        &self.it
     }
 }

@@ -10,35 +10,20 @@
 //! - [`StepRule::Theory`]: Theorem 2: α = 1/L_g, outer 1/(4L_Φ) with L_Φ = L_L;
 //! - [`StepRule::Experiments`]: paper 000 §5.1 (its "Reverse" baseline): α = 1/L_g, γ = 1/L_L.
 
-use super::{StepRule, StepSizes};
-use crate::constants::{Constant, Constants};
+use super::{Iterates, StepFractions, StepSizes};
 use crate::estimators::Itd;
 use crate::Algorithm;
-use bilevel_kernels::{check_len, ops, BilevelProblem, Result};
+use bilevel_kernels::{BilevelProblem, Result};
 
-/// The constants either rule needs.
-pub const NEEDS: &[Constant] = &[Constant::LG, Constant::LOuter];
-
-/// ITD-BiO's step sizes under `rule`.
-pub fn step_sizes(rule: StepRule, c: &Constants) -> Result<StepSizes> {
-    match rule {
-        StepRule::Experiments => StepSizes::paper000_experiments(c),
-        StepRule::Theory => {
-            let (l_g, l) = (c.l_g()?, c.l_outer()?);
-            StepSizes { inner: 1.0 / l_g, adjoint: 1.0 / l_g, outer: 1.0 / (4.0 * l) }.checked()
-        }
-    }
-}
+/// Theorem 2: α = 1/L_g, outer 1/(4L_Φ).
+pub const THEORY: StepFractions = StepFractions { inner: 1.0, adjoint: 1.0, outer: 0.25 };
 
 /// ITD-BiO (see the module doc).
 pub struct ItdBilevel {
     inner_steps: usize,
     steps: StepSizes,
-    x: Vec<f64>,
-    x_at_y: Vec<f64>,
-    y: Vec<f64>,
+    it: Iterates,
     itd: Option<Itd>,
-    grad: Vec<f64>,
 }
 
 impl ItdBilevel {
@@ -46,7 +31,7 @@ impl ItdBilevel {
     pub fn new(inner_steps: usize, steps: StepSizes) -> Result<Self> {
         Itd::new(inner_steps, steps.inner, 0, 0)?;
         let steps = steps.checked()?;
-        Ok(Self { inner_steps, steps, x: vec![], x_at_y: vec![], y: vec![], itd: None, grad: vec![] })
+        Ok(Self { inner_steps, steps, it: Iterates::default(), itd: None })
     }
 }
 
@@ -55,27 +40,18 @@ impl Algorithm for ItdBilevel {
         "itd"
     }
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
-        let (dx, dy) = (problem.dim_x(), problem.dim_y());
-        check_len("x0", dx, x0.len())?;
-        check_len("y0", dy, y0.len())?;
-        self.itd = Some(Itd::new(self.inner_steps, self.steps.inner, dx, dy)?);
-        (self.x, self.x_at_y, self.y, self.grad) = (x0.to_vec(), x0.to_vec(), y0.to_vec(), vec![0.0; dx]);
+        self.it = Iterates::new(problem, x0, y0)?;
+        self.itd = Some(Itd::new(self.inner_steps, self.steps.inner, problem.dim_x(), problem.dim_y())?);
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
         let itd = super::initialised(&mut self.itd)?;
-        itd.estimate(problem, &self.x, &mut self.y, &mut self.grad)?;
-        self.x_at_y.copy_from_slice(&self.x);
-        ops::axpy(-self.steps.outer, &self.grad, &mut self.x);
+        let it = &mut self.it;
+        itd.estimate(problem, &it.x, &mut it.y, &mut it.grad)?;
+        it.outer_step(self.steps.outer);
         Ok(())
     }
-    fn x(&self) -> &[f64] {
-        &self.x
-    }
-    fn y(&self) -> &[f64] {
-        &self.y
-    }
-    fn x_at_y(&self) -> &[f64] {
-        &self.x_at_y
+    fn iterates(&self) -> &Iterates {
+        &self.it
     }
 }

@@ -18,7 +18,7 @@ pub mod bsgm;
 pub mod itd_bio;
 
 use crate::constants::{Constant, Constants};
-use bilevel_kernels::{BilevelProblem, KernelError, Result};
+use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
 
 /// One outer iteration at a time; the driver ([`crate::driver::run`]) calls [`init`](Self::init)
 /// once, then [`step`](Self::step) until a stop rule fires.
@@ -29,13 +29,36 @@ pub trait Algorithm {
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()>;
     /// One outer iteration: x_k → x_{k+1}.
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()>;
+    /// The iterates after the last step (empty before `init`).
+    fn iterates(&self) -> &Iterates;
+}
+
+/// The iterates of an outer loop, as the driver reads them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Iterates {
     /// The current outer iterate x_k.
-    fn x(&self) -> &[f64];
+    pub x: Vec<f64>,
     /// The inner iterate of the last step, y_k.
-    fn y(&self) -> &[f64];
+    pub y: Vec<f64>,
     /// The outer point y_k was computed for (x_k of the step that computed it, before the
     /// outer update moved x): the inner error is ‖y_k − y*(x_at_y)‖.
-    fn x_at_y(&self) -> &[f64];
+    pub x_at_y: Vec<f64>,
+    /// The last hypergradient estimate (length dim_x).
+    pub grad: Vec<f64>,
+}
+
+impl Iterates {
+    /// x_0, y_0 for `problem` (lengths checked), the gradient buffer sized.
+    pub fn new(problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<Self> {
+        check_len("x0", problem.dim_x(), x0.len())?;
+        check_len("y0", problem.dim_y(), y0.len())?;
+        Ok(Self { x: x0.to_vec(), y: y0.to_vec(), x_at_y: x0.to_vec(), grad: vec![0.0; x0.len()] })
+    }
+    /// The outer gradient step x ← x − γ·grad, remembering the x that y belongs to.
+    pub fn outer_step(&mut self, gamma: f64) {
+        self.x_at_y.copy_from_slice(&self.x);
+        ops::axpy(-gamma, &self.grad, &mut self.x);
+    }
 }
 
 /// The state an algorithm builds in [`Algorithm::init`], or the typed error of a `step` before it.
@@ -75,17 +98,34 @@ impl StepSizes {
         }
         Ok(self)
     }
+}
 
-    /// Paper 000 §5.1 (the synthetic quadratic): α = β = 1/L_g, γ = 1/L_L. Every algorithm's
-    /// experiments rule on the quadratics is this one: paper 000 runs all of them with it.
-    pub fn paper000_experiments(c: &Constants) -> Result<Self> {
+/// Step sizes as fractions of the inverse smoothness constants: α = `inner`/L_g,
+/// β = `adjoint`/L_g, γ = `outer`/L_L — the form every theorem and experiment here states them in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepFractions {
+    /// α·L_g.
+    pub inner: f64,
+    /// β·L_g.
+    pub adjoint: f64,
+    /// γ·L_L.
+    pub outer: f64,
+}
+
+impl StepFractions {
+    /// The step sizes for the constants `c` (needs L_g and L_L: [`STEP_FRACTIONS_NEED`]).
+    pub fn at(self, c: &Constants) -> Result<StepSizes> {
         let (l_g, l) = (c.l_g()?, c.l_outer()?);
-        Self { inner: 1.0 / l_g, adjoint: 1.0 / l_g, outer: 1.0 / l }.checked()
+        StepSizes { inner: self.inner / l_g, adjoint: self.adjoint / l_g, outer: self.outer / l }.checked()
     }
 }
 
-/// The constants [`StepSizes::paper000_experiments`] needs.
-pub const PAPER000_EXPERIMENTS_NEEDS: &[Constant] = &[Constant::LG, Constant::LOuter];
+/// The constants [`StepFractions::at`] needs.
+pub const STEP_FRACTIONS_NEED: &[Constant] = &[Constant::LG, Constant::LOuter];
+
+/// Paper 000 §5.1 (the synthetic quadratic): α = β = 1/L_g, γ = 1/L_L. Every algorithm's
+/// experiments rule on the quadratics is this one: paper 000 runs all of them with it.
+pub const PAPER000_EXPERIMENTS: StepFractions = StepFractions { inner: 1.0, adjoint: 1.0, outer: 1.0 };
 
 /// The settings every algorithm of [`build`] may read (each reads those it has).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -126,24 +166,27 @@ fn unknown(name: &str) -> KernelError {
 
 /// The constants algorithm `name` needs under `rule` (to resolve them before [`build`]).
 pub fn needs(name: &str, rule: StepRule) -> Result<&'static [Constant]> {
-    Ok(match (name, rule) {
-        ("bsgm", StepRule::Theory) => bsgm::NEEDS_THEORY,
-        ("bsgm", StepRule::Experiments) => bsgm::NEEDS_EXPERIMENTS,
-        ("itd", _) => itd_bio::NEEDS,
-        ("aid-bio", _) => aid_bio::NEEDS,
-        (n, _) if aid_variant(n).is_some() => amigo::NEEDS,
-        (n, _) => return Err(unknown(n)),
-    })
+    theory_fractions(name)?;
+    Ok(if (name, rule) == ("bsgm", StepRule::Theory) { bsgm::NEEDS_THEORY } else { STEP_FRACTIONS_NEED })
+}
+
+/// The theorem's step sizes of algorithm `name` (BSGM's Theorem 17 fixes c₃, not the steps).
+fn theory_fractions(name: &str) -> Result<StepFractions> {
+    match name {
+        "bsgm" => Ok(PAPER000_EXPERIMENTS),
+        "itd" => Ok(itd_bio::THEORY),
+        "aid-bio" => Ok(aid_bio::THEORY),
+        n if aid_variant(n).is_some() => Ok(amigo::THEORY),
+        n => Err(unknown(n)),
+    }
 }
 
 /// The step sizes algorithm `name` runs with under `rule` (before `settings.outer_step`).
 pub fn step_sizes(name: &str, rule: StepRule, c: &Constants) -> Result<StepSizes> {
-    match name {
-        "bsgm" => StepSizes::paper000_experiments(c),
-        "itd" => itd_bio::step_sizes(rule, c),
-        "aid-bio" => aid_bio::step_sizes(rule, c),
-        n if aid_variant(n).is_some() => amigo::step_sizes(rule, c),
-        n => Err(unknown(n)),
+    let theory = theory_fractions(name)?;
+    match rule {
+        StepRule::Experiments => PAPER000_EXPERIMENTS.at(c),
+        StepRule::Theory => theory.at(c),
     }
 }
 
