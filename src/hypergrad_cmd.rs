@@ -13,15 +13,8 @@ type DynError = Box<dyn std::error::Error>;
 
 /// Runs `bilevel hypergrad`.
 pub fn run(a: &HypergradArgs) -> Result<(), DynError> {
-    crate::problem_args::with_problem(&a.problem, Report(a))
-}
-
-struct Report<'a>(&'a HypergradArgs);
-
-impl crate::problem_args::ProblemVisitor for Report<'_> {
-    fn visit<P: BilevelProblem>(self, name: &str, problem: P, x: Vec<f64>) -> Result<(), DynError> {
-        report(self.0, name, problem, x)
-    }
+    let p = crate::problem_args::load(&a.problem)?;
+    report(a, &p.name, p.problem, p.x0)
 }
 
 fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f64>) -> Result<(), DynError> {

@@ -10,16 +10,17 @@ use bilevel_kernels::BilevelProblem;
 
 type DynError = Box<dyn std::error::Error>;
 
-/// What to do with the built problem and its seeded starting point. The catalogue's problems
-/// arrive as `Box<dyn BilevelProblem + Send>` (itself a `BilevelProblem`).
-pub trait ProblemVisitor {
-    fn visit<P: BilevelProblem>(self, name: &str, problem: P, x0: Vec<f64>) -> Result<(), DynError>;
+/// A problem to run and its seeded starting point. The catalogue's problems arrive as
+/// `Box<dyn BilevelProblem + Send>`, and so does a loaded one.
+pub struct Loaded {
+    pub name: String,
+    pub problem: Box<dyn BilevelProblem + Send>,
+    pub x0: Vec<f64>,
 }
 
-/// Builds (or loads) the problem of `a` and hands it to `v`, with its starting point: the
-/// generator's `x0(seed)`, or for a problem directory its `x0.npy` when there is one (else the
-/// quadratic's seeded law).
-pub fn with_problem(a: &ProblemArgs, v: impl ProblemVisitor) -> Result<(), DynError> {
+/// Builds (or loads) the problem of `a`, with its starting point: the generator's `x0(seed)`,
+/// or for a problem directory its `x0.npy` when there is one (else the quadratic's seeded law).
+pub fn load(a: &ProblemArgs) -> Result<Loaded, DynError> {
     if let Some(dir) = &a.problem_dir {
         let loaded = load_dir(dir)?;
         let p = QuadraticProblem::from_arrays(loaded.parameters, &loaded.arrays)?;
@@ -52,15 +53,12 @@ pub fn with_problem(a: &ProblemArgs, v: impl ProblemVisitor) -> Result<(), DynEr
                 x
             }
         };
-        return v.visit("quadratic (loaded)", p, x);
+        return Ok(Loaded { name: "quadratic (loaded)".into(), problem: Box::new(p), x0: x });
     }
     let built = build(&a.name, &a.generator.build_options())?;
     let (name, x0) = (built.name(), built.x0(a.generator.seed));
     match built.into_problem() {
-        Problem::Bilevel(p) => {
-            let p: Box<dyn BilevelProblem + Send> = p;
-            v.visit(name, p, x0)
-        }
+        Problem::Bilevel(problem) => Ok(Loaded { name: name.to_string(), problem, x0 }),
         Problem::FixedPoint(_) => {
             Err(format!("`{name}` is a fixed-point problem; `hypergrad` and `solve` run bilevel problems").into())
         }

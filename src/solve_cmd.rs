@@ -12,15 +12,8 @@ type DynError = Box<dyn std::error::Error>;
 
 /// Runs `bilevel solve`.
 pub fn run(a: &SolveArgs) -> Result<(), DynError> {
-    crate::problem_args::with_problem(&a.problem, Solve(a))
-}
-
-struct Solve<'a>(&'a SolveArgs);
-
-impl crate::problem_args::ProblemVisitor for Solve<'_> {
-    fn visit<P: BilevelProblem>(self, name: &str, problem: P, x0: Vec<f64>) -> Result<(), DynError> {
-        solve(self.0, name, problem, x0)
-    }
+    let p = crate::problem_args::load(&a.problem)?;
+    solve(a, &p.name, p.problem, p.x0)
 }
 
 fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>) -> Result<(), DynError> {

@@ -6,6 +6,16 @@ fn bilevel(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_bilevel")).args(args).output().expect("the binary runs")
 }
 
+/// Runs `bilevel` with the words of `line` followed by `tail` (paths, kept whole), and asserts
+/// it succeeded.
+fn bilevel_ok(line: &str, tail: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = line.split_whitespace().collect();
+    args.extend_from_slice(tail);
+    let out = bilevel(&args);
+    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 #[test]
 fn problems_lists_every_generator_with_presets() {
     let out = bilevel(&["problems"]);
@@ -21,24 +31,10 @@ fn problems_lists_every_generator_with_presets() {
 fn export_writes_a_loadable_problem_directory() {
     let dir = std::env::temp_dir().join(format!("bilevel-cli-export-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = bilevel(&[
-        "export",
-        "--problem",
-        "quadratic",
-        "--preset",
-        "tiny",
-        "--kappa",
-        "1e3",
-        "--dx",
-        "12",
-        "--dy",
-        "7",
-        "--seed",
-        "4",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    bilevel_ok(
+        "export --problem quadratic --preset tiny --kappa 1e3 --dx 12 --dy 7 --seed 4 --out",
+        &[dir.to_str().unwrap()],
+    );
     let loaded = bilevel::data::export::load_dir(&dir).unwrap();
     let a_g = loaded.arrays.iter().find(|a| a.name == "A_g").unwrap();
     assert_eq!(a_g.shape, vec![7, 7]);
@@ -73,26 +69,7 @@ fn json_of(path: &std::path::Path) -> serde_json::Value {
 #[test]
 fn hypergrad_reports_a_converged_estimate_as_json() {
     let json = std::env::temp_dir().join(format!("bilevel-cli-hg-{}.json", std::process::id()));
-    let out = bilevel(&[
-        "hypergrad",
-        "--problem",
-        "quadratic",
-        "--preset",
-        "tiny",
-        "--kappa",
-        "100",
-        "--method",
-        "aid-cg",
-        "--inner-steps",
-        "5000",
-        "--lin-steps",
-        "40",
-        "--seed",
-        "1",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    bilevel_ok("hypergrad --problem quadratic --preset tiny --kappa 100 --method aid-cg --inner-steps 5000 --lin-steps 40 --seed 1 --json", &[json.to_str().unwrap()]);
     let v = json_of(&json);
     assert_eq!(v["problem"], "quadratic");
     assert_eq!(v["method"], "aid-cg");
@@ -106,22 +83,10 @@ fn hypergrad_reports_a_converged_estimate_as_json() {
     assert_eq!(v["oracle_calls"]["cross"], 1);
     assert!(v["seconds"].as_f64().unwrap() >= 0.0);
     // Few steps give a visibly worse estimate: the error is measured, not assumed.
-    let out = bilevel(&[
-        "hypergrad",
-        "--preset",
-        "tiny",
-        "--kappa",
-        "100",
-        "--method",
-        "aid-gd",
-        "--inner-steps",
-        "3",
-        "--lin-steps",
-        "3",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
+    bilevel_ok(
+        "hypergrad --preset tiny --kappa 100 --method aid-gd --inner-steps 3 --lin-steps 3 --json",
+        &[json.to_str().unwrap()],
+    );
     assert!(json_of(&json)["rel_error"].as_f64().unwrap() > 1e-3);
     std::fs::remove_file(&json).unwrap();
 }
@@ -177,26 +142,8 @@ fn solve_reaches_the_target_and_writes_json_and_trace() {
     let dir = std::env::temp_dir().join(format!("bilevel-cli-solve-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
-    let out = bilevel(&[
-        "solve",
-        "--problem",
-        "quadratic",
-        "--preset",
-        "tiny",
-        "--kappa",
-        "100",
-        "--algo",
-        "amigo-cg",
-        "--max-iters",
-        "2000",
-        "--target",
-        "1e-6",
-        "--json",
-        json.to_str().unwrap(),
-        "--trace",
-        trace.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let solve = "solve --problem quadratic --preset tiny --kappa 100 --algo amigo-cg --max-iters 2000 --target 1e-6";
+    bilevel_ok(solve, &["--trace", trace.to_str().unwrap(), "--json", json.to_str().unwrap()]);
     let v = json_of(&json);
     assert_eq!(
         (v["problem"].as_str(), v["algo"].as_str(), v["stop"].as_str()),
@@ -238,19 +185,9 @@ fn solve_runs_on_every_bilevel_problem_of_the_catalogue_with_its_metrics() {
         assert!(stderr.contains("steps: Experiments"), "{problem}: the rule that ran is named: {stderr}");
     }
     // hypergrad on a problem without a closed form measures against the Newton reference.
-    let out = bilevel(&[
-        "hypergrad",
-        "--problem",
-        "logreg_binary",
-        "--preset",
-        "tiny",
-        "--inner-steps",
-        "2000",
-        "--lin-steps",
-        "200",
-    ]);
+    let out = bilevel_ok("hypergrad --problem logreg_binary --preset tiny --inner-steps 2000 --lin-steps 200", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("against the newton hypergradient"), "{stdout}");
+    assert!(stdout.contains("against the newton hypergradient"), "{stdout}");
     // What is not a bilevel problem is refused with the reason.
     for (problem, needle) in [("equilibrium", "fixed-point problem"), ("text", "data set")] {
         let out = bilevel(&["solve", "--problem", problem, "--preset", "tiny"]);

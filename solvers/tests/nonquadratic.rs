@@ -10,7 +10,7 @@ use bilevel_solvers::reference::reference_hypergradient;
 use bilevel_solvers::{
     constants, run, AdjointSolver, Aid, AidConfig, Constant, Itd, Overrides, Sid, StepRule, StopReason, StopRule,
 };
-use common::{inner_gd, rel_err, LogCosh};
+use common::{fd_gradient, inner_gd, rel_err, LogCosh};
 use std::ops::ControlFlow;
 
 fn problem() -> LogCosh {
@@ -76,13 +76,8 @@ fn newton_reference_is_the_gradient_of_the_value_function() {
         let y = reference_hypergradient(&p, x, &zero).unwrap().y_star;
         p.f(x, &y, Batch::Full)
     };
-    let h = 1e-5;
-    for j in 0..p.dx {
-        let (mut xp, mut xm) = (x.clone(), x.clone());
-        xp[j] += h;
-        xm[j] -= h;
-        let fd = (value(&xp) - value(&xm)) / (2.0 * h);
-        assert!((fd - r.hypergradient[j]).abs() < 1e-7, "{j}: {fd} vs {}", r.hypergradient[j]);
+    for (j, (fd, an)) in fd_gradient(value, &x, 1e-5).into_iter().zip(&r.hypergradient).enumerate() {
+        assert!((fd - an).abs() < 1e-7, "{j}: {fd} vs {an}");
     }
 }
 
@@ -135,13 +130,8 @@ fn itd_is_the_derivative_of_the_unrolled_objective_on_a_non_quadratic() {
         p.inner_gradient_steps(x, &mut y, alpha, StepBatches::full(steps), &mut w);
         p.f(x, &y, Batch::Full)
     };
-    let h = 1e-6;
-    for j in 0..p.dx {
-        let (mut xp, mut xm) = (x.clone(), x.clone());
-        xp[j] += h;
-        xm[j] -= h;
-        let fd = (unrolled(&xp) - unrolled(&xm)) / (2.0 * h);
-        assert!((fd - g[j]).abs() < 1e-7 * fd.abs().max(1.0), "{j}: {fd} vs {}", g[j]);
+    for (j, (fd, an)) in fd_gradient(unrolled, &x, 1e-6).into_iter().zip(&g).enumerate() {
+        assert!((fd - an).abs() < 1e-7 * fd.abs().max(1.0), "{j}: {fd} vs {an}");
     }
 }
 

@@ -197,15 +197,6 @@ impl Cg {
 }
 
 impl LinearSolver for Cg {
-    fn dim(&self) -> usize {
-        Cg::dim(self)
-    }
-    fn stopping(&self) -> &Stopping {
-        &self.params.stopping
-    }
-    fn stopping_mut(&mut self) -> &mut Stopping {
-        &mut self.params.stopping
-    }
     fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
         Cg::solve(self, op, b, x)
     }

@@ -75,8 +75,8 @@ pub mod truncation;
 
 pub use cg::{Cg, CgParams, Preconditioner, RESIDUAL_FLOOR};
 pub use neumann::{stochastic_neumann_batch_sizes, Neumann};
-pub use nonsym::{FixedPoint, Gmres, IdentityMinus};
-pub use richardson::Richardson;
+pub use nonsym::{FixedPoint, FixedPointRule, Gmres, IdentityMinus};
+pub use richardson::{Richardson, RichardsonRule};
 pub use truncation::{draw_truncation_depth, RandomizedTruncation};
 
 use crate::error::{check_finite, check_len, check_positive, KernelError, Result};
@@ -287,12 +287,6 @@ impl<O: Operator> OperatorSequence for Repeated<O> {
 /// Each method forwards to the solver's own `solve` (same semantics, same report); the
 /// stochastic forms (one operator per step) are reached through the concrete types.
 pub trait LinearSolver {
-    /// The dimension the solver was built for.
-    fn dim(&self) -> usize;
-    /// The stopping rule of the next solve.
-    fn stopping(&self) -> &Stopping;
-    /// The stopping rule, to change between solves (e.g. a tolerance that shrinks over time).
-    fn stopping_mut(&mut self) -> &mut Stopping;
     /// Solves `H x = b` from the warm start in `x` (ignored by the series: Neumann).
     fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport>;
 }
@@ -367,37 +361,56 @@ pub(crate) fn is_zero(x: &[f64]) -> bool {
     x.iter().all(|&v| v == 0.0)
 }
 
-/// The state of the stationary iterations (Richardson, fixed point): the step, the stopping
-/// rule and the one work vector `t = A_k x`.
+/// A stationary iteration `x ← x + step·(update of A_k x, b, x)` with its update rule `K`
+/// ([`Richardson`], [`FixedPoint`]): the step, the [`Stopping`] rule and the one work vector
+/// `t = A_k x`, allocated once by [`new`](Self::new). The step is checked by `solve`.
 #[derive(Clone, Debug)]
-pub(crate) struct Stationary {
-    pub(crate) step: f64,
-    pub(crate) stopping: Stopping,
+pub struct Stationary<K> {
+    step: f64,
+    stopping: Stopping,
     t: Vec<f64>,
+    rule: std::marker::PhantomData<K>,
 }
 
-impl Stationary {
-    pub(crate) fn new(dim: usize, step: f64, stopping: Stopping) -> Self {
-        Self { step, stopping, t: vec![0.0; dim] }
-    }
+/// The fused pass of a stationary iteration: `update(step, A_k x, b, x)` moves `x` and returns
+/// the squared residual of the incoming iterate.
+pub trait StationaryRule {
+    /// The name of the iterate in error messages (`z0`, `v0`).
+    const ITERATE: &'static str;
+    /// The fused update.
+    fn update(step: f64, t: &[f64], b: &[f64], x: &mut [f64]) -> f64;
+}
 
-    pub(crate) fn dim(&self) -> usize {
+impl<K: StationaryRule> Stationary<K> {
+    /// A solver for systems of dimension `dim` with the step and a stopping rule (a fixed
+    /// budget, as AmIGO's N: [`Stopping::fixed_steps`]).
+    pub fn new(dim: usize, step: f64, stopping: Stopping) -> Self {
+        Self { step, stopping, t: vec![0.0; dim], rule: std::marker::PhantomData }
+    }
+    /// The dimension this solver was built for.
+    pub fn dim(&self) -> usize {
         self.t.len()
+    }
+    /// The step (β of Richardson, η of the fixed point).
+    pub fn step(&self) -> f64 {
+        self.step
+    }
+    /// Sets the step of the next solves.
+    pub fn set_step(&mut self, step: f64) {
+        self.step = step;
+    }
+    /// The stopping rule of the next solves, to change between them.
+    pub fn stopping_mut(&mut self) -> &mut Stopping {
+        &mut self.stopping
     }
 
     /// The loop: step k applies operator k of `seq` to `x` into `t`, then `update(step, t, b, x)`
     /// moves `x` in one fused pass and returns the squared residual of the incoming iterate.
     /// Validates everything first; stops on the tolerance, the cap or a divergence. One product
     /// per step.
-    pub(crate) fn run(
-        &mut self,
-        seq: &mut dyn OperatorSequence,
-        b: &[f64],
-        x: &mut [f64],
-        x_name: &'static str,
-        update: fn(f64, &[f64], &[f64], &mut [f64]) -> f64,
-    ) -> Result<SolveReport> {
-        let Self { step, stopping, t } = self;
+    pub(crate) fn run(&mut self, seq: &mut dyn OperatorSequence, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
+        let (x_name, update) = (K::ITERATE, K::update);
+        let Self { step, stopping, t, .. } = self;
         let n = t.len();
         seq.check_dim(n)?;
         check_len("rhs", n, b.len())?;

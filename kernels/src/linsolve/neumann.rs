@@ -119,15 +119,6 @@ impl Neumann {
 }
 
 impl LinearSolver for Neumann {
-    fn dim(&self) -> usize {
-        Neumann::dim(self)
-    }
-    fn stopping(&self) -> &Stopping {
-        &self.stopping
-    }
-    fn stopping_mut(&mut self) -> &mut Stopping {
-        &mut self.stopping
-    }
     fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
         Neumann::solve(self, op, b, x)
     }

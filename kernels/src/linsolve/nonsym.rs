@@ -12,7 +12,9 @@
 //!   for every m ≥ 1 on these systems, and needs far fewer products than the fixed-point iteration
 //!   when q is close to 1.
 
-use super::{check_divergence, is_zero, LinearSolver, OperatorSequence, SolveReport, Stationary, Stopping};
+use super::{
+    check_divergence, is_zero, LinearSolver, OperatorSequence, SolveReport, Stationary, StationaryRule, Stopping,
+};
 use crate::error::{check_finite, check_len, KernelError, Result};
 use crate::linop::{FnOp, Operator, SymmetricOperator};
 use crate::ops;
@@ -52,31 +54,22 @@ impl<O: Operator> Operator for IdentityMinus<O> {
 /// The fixed-point iteration `v ← v + η(Jᵀv + b − v)` for `(I − Jᵀ)v = b`, given the operator
 /// `Jᵀ` (not `I − Jᵀ`): the (Krasnoselskii–Mann) step η (1: `v ← Jᵀv + b`, the paper's LS
 /// solver), the [`Stopping`] rule and its one work vector (`Jᵀv`), allocated once by
-/// [`FixedPoint::new`]. One step = one product `Jᵀv_k`: N steps cost exactly N applications.
-#[derive(Clone, Debug)]
-pub struct FixedPoint {
-    inner: Stationary,
+/// [`FixedPoint::new`](Stationary::new). One step = one product `Jᵀv_k`: N steps cost exactly N
+/// applications.
+pub type FixedPoint = Stationary<FixedPointRule>;
+
+/// The fixed point's update ([`ops::fixed_point_update`]).
+#[derive(Clone, Copy, Debug)]
+pub enum FixedPointRule {}
+
+impl StationaryRule for FixedPointRule {
+    const ITERATE: &'static str = "v0";
+    fn update(step: f64, t: &[f64], b: &[f64], x: &mut [f64]) -> f64 {
+        ops::fixed_point_update(step, t, b, x)
+    }
 }
 
 impl FixedPoint {
-    /// A solver for systems of dimension `dim` with step η > 0 (checked by
-    /// [`solve`](Self::solve)) and a stopping rule.
-    pub fn new(dim: usize, step: f64, stopping: Stopping) -> Self {
-        Self { inner: Stationary::new(dim, step, stopping) }
-    }
-    /// The dimension this solver was built for.
-    pub fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    /// The step η.
-    pub fn step(&self) -> f64 {
-        self.inner.step
-    }
-    /// Sets the step η of the next solves.
-    pub fn set_step(&mut self, step: f64) {
-        self.inner.step = step;
-    }
-
     /// Fixed-point iteration from the warm start in `v`, step k using `Jᵀ_k` = `jts.apply(k, ..)`:
     /// a fixed operator `&Jᵀ`, or one fresh sample ζ̂_k per step (SID's LS solver, eq. (7)), with
     /// `b` reused for every step. A sequence with a known count must hold `max_iters` operators.
@@ -90,22 +83,13 @@ impl FixedPoint {
     /// negative tolerances, a sequence shorter than `max_iters`; `Diverged` if the residual passes
     /// [`DIVERGENCE_FACTOR`](super::DIVERGENCE_FACTOR) × the initial one (J is not a contraction).
     pub fn solve<S: OperatorSequence>(&mut self, mut jts: S, b: &[f64], v: &mut [f64]) -> Result<SolveReport> {
-        self.inner.run(&mut jts, b, v, "v0", ops::fixed_point_update)
+        self.run(&mut jts, b, v)
     }
 }
 
 /// As a solver of `H x = b`: the fixed point of `Jᵀ = I − H` (applied as `v − Hv`, no
 /// allocation), i.e. `x ← x + η(b − Hx)`, the Richardson iterates with step η.
 impl LinearSolver for FixedPoint {
-    fn dim(&self) -> usize {
-        FixedPoint::dim(self)
-    }
-    fn stopping(&self) -> &Stopping {
-        &self.inner.stopping
-    }
-    fn stopping_mut(&mut self) -> &mut Stopping {
-        &mut self.inner.stopping
-    }
     fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
         FixedPoint::solve(self, &IdentityMinus(op), b, x)
     }
@@ -291,15 +275,6 @@ impl Gmres {
 }
 
 impl LinearSolver for Gmres {
-    fn dim(&self) -> usize {
-        Gmres::dim(self)
-    }
-    fn stopping(&self) -> &Stopping {
-        &self.stopping
-    }
-    fn stopping_mut(&mut self) -> &mut Stopping {
-        &mut self.stopping
-    }
     fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
         Gmres::solve(self, op, b, x)
     }

@@ -10,41 +10,31 @@
 //! Complexity: one operator application and one fused pass per step. With β = 1/L for
 //! `μI ⪯ H ⪯ LI`, `‖z_k − z*‖ ≤ (1 − 1/κ)^k ‖z_0 − z*‖`, so `⌈κ·ln(1/ε)⌉` steps give relative error ε.
 
-use super::{LinearSolver, OperatorSequence, SolveReport, Stationary, Stopping};
+use super::{LinearSolver, OperatorSequence, SolveReport, Stationary, StationaryRule};
 use crate::error::Result;
 use crate::linop::SymmetricOperator;
 use crate::ops;
 
 /// Gradient (Richardson) iteration `z ← z − β(Hz − b)`: the step β, the [`Stopping`] rule and
-/// its one work vector (`Hz`), allocated once by [`Richardson::new`].
+/// its one work vector (`Hz`), allocated once by [`Richardson::new`](Stationary::new).
 ///
 /// The step β > 0: the iteration converges iff `β < 2/λ_max(H)`, fastest for `2/(μ + L)`, the
 /// usual choice 1/L. One step = one product `Hz_k` (also from z₀ = 0), so N steps cost exactly
 /// N operator applications.
-#[derive(Clone, Debug)]
-pub struct Richardson {
-    inner: Stationary,
+pub type Richardson = Stationary<RichardsonRule>;
+
+/// Richardson's update ([`ops::richardson_update`]).
+#[derive(Clone, Copy, Debug)]
+pub enum RichardsonRule {}
+
+impl StationaryRule for RichardsonRule {
+    const ITERATE: &'static str = "z0";
+    fn update(step: f64, t: &[f64], b: &[f64], x: &mut [f64]) -> f64 {
+        ops::richardson_update(step, t, b, x)
+    }
 }
 
 impl Richardson {
-    /// A solver for systems of dimension `dim` with step β and a stopping rule (a fixed budget,
-    /// as AmIGO's N: [`Stopping::fixed_steps`]). The step is checked by [`solve`](Self::solve).
-    pub fn new(dim: usize, step: f64, stopping: Stopping) -> Self {
-        Self { inner: Stationary::new(dim, step, stopping) }
-    }
-    /// The dimension this solver was built for.
-    pub fn dim(&self) -> usize {
-        self.inner.dim()
-    }
-    /// The step β.
-    pub fn step(&self) -> f64 {
-        self.inner.step
-    }
-    /// Sets the step β of the next solves.
-    pub fn set_step(&mut self, step: f64) {
-        self.inner.step = step;
-    }
-
     /// Richardson iteration `z ← z − β(H_k z − b)` from the warm start in `z`, with `H_k` =
     /// `seq.apply(k, ..)` for k = 0, 1, … in application order: a fixed operator `&H` (the
     /// deterministic iteration), or e.g. the Hessian on a fresh mini-batch per step as in AmIGO's
@@ -64,20 +54,11 @@ impl Richardson {
     /// when the residual passes [`DIVERGENCE_FACTOR`](super::DIVERGENCE_FACTOR) × the initial one
     /// or becomes non-finite.
     pub fn solve<S: OperatorSequence>(&mut self, mut seq: S, b: &[f64], z: &mut [f64]) -> Result<SolveReport> {
-        self.inner.run(&mut seq, b, z, "z0", ops::richardson_update)
+        self.run(&mut seq, b, z)
     }
 }
 
 impl LinearSolver for Richardson {
-    fn dim(&self) -> usize {
-        Richardson::dim(self)
-    }
-    fn stopping(&self) -> &Stopping {
-        &self.inner.stopping
-    }
-    fn stopping_mut(&mut self) -> &mut Stopping {
-        &mut self.inner.stopping
-    }
     fn solve(&mut self, op: &dyn SymmetricOperator, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
         Richardson::solve(self, op, b, x)
     }

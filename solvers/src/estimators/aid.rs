@@ -18,7 +18,7 @@
 
 use super::EstimateReport;
 use bilevel_kernels::linsolve::{Cg, FixedPoint, LinearSolver, Neumann, Richardson, Stopping};
-use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, HessianOp, KernelError, Result};
+use bilevel_kernels::{ops, Batch, BilevelProblem, HessianOp, KernelError, Result};
 
 /// How the adjoint system ∂yy g·v = ∂y f is solved.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -110,12 +110,7 @@ impl Aid {
         y: &[f64],
         out: &mut [f64],
     ) -> Result<EstimateReport> {
-        let (dx, dy) = (problem.dim_x(), problem.dim_y());
-        check_len("x", dx, x.len())?;
-        check_len("y", dy, y.len())?;
-        check_len("hypergradient", dx, out.len())?;
-        check_len("estimator's dim_y", dy, self.v.len())?;
-        check_len("estimator's dim_x", dx, self.gx.len())?;
+        super::check_sizes(problem, x, y, out, (self.gx.len(), self.v.len()))?;
         problem.grad_y_f(x, y, Batch::Full, &mut self.fy);
         if !self.config.warm_start {
             self.v.fill(0.0);

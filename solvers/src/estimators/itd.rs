@@ -12,7 +12,7 @@
 //! Cost per estimate: T ∂y g, T cross products (JVPs), T − 1 HVPs, one ∂x f and one ∂y f (the
 //! paper counts T HVPs: the last one is not needed and not computed). Memory O(T·d_y).
 
-use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{ops, Batch, BilevelProblem, KernelError, Result};
 
 /// Largest trajectory ITD stores (doubles): 2^28 = 2 GiB.
 pub const MAX_TRAJECTORY: usize = 1 << 28;
@@ -63,12 +63,8 @@ impl Itd {
     /// Runs T inner steps from `y` (overwritten with y_T) and writes the exact gradient of
     /// x ↦ f(x, y_T(x)) into `out`.
     pub fn estimate(&mut self, problem: &dyn BilevelProblem, x: &[f64], y: &mut [f64], out: &mut [f64]) -> Result<()> {
-        let (dx, dy) = (problem.dim_x(), problem.dim_y());
-        check_len("x", dx, x.len())?;
-        check_len("y", dy, y.len())?;
-        check_len("hypergradient", dx, out.len())?;
-        check_len("estimator's dim_y", dy, self.v.len())?;
-        check_len("estimator's dim_x", dx, self.gx.len())?;
+        let dy = problem.dim_y();
+        super::check_sizes(problem, x, y, out, (self.gx.len(), self.v.len()))?;
         let full = Batch::Full;
         for t in 0..self.steps {
             self.trajectory[t * dy..(t + 1) * dy].copy_from_slice(y);

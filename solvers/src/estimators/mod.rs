@@ -29,6 +29,17 @@ pub struct EstimateReport {
     pub residual_norm: f64,
 }
 
+/// The sizes of an estimate's arguments against `problem`, and of the estimator's workspace
+/// (sized at construction: `(dim_x, dim_y)`).
+fn check_sizes(problem: &dyn BilevelProblem, x: &[f64], y: &[f64], out: &[f64], ws: (usize, usize)) -> Result<()> {
+    let (dx, dy) = (problem.dim_x(), problem.dim_y());
+    check_len("x", dx, x.len())?;
+    check_len("y", dy, y.len())?;
+    check_len("hypergradient", dx, out.len())?;
+    check_len("estimator's dim_x", dx, ws.0)?;
+    check_len("estimator's dim_y", dy, ws.1)
+}
+
 /// The exact hypergradient ∇L(x) from the problem's closed form, or an error if it has none.
 pub fn exact_hypergradient(problem: &dyn BilevelProblem, x: &[f64], out: &mut [f64]) -> Result<()> {
     check_len("x", problem.dim_x(), x.len())?;

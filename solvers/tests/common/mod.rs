@@ -112,6 +112,18 @@ impl BilevelProblem for LogCosh {
     }
 }
 
+/// The central finite-difference gradient of `fun` at `x` with step `h`.
+pub fn fd_gradient(fun: impl Fn(&[f64]) -> f64, x: &[f64], h: f64) -> Vec<f64> {
+    (0..x.len())
+        .map(|j| {
+            let (mut xp, mut xm) = (x.to_vec(), x.to_vec());
+            xp[j] += h;
+            xm[j] -= h;
+            (fun(&xp) - fun(&xm)) / (2.0 * h)
+        })
+        .collect()
+}
+
 pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     let d: f64 = a.iter().zip(b).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
     d / b.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE)
