@@ -21,6 +21,14 @@ fn steps(p: &QuadraticProblem) -> StepSizes {
     StepSizes { inner: 1.0 / l_g, adjoint: 1.0 / l_g, outer: 1.0 / l }
 }
 
+/// The test instance at κ_g = `kappa`, its step sizes, x0 of `seed` and y0 = 0.
+fn setup(kappa: f64, seed: u64) -> (Counted<QuadraticProblem>, StepSizes, Vec<f64>, Vec<f64>) {
+    let p = problem(kappa);
+    let (s, x0) = (steps(p.inner()), p.inner().x0(seed));
+    let y0 = vec![0.0; p.dim_y()];
+    (p, s, x0, y0)
+}
+
 fn target(max_iters: usize) -> StopRule {
     StopRule { target_rel_error: Some(1e-6), ..StopRule::iterations(max_iters) }
 }
@@ -38,10 +46,7 @@ const VARIANTS: [AidVariant; 8] = [
 
 #[test]
 fn every_algorithm_reaches_relative_error_1e_minus_6() {
-    let p = problem(10.0);
-    let s = steps(p.inner());
-    let x0 = p.inner().x0(1);
-    let y0 = vec![0.0; p.dim_y()];
+    let (p, s, x0, y0) = setup(10.0, 1);
     for v in VARIANTS {
         // Without a warm start, a GD-type adjoint must be accurate on its own at every step:
         // (1 − 1/κ)^N small, N = 200 for κ = 10 (with N = 20 AID-GD stalls near 5e-4: the bias
@@ -64,10 +69,7 @@ fn warm_start_of_the_adjoint_saves_hvps() {
     // fewer HVPs than AID-CG (z from 0 every time). Compared at an accuracy both reach (AID-CG
     // with N = 8 CG steps stalls above 1e-6: the bias of a truncated cold adjoint), and AID-CG's
     // stall is checked too.
-    let p = problem(1e3);
-    let s = steps(p.inner());
-    let x0 = p.inner().x0(2);
-    let y0 = vec![0.0; p.dim_y()];
+    let (p, s, x0, y0) = setup(1e3, 2);
     const N: usize = 20;
     let hvps_to = |v: AidVariant, tol: f64| {
         p.reset();
@@ -85,10 +87,7 @@ fn warm_start_of_the_adjoint_saves_hvps() {
 
 #[test]
 fn driver_budgets_observer_and_csv() {
-    let p = problem(10.0);
-    let s = steps(p.inner());
-    let x0 = p.inner().x0(3);
-    let y0 = vec![0.0; p.dim_y()];
+    let (p, s, x0, y0) = setup(10.0, 3);
     let new = || AidBilevel::new("aid-cg", AidBilevelConfig::variant(AidVariant::AidCg, 5, 5, s)).unwrap();
     let t = run(&mut new(), &p, &x0, &y0, &StopRule::iterations(7), |_| ControlFlow::Continue(())).unwrap();
     assert_eq!((t.stop, t.rows.len()), (StopReason::MaxIters, 8));

@@ -135,11 +135,17 @@ fn itd_is_the_derivative_of_the_unrolled_objective_on_a_non_quadratic() {
     }
 }
 
-#[test]
-fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
+/// The counted problem, its x0 and y0 = 0.
+fn counted_setup() -> (Counted<LogCosh>, Vec<f64>, Vec<f64>) {
     let p = Counted::new(problem());
     let x0 = p.inner().x0();
     let y0 = vec![0.0; p.dim_y()];
+    (p, x0, y0)
+}
+
+#[test]
+fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
+    let (p, x0, y0) = counted_setup();
     // L_g from the estimate plus the bound on the logcosh term; L_L estimated by the library.
     let over = Overrides { l_g: Some(l_g(p.inner(), &x0)), ..Overrides::default() };
     for &name in algorithms::NAMES {
@@ -166,9 +172,7 @@ fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
 fn the_inner_error_is_measured_where_y_was_computed() {
     // With an exact inner solve y_k = y*(x_k), so ‖y_k − y*(x_k)‖ ≈ 0; measured at x_{k+1}
     // (after the outer step) it would be ‖y*(x_k) − y*(x_{k+1})‖, far from 0.
-    let p = Counted::new(problem());
-    let x0 = p.inner().x0();
-    let y0 = vec![0.0; p.dim_y()];
+    let (p, x0, y0) = counted_setup();
     let over = Overrides { l_g: Some(l_g(p.inner(), &x0)), ..Overrides::default() };
     let c = constants::resolve(p.inner(), &x0, &y0, &[Constant::LG, Constant::LOuter], &over).unwrap();
     let settings = Settings { inner_steps: 3000, adjoint_steps: 30, ..Settings::default() };

@@ -496,7 +496,21 @@ impl MultinomialPoint<'_> {
         let m = self.model;
         let (d, k) = (m.n_features(), m.n_classes);
         check_len("grad_theta", d * k, out.len())?;
-        let (len, blocks, batch) = (self.len, self.blocks, self.batch);
+        let batch = self.batch;
+        self.scatter_sweep(out, &|r, s, w, g, acc| scatter_grad_rows(m, batch, r, s, w, &mut g[..k], acc));
+        m.add_reg_term(&self.ws.reg_coef, self.theta, out);
+        Ok(())
+    }
+
+    /// One blocked sweep over the batch rows that scatters into a d·K vector: `body(rows,
+    /// probabilities, weights, 2K scratch, accumulator)` per block (the accumulator zeroed first),
+    /// the block sums written to `out` (overwritten).
+    fn scatter_sweep<F>(&mut self, out: &mut [f64], body: &F)
+    where
+        F: Fn(std::ops::Range<usize>, &mut [f64], &mut [f64], &mut [f64], &mut [f64]) + Sync,
+    {
+        let (d, k) = (self.model.n_features(), self.model.n_classes);
+        let (len, blocks) = (self.len, self.blocks);
         let ws = &mut *self.ws;
         let target: &mut [f64] = if blocks == 1 { &mut *out } else { &mut ws.acc[..blocks * d * k] };
         let bufs = [
@@ -505,16 +519,14 @@ impl MultinomialPoint<'_> {
             (&mut ws.block_scratch[..blocks * 2 * k], Unit::PerBlock(2 * k)),
             (target, Unit::PerBlock(d * k)),
         ];
-        for_each_block(len, blocks, self.parallel, bufs, &|_, r, [s, w, g, acc]| {
+        for_each_block(len, blocks, self.parallel, bufs, &|_, r, [s, w, scratch, acc]| {
             acc.fill(0.0);
-            scatter_grad_rows(m, batch, r, s, w, &mut g[..k], acc);
+            body(r, s, w, scratch, acc)
         });
         if blocks > 1 {
             out.fill(0.0);
             add_block_sums(&ws.acc[..blocks * d * k], blocks, out);
         }
-        m.add_reg_term(&ws.reg_coef, self.theta, out);
-        Ok(())
     }
 
     /// ∂λ (length [`dim_lambda`](MultinomialLogistic::dim_lambda)). For per-sample weights, only
@@ -559,18 +571,8 @@ impl MultinomialPoint<'_> {
         check_len("v", d * k, v.len())?;
         check_len("hvp out", d * k, out.len())?;
         check_finite("v", v)?;
-        let (len, blocks, batch) = (self.len, self.blocks, self.batch);
-        let x = &m.x;
-        let ws = &mut *self.ws;
-        let target: &mut [f64] = if blocks == 1 { &mut *out } else { &mut ws.acc[..blocks * d * k] };
-        let bufs = [
-            (&mut ws.probs[..len * k], Unit::PerRow(k)),
-            (&mut ws.weights[..len], Unit::PerRow(1)),
-            (&mut ws.block_scratch[..blocks * 2 * k], Unit::PerBlock(2 * k)),
-            (target, Unit::PerBlock(d * k)),
-        ];
-        for_each_block(len, blocks, self.parallel, bufs, &|_, r, [s, w, scratch, acc]| {
-            acc.fill(0.0);
+        let (batch, x) = (self.batch, &m.x);
+        self.scatter_sweep(out, &|r, s, w, scratch, acc| {
             let (u, h) = scratch.split_at_mut(k);
             for (local, p) in r.enumerate() {
                 let i = batch_row(batch, p);
@@ -582,11 +584,7 @@ impl MultinomialPoint<'_> {
                 x.row_outer_axpy(i, h, acc);
             }
         });
-        if blocks > 1 {
-            out.fill(0.0);
-            add_block_sums(&ws.acc[..blocks * d * k], blocks, out);
-        }
-        m.add_reg_term(&ws.reg_coef, v, out);
+        m.add_reg_term(&self.ws.reg_coef, v, out);
         Ok(())
     }
 
