@@ -1,4 +1,4 @@
-//! The `bilevel` command line (clap). `bilevel` alone runs the demo (the README's main job).
+//! The `bilevel` command line (clap). `bilevel` alone prints the help.
 
 use bilevel_data::catalog::{build, catalog, BuildOptions};
 use bilevel_data::export::write_dir;
@@ -7,16 +7,14 @@ use std::path::PathBuf;
 
 /// Bilevel optimization: hypergradient kernels, problem generators, algorithms.
 #[derive(Parser, Debug)]
-#[command(name = "bilevel", version, about)]
+#[command(name = "bilevel", version, about, arg_required_else_help = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Demonstration of the kernels (the default when no command is given).
-    Demo,
     /// List the problem generators and their presets.
     Problems,
     /// Generate a problem and write it as .npy files plus manifest.json.
@@ -267,8 +265,7 @@ type DynError = Box<dyn std::error::Error>;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), DynError> {
-    match cli.command.unwrap_or(Command::Demo) {
-        Command::Demo => crate::demo::run(),
+    match cli.command {
         Command::Problems => {
             for g in catalog() {
                 println!("{:<22} {}", g.name, g.summary);

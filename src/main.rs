@@ -1,9 +1,14 @@
 //! The `bilevel` command line; see `bilevel --help` and docs/cli.md.
 use clap::Parser;
 
+mod cli;
+mod hypergrad_cmd;
+mod problem_args;
+mod solve_cmd;
+
 fn main() {
-    let cli = bilevel::cli::Cli::parse();
-    if let Err(e) = bilevel::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    if let Err(e) = cli::run(cli) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

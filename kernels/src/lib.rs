@@ -9,6 +9,8 @@
 //! - [`problem`]: the bilevel oracle trait and the oracle-counting wrapper;
 //! - [`par`]: the deterministic parallel reduction scheme.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod linop;
 pub mod linsolve;

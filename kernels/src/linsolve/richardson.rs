@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::linop::SymmetricOperator;
 use crate::ops;
 
-/// Gradient (Richardson) iteration `z ← z − β(Hz − b)`: the step β, the [`Stopping`] rule and
+/// Gradient (Richardson) iteration `z ← z − β(Hz − b)`: the step β, the [`Stopping`](super::Stopping) rule and
 /// its one work vector (`Hz`), allocated once by [`Richardson::new`](Stationary::new).
 ///
 /// The step β > 0: the iteration converges iff `β < 2/λ_max(H)`, fastest for `2/(μ + L)`, the

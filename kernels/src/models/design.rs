@@ -16,6 +16,7 @@ pub struct DenseRows {
 }
 
 impl DenseRows {
+    /// From row-major values; errors on a length that is not nrows·ncols or a non-finite value.
     pub fn new(nrows: usize, ncols: usize, data: Vec<f64>) -> Result<Self> {
         if data.len() != nrows * ncols {
             return Err(KernelError::InvalidData {
@@ -31,16 +32,20 @@ impl DenseRows {
         let data = (0..a.nrows()).flat_map(|i| (0..a.ncols()).map(move |j| a[(i, j)])).collect();
         Self::new(a.nrows(), a.ncols(), data)
     }
+    /// Number of rows (samples).
     pub fn nrows(&self) -> usize {
         self.nrows
     }
+    /// Number of columns (features).
     pub fn ncols(&self) -> usize {
         self.ncols
     }
+    /// Row i.
     #[inline]
     pub fn row(&self, i: usize) -> &[f64] {
         &self.data[i * self.ncols..(i + 1) * self.ncols]
     }
+    /// The row-major values.
     pub fn data(&self) -> &[f64] {
         &self.data
     }
@@ -49,17 +54,21 @@ impl DenseRows {
 /// Samples as rows, dense or sparse.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Design {
+    /// Dense rows.
     Dense(DenseRows),
+    /// Sparse rows (CSR).
     Sparse(CsrMatrix),
 }
 
 impl Design {
+    /// Number of rows (samples).
     pub fn nrows(&self) -> usize {
         match self {
             Design::Dense(d) => d.nrows(),
             Design::Sparse(s) => s.nrows(),
         }
     }
+    /// Number of columns (features).
     pub fn ncols(&self) -> usize {
         match self {
             Design::Dense(d) => d.ncols(),

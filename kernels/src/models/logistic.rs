@@ -56,9 +56,15 @@ pub enum Hyper {
     /// Plain mean log-loss; λ is empty.
     None,
     /// ½·scale·Σ_j exp(λ_j) θ_j², λ ∈ R^d.
-    PerFeature { scale: f64 },
+    PerFeature {
+        /// The constant in front of the sum.
+        scale: f64,
+    },
     /// Sample weights σ(λ_i) and ridge·‖θ‖², λ ∈ R^n.
-    PerSample { ridge: f64 },
+    PerSample {
+        /// The ridge constant.
+        ridge: f64,
+    },
 }
 
 impl Hyper {
@@ -122,15 +128,19 @@ impl LogisticModel {
         self.par_min_nnz = nnz;
         self
     }
+    /// The batch size (stored entries) from which passes run in parallel.
     pub fn par_min_nnz(&self) -> usize {
         self.par_min_nnz
     }
+    /// The samples.
     pub fn design(&self) -> &Design {
         &self.design
     }
+    /// The ±1 labels.
     pub fn labels(&self) -> &[f64] {
         &self.labels
     }
+    /// The hyper-parameter form.
     pub fn hyper(&self) -> Hyper {
         self.hyper
     }

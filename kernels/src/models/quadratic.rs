@@ -137,24 +137,31 @@ impl QuadraticForm {
         self
     }
 
+    /// Length of x.
     pub fn dim_x(&self) -> usize {
         self.dim_x
     }
+    /// Length of y.
     pub fn dim_y(&self) -> usize {
         self.dim_y
     }
+    /// A (d_y × d_y, symmetric), if set.
     pub fn a(&self) -> Option<&DenseSym> {
         self.a.as_ref()
     }
+    /// B (d_y × d_x), if set.
     pub fn b(&self) -> Option<MatRef<'_, f64>> {
         self.b.as_ref().map(|b| b.as_ref())
     }
+    /// P (d_x × d_x, symmetric), if set.
     pub fn p(&self) -> Option<&DenseSym> {
         self.p.as_ref()
     }
+    /// c (length d_y), if set.
     pub fn c(&self) -> Option<&[f64]> {
         self.c.as_deref()
     }
+    /// d (length d_x), if set.
     pub fn d(&self) -> Option<&[f64]> {
         self.d.as_deref()
     }
@@ -337,9 +344,11 @@ impl QuadraticBilevel {
         Self::new(f, g)
     }
 
+    /// The upper-level objective f.
     pub fn upper(&self) -> &QuadraticForm {
         &self.f
     }
+    /// The lower-level objective g.
     pub fn lower(&self) -> &QuadraticForm {
         &self.g
     }

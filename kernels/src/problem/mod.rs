@@ -42,10 +42,20 @@ impl Batch<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepBatches<'a> {
     /// `steps` steps, all on `batch`.
-    Same { batch: Batch<'a>, steps: usize },
+    Same {
+        /// The batch of every step.
+        batch: Batch<'a>,
+        /// The number of steps.
+        steps: usize,
+    },
     /// `rows.len() / size` steps; step t on `rows[t·size .. (t+1)·size]` (a remainder shorter
     /// than `size` is not used; `size == 0` means no step).
-    Chunks { rows: &'a [usize], size: usize },
+    Chunks {
+        /// The sample indices of all steps, back to back.
+        rows: &'a [usize],
+        /// The batch size of one step.
+        size: usize,
+    },
 }
 
 impl<'a> StepBatches<'a> {
@@ -86,7 +96,9 @@ impl<'a> StepBatches<'a> {
 ///
 /// Oracles do not allocate.
 pub trait BilevelProblem: Sync {
+    /// Length of x (the outer variable).
     fn dim_x(&self) -> usize;
+    /// Length of y (the inner variable).
     fn dim_y(&self) -> usize;
     /// Number of samples of the upper-level objective f (1 for a deterministic problem).
     fn n_samples_f(&self) -> usize {
@@ -273,12 +285,15 @@ pub struct Counted<P> {
 }
 
 impl<P: BilevelProblem> Counted<P> {
+    /// Wraps `inner` with all counts at zero.
     pub fn new(inner: P) -> Self {
         Self { inner, c: Counters::default() }
     }
+    /// The wrapped problem (calls to it are not counted).
     pub fn inner(&self) -> &P {
         &self.inner
     }
+    /// Unwraps the problem.
     pub fn into_inner(self) -> P {
         self.inner
     }
@@ -297,6 +312,7 @@ impl<P: BilevelProblem> Counted<P> {
             samples_g: c.samples_g.load(Relaxed),
         }
     }
+    /// Sets every count to zero.
     pub fn reset(&self) {
         let c = &self.c;
         for a in [&c.f, &c.g, &c.grad_x_f, &c.grad_y_f, &c.grad_y_g, &c.hvp, &c.cross, &c.samples_f, &c.samples_g] {
@@ -468,6 +484,7 @@ pub trait FixedPointProblem: Sync {
     fn dim_lambda(&self) -> usize;
     /// Length of one sample's state w_i.
     fn dim_state(&self) -> usize;
+    /// Number of samples (states w_i).
     fn n_samples(&self) -> usize;
     /// `out = Φ(w, λ)` on the batch.
     fn map(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
