@@ -331,7 +331,7 @@ impl Dataset for HyperCleaning {
     /// `X_{train,val,test}` (dense), `y_train` (corrupted), `y_train_clean`, `corrupted` (0/1),
     /// `y_val`, `y_test`.
     fn arrays(&self) -> Vec<Array> {
-        let mut out = self.problem.data_arrays();
+        let mut out = self.problem.arrays();
         out.push(label_array("y_train_clean", &self.clean_labels));
         out.push(Array::i64(
             "corrupted",
