@@ -98,10 +98,7 @@ impl HyperCleanConfig {
         match name {
             "tiny" => Ok(Self { n_train: 40, n_val: 30, n_test: 20, n_features: 8, n_classes: 3, ..Self::default() }),
             "mnist" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown hyper-cleaning preset `{name}` (known: {})", INFO.presets.join(", ")),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
     /// Checks every parameter.

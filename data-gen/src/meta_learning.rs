@@ -82,10 +82,7 @@ impl Config {
             "tiny" => Ok(Self { n_tasks: 4, dim_input: 6, dim_embed: 2, n_support: 5, n_query: 4, ..Self::default() }),
             "small" => Ok(Self { n_tasks: 20, dim_input: 20, dim_embed: 3, ..Self::default() }),
             "default" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown preset `{name}` for meta_learning (tiny, small, default)"),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
 

@@ -130,12 +130,7 @@ impl Config {
             "tiny" => (20, 10),
             "small" => (200, 100),
             "paper" => (2000, 1000),
-            _ => {
-                return Err(KernelError::InvalidParameter {
-                    name: "preset",
-                    reason: format!("unknown preset `{name}` for `quadratic` (expected one of {:?})", INFO.presets),
-                })
-            }
+            _ => return Err(INFO.unknown_preset(name)),
         };
         Ok(Self { dim_x, dim_y, ..Self::default() })
     }

@@ -172,12 +172,7 @@ impl Config {
             "small" => (10, 50, 256, 1024),
             "benchopt" => (100, 100, 1024, 1024),
             "benchopt-best" => (10, 100, 1024, 32768),
-            _ => {
-                return Err(KernelError::InvalidParameter {
-                    name: "preset",
-                    reason: format!("unknown preset `{name}` for `{}` (expected one of {:?})", INFO.name, INFO.presets),
-                })
-            }
+            _ => return Err(INFO.unknown_preset(name)),
         };
         Ok(Self { dim_x, dim_y, n_samples_f, n_samples_g, ..Self::default() })
     }

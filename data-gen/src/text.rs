@@ -136,10 +136,7 @@ impl TextConfig {
                 topic_min_rank: 50,
             }),
             "20news" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown text preset `{name}` (known: {})", INFO.presets.join(", ")),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
 

@@ -73,10 +73,7 @@ impl PerClassConfig {
         match name {
             "tiny" => Ok(Self { n_train: 40, n_val: 30, n_test: 20, n_features: 5, n_classes: 3, ..Self::default() }),
             "covtype" => Ok(Self::default()),
-            _ => Err(invalid(
-                "preset",
-                format!("unknown per-class preset `{name}` (known: {})", INFO_PER_CLASS.presets.join(", ")),
-            )),
+            _ => Err(INFO_PER_CLASS.unknown_preset(name)),
         }
     }
     /// Checks every parameter.
@@ -198,10 +195,7 @@ impl BinaryConfig {
                 ..Self::default()
             }),
             "ijcnn1" => Ok(Self::default()),
-            _ => Err(invalid(
-                "preset",
-                format!("unknown binary preset `{name}` (known: {})", INFO_BINARY.presets.join(", ")),
-            )),
+            _ => Err(INFO_BINARY.unknown_preset(name)),
         }
     }
     /// Checks every parameter.
