@@ -38,7 +38,7 @@ use faer::{Mat, MatMut, MatRef};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Catalogue entry.
 pub const INFO: GeneratorInfo = GeneratorInfo {
@@ -110,10 +110,6 @@ impl Config {
             return bad("noise", format!("must be finite and >= 0, got {}", self.noise));
         }
         Ok(())
-    }
-
-    fn to_json(&self) -> Map<String, Value> {
-        crate::dataset::parameters_of(self, None)
     }
 }
 
@@ -358,9 +354,7 @@ impl Dataset for MetaLearning {
         INFO.name
     }
     fn parameters(&self) -> Map<String, Value> {
-        let mut m = self.config.to_json();
-        m.insert("seed".into(), json!(self.seed));
-        m
+        crate::dataset::parameters_of(&self.config, Some(self.seed))
     }
     fn arrays(&self) -> Vec<Array> {
         let (t, p, k) = (self.config.n_tasks, self.config.dim_input, self.k());

@@ -144,10 +144,6 @@ impl Config {
         bilevel_kernels::error::check_positive("l_g", self.l_g)?;
         bilevel_kernels::error::check_positive("l_f", self.l_f)
     }
-
-    fn to_json(&self) -> Map<String, Value> {
-        crate::dataset::parameters_of(self, None)
-    }
 }
 
 pub(crate) fn check_dim(name: &'static str, d: usize) -> Result<()> {
@@ -453,11 +449,7 @@ impl Dataset for QuadraticProblem {
     /// plus the measured spectra `measured_f`/`measured_g` ({mu, l, kappa}) and `l_star`.
     fn parameters(&self) -> Map<String, Value> {
         let mut m = match &self.source {
-            Source::Generated { config, seed } => {
-                let mut m = config.to_json();
-                m.insert("seed".into(), json!(seed));
-                m
-            }
+            Source::Generated { config, seed } => crate::dataset::parameters_of(config, Some(*seed)),
             Source::Loaded { parameters } => parameters.clone(),
         };
         m.insert("measured_f".into(), json!(self.measured_f()));

@@ -219,10 +219,6 @@ impl Config {
         }
         Ok(())
     }
-
-    fn to_json(&self) -> Map<String, Value> {
-        crate::dataset::parameters_of(self, None)
-    }
 }
 
 /// The per-sample second-order data of one level.
@@ -732,8 +728,7 @@ impl Dataset for StochasticQuadratic {
     /// The config and seed, `tries`, the measured spectra `measured_g`, `measured_f` (mean
     /// y-Hessians) and `measured_value` (H_L), each {mu, l, kappa}, and `l_star`.
     fn parameters(&self) -> Map<String, Value> {
-        let mut m = self.config.to_json();
-        m.insert("seed".into(), json!(self.seed));
+        let mut m = crate::dataset::parameters_of(&self.config, Some(self.seed));
         m.insert("tries".into(), json!(self.tries));
         m.insert("measured_g".into(), json!(self.measured_g()));
         m.insert("measured_f".into(), json!(self.measured_f()));

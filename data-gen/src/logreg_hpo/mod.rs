@@ -171,9 +171,25 @@ pub(crate) fn invalid(name: &'static str, reason: String) -> KernelError {
 }
 
 /// Checks that a count is positive.
-pub(crate) fn check_count(name: &'static str, value: usize) -> Result<()> {
+fn check_count(name: &'static str, value: usize) -> Result<()> {
     if value == 0 {
         return Err(invalid(name, "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Checks the sizes of a logistic HPO config: at least one training sample, one validation
+/// sample and one feature (the test split may be empty).
+pub(crate) fn check_sizes(n_train: usize, n_val: usize, n_features: usize) -> Result<()> {
+    check_count("n_train", n_train)?;
+    check_count("n_val", n_val)?;
+    check_count("n_features", n_features)
+}
+
+/// Checks that there are at least two classes.
+pub(crate) fn check_classes(n_classes: usize) -> Result<()> {
+    if n_classes < 2 {
+        return Err(invalid("n_classes", format!("need at least 2 classes, got {n_classes}")));
     }
     Ok(())
 }
