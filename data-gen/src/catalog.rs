@@ -66,6 +66,18 @@ impl BuildOptions {
         *dim_x = self.dim_x.unwrap_or(*dim_x);
         *dim_y = self.dim_y.unwrap_or(*dim_y);
     }
+    /// The config of the preset, or the default config without one.
+    fn config<C: Default>(&self, from_preset: fn(&str) -> Result<C>) -> Result<C> {
+        self.preset.as_deref().map_or_else(|| Ok(C::default()), from_preset)
+    }
+    /// `generate` on the preset's config (see [`config`](Self::config)) and the seed.
+    fn generate<C: Default, P>(
+        &self,
+        from_preset: fn(&str) -> Result<C>,
+        generate: fn(&C, u64) -> Result<P>,
+    ) -> Result<P> {
+        generate(&self.config(from_preset)?, self.seed)
+    }
 }
 
 /// A generated bilevel problem that can also export itself.
@@ -200,10 +212,6 @@ impl Built {
     }
 }
 
-fn config<C: Default>(preset: Option<&str>, from_preset: fn(&str) -> Result<C>) -> Result<C> {
-    preset.map_or_else(|| Ok(C::default()), from_preset)
-}
-
 fn bilevel(name: &'static str, p: impl BilevelDataset + 'static, start: Start) -> Built {
     Built { name, problem: Problem::Bilevel(Box::new(p)), start }
 }
@@ -212,20 +220,19 @@ fn bilevel(name: &'static str, p: impl BilevelDataset + 'static, start: Start) -
 /// preset, an override the generator does not take (`kappa`, `dx`, `dy` are for the two
 /// quadratics only), and every error of the generator's config validation.
 pub fn build(name: &str, options: &BuildOptions) -> Result<Built> {
-    let preset = options.preset.as_deref();
     let seed = options.seed;
     if !matches!(name, "quadratic" | "stochastic_quadratic") {
         options.only_preset(name)?;
     }
     Ok(match name {
         "quadratic" => {
-            let mut c = config(preset, quadratic::Config::preset)?;
+            let mut c = options.config(quadratic::Config::preset)?;
             c.kappa_g = options.kappa.unwrap_or(c.kappa_g);
             options.sizes(&mut c.dim_x, &mut c.dim_y);
             bilevel(quadratic::INFO.name, quadratic::generate(&c, seed)?, Start::Gaussian { scale: 1.0 })
         }
         "stochastic_quadratic" => {
-            let mut c = config(preset, stochastic_quadratic::Config::preset)?;
+            let mut c = options.config(stochastic_quadratic::Config::preset)?;
             if let Some(kappa) = options.kappa {
                 c = c.with_kappa(kappa)?;
             }
@@ -237,37 +244,37 @@ pub fn build(name: &str, options: &BuildOptions) -> Result<Built> {
             )
         }
         "text" => {
-            let data = text::generate(&config(preset, text::TextConfig::preset)?, seed)?;
+            let data = options.generate(text::TextConfig::preset, text::generate)?;
             Built { name: text::INFO.name, problem: Problem::Data(Box::new(data)), start: Start::Zero }
         }
         "logreg_text" => {
-            let p = logreg_hpo::text_problem(&config(preset, text::TextConfig::preset)?, seed)?;
+            let p = options.generate(text::TextConfig::preset, logreg_hpo::text_problem)?;
             bilevel(logreg_hpo::INFO.name, p, Start::Zero)
         }
         "logreg_binary" => {
-            let p = logreg_hpo::binary_problem(&config(preset, logreg_hpo::BinaryConfig::preset)?, seed)?;
+            let p = options.generate(logreg_hpo::BinaryConfig::preset, logreg_hpo::binary_problem)?;
             bilevel(logreg_hpo::INFO_BINARY.name, p, Start::Zero)
         }
         "logreg_per_class" => {
-            let p = logreg_hpo::per_class_problem(&config(preset, logreg_hpo::PerClassConfig::preset)?, seed)?;
+            let p = options.generate(logreg_hpo::PerClassConfig::preset, logreg_hpo::per_class_problem)?;
             bilevel(logreg_hpo::INFO_PER_CLASS.name, p, Start::Zero)
         }
         "hyperclean" => {
-            let p = hyperclean::generate(&config(preset, hyperclean::HyperCleanConfig::preset)?, seed)?;
+            let p = options.generate(hyperclean::HyperCleanConfig::preset, hyperclean::generate)?;
             bilevel(hyperclean::INFO.name, p, Start::Zero)
         }
         "meta_learning" => {
-            let p = meta_learning::generate(&config(preset, meta_learning::Config::preset)?, seed)?;
+            let p = options.generate(meta_learning::Config::preset, meta_learning::generate)?;
             let scale = meta_learning::x0_scale(p.config());
             bilevel(meta_learning::INFO.name, p, Start::Gaussian { scale })
         }
         "equilibrium" => {
-            let p = equilibrium::generate(&config(preset, equilibrium::Config::preset)?, seed)?;
+            let p = options.generate(equilibrium::Config::preset, equilibrium::generate)?;
             let start = Start::Fixed(p.lambda0().to_vec());
             Built { name: equilibrium::INFO.name, problem: Problem::FixedPoint(Box::new(p)), start }
         }
         "distillation" => {
-            let p = distillation::generate(&config(preset, distillation::Config::preset)?, seed)?;
+            let p = options.generate(distillation::Config::preset, distillation::generate)?;
             let start = Start::Fixed(p.x0().to_vec());
             bilevel(distillation::INFO.name, p, start)
         }

@@ -61,6 +61,16 @@ pub struct GeneratorInfo {
     pub presets: &'static [&'static str],
 }
 
+impl GeneratorInfo {
+    /// The error of a `preset` that is not one of [`presets`](Self::presets).
+    pub(crate) fn unknown_preset(&self, preset: &str) -> bilevel_kernels::KernelError {
+        bilevel_kernels::KernelError::InvalidParameter {
+            name: "preset",
+            reason: format!("unknown preset `{preset}` for `{}` (known: {})", self.name, self.presets.join(", ")),
+        }
+    }
+}
+
 /// A config's fields as export parameters (the manifest's `parameters`), plus the seed when
 /// given: the one place configs become JSON (`#[derive(Serialize)]` on each config).
 pub(crate) fn parameters_of(

@@ -76,10 +76,7 @@ impl Config {
             "tiny" => Ok(Self { n_samples: 30, n_features: 6, n_classes: 3 }),
             "small" => Ok(Self { n_samples: 2000, ..Self::default() }),
             "mnist" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown preset `{name}` for distillation (tiny, small, mnist)"),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
 

@@ -74,10 +74,7 @@ impl Config {
             "tiny" => Ok(Self { n_samples: 12, input_dim: 5, hidden: 4, n_classes: 3, init_std: 0.2 }),
             "small" => Ok(Self { n_samples: 1000, hidden: 50, ..Self::default() }),
             "mnist" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown preset `{name}` for equilibrium (tiny, small, mnist)"),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
 

@@ -36,12 +36,12 @@
 //! default: 20,000 / 5,000 / 10,000, 784 features, 10 classes; the dense design takes
 //! 35,000·784·8 B ≈ 220 MB).
 
-use crate::dataset::{Array, Dataset, GeneratorInfo};
-use crate::logreg_hpo::{check_count, check_range, row_sq_norms, Evaluation, MultinomialHpo, Split};
+use crate::dataset::{parameters_of, Array, Dataset, GeneratorInfo};
+use crate::logreg_hpo::{check_classes, check_range, check_sizes, row_sq_norms, Evaluation, MultinomialHpo, Split};
 use crate::text::label_array;
 use bilevel_kernels::models::multinomial::Hyper;
 use bilevel_kernels::models::{DenseRows, Design};
-use bilevel_kernels::{ops, BilevelProblem, KernelError, ProblemConstants, ProblemMetrics, Result};
+use bilevel_kernels::{ops, BilevelProblem, ProblemConstants, ProblemMetrics, Result};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -98,30 +98,17 @@ impl HyperCleanConfig {
         match name {
             "tiny" => Ok(Self { n_train: 40, n_val: 30, n_test: 20, n_features: 8, n_classes: 3, ..Self::default() }),
             "mnist" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown hyper-cleaning preset `{name}` (known: {})", INFO.presets.join(", ")),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
     /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
-        check_count("n_train", self.n_train)?;
-        check_count("n_val", self.n_val)?;
-        check_count("n_features", self.n_features)?;
-        if self.n_classes < 2 {
-            return Err(KernelError::InvalidParameter {
-                name: "n_classes",
-                reason: format!("need at least 2 classes, got {}", self.n_classes),
-            });
-        }
+        check_sizes(self.n_train, self.n_val, self.n_features)?;
+        check_classes(self.n_classes)?;
         check_range("corruption", self.corruption, 0.0, 1.0)?;
         check_range("ridge", self.ridge, f64::MIN_POSITIVE, 1e12)?;
         check_range("separation", self.separation, 0.0, 1e6)?;
         check_range("feature_scale", self.feature_scale, f64::MIN_POSITIVE, 1e6)
-    }
-    fn to_json(&self, seed: u64) -> serde_json::Map<String, serde_json::Value> {
-        crate::dataset::parameters_of(self, Some(seed))
     }
 }
 
@@ -241,8 +228,8 @@ pub fn generate(config: &HyperCleanConfig, seed: u64) -> Result<HyperCleaning> {
         }
     }
     let hyper = Hyper::SampleWeights { ridge: config.ridge };
-    let problem =
-        MultinomialHpo::new((train_x, noisy), val, test, k, hyper)?.with_description(INFO.name, config.to_json(seed));
+    let problem = MultinomialHpo::new((train_x, noisy), val, test, k, hyper)?
+        .with_description(INFO.name, parameters_of(config, Some(seed)));
     let sq = row_sq_norms(problem.inner_model().design());
     let two_c = 2.0 * config.ridge;
     let constants = ProblemConstants {
@@ -299,7 +286,7 @@ impl Dataset for HyperCleaning {
     /// `X_{train,val,test}` (dense), `y_train` (corrupted), `y_train_clean`, `corrupted` (0/1),
     /// `y_val`, `y_test`.
     fn arrays(&self) -> Vec<Array> {
-        let mut out = self.problem.data_arrays();
+        let mut out = self.problem.arrays();
         out.push(label_array("y_train_clean", &self.clean_labels));
         out.push(Array::i64(
             "corrupted",

@@ -38,7 +38,7 @@ use faer::{Mat, MatMut, MatRef};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Catalogue entry.
 pub const INFO: GeneratorInfo = GeneratorInfo {
@@ -82,10 +82,7 @@ impl Config {
             "tiny" => Ok(Self { n_tasks: 4, dim_input: 6, dim_embed: 2, n_support: 5, n_query: 4, ..Self::default() }),
             "small" => Ok(Self { n_tasks: 20, dim_input: 20, dim_embed: 3, ..Self::default() }),
             "default" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown preset `{name}` for meta_learning (tiny, small, default)"),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
 
@@ -113,10 +110,6 @@ impl Config {
             return bad("noise", format!("must be finite and >= 0, got {}", self.noise));
         }
         Ok(())
-    }
-
-    fn to_json(&self) -> Map<String, Value> {
-        crate::dataset::parameters_of(self, None)
     }
 }
 
@@ -361,9 +354,7 @@ impl Dataset for MetaLearning {
         INFO.name
     }
     fn parameters(&self) -> Map<String, Value> {
-        let mut m = self.config.to_json();
-        m.insert("seed".into(), json!(self.seed));
-        m
+        crate::dataset::parameters_of(&self.config, Some(self.seed))
     }
     fn arrays(&self) -> Vec<Array> {
         let (t, p, k) = (self.config.n_tasks, self.config.dim_input, self.k());

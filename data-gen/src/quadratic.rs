@@ -130,12 +130,7 @@ impl Config {
             "tiny" => (20, 10),
             "small" => (200, 100),
             "paper" => (2000, 1000),
-            _ => {
-                return Err(KernelError::InvalidParameter {
-                    name: "preset",
-                    reason: format!("unknown preset `{name}` for `quadratic` (expected one of {:?})", INFO.presets),
-                })
-            }
+            _ => return Err(INFO.unknown_preset(name)),
         };
         Ok(Self { dim_x, dim_y, ..Self::default() })
     }
@@ -148,10 +143,6 @@ impl Config {
         check_kappa("kappa_f", self.kappa_f)?;
         bilevel_kernels::error::check_positive("l_g", self.l_g)?;
         bilevel_kernels::error::check_positive("l_f", self.l_f)
-    }
-
-    fn to_json(&self) -> Map<String, Value> {
-        crate::dataset::parameters_of(self, None)
     }
 }
 
@@ -421,11 +412,7 @@ impl Dataset for QuadraticProblem {
     /// plus the measured spectra `measured_f`/`measured_g` ({mu, l, kappa}) and `l_star`.
     fn parameters(&self) -> Map<String, Value> {
         let mut m = match &self.source {
-            Source::Generated { config, seed } => {
-                let mut m = config.to_json();
-                m.insert("seed".into(), json!(seed));
-                m
-            }
+            Source::Generated { config, seed } => crate::dataset::parameters_of(config, Some(*seed)),
             Source::Loaded { parameters } => parameters.clone(),
         };
         m.insert("measured_f".into(), json!(self.measured_f()));

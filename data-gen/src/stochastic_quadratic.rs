@@ -172,12 +172,7 @@ impl Config {
             "small" => (10, 50, 256, 1024),
             "benchopt" => (100, 100, 1024, 1024),
             "benchopt-best" => (10, 100, 1024, 32768),
-            _ => {
-                return Err(KernelError::InvalidParameter {
-                    name: "preset",
-                    reason: format!("unknown preset `{name}` for `{}` (expected one of {:?})", INFO.name, INFO.presets),
-                })
-            }
+            _ => return Err(INFO.unknown_preset(name)),
         };
         Ok(Self { dim_x, dim_y, n_samples_f, n_samples_g, ..Self::default() })
     }
@@ -224,10 +219,6 @@ impl Config {
         }
         Ok(())
     }
-
-    fn to_json(&self) -> Map<String, Value> {
-        crate::dataset::parameters_of(self, None)
-    }
 }
 
 /// The per-sample second-order data of one level.
@@ -249,6 +240,13 @@ enum Samples {
     },
 }
 
+/// Which variable a level's derivative is taken in (or lands in).
+#[derive(Clone, Copy)]
+enum Var {
+    X,
+    Y,
+}
+
 /// One level (f or g): n samples q_i (module doc).
 #[derive(Clone)]
 struct Level {
@@ -266,6 +264,16 @@ struct Level {
 fn block_row(m: &[f64], i: usize, rows: usize, cols: usize, r: usize) -> &[f64] {
     let o = (i * rows + r) * cols;
     &m[o..o + cols]
+}
+
+/// The mean over the batch `rows` of the per-sample vectors that `add_sample(i, out)` adds
+/// into `out`; zeros for an empty batch.
+fn batch_mean(rows: &[usize], out: &mut [f64], mut add_sample: impl FnMut(usize, &mut [f64])) {
+    out.fill(0.0);
+    for &i in rows {
+        add_sample(i, out);
+    }
+    ops::scale(inv_len(rows.len()), out);
 }
 
 /// 1/|B|, and 0 for an empty batch (so an empty mean is 0, not NaN).
@@ -300,78 +308,69 @@ impl Level {
     }
 
     fn grad_y(&self, x: &[f64], y: &[f64], rows: &[usize], out: &mut [f64]) {
-        let (dx, dy) = (self.dx, self.dy);
-        out.fill(0.0);
-        for &i in rows {
-            match &self.samples {
-                Samples::RankOne { h, u, w, .. } => {
-                    ops::axpy_seq(ops::dot_seq(h.row(i), y), h.row(i), out);
-                    ops::axpy_seq(ops::dot_seq(u.row(i), x), w.row(i), out);
-                }
-                Samples::Dense { a, b, .. } => {
-                    for (r, o) in out.iter_mut().enumerate() {
-                        *o += ops::dot_seq(block_row(a, i, dy, dy, r), y) + ops::dot_seq(block_row(b, i, dy, dx, r), x);
-                    }
-                }
-            }
-            ops::axpy_seq(1.0, self.lin_y.row(i), out);
-        }
-        ops::scale(inv_len(rows.len()), out);
+        self.grad(Var::Y, x, y, rows, out)
     }
 
     fn grad_x(&self, x: &[f64], y: &[f64], rows: &[usize], out: &mut [f64]) {
-        let (dx, dy) = (self.dx, self.dy);
-        out.fill(0.0);
-        for &i in rows {
-            match &self.samples {
-                Samples::RankOne { p, u, w, .. } => {
-                    ops::axpy_seq(ops::dot_seq(p.row(i), x), p.row(i), out);
-                    ops::axpy_seq(ops::dot_seq(w.row(i), y), u.row(i), out);
-                }
-                Samples::Dense { p, b, .. } => {
-                    for (r, o) in out.iter_mut().enumerate() {
-                        *o += ops::dot_seq(block_row(p, i, dx, dx, r), x);
-                    }
-                    for (r, &yr) in y.iter().enumerate() {
-                        ops::axpy_seq(yr, block_row(b, i, dy, dx, r), out);
-                    }
-                }
-            }
-            ops::axpy_seq(1.0, self.lin_x.row(i), out);
-        }
-        ops::scale(inv_len(rows.len()), out);
+        self.grad(Var::X, x, y, rows, out)
+    }
+
+    /// The mean gradient in `var`: per sample ∂var∂var q_i · var + the cross term in the other
+    /// variable + the linear coefficient (c_i or d_i).
+    fn grad(&self, var: Var, x: &[f64], y: &[f64], rows: &[usize], out: &mut [f64]) {
+        let (own, other, lin) = match var {
+            Var::Y => (y, x, &self.lin_y),
+            Var::X => (x, y, &self.lin_x),
+        };
+        batch_mean(rows, out, |i, out| {
+            self.add_hess(var, i, own, out);
+            self.add_cross(var, i, other, out);
+            ops::axpy_seq(1.0, lin.row(i), out);
+        });
     }
 
     fn hvp(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
-        let dy = self.dy;
-        out.fill(0.0);
-        for &i in rows {
-            match &self.samples {
-                Samples::RankOne { h, .. } => ops::axpy_seq(ops::dot_seq(h.row(i), v), h.row(i), out),
-                Samples::Dense { a, .. } => {
-                    for (r, o) in out.iter_mut().enumerate() {
-                        *o += ops::dot_seq(block_row(a, i, dy, dy, r), v);
-                    }
-                }
-            }
-        }
-        ops::scale(inv_len(rows.len()), out);
+        batch_mean(rows, out, |i, out| self.add_hess(Var::Y, i, v, out));
     }
 
     fn cross(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
-        let (dx, dy) = (self.dx, self.dy);
-        out.fill(0.0);
-        for &i in rows {
-            match &self.samples {
-                Samples::RankOne { u, w, .. } => ops::axpy_seq(ops::dot_seq(w.row(i), v), u.row(i), out),
-                Samples::Dense { b, .. } => {
-                    for (r, &vr) in v.iter().enumerate() {
-                        ops::axpy_seq(vr, block_row(b, i, dy, dx, r), out);
-                    }
+        batch_mean(rows, out, |i, out| self.add_cross(Var::X, i, v, out));
+    }
+
+    /// Adds sample i's Hessian in `var` times `v` to `out`: A_i v = (h_i·v) h_i for y,
+    /// P_i v = (p_i·v) p_i for x.
+    fn add_hess(&self, var: Var, i: usize, v: &[f64], out: &mut [f64]) {
+        match (&self.samples, var) {
+            (Samples::RankOne { h: f, .. }, Var::Y) | (Samples::RankOne { p: f, .. }, Var::X) => {
+                ops::axpy_seq(ops::dot_seq(f.row(i), v), f.row(i), out)
+            }
+            (Samples::Dense { a: m, .. }, Var::Y) | (Samples::Dense { p: m, .. }, Var::X) => {
+                let d = out.len();
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o += ops::dot_seq(block_row(m, i, d, d, r), v);
                 }
             }
         }
-        ops::scale(inv_len(rows.len()), out);
+    }
+
+    /// Adds sample i's cross term into the `var` space to `out`: B_i v = (u_i·v) w_i (v ∈ R^{d_x})
+    /// for y, B_iᵀ v = (w_i·v) u_i (v ∈ R^{d_y}) for x.
+    fn add_cross(&self, var: Var, i: usize, v: &[f64], out: &mut [f64]) {
+        let (dx, dy) = (self.dx, self.dy);
+        match (&self.samples, var) {
+            (Samples::RankOne { u, w, .. }, Var::Y) => ops::axpy_seq(ops::dot_seq(u.row(i), v), w.row(i), out),
+            (Samples::RankOne { u, w, .. }, Var::X) => ops::axpy_seq(ops::dot_seq(w.row(i), v), u.row(i), out),
+            (Samples::Dense { b, .. }, Var::Y) => {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o += ops::dot_seq(block_row(b, i, dy, dx, r), v);
+                }
+            }
+            (Samples::Dense { b, .. }, Var::X) => {
+                for (r, &vr) in v.iter().enumerate() {
+                    ops::axpy_seq(vr, block_row(b, i, dy, dx, r), out);
+                }
+            }
+        }
     }
 
     /// The level's arrays, names prefixed by `g_` or `f_` (see [`Dataset::arrays`]).
@@ -727,8 +726,7 @@ impl Dataset for StochasticQuadratic {
     /// The config and seed, `tries`, the measured spectra `measured_g`, `measured_f` (mean
     /// y-Hessians) and `measured_value` (H_L), each {mu, l, kappa}, and `l_star`.
     fn parameters(&self) -> Map<String, Value> {
-        let mut m = self.config.to_json();
-        m.insert("seed".into(), json!(self.seed));
+        let mut m = crate::dataset::parameters_of(&self.config, Some(self.seed));
         m.insert("tries".into(), json!(self.tries));
         m.insert("measured_g".into(), json!(self.measured_g()));
         m.insert("measured_f".into(), json!(self.measured_f()));

@@ -136,10 +136,7 @@ impl TextConfig {
                 topic_min_rank: 50,
             }),
             "20news" => Ok(Self::default()),
-            _ => Err(KernelError::InvalidParameter {
-                name: "preset",
-                reason: format!("unknown text preset `{name}` (known: {})", INFO.presets.join(", ")),
-            }),
+            _ => Err(INFO.unknown_preset(name)),
         }
     }
 
@@ -157,9 +154,7 @@ impl TextConfig {
         if self.n_features == 0 || self.n_features > u32::MAX as usize {
             return bad("n_features", format!("must be in 1..=2^32-1, got {}", self.n_features));
         }
-        if self.n_classes < 2 {
-            return bad("n_classes", format!("need at least 2 classes, got {}", self.n_classes));
-        }
+        crate::logreg_hpo::check_classes(self.n_classes)?;
         if !(self.mean_tokens.is_finite() && self.mean_tokens >= 1.0 && self.mean_tokens <= 1e6) {
             return bad("mean_tokens", format!("must be in [1, 1e6], got {}", self.mean_tokens));
         }

@@ -112,6 +112,14 @@ fn arrays_bits(d: &dyn Dataset) -> Vec<(String, Vec<usize>, Vec<u64>)> {
         .collect()
 }
 
+/// `result` is an `InvalidParameter` error naming the parameter `name`.
+fn assert_invalid<T: std::fmt::Debug>(name: &str, result: bilevel_kernels::Result<T>) {
+    match result {
+        Err(KernelError::InvalidParameter { name: got, .. }) => assert_eq!(got, name),
+        other => panic!("{name}: expected InvalidParameter, got {other:?}"),
+    }
+}
+
 fn tiny_text() -> TextConfig {
     TextConfig::preset("tiny").unwrap()
 }
@@ -228,12 +236,9 @@ fn text_bad_configs_are_rejected() {
         ("length_sigma", TextConfig { length_sigma: -0.1, ..ok.clone() }),
     ];
     for (name, c) in cases {
-        match text::generate(&c, 1) {
-            Err(KernelError::InvalidParameter { name: got, .. }) => assert_eq!(got, name),
-            other => panic!("{name}: expected InvalidParameter, got {other:?}"),
-        }
+        assert_invalid(name, text::generate(&c, 1));
     }
-    assert!(matches!(TextConfig::preset("huge"), Err(KernelError::InvalidParameter { name: "preset", .. })));
+    assert_invalid("preset", TextConfig::preset("huge"));
     assert!(text::generate(&TextConfig { topic_words: 45, ..ok }, 1).is_ok());
 }
 
@@ -421,10 +426,7 @@ fn problem_bad_configs_are_rejected() {
         ("n_train", BinaryConfig { n_train: 0, ..tiny_b.clone() }),
         ("reg_scale", BinaryConfig { reg_scale: -1.0, ..tiny_b.clone() }),
     ] {
-        assert!(
-            matches!(binary_problem(&c, 1), Err(KernelError::InvalidParameter { name: got, .. }) if got == name),
-            "{name}"
-        );
+        assert_invalid(name, binary_problem(&c, 1));
     }
     let tiny_c = PerClassConfig::preset("tiny").unwrap();
     for (name, c) in [
@@ -432,10 +434,7 @@ fn problem_bad_configs_are_rejected() {
         ("n_val", PerClassConfig { n_val: 0, ..tiny_c.clone() }),
         ("signal", PerClassConfig { signal: f64::INFINITY, ..tiny_c.clone() }),
     ] {
-        assert!(
-            matches!(per_class_problem(&c, 1), Err(KernelError::InvalidParameter { name: got, .. }) if got == name),
-            "{name}"
-        );
+        assert_invalid(name, per_class_problem(&c, 1));
     }
     let tiny_h = HyperCleanConfig::preset("tiny").unwrap();
     for (name, c) in [
@@ -445,15 +444,11 @@ fn problem_bad_configs_are_rejected() {
         ("n_classes", HyperCleanConfig { n_classes: 1, ..tiny_h.clone() }),
         ("feature_scale", HyperCleanConfig { feature_scale: 0.0, ..tiny_h.clone() }),
     ] {
-        assert!(
-            matches!(hyperclean::generate(&c, 1), Err(KernelError::InvalidParameter { name: got, .. }) if got == name),
-            "{name}"
-        );
+        assert_invalid(name, hyperclean::generate(&c, 1));
     }
-    for bad in [BinaryConfig::preset("x").err(), PerClassConfig::preset("x").err(), HyperCleanConfig::preset("x").err()]
-    {
-        assert!(matches!(bad, Some(KernelError::InvalidParameter { name: "preset", .. })));
-    }
+    assert_invalid("preset", BinaryConfig::preset("x"));
+    assert_invalid("preset", PerClassConfig::preset("x"));
+    assert_invalid("preset", HyperCleanConfig::preset("x"));
 }
 
 // ---------------------------------------------------------------------------------------------

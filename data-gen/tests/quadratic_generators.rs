@@ -347,6 +347,20 @@ fn batch_cases(p: &sq::StochasticQuadratic, rng: &mut Xoshiro256PlusPlus) -> (Ve
     (randn(p.dim_x(), rng), randn(p.dim_y(), rng), randn(p.dim_y(), rng))
 }
 
+/// Runs `check` on the tiny problem of each layout (seed `seed`) at a random (x, y, v) from
+/// [`batch_cases`]; `check` may draw more from `rng`.
+fn for_each_layout(
+    seed: u64,
+    rng: &mut Xoshiro256PlusPlus,
+    mut check: impl FnMut(Layout, &sq::StochasticQuadratic, (Vec<f64>, Vec<f64>, Vec<f64>), &mut Xoshiro256PlusPlus),
+) {
+    for layout in [Layout::RankOne, Layout::Dense] {
+        let p = sq::generate(&sq_tiny(layout), seed).unwrap();
+        let case = batch_cases(&p, rng);
+        check(layout, &p, case, rng);
+    }
+}
+
 /// All oracles of `p` on `batch`: (f, g, ∂x f, ∂y f, ∂y g, hvp, cross).
 fn oracles(p: &dyn BilevelProblem, x: &[f64], y: &[f64], v: &[f64], bf: Batch, bg: Batch) -> Vec<Vec<f64>> {
     let (dx, dy) = (p.dim_x(), p.dim_y());
@@ -363,12 +377,10 @@ fn oracles(p: &dyn BilevelProblem, x: &[f64], y: &[f64], v: &[f64], bf: Batch, b
 #[test]
 fn minibatch_oracles_over_all_samples_equal_the_full_batch_oracles() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(2);
-    for layout in [Layout::RankOne, Layout::Dense] {
-        let p = sq::generate(&sq_tiny(layout), 1).unwrap();
-        let (x, y, v) = batch_cases(&p, &mut rng);
+    for_each_layout(1, &mut rng, |layout, p, (x, y, v), _| {
         let (all_f, all_g): (Vec<usize>, Vec<usize>) = ((0..16).collect(), (0..32).collect());
-        let full = oracles(&p, &x, &y, &v, Batch::Full, Batch::Full);
-        let rows = oracles(&p, &x, &y, &v, Batch::Rows(&all_f), Batch::Rows(&all_g));
+        let full = oracles(p, &x, &y, &v, Batch::Full, Batch::Full);
+        let rows = oracles(p, &x, &y, &v, Batch::Rows(&all_f), Batch::Rows(&all_g));
         for (k, (a, b)) in rows.iter().zip(&full).enumerate() {
             assert!(rel_diff(a, b) < 1e-12, "{layout:?} oracle {k}: {a:?} vs {b:?}");
         }
@@ -380,7 +392,7 @@ fn minibatch_oracles_over_all_samples_equal_the_full_batch_oracles() {
             mean_hvp = add(&mean_hvp, 1.0 / 32.0, &out);
         }
         assert!(rel_diff(&mean_hvp, &full[5]) < 1e-12);
-    }
+    });
 }
 
 #[test]
@@ -466,10 +478,8 @@ fn inner_steps_take_a_fresh_batch_per_step_and_count_its_samples() {
 #[test]
 fn minibatch_derivatives_match_finite_differences() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(8);
-    for layout in [Layout::RankOne, Layout::Dense] {
-        let p = sq::generate(&sq_tiny(layout), 2).unwrap();
-        let (x, y, v) = batch_cases(&p, &mut rng);
-        let (dx_dir, dy_dir) = (randn(4, &mut rng), randn(8, &mut rng));
+    for_each_layout(2, &mut rng, |_, p, (x, y, v), rng| {
+        let (dx_dir, dy_dir) = (randn(4, rng), randn(8, rng));
         let (bf, bg) = (vec![1, 4, 9], vec![0, 5, 5, 30]);
         let (bf, bg) = (Batch::Rows(&bf), Batch::Rows(&bg));
         let h = 1e-4;
@@ -497,7 +507,7 @@ fn minibatch_derivatives_match_finite_differences() {
         // Empty batch: zeros, not NaN.
         p.hvp(&x, &y, &v, Batch::Rows(&[]), &mut hv);
         assert!(hv.iter().all(|&z| z == 0.0) && p.g(&x, &y, Batch::Rows(&[])) == 0.0);
-    }
+    });
 }
 
 #[test]

@@ -2,7 +2,11 @@
 //! ([`text_problem`]), `logreg_per_class` ([`per_class_problem`], [`PerClassConfig`]) and
 //! `logreg_binary` ([`binary_problem`], [`BinaryConfig`]).
 
-use super::{check_count, check_range, invalid, normal, BinaryHpo, MultinomialHpo, INFO, INFO_BINARY, INFO_PER_CLASS};
+use super::{
+    check_classes, check_range, check_sizes, invalid, normal, BinaryHpo, MultinomialHpo, INFO, INFO_BINARY,
+    INFO_PER_CLASS,
+};
+use crate::dataset::parameters_of;
 use crate::text::{self, TextConfig};
 use bilevel_kernels::models::multinomial::Hyper as MultiHyper;
 use bilevel_kernels::models::{DenseRows, Design};
@@ -19,8 +23,7 @@ pub fn text_problem(config: &TextConfig, seed: u64) -> Result<MultinomialHpo> {
     let (d, k) = (config.n_features, config.n_classes);
     let hyper = MultiHyper::per_feature_paper(d, k);
     let sparse = |s: text::SparseSplit| (Design::Sparse(s.x), s.labels);
-    let mut parameters = config.to_json();
-    parameters.insert("seed".into(), seed.into());
+    let mut parameters = parameters_of(config, Some(seed));
     if let MultiHyper::PerFeature { scale } = hyper {
         parameters.insert("reg_scale".into(), scale.into());
     }
@@ -73,25 +76,15 @@ impl PerClassConfig {
         match name {
             "tiny" => Ok(Self { n_train: 40, n_val: 30, n_test: 20, n_features: 5, n_classes: 3, ..Self::default() }),
             "covtype" => Ok(Self::default()),
-            _ => Err(invalid(
-                "preset",
-                format!("unknown per-class preset `{name}` (known: {})", INFO_PER_CLASS.presets.join(", ")),
-            )),
+            _ => Err(INFO_PER_CLASS.unknown_preset(name)),
         }
     }
     /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
-        check_count("n_train", self.n_train)?;
-        check_count("n_val", self.n_val)?;
-        check_count("n_features", self.n_features)?;
-        if self.n_classes < 2 {
-            return Err(invalid("n_classes", format!("need at least 2 classes, got {}", self.n_classes)));
-        }
+        check_sizes(self.n_train, self.n_val, self.n_features)?;
+        check_classes(self.n_classes)?;
         check_range("signal", self.signal, 0.0, 1e3)?;
         check_range("reg_scale", self.reg_scale, f64::MIN_POSITIVE, 1e12)
-    }
-    fn to_json(&self, seed: u64) -> serde_json::Map<String, serde_json::Value> {
-        crate::dataset::parameters_of(self, Some(seed))
     }
 }
 
@@ -137,7 +130,8 @@ pub fn per_class_problem(config: &PerClassConfig, seed: u64) -> Result<Multinomi
     let val = split(config.n_val)?;
     let test = if config.n_test > 0 { Some(split(config.n_test)?) } else { None };
     let hyper = MultiHyper::PerClass { scale: config.reg_scale };
-    Ok(MultinomialHpo::new(train, val, test, k, hyper)?.with_description(INFO_PER_CLASS.name, config.to_json(seed)))
+    Ok(MultinomialHpo::new(train, val, test, k, hyper)?
+        .with_description(INFO_PER_CLASS.name, parameters_of(config, Some(seed))))
 }
 
 /// Parameters of the `logreg_binary` generator (benchopt's IJCNN1 shape). Data: a random
@@ -198,17 +192,12 @@ impl BinaryConfig {
                 ..Self::default()
             }),
             "ijcnn1" => Ok(Self::default()),
-            _ => Err(invalid(
-                "preset",
-                format!("unknown binary preset `{name}` (known: {})", INFO_BINARY.presets.join(", ")),
-            )),
+            _ => Err(INFO_BINARY.unknown_preset(name)),
         }
     }
     /// Checks every parameter.
     pub fn validate(&self) -> Result<()> {
-        check_count("n_train", self.n_train)?;
-        check_count("n_val", self.n_val)?;
-        check_count("n_features", self.n_features)?;
+        check_sizes(self.n_train, self.n_val, self.n_features)?;
         if self.n_features > u32::MAX as usize {
             return Err(invalid("n_features", "exceeds the CSR index range".into()));
         }
@@ -221,9 +210,6 @@ impl BinaryConfig {
         check_range("density", self.density, f64::MIN_POSITIVE, 1.0)?;
         check_range("signal", self.signal, 0.0, 1e3)?;
         check_range("reg_scale", self.reg_scale, f64::MIN_POSITIVE, 1e12)
-    }
-    fn to_json(&self, seed: u64) -> serde_json::Map<String, serde_json::Value> {
-        crate::dataset::parameters_of(self, Some(seed))
     }
 }
 
@@ -284,5 +270,6 @@ pub fn binary_problem(config: &BinaryConfig, seed: u64) -> Result<BinaryHpo> {
     let val = teacher_binary(&mut rng, config.n_val, &w, config.density)?;
     let test =
         if config.n_test > 0 { Some(teacher_binary(&mut rng, config.n_test, &w, config.density)?) } else { None };
-    Ok(BinaryHpo::new(train, val, test, config.reg_scale)?.with_description(INFO_BINARY.name, config.to_json(seed)))
+    Ok(BinaryHpo::new(train, val, test, config.reg_scale)?
+        .with_description(INFO_BINARY.name, parameters_of(config, Some(seed))))
 }

@@ -71,6 +71,7 @@ mod binary;
 mod generators;
 mod multinomial;
 mod reference;
+mod splits;
 
 pub use binary::BinaryHpo;
 pub use generators::{binary_problem, per_class_problem, text_problem, BinaryConfig, PerClassConfig};
@@ -170,9 +171,25 @@ pub(crate) fn invalid(name: &'static str, reason: String) -> KernelError {
 }
 
 /// Checks that a count is positive.
-pub(crate) fn check_count(name: &'static str, value: usize) -> Result<()> {
+fn check_count(name: &'static str, value: usize) -> Result<()> {
     if value == 0 {
         return Err(invalid(name, "must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Checks the sizes of a logistic HPO config: at least one training sample, one validation
+/// sample and one feature (the test split may be empty).
+pub(crate) fn check_sizes(n_train: usize, n_val: usize, n_features: usize) -> Result<()> {
+    check_count("n_train", n_train)?;
+    check_count("n_val", n_val)?;
+    check_count("n_features", n_features)
+}
+
+/// Checks that there are at least two classes.
+pub(crate) fn check_classes(n_classes: usize) -> Result<()> {
+    if n_classes < 2 {
+        return Err(invalid("n_classes", format!("need at least 2 classes, got {n_classes}")));
     }
     Ok(())
 }
@@ -209,14 +226,36 @@ pub(crate) struct Description {
     pub(crate) parameters: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The [`BilevelProblem`](bilevel_kernels::BilevelProblem) and
-/// [`ProblemMetrics`](bilevel_kernels::ProblemMetrics) impls the two logistic HPO problems share.
-/// They have the same shape (an inner model on the training set, an outer plain model on the
-/// validation set, x = λ, y = θ, ∂x f = 0) and call the type's fallible kernel sweeps
-/// (`value_f`, `value_g`, `grad_f`, `grad_g`, `hvp_g`, `cross_g`) through the error policy of
-/// [`numerical`]; the metrics are `evaluate` on the validation and test splits.
+/// What the two logistic HPO problems share beyond their [`Splits`](splits::Splits): the
+/// [`BilevelProblem`](bilevel_kernels::BilevelProblem),
+/// [`ProblemMetrics`](bilevel_kernels::ProblemMetrics) and [`Dataset`](crate::Dataset) impls, the
+/// description setter and the model accessors. They have the same shape (an inner model on the
+/// training set, an outer plain model on the validation set, x = λ, y = θ, ∂x f = 0) and call
+/// the type's fallible kernel sweeps (`value_f`, `value_g`, `grad_f`, `grad_g`, `hvp_g`,
+/// `cross_g`) through the error policy of [`numerical`]; the metrics are `evaluate` on the
+/// validation and test splits.
 macro_rules! logistic_hpo_problem {
-    ($ty:ty, dim_x: |$sx:ident| $dim_x:expr, dim_y: |$sy:ident| $dim_y:expr) => {
+    ($ty:ty, model: $model:ty, dim_x: |$sx:ident| $dim_x:expr, dim_y: |$sy:ident| $dim_y:expr $(,)?) => {
+        impl $ty {
+            /// Sets the generator name and parameters reported by [`Dataset`](crate::Dataset).
+            pub fn with_description(
+                mut self,
+                generator: &'static str,
+                parameters: serde_json::Map<String, serde_json::Value>,
+            ) -> Self {
+                self.splits.description = super::Description { generator, parameters };
+                self
+            }
+            /// The inner (training) model.
+            pub fn inner_model(&self) -> &$model {
+                &self.splits.inner
+            }
+            /// The outer (validation) model.
+            pub fn outer_model(&self) -> &$model {
+                &self.splits.outer
+            }
+        }
+
         impl bilevel_kernels::BilevelProblem for $ty {
             fn dim_x(&self) -> usize {
                 let $sx = self;
@@ -227,10 +266,10 @@ macro_rules! logistic_hpo_problem {
                 $dim_y
             }
             fn n_samples_f(&self) -> usize {
-                self.outer.n_samples()
+                self.splits.outer.n_samples()
             }
             fn n_samples_g(&self) -> usize {
-                self.inner.n_samples()
+                self.splits.inner.n_samples()
             }
             fn f(&self, _x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
                 super::numerical(self.value_f(y, batch), f64::NAN)
@@ -260,10 +299,25 @@ macro_rules! logistic_hpo_problem {
 
         impl bilevel_kernels::ProblemMetrics for $ty {
             fn names(&self) -> &[&'static str] {
-                super::split_metric_names(self.test.is_some())
+                super::split_metric_names(self.splits.test.is_some())
             }
             fn evaluate(&self, _x: &[f64], y: &[f64], out: &mut [f64]) {
-                super::write_split_metrics(|split| self.evaluate(split, y).ok(), self.test.is_some(), out)
+                super::write_split_metrics(|split| self.evaluate(split, y).ok(), self.splits.test.is_some(), out)
+            }
+        }
+
+        impl crate::Dataset for $ty {
+            fn generator(&self) -> &'static str {
+                self.splits.description.generator
+            }
+            fn parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+                self.splits.description.parameters.clone()
+            }
+            /// `X_{train,val,test}` (dense `[n, d]` or CSR `_indptr/_indices/_data`) and
+            /// `y_{train,val,test}` (±1 as f64 for the binary problem, class indices for the
+            /// multinomial one).
+            fn arrays(&self) -> Vec<crate::dataset::Array> {
+                self.splits.arrays()
             }
         }
     };

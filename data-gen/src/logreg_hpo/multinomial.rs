@@ -1,9 +1,8 @@
 //! [`MultinomialHpo`]: multinomial logistic-regression HPO (the `logreg_text`,
 //! `logreg_per_class` and `hyperclean` problems), its oracles, metrics and export.
 
-use super::{design_arrays, invalid, lock, logistic_hpo_problem, Description, Evaluation, Split};
-use crate::dataset::{Array, Dataset};
-use crate::text::label_array;
+use super::splits::Splits;
+use super::{invalid, lock, logistic_hpo_problem, Evaluation, Split};
 use bilevel_kernels::models::multinomial::{Hyper as MultiHyper, MultinomialLogistic, MultinomialWorkspace};
 use bilevel_kernels::models::Design;
 use bilevel_kernels::{ops, Batch, KernelError, Result};
@@ -14,24 +13,18 @@ use std::sync::Mutex;
 /// outer plain cross-entropy on the validation set, an optional held-out test set.
 /// y = Θ ∈ R^{d×K}, row-major (row j = the K class weights of feature j).
 pub struct MultinomialHpo {
-    inner: MultinomialLogistic,
-    outer: MultinomialLogistic,
-    test: Option<(Design, Vec<usize>)>,
+    splits: Splits<MultinomialLogistic>,
     /// One workspace for both models (same d and K; the calls serialize anyway). For 20
     /// Newsgroups its block accumulators are 4·d·K values (≈ 65 MB), so one, not two.
     ws: Mutex<MultinomialWorkspace>,
-    description: Description,
 }
 
 impl std::fmt::Debug for MultinomialHpo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MultinomialHpo")
-            .field("generator", &self.description.generator)
-            .field("n_train", &self.inner.n_samples())
-            .field("n_val", &self.outer.n_samples())
-            .field("n_features", &self.inner.n_features())
-            .field("n_classes", &self.inner.n_classes())
-            .field("hyper", &self.inner.hyper())
+        self.splits
+            .debug_struct(f, "MultinomialHpo")
+            .field("n_classes", &self.n_classes())
+            .field("hyper", &self.splits.inner.hyper())
             .finish()
     }
 }
@@ -40,8 +33,8 @@ impl MultinomialHpo {
     /// From data: training (design, labels), validation (design, labels), an optional test
     /// split, K classes and the inner hyper-parameter form. Errors: mismatched feature counts,
     /// labels out of range or of the wrong length, [`MultiHyper::Plain`] (no hyper-parameter),
-    /// invalid constants. [`Dataset`] reports an empty generator name and no parameters until
-    /// [`with_description`](Self::with_description) sets them.
+    /// invalid constants. [`Dataset`](crate::Dataset) reports an empty generator name and no
+    /// parameters until [`with_description`](Self::with_description) sets them.
     pub fn new(
         train: (Design, Vec<usize>),
         val: (Design, Vec<usize>),
@@ -52,78 +45,53 @@ impl MultinomialHpo {
         if matches!(hyper, MultiHyper::Plain) {
             return Err(invalid("hyper", "the inner problem needs a hyper-parameter (not Plain)".into()));
         }
-        let d = train.0.ncols();
-        bilevel_kernels::error::check_len("validation features", d, val.0.ncols())?;
-        if let Some((x, labels)) = &test {
-            bilevel_kernels::error::check_len("test features", d, x.ncols())?;
-            bilevel_kernels::error::check_len("test labels", x.nrows(), labels.len())?;
-            if let Some(i) = labels.iter().position(|&c| c >= n_classes) {
-                return Err(KernelError::InvalidData {
-                    what: "test labels",
-                    reason: format!("label {} of sample {i} is not below n_classes = {n_classes}", labels[i]),
-                });
-            }
-        }
-        let inner = MultinomialLogistic::new(train.0, train.1, n_classes, hyper)?;
-        let outer = MultinomialLogistic::new(val.0, val.1, n_classes, MultiHyper::Plain)?;
-        let capacity = inner.n_samples().max(outer.n_samples());
-        let ws = Mutex::new(inner.workspace(capacity));
-        Ok(Self { inner, outer, test, ws, description: Description::default() })
-    }
-
-    /// Sets the generator name and parameters reported by [`Dataset`].
-    pub fn with_description(
-        mut self,
-        generator: &'static str,
-        parameters: serde_json::Map<String, serde_json::Value>,
-    ) -> Self {
-        self.description = Description { generator, parameters };
-        self
+        let splits = Splits::new(
+            train,
+            val,
+            test,
+            |i, c| (c >= n_classes).then(|| format!("label {c} of sample {i} is not below n_classes = {n_classes}")),
+            |x, labels| MultinomialLogistic::new(x, labels, n_classes, hyper),
+            |x, labels| MultinomialLogistic::new(x, labels, n_classes, MultiHyper::Plain),
+        )?;
+        let ws = Mutex::new(splits.inner.workspace(splits.capacity()));
+        Ok(Self { splits, ws })
     }
 
     /// Resizes the workspace for batches of up to `capacity` positions (repeats count); the
     /// default is max(n_train, n_val). Allocates once, here.
     pub fn with_batch_capacity(self, capacity: usize) -> Self {
-        *lock(&self.ws) = self.inner.workspace(capacity);
+        *lock(&self.ws) = self.splits.inner.workspace(capacity);
         self
     }
 
-    /// The inner (training) model.
-    pub fn inner_model(&self) -> &MultinomialLogistic {
-        &self.inner
-    }
-    /// The outer (validation) model.
-    pub fn outer_model(&self) -> &MultinomialLogistic {
-        &self.outer
-    }
     /// The test split, if any.
     pub fn test_split(&self) -> Option<(&Design, &[usize])> {
-        self.test.as_ref().map(|(x, l)| (x, l.as_slice()))
+        self.splits.test.as_ref().map(|(x, l)| (x, l.as_slice()))
     }
     /// d.
     pub fn n_features(&self) -> usize {
-        self.inner.n_features()
+        self.splits.inner.n_features()
     }
     /// K.
     pub fn n_classes(&self) -> usize {
-        self.inner.n_classes()
+        self.splits.inner.n_classes()
     }
 
     // The kernels' sweeps behind the oracles (see `logistic_hpo_problem!` for the error policy).
     fn value_f(&self, y: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self.outer.point(y, &[], batch, &mut lock(&self.ws))?.value())
+        Ok(self.splits.outer.point(y, &[], batch, &mut lock(&self.ws))?.value())
     }
     fn value_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self.inner.point(y, x, batch, &mut lock(&self.ws))?.value())
+        Ok(self.splits.inner.point(y, x, batch, &mut lock(&self.ws))?.value())
     }
     fn grad_f(&self, y: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.outer.point_with_grad(y, &[], batch, &mut lock(&self.ws), out).map(|_| ())
+        self.splits.outer.point_with_grad(y, &[], batch, &mut lock(&self.ws), out).map(|_| ())
     }
     fn grad_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.inner.point_with_grad(y, x, batch, &mut lock(&self.ws), out).map(|_| ())
+        self.splits.inner.point_with_grad(y, x, batch, &mut lock(&self.ws), out).map(|_| ())
     }
     fn hvp_g(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.inner.point(y, x, batch, &mut lock(&self.ws))?.hvp(v, out)
+        self.splits.inner.point(y, x, batch, &mut lock(&self.ws))?.hvp(v, out)
     }
     /// ∂λ∂Θ g · v. Per feature: `2·scale·e^{λ_j}⟨Θ[j,·], V[j,·]⟩`; per class:
     /// `2·scale·e^{λ_c}⟨Θ[·,c], V[·,c]⟩` — both independent of the batch and computed without a
@@ -131,7 +99,7 @@ impl MultinomialHpo {
     /// kernels' one-sweep cross product.
     fn cross_g(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
         let k = self.n_classes();
-        match self.inner.hyper() {
+        match self.splits.inner.hyper() {
             MultiHyper::PerFeature { scale } => {
                 for ((o, (t, v)), l) in out.iter_mut().zip(y.chunks_exact(k).zip(v.chunks_exact(k))).zip(x) {
                     *o = 2.0 * scale * l.exp() * ops::dot_seq(t, v);
@@ -146,21 +114,14 @@ impl MultinomialHpo {
                 out.iter_mut().zip(x).for_each(|(o, l)| *o *= 2.0 * scale * l.exp());
                 Ok(())
             }
-            _ => self.inner.point(y, x, batch, &mut lock(&self.ws))?.cross(v, out),
+            _ => self.splits.inner.point(y, x, batch, &mut lock(&self.ws))?.cross(v, out),
         }
     }
 
     /// Unregularized mean cross-entropy and accuracy of Θ = `y` on a split (allocates a K-vector;
     /// a metric, not an oracle). Errors: wrong length or non-finite Θ, no test split.
     pub fn evaluate(&self, split: Split, y: &[f64]) -> Result<Evaluation> {
-        let (x, labels) = match split {
-            Split::Train => (self.inner.design(), self.inner.labels()),
-            Split::Validation => (self.outer.design(), self.outer.labels()),
-            Split::Test => match &self.test {
-                Some((x, l)) => (x, l.as_slice()),
-                None => return Err(invalid("split", "this problem has no test split".into())),
-            },
-        };
+        let (x, labels) = self.splits.get(split)?;
         multinomial_evaluation(x, labels, self.n_classes(), y)
     }
 }
@@ -184,32 +145,9 @@ pub(crate) fn multinomial_evaluation(x: &Design, labels: &[usize], k: usize, the
     Ok(Evaluation { loss: loss / n as f64, accuracy: correct as f64 / n as f64 })
 }
 
-logistic_hpo_problem!(MultinomialHpo, dim_x: |p| p.inner.dim_lambda(), dim_y: |p| p.inner.dim_theta());
-
-impl MultinomialHpo {
-    /// The data arrays shared by every multinomial generator: `X_{train,val,test}` (dense
-    /// `[n, d]` or CSR `_indptr/_indices/_data`) and `y_{train,val,test}`.
-    pub(crate) fn data_arrays(&self) -> Vec<Array> {
-        let mut out = design_arrays("X_train", self.inner.design());
-        out.push(label_array("y_train", self.inner.labels()));
-        out.extend(design_arrays("X_val", self.outer.design()));
-        out.push(label_array("y_val", self.outer.labels()));
-        if let Some((x, labels)) = &self.test {
-            out.extend(design_arrays("X_test", x));
-            out.push(label_array("y_test", labels));
-        }
-        out
-    }
-}
-
-impl Dataset for MultinomialHpo {
-    fn generator(&self) -> &'static str {
-        self.description.generator
-    }
-    fn parameters(&self) -> serde_json::Map<String, serde_json::Value> {
-        self.description.parameters.clone()
-    }
-    fn arrays(&self) -> Vec<Array> {
-        self.data_arrays()
-    }
-}
+logistic_hpo_problem!(
+    MultinomialHpo,
+    model: MultinomialLogistic,
+    dim_x: |p| p.splits.inner.dim_lambda(),
+    dim_y: |p| p.splits.inner.dim_theta()
+);

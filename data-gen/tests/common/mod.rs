@@ -1,6 +1,7 @@
 //! Helpers shared by the finite-difference tests of the generators.
 #![allow(dead_code)]
 
+use bilevel_data::Dataset;
 use rand::Rng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -19,6 +20,15 @@ pub fn fd(h: impl Fn(&[f64]) -> f64, z: &[f64], dir: &[f64]) -> f64 {
 /// ⟨a, b⟩.
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Seeding: `generate(seed)` twice gives the same arrays, `generate(seed + 1)` other ones.
+/// Returns the first.
+pub fn assert_seeded<D: Dataset>(generate: impl Fn(u64) -> D, seed: u64) -> D {
+    let (a, b, other) = (generate(seed), generate(seed), generate(seed + 1));
+    assert!(a.arrays() == b.arrays(), "{}: the same seed gave different data", a.generator());
+    assert!(a.arrays() != other.arrays(), "{}: seeds {seed} and {} gave the same data", a.generator(), seed + 1);
+    a
 }
 
 /// |a − b| ≤ 1e-6·max(|b|, 1e-2).
