@@ -192,7 +192,7 @@ pub fn read_path(path: impl AsRef<Path>, options: ReadOptions) -> Result<LibsvmD
     read(std::io::BufReader::new(std::fs::File::open(path)?), options)
 }
 
-/// [`write`] to a file (1-based indices).
+/// [`write()`] to a file (1-based indices).
 pub fn write_path(data: &LibsvmData, path: impl AsRef<Path>) -> Result<(), LibsvmError> {
     write(data, std::io::BufWriter::new(std::fs::File::create(path)?), false)
 }

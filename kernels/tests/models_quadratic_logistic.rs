@@ -91,19 +91,17 @@ fn dense_tmv(a: &Mat<f64>, v: &[f64]) -> Vec<f64> {
 
 // ---------------------------------------------------------------- quadratic
 
-/// A form with every term present.
+/// A form with every term present: A, B, P as given, c and d drawn (in that order).
+fn form_with(r: &mut impl Rng, a: Mat<f64>, b: Mat<f64>, p: Mat<f64>) -> QuadraticForm {
+    let (dy, dx) = (b.nrows(), b.ncols());
+    let q = QuadraticForm::new(dx, dy).with_a(a).unwrap().with_b(b).unwrap().with_p(p).unwrap();
+    q.with_c(rand_vec(r, dy)).unwrap().with_d(rand_vec(r, dx)).unwrap()
+}
+
+/// A form with every term present, all drawn.
 fn full_form(r: &mut impl Rng, dx: usize, dy: usize) -> QuadraticForm {
-    QuadraticForm::new(dx, dy)
-        .with_a(rand_sym(r, dy))
-        .unwrap()
-        .with_b(rand_mat(r, dy, dx))
-        .unwrap()
-        .with_p(rand_sym(r, dx))
-        .unwrap()
-        .with_c(rand_vec(r, dy))
-        .unwrap()
-        .with_d(rand_vec(r, dx))
-        .unwrap()
+    let (a, b, p) = (rand_sym(r, dy), rand_mat(r, dy, dx), rand_sym(r, dx));
+    form_with(r, a, b, p)
 }
 
 #[test]
@@ -205,28 +203,10 @@ fn quadratic_b_products_are_bitwise_identical_for_par_and_thread_counts() {
 /// A general quadratic bilevel problem (every term of f and g present) whose L is strongly
 /// convex: P_f dominates the other terms of H_L.
 fn general_bilevel(r: &mut impl Rng, dx: usize, dy: usize) -> QuadraticBilevel {
-    let f = QuadraticForm::new(dx, dy)
-        .with_a(rand_spd(r, dy, 0.1))
-        .unwrap()
-        .with_b(rand_mat(r, dy, dx) * 0.1)
-        .unwrap()
-        .with_p(rand_spd(r, dx, 2.0))
-        .unwrap()
-        .with_c(rand_vec(r, dy))
-        .unwrap()
-        .with_d(rand_vec(r, dx))
-        .unwrap();
-    let g = QuadraticForm::new(dx, dy)
-        .with_a(rand_spd(r, dy, 0.5))
-        .unwrap()
-        .with_b(rand_mat(r, dy, dx))
-        .unwrap()
-        .with_p(rand_sym(r, dx))
-        .unwrap()
-        .with_c(rand_vec(r, dy))
-        .unwrap()
-        .with_d(rand_vec(r, dx))
-        .unwrap();
+    let (a, b, p) = (rand_spd(r, dy, 0.1), rand_mat(r, dy, dx) * 0.1, rand_spd(r, dx, 2.0));
+    let f = form_with(r, a, b, p);
+    let (a, b, p) = (rand_spd(r, dy, 0.5), rand_mat(r, dy, dx), rand_sym(r, dx));
+    let g = form_with(r, a, b, p);
     QuadraticBilevel::new(f, g).unwrap()
 }
 

@@ -6,7 +6,7 @@
 //! - [`algorithms`]: one file per algorithm (AmIGO and paper 000's baselines, AID-BiO, ITD-BiO,
 //!   BSGM), each with its theorem's and its experiments' step sizes;
 //! - [`constants`]: µ_g, L_g, L_L from the problem, the user, or an estimate, with typed errors;
-//! - [`reference`]: a Newton reference hypergradient for problems without a closed form;
+//! - [`reference`](mod@reference): a Newton reference hypergradient for problems without a closed form;
 //! - [`driver`] and [`trace`]: budgets, targets, exact oracle counts, metrics, CSV and JSON.
 #![warn(missing_docs)]
 

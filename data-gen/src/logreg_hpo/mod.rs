@@ -19,13 +19,13 @@
 //! - Text, per feature: Arbel & Mairal, "Amortized implicit differentiation for stochastic
 //!   bilevel optimization" (ICLR 2022) App. F.2 and Ji, Yang & Liang, "Bilevel Optimization:
 //!   Convergence Analysis and Enhanced Design" (ICML 2021) App. A eq. (12) on 20 Newsgroups; the
-//!   constant 1/(K·d) is the kernels' [`MultiHyper::per_feature_paper`] (stocBiO's code uses
+//!   constant 1/(K·d) is the kernels' [`MultiHyper::per_feature_paper`](bilevel_kernels::models::multinomial::Hyper::per_feature_paper) (stocBiO's code uses
 //!   1/(2Kd); see there).
 //! - Binary, per feature: benchopt's benchmark_bilevel IJCNN1 problem (`datasets/ijcnn1.py`:
 //!   logistic loss + ½ Σ_j exp(λ_j) θ_j², outer loss on the `ijcnn1_test` split), the kernels'
-//!   [`BinHyper::per_feature_benchopt`].
+//!   [`BinHyper::per_feature_benchopt`](bilevel_kernels::models::logistic::Hyper::per_feature_benchopt).
 //! - Multinomial, per class: benchopt's covtype problem (54 features, 7 classes, 64/16/20 split,
-//!   standardized features), the kernels' [`MultiHyper::per_class_benchopt`].
+//!   standardized features), the kernels' [`MultiHyper::per_class_benchopt`](bilevel_kernels::models::multinomial::Hyper::per_class_benchopt).
 //!
 //! Neither real data set is bundled: the generators draw synthetic data of the same shape (a
 //! random linear teacher, see [`BinaryConfig`], [`PerClassConfig`]; the text model in
@@ -52,9 +52,9 @@
 //!
 //! # Constants and metrics
 //! The per-feature and per-class regularizers scale with exp(λ), so µ_g and L_g depend on x
-//! without a bound: [`BilevelProblem::constants`] leaves them `None` (hyper-cleaning, whose
+//! without a bound: [`BilevelProblem::constants`](bilevel_kernels::BilevelProblem::constants) leaves them `None` (hyper-cleaning, whose
 //! regularizer does not depend on x, reports bounds: see [`crate::hyperclean`]).
-//! [`BilevelProblem::metrics`] reports the validation loss (= f on the full batch) and
+//! [`BilevelProblem::metrics`](bilevel_kernels::BilevelProblem::metrics) reports the validation loss (= f on the full batch) and
 //! accuracy, and the test loss and accuracy when there is a test split.
 //!
 //! # Files
@@ -62,10 +62,10 @@
 //! three seeded generators and their configs), `reference.rs` ([`reference_at`]).
 //!
 //! # References
-//! No closed form is known, so [`BilevelProblem::exact`] is `None`. [`reference_at`] computes
+//! No closed form is known, so [`BilevelProblem::exact`](bilevel_kernels::BilevelProblem::exact) is `None`. [`reference_at`] computes
 //! a high-accuracy y*(x) by Newton's method with CG inner solves on the full-batch HVP (the
 //! kernels' [`Cg`](bilevel_kernels::linsolve::Cg)), then v*(x) by CG, L(x) and ∇L(x) = ∂x f − ∂x∂y g·v*; it works for any
-//! [`BilevelProblem`] whose g is strongly convex in y.
+//! [`BilevelProblem`](bilevel_kernels::BilevelProblem) whose g is strongly convex in y.
 
 mod binary;
 mod generators;

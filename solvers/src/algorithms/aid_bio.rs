@@ -13,8 +13,8 @@
 //! of g, O(κ³ε⁻¹) of f, O(κ^3.5 ε⁻¹) HVPs (Table 1), T = Θ(κ), N = Θ(√κ).
 //!
 //! Step sizes (the paper calls the outer step β):
-//! - [`StepRule::Theory`]: Theorem 1: α = 1/L_g (α ≤ 1/L), outer 1/(8L_Φ) with L_Φ = L_L;
-//! - [`StepRule::Experiments`]: the paper's experiments tune per data set (no value for the
+//! - [`StepRule::Theory`](super::StepRule::Theory): Theorem 1: α = 1/L_g (α ≤ 1/L), outer 1/(8L_Φ) with L_Φ = L_L;
+//! - [`StepRule::Experiments`](super::StepRule::Experiments): the paper's experiments tune per data set (no value for the
 //!   quadratic); on the quadratics we use paper 000 §5.1's α = 1/L_g, γ = 1/L_L, with which
 //!   paper 000 runs this same configuration (AmIGO-CG).
 

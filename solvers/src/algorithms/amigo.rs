@@ -15,8 +15,8 @@
 //! L, deterministic; T = O(κ_g) and N = O(κ_g) up to log κ_g (Prop. 10).
 //!
 //! Step sizes:
-//! - [`StepRule::Theory`]: Theorem 1 / Proposition 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L_L;
-//! - [`StepRule::Experiments`]: §5.1 (synthetic quadratic): α = β = 1/L_g, γ = 1/L_L (β twice the
+//! - [`StepRule::Theory`](super::StepRule::Theory): Theorem 1 / Proposition 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L_L;
+//! - [`StepRule::Experiments`](super::StepRule::Experiments): §5.1 (synthetic quadratic): α = β = 1/L_g, γ = 1/L_L (β twice the
 //!   theory's, as the notes point out).
 //!
 //! The baselines have no theorem of their own in the paper: under `Theory` they get AmIGO's.

@@ -1,7 +1,7 @@
 //! BSGM — Grazzi, Pontil & Salzo, *Bilevel Optimization with a Lower-level Contraction:
 //! Optimal Sample Complexity without Warm-start* (JMLR), Algorithm 2, deterministic form
 //! (Theorem 17), on any bilevel problem through its gradient map
-//! ([`GradientMap`](bilevel_kernels::GradientMap)), with SID ([`crate::estimators::sid`]) for
+//! ([`bilevel_kernels::GradientMap`]), with SID ([`crate::estimators::sid`]) for
 //! the hypergradient:
 //!
 //! ```text

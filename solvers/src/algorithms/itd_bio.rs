@@ -7,8 +7,8 @@
 //! log ε⁻¹) gradients of g, JVPs and HVPs (Table 1, reconstructed from the OCR-garbled cells).
 //!
 //! Step sizes:
-//! - [`StepRule::Theory`]: Theorem 2: α = 1/L_g, outer 1/(4L_Φ) with L_Φ = L_L;
-//! - [`StepRule::Experiments`]: paper 000 §5.1 (its "Reverse" baseline): α = 1/L_g, γ = 1/L_L.
+//! - [`StepRule::Theory`](super::StepRule::Theory): Theorem 2: α = 1/L_g, outer 1/(4L_Φ) with L_Φ = L_L;
+//! - [`StepRule::Experiments`](super::StepRule::Experiments): paper 000 §5.1 (its "Reverse" baseline): α = 1/L_g, γ = 1/L_L.
 
 use super::{Iterates, StepFractions, StepSizes};
 use crate::estimators::Itd;
