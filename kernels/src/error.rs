@@ -64,6 +64,17 @@ pub enum KernelError {
         /// The residual norm seen.
         residual: f64,
     },
+    /// What the sizes given imply does not fit in this machine's memory (checked before
+    /// allocating it).
+    #[error("{what} needs {} but {} are available", crate::memory::format_bytes(*.needed), crate::memory::format_bytes(*.available as u128))]
+    TooLarge {
+        /// What would be allocated, with the sizes that set it.
+        what: String,
+        /// Bytes it needs (saturated at u128::MAX where the sizes overflow).
+        needed: u128,
+        /// Bytes available (MemAvailable).
+        available: u64,
+    },
     /// A Krylov method broke down (a zero inner product it divides by).
     #[error("solver breakdown at iteration {iteration}: {reason}")]
     Breakdown {

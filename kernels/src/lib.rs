@@ -7,13 +7,15 @@
 //! - [`models`]: analytic derivatives of the model families of the papers;
 //! - [`linsolve`]: linear-system solvers for the adjoint (CG, Richardson, Neumann, ...);
 //! - [`problem`]: the bilevel oracle trait and the oracle-counting wrapper;
-//! - [`par`]: the deterministic parallel reduction scheme.
+//! - [`par`]: the deterministic parallel reduction scheme;
+//! - [`memory`]: checks made before allocating what user-given sizes imply.
 
 #![warn(missing_docs)]
 
 pub mod error;
 pub mod linop;
 pub mod linsolve;
+pub mod memory;
 pub mod models;
 pub mod ops;
 pub mod par;
