@@ -146,10 +146,17 @@ fn example() -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
 
     // Paper 000's experiments take α = β = 1/L_g and γ = 1/L_L. L_g is estimated at x0 (Lanczos
     // on the Hessian). L_L at x0 is ≈ 5e-4, but the curvature of L grows as the ridges shrink,
-    // and 1/L_L at x0 diverges within a few steps: the outer step is set by hand.
+    // and 1/L_L at x0 diverges within a few steps (the driver stops it: `Diverged`): the outer
+    // step is set by hand, and L_L is then not estimated.
     let rule = StepRule::Experiments;
-    let c = constants::resolve(&problem, &x0, &y0, algorithms::needs("amigo-cg", rule)?, &Overrides::default())?;
     let settings = Settings { outer_step: Some(300.0), ..Settings::default() };
+    let c = constants::resolve(
+        &problem,
+        &x0,
+        &y0,
+        &algorithms::needs("amigo-cg", rule, &settings)?,
+        &Overrides::default(),
+    )?;
     let mut alg = algorithms::build("amigo-cg", rule, &c, &settings)?;
     let counted = Counted::new(problem);
     let trace = run(alg.as_mut(), &counted, &x0, &y0, &StopRule::iterations(300), |_| ControlFlow::Continue(()))?;

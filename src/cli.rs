@@ -93,13 +93,13 @@ impl From<Steps> for bilevel_solvers::StepRule {
 #[derive(clap::Args, Debug, Default)]
 pub struct ConstantArgs {
     /// L_g, the smoothness of g in y (λ_max of ∂yy g).
-    #[arg(long = "l-g")]
+    #[arg(long = "l-g", value_parser = parse_positive)]
     pub l_g: Option<f64>,
     /// µ_g, the strong convexity of g in y (λ_min of ∂yy g).
-    #[arg(long = "mu-g")]
+    #[arg(long = "mu-g", value_parser = parse_positive)]
     pub mu_g: Option<f64>,
     /// L_L, the smoothness of the outer objective L(x) = f(x, y*(x)).
-    #[arg(long = "l-outer")]
+    #[arg(long = "l-outer", value_parser = parse_positive)]
     pub l_outer: Option<f64>,
 }
 
@@ -128,21 +128,21 @@ pub struct SolveArgs {
     /// BSGM's c₃ (schedule t_s = k_s = ⌈c₃ log(s+1)⌉). Theorem 17 needs c₃ ≥ 1/log(1/q),
     /// q = 1 − µ_g/L_g: the default; a smaller value is an error under --steps theory and a
     /// warning otherwise.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive)]
     pub c3: Option<f64>,
     /// Adjoint steps N per outer step.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub lin_steps: u64,
     /// Outer step γ, replacing the rule's (must be < 2/L_L where L_L is known).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive)]
     pub outer_step: Option<f64>,
     #[arg(long, default_value_t = 1000)]
     pub max_iters: usize,
     /// Stop when (L(x_k) − L*)/(L(x_0) − L*) ≤ target.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive)]
     pub target: Option<f64>,
     /// Stop after this many seconds of algorithm time.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive)]
     pub time_limit: Option<f64>,
     /// Stop after this many oracle calls (grad f + grad g + HVP + cross).
     #[arg(long)]
@@ -150,9 +150,14 @@ pub struct SolveArgs {
     /// Also write the summary as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write the per-iteration trace as CSV to this file.
+    /// Write the per-iteration trace as CSV to this file (a row at a time, so a run that
+    /// fails or is interrupted keeps its rows).
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// Stop as Diverged when the hypergradient estimate ‖ψ_k‖ or ‖∇L‖ grows past this factor
+    /// times its smallest value (and above its first); `inf` turns the test off.
+    #[arg(long, default_value_t = bilevel_solvers::driver::DEFAULT_DIVERGENCE_GROWTH, value_parser = parse_growth)]
+    pub divergence_growth: f64,
 }
 
 /// How `hypergrad` and `solve` get their problem.
@@ -163,7 +168,7 @@ pub struct ProblemArgs {
     pub name: String,
     /// Load a quadratic from a directory written by `bilevel export` (or by hand); an `x0.npy`
     /// there (length d_x) is the starting point.
-    #[arg(long, conflicts_with_all = ["preset", "kappa", "dx", "dy"])]
+    #[arg(long, conflicts_with_all = ["name", "preset", "kappa", "dx", "dy"])]
     pub problem_dir: Option<PathBuf>,
     #[command(flatten)]
     pub generator: GeneratorArgs,
@@ -177,7 +182,7 @@ pub struct GeneratorArgs {
     #[arg(long)]
     pub preset: Option<String>,
     /// Condition number of the lower-level Hessian, ≥ 1 (quadratic generators).
-    #[arg(long, value_parser = parse_kappa)]
+    #[arg(long, value_parser = parse_kappa, allow_hyphen_values = true)]
     pub kappa: Option<f64>,
     /// Outer dimension d_x, ≥ 1 (quadratic generators).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -250,6 +255,24 @@ pub struct ExportArgs {
     /// Output directory (created if needed).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a finite number > 0, got {s}"))
+    }
+}
+
+fn parse_growth(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v > 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a number > 1 (or inf), got {s}"))
+    }
 }
 
 fn parse_kappa(s: &str) -> Result<f64, String> {

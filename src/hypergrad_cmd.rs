@@ -2,6 +2,7 @@
 //! one, its oracle counts and its time.
 
 use crate::cli::{HypergradArgs, Method};
+use crate::output::OutFile;
 use bilevel_kernels::{ops, BilevelProblem, Counted, CountingConvention, KernelError, StepBatches};
 use bilevel_solvers::reference::reference_hypergradient;
 use bilevel_solvers::{constants, AdjointSolver, Aid, AidConfig, Constant, Itd};
@@ -18,6 +19,10 @@ pub fn run(a: &HypergradArgs) -> Result<(), DynError> {
 }
 
 fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f64>) -> Result<(), DynError> {
+    if a.method == Method::Itd && a.inner_steps == 0 {
+        return Err("--inner-steps must be >= 1 for ITD (it differentiates through the inner steps)".into());
+    }
+    let json = OutFile::maybe("--json", a.json.as_ref())?;
     // Oracle calls are counted through `counted`; the reference and the step-size estimate go
     // to the uncounted problem.
     let counted = Counted::new(problem);
@@ -49,7 +54,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
             0
         }
         Method::Itd => {
-            Itd::new(a.inner_steps.max(1), step, dx, dy)?.estimate(&counted, &x, &mut y, &mut got)?;
+            Itd::new(a.inner_steps, step, dx, dy)?.estimate(&counted, &x, &mut y, &mut got)?;
             a.inner_steps
         }
         method => {
@@ -85,7 +90,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
         cnt.hvp,
         cnt.cross
     );
-    if let Some(path) = &a.json {
+    if let Some(file) = json {
         let out = json!({
             "problem": name,
             "method": method,
@@ -94,13 +99,14 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
             "oracle_calls": crate::cli::oracle_calls_json(&cnt),
             "seconds": seconds,
             "iterations": iterations,
-            "inner_steps": a.inner_steps,
-            "lin_steps": n,
+            // Only what the method used: no steps for the closed form, no adjoint steps for ITD.
+            "inner_steps": (a.method != Method::Exact).then_some(a.inner_steps),
+            "lin_steps": (!matches!(a.method, Method::Exact | Method::Itd)).then_some(n),
             "kappa_g": kappa,
             "l_g": l,
             "seed": a.problem.generator.seed,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")?;
+        file.write_json(&out)?;
     }
     Ok(())
 }

@@ -3,6 +3,7 @@ use clap::Parser;
 
 mod cli;
 mod hypergrad_cmd;
+mod output;
 mod problem_args;
 mod solve_cmd;
 

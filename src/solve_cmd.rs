@@ -2,11 +2,13 @@
 //! theorem, and report its convergence.
 
 use crate::cli::{Algo, SolveArgs};
+use crate::output::OutFile;
 use bilevel_kernels::{BilevelProblem, Counted, CountingConvention};
 use bilevel_solvers::algorithms::{self, bsgm, Settings};
-use bilevel_solvers::{constants, run as drive, StepRule, StopRule};
+use bilevel_solvers::{constants, run as drive, StepRule, StopReason, StopRule};
 use serde_json::json;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 type DynError = Box<dyn std::error::Error>;
 
@@ -16,6 +18,9 @@ pub fn run(a: &SolveArgs) -> Result<(), DynError> {
     solve(a, &p.name, p.problem, p.x0)
 }
 
+/// Set by the Ctrl-C handler; the observer stops the run at the next row.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>) -> Result<(), DynError> {
     let algo = a.algo.name();
     let rule = StepRule::from(a.steps);
@@ -23,9 +28,20 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
     if a.target.is_some() && problem.exact().and_then(|e| e.minimum()).is_none() {
         return Err(format!("--target needs the minimum L* of the outer problem, which `{name}` does not know").into());
     }
-    let c = constants::resolve(&problem, &x0, &y0, algorithms::needs(algo, rule)?, &a.constants.overrides())?;
+    // The outputs exist before the run: a path that cannot be written fails now.
+    let json = OutFile::maybe("--json", a.json.as_ref())?;
+    let trace_out = OutFile::maybe("--trace", a.trace.as_ref())?;
+    let settings = Settings {
+        inner_steps: a.inner_steps as usize,
+        adjoint_steps: a.lin_steps as usize,
+        c3: a.c3,
+        projection: bsgm::Projection::None,
+        outer_step: a.outer_step,
+    };
+    let c =
+        constants::resolve(&problem, &x0, &y0, &algorithms::needs(algo, rule, &settings)?, &a.constants.overrides())?;
     if let (Some(g), Some(l)) = (a.outer_step, c.known.l_outer) {
-        if !(g.is_finite() && g > 0.0 && g < 2.0 / l) {
+        if g >= 2.0 / l {
             return Err(format!("--outer-step must be in (0, 2/L_L) = (0, {:.4e}), got {g}", 2.0 / l).into());
         }
     }
@@ -34,17 +50,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             eprintln!("warning: --c3 {} is below Theorem 17's bound 1/log(1/q) = {bound:.4e}", a.c3.unwrap_or(0.0));
         }
     }
-    let settings = Settings {
-        inner_steps: a.inner_steps as usize,
-        adjoint_steps: a.lin_steps as usize,
-        c3: a.c3,
-        projection: bsgm::Projection::None,
-        outer_step: a.outer_step,
-    };
-    let mut steps = algorithms::step_sizes(algo, rule, &c)?;
-    if let Some(g) = a.outer_step {
-        steps.outer = g;
-    }
+    let steps = algorithms::step_sizes(algo, rule, &c, &settings)?;
     let mut alg = algorithms::build(algo, rule, &c, &settings)?;
     let estimated: Vec<&str> =
         [bilevel_solvers::Constant::MuG, bilevel_solvers::Constant::LG, bilevel_solvers::Constant::LOuter]
@@ -58,15 +64,33 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         steps.adjoint,
         steps.outer,
         if a.outer_step.is_some() { ", γ from --outer-step" } else { "" },
-        if estimated.is_empty() { String::new() } else { format!("; estimated at x0: {}", estimated.join(", ")) }
+        if estimated.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; estimated at x0: {} (a step from a constant at x0 may be too large where the curvature grows: \
+                 the run stops as Diverged; set --outer-step or --l-outer)",
+                estimated.join(", ")
+            )
+        }
     );
     let stop = StopRule {
         max_oracle_calls: a.max_oracle_calls,
         time_limit_s: a.time_limit,
         target_rel_error: a.target,
+        divergence_growth: Some(a.divergence_growth).filter(|g| g.is_finite()),
         ..StopRule::iterations(a.max_iters)
     };
     let counted = Counted::new(problem);
+    let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
+    let mut trace_file = trace_out.map(|t| t.into_trace(&metric_names)).transpose()?;
+    // Ctrl-C stops the run at the next row, keeping the trace and the summary; a second one
+    // exits at once.
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
     // A progress bar on a terminal only: piped output stays one clean summary line.
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         let bar = indicatif::ProgressBar::new(a.max_iters as u64);
@@ -77,23 +101,31 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         bar
     });
     let trace = drive(alg.as_mut(), &counted, &x0, &y0, &stop, |row| {
+        if let Some(t) = trace_file.as_mut() {
+            t.write(row);
+        }
         if let Some(bar) = &bar {
             bar.set_position(row.iteration as u64);
             bar.set_message(row.grad_norm.map_or_else(|| "?".into(), |r| format!("{r:.3e}")));
         }
-        ControlFlow::Continue(())
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let interrupted = trace.stop == StopReason::Observer && INTERRUPTED.load(Ordering::SeqCst);
+    let stop_name = if interrupted { "Interrupted".to_string() } else { format!("{:?}", trace.stop) };
     let last = trace.last();
     let cnt = last.counts;
     let paired = CountingConvention::PairedGradF;
     let metrics: String = trace.metric_names.iter().zip(&last.metrics).map(|(n, v)| format!(", {n} {v:.4e}")).collect();
     println!(
-        "{name}: {algo}, {} iterations ({:?}), rel_error {}, ‖∇L‖ {}{metrics}, oracle calls: grad_f {} (∂x f {}, ∂y f {}) grad_g {} hvp {} cross {}, {:.3e} s",
+        "{name}: {algo}, {} iterations ({stop_name}), rel_error {}, ‖∇L‖ {}{metrics}, oracle calls: grad_f {} (∂x f {}, ∂y f {}) grad_g {} hvp {} cross {}, {:.3e} s",
         last.iteration,
-        trace.stop,
         last.rel_error.map_or("n/a".into(), |v| format!("{v:.3e}")),
         last.grad_norm.map_or("n/a".into(), |v| format!("{v:.3e}")),
         cnt.grad_f(paired),
@@ -104,12 +136,10 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         cnt.cross,
         last.seconds
     );
-    if let Some(path) = &a.trace {
-        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        trace.write_csv(std::io::BufWriter::new(file))?;
-    }
-    if let Some(path) = &a.json {
-        let out = json!({
+    // Each output on its own: a failing trace does not lose the summary.
+    let trace_written = trace_file.map_or(Ok(()), |t| t.finish());
+    let json_written = json.map_or(Ok(()), |file| {
+        file.write_json(&json!({
             "problem": name,
             "algo": algo,
             "steps": rule,
@@ -119,7 +149,8 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             "oracle_calls": crate::cli::oracle_calls_json(&cnt),
             "seconds": last.seconds,
             "iterations": last.iteration,
-            "stop": trace.stop,
+            "stop": stop_name,
+            "failure": trace.failure,
             "inner_steps": settings.inner_steps,
             "lin_steps": settings.adjoint_steps,
             "outer_step": steps.outer,
@@ -127,9 +158,21 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             "adjoint_step": steps.adjoint,
             "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "estimated": estimated},
             "seed": a.problem.generator.seed,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        }))
+    });
+    trace_written?;
+    json_written?;
+    if let Some(failure) = &trace.failure {
+        return Err(
+            format!("the run stopped ({stop_name}) at {failure}; the trace and summary so far were written").into()
+        );
+    }
+    if interrupted {
+        return Err(format!(
+            "interrupted after {} iterations; the trace and summary so far were written",
+            last.iteration
+        )
+        .into());
     }
     Ok(())
 }

@@ -24,4 +24,4 @@ pub use algorithms::{Algorithm, Iterates, StepRule, StepSizes};
 pub use constants::{Constant, Constants, Overrides};
 pub use driver::{run, StopReason, StopRule};
 pub use estimators::{exact_hypergradient, AdjointSolver, Aid, AidConfig, EstimateReport, Itd, Sid};
-pub use trace::{Trace, TraceRow};
+pub use trace::{CsvRows, Trace, TraceRow};

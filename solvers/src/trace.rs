@@ -43,6 +43,8 @@ pub struct Trace {
     pub rows: Vec<TraceRow>,
     /// Why the run stopped.
     pub stop: StopReason,
+    /// The error or divergence that ended the run ([`StopReason::is_failure`]), as a message.
+    pub failure: Option<String>,
 }
 
 /// The fixed CSV columns.
@@ -66,32 +68,50 @@ impl Trace {
         self.rows.last().expect("a trace has its starting row")
     }
 
-    /// CSV with a header: the fixed columns ([`CSV_COLUMNS`]; `grad_f` in paper 000's paired
-    /// convention, `grad_x_f` and `grad_y_f` separately as paper 002 counts them), then one
-    /// column per problem metric; empty cells where a value is unknown.
+    /// CSV with a header ([`CsvRows`]), all rows.
     pub fn write_csv(&self, w: impl std::io::Write) -> csv::Result<()> {
+        let mut out = CsvRows::new(w, &self.metric_names)?;
+        self.rows.iter().try_for_each(|r| out.write(r))
+    }
+}
+
+/// The CSV form of a trace, written a row at a time (so a run that fails or is interrupted
+/// keeps the rows it made): the fixed columns ([`CSV_COLUMNS`]; `grad_f` in paper 000's paired
+/// convention, `grad_x_f` and `grad_y_f` separately as paper 002 counts them), then one column
+/// per problem metric; empty cells where a value is unknown. Each row is flushed.
+pub struct CsvRows<W: std::io::Write> {
+    out: csv::Writer<W>,
+    n_metrics: usize,
+}
+
+impl<W: std::io::Write> CsvRows<W> {
+    /// Writes the header.
+    pub fn new(w: W, metric_names: &[&str]) -> csv::Result<Self> {
         let mut out = csv::Writer::from_writer(w);
-        out.write_record(CSV_COLUMNS.iter().copied().chain(self.metric_names.iter().copied()))?;
-        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:e}"));
-        for r in &self.rows {
-            let c = &r.counts;
-            let mut record = vec![
-                r.iteration.to_string(),
-                format!("{:e}", r.seconds),
-                c.grad_f(CountingConvention::PairedGradF).to_string(),
-                c.grad_x_f.to_string(),
-                c.grad_y_f.to_string(),
-                c.grad_y_g.to_string(),
-                c.hvp.to_string(),
-                c.cross.to_string(),
-                opt(r.rel_error),
-                opt(r.grad_norm),
-                opt(r.y_error),
-            ];
-            record.extend((0..self.metric_names.len()).map(|i| opt(r.metrics.get(i).copied())));
-            out.write_record(&record)?;
-        }
+        out.write_record(CSV_COLUMNS.iter().copied().chain(metric_names.iter().copied()))?;
         out.flush()?;
-        Ok(())
+        Ok(Self { out, n_metrics: metric_names.len() })
+    }
+
+    /// Writes and flushes one row.
+    pub fn write(&mut self, r: &TraceRow) -> csv::Result<()> {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:e}"));
+        let c = &r.counts;
+        let mut record = vec![
+            r.iteration.to_string(),
+            format!("{:e}", r.seconds),
+            c.grad_f(CountingConvention::PairedGradF).to_string(),
+            c.grad_x_f.to_string(),
+            c.grad_y_f.to_string(),
+            c.grad_y_g.to_string(),
+            c.hvp.to_string(),
+            c.cross.to_string(),
+            opt(r.rel_error),
+            opt(r.grad_norm),
+            opt(r.y_error),
+        ];
+        record.extend((0..self.n_metrics).map(|i| opt(r.metrics.get(i).copied())));
+        self.out.write_record(&record)?;
+        Ok(self.out.flush()?)
     }
 }

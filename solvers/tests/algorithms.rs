@@ -131,6 +131,72 @@ fn driver_budgets_observer_and_csv() {
     assert!((r0 - 1.0).abs() < 1e-12 && t.last().rel_error.unwrap() < r0);
 }
 
+/// AmIGO-CG whose step `fail_at` returns an error (as a linear solver's breakdown would).
+struct FailingAt {
+    inner: AidBilevel,
+    fail_at: usize,
+    steps: usize,
+}
+
+impl Algorithm for FailingAt {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn init(&mut self, p: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> bilevel_kernels::Result<()> {
+        self.inner.init(p, x0, y0)
+    }
+    fn step(&mut self, p: &dyn BilevelProblem) -> bilevel_kernels::Result<()> {
+        self.steps += 1;
+        if self.steps == self.fail_at {
+            return Err(bilevel_kernels::KernelError::Breakdown { iteration: 0, reason: "test breakdown" });
+        }
+        self.inner.step(p)
+    }
+    fn iterates(&self) -> &bilevel_solvers::Iterates {
+        self.inner.iterates()
+    }
+}
+
+#[test]
+fn a_run_that_diverges_or_fails_keeps_its_rows_and_says_why() {
+    let (p, s, x0, y0) = setup(10.0, 4);
+    let amigo =
+        |s: StepSizes| AidBilevel::new("amigo-cg", AidBilevelConfig::variant(AidVariant::AmigoCg, 10, 10, s)).unwrap();
+    // γ = 3/L_L on the quadratic (∇²L = A_f): the outer iteration expands by |1 − 3λ/L| up to 2
+    // per step. The growth test stops it long before the iterates overflow, with every row kept.
+    let big = StepSizes { outer: 3.0 * s.outer, ..s };
+    let t = run(&mut amigo(big), &p, &x0, &y0, &StopRule::iterations(5000), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(t.stop, StopReason::Diverged, "{:?}", t.failure);
+    assert!(t.failure.as_deref().is_some_and(|f| f.contains("grew past 100")), "{:?}", t.failure);
+    let k = t.last().iteration;
+    assert!(k < 100 && t.rows.len() == k + 1, "stopped at {k}");
+    assert!(t.rows.iter().all(|r| r.grad_norm.is_some_and(f64::is_finite)));
+    // With the test off, the same run goes on until its iterates are not finite: Diverged, the
+    // rows up to the last finite iterate kept, no error returned.
+    let off = StopRule { divergence_growth: None, ..StopRule::iterations(5000) };
+    let t = run(&mut amigo(big), &p, &x0, &y0, &off, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(t.stop, StopReason::Diverged);
+    assert!(
+        t.failure.as_deref().is_some_and(|f| f.contains("not finite") || f.contains("non-finite")),
+        "{:?}",
+        t.failure
+    );
+    assert!(t.last().iteration > k, "ran past the growth test's stop");
+    // The step sizes that converge are not stopped by the test (the other tests of this file run
+    // with it on).
+    let t = run(&mut amigo(s), &p, &x0, &y0, &target(2000), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(t.stop, StopReason::Target);
+    // A step that fails: Failed, the message kept, the rows before it kept.
+    let mut failing = FailingAt { inner: amigo(s), fail_at: 4, steps: 0 };
+    let t = run(&mut failing, &p, &x0, &y0, &StopRule::iterations(100), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!((t.stop, t.rows.len()), (StopReason::Failed, 4));
+    assert!(t.failure.as_deref().is_some_and(|f| f.contains("step 4") && f.contains("test breakdown")));
+    assert!(StopReason::Failed.is_failure() && !StopReason::Target.is_failure());
+    // A growth factor that cannot work is refused before anything runs.
+    let bad = StopRule { divergence_growth: Some(0.5), ..StopRule::iterations(10) };
+    assert!(run(&mut amigo(s), &p, &x0, &y0, &bad, |_| ControlFlow::Continue(())).is_err());
+}
+
 #[test]
 fn bad_configurations_are_typed_errors() {
     assert!(StepSizes { inner: 0.0, adjoint: 1.0, outer: 1.0 }.checked().is_err());

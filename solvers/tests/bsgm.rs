@@ -88,10 +88,10 @@ fn bsgm_reaches_relative_error_1e_minus_6_with_the_theorem_17_schedule() {
     let bound = bilevel_solvers::algorithms::bsgm::c3_bound(&c).unwrap();
     assert!((bound - 1.0 / (1.0 / q).ln()).abs() < 1e-12 * bound);
     let theory = bilevel_solvers::StepRule::Theory;
-    use bilevel_solvers::algorithms::bsgm::with_rule;
-    assert_eq!(with_rule(theory, &c, None, Projection::None).unwrap().c3(), bound);
-    assert!(with_rule(theory, &c, Some(0.5 * bound), Projection::None).is_err());
-    assert!(with_rule(bilevel_solvers::StepRule::Experiments, &c, Some(0.5 * bound), Projection::None).is_ok());
+    use bilevel_solvers::algorithms::bsgm;
+    assert_eq!(bsgm::c3(theory, &c, None).unwrap(), bound);
+    assert!(bsgm::c3(theory, &c, Some(0.5 * bound)).is_err());
+    assert!(bsgm::c3(bilevel_solvers::StepRule::Experiments, &c, Some(0.5 * bound)).is_ok());
 }
 
 #[test]

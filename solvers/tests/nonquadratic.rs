@@ -150,7 +150,14 @@ fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
     let over = Overrides { l_g: Some(l_g(p.inner(), &x0)), ..Overrides::default() };
     for &name in algorithms::NAMES {
         for rule in [StepRule::Experiments, StepRule::Theory] {
-            let c = constants::resolve(p.inner(), &x0, &y0, algorithms::needs(name, rule).unwrap(), &over).unwrap();
+            let c = constants::resolve(
+                p.inner(),
+                &x0,
+                &y0,
+                &algorithms::needs(name, rule, &Settings::default()).unwrap(),
+                &over,
+            )
+            .unwrap();
             // A cold GD-type adjoint must be accurate on its own at every step: its bias is
             // ~(1 − 1/κ)^N, so N = 200 (with N = 20 AID-GD stalls near 8e-6).
             let n = if matches!(name, "aid-gd" | "aid-fp" | "aid-n") { 200 } else { 20 };

@@ -44,10 +44,10 @@ pub fn c3_below_theorem(c3: f64, c: &Constants) -> Option<f64> {
     c3_bound(c).ok().filter(|&b| c3 < b)
 }
 
-/// BSGM under `rule`; `c3: None` takes Theorem 17's bound (needs µ_g).
-pub fn with_rule(rule: StepRule, c: &Constants, c3: Option<f64>, projection: Projection) -> Result<Bsgm> {
-    let steps = super::PAPER000_EXPERIMENTS.at(c)?;
-    let c3 = match (rule, c3) {
+/// BSGM's c₃ under `rule`: `c3: None` takes Theorem 17's bound (needs µ_g); under the theory
+/// rule a value below the bound is an error.
+pub fn c3(rule: StepRule, c: &Constants, c3: Option<f64>) -> Result<f64> {
+    Ok(match (rule, c3) {
         (StepRule::Theory, Some(v)) => {
             let bound = c3_bound(c)?;
             if v < bound {
@@ -60,8 +60,7 @@ pub fn with_rule(rule: StepRule, c: &Constants, c3: Option<f64>, projection: Pro
         }
         (_, Some(v)) => v,
         (_, None) => c3_bound(c)?,
-    };
-    Bsgm::new(steps.outer, steps.inner, c3, projection)
+    })
 }
 
 /// P_Λ of BSGM (eq. (20)).

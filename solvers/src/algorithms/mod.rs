@@ -113,10 +113,15 @@ pub struct StepFractions {
 }
 
 impl StepFractions {
-    /// The step sizes for the constants `c` (needs L_g and L_L: [`STEP_FRACTIONS_NEED`]).
-    pub fn at(self, c: &Constants) -> Result<StepSizes> {
-        let (l_g, l) = (c.l_g()?, c.l_outer()?);
-        StepSizes { inner: self.inner / l_g, adjoint: self.adjoint / l_g, outer: self.outer / l }.checked()
+    /// The step sizes for the constants `c` (needs L_g, and L_L unless `outer` sets γ by hand:
+    /// [`STEP_FRACTIONS_NEED`]).
+    pub fn at(self, c: &Constants, outer: Option<f64>) -> Result<StepSizes> {
+        let l_g = c.l_g()?;
+        let outer = match outer {
+            Some(gamma) => gamma,
+            None => self.outer / c.l_outer()?,
+        };
+        StepSizes { inner: self.inner / l_g, adjoint: self.adjoint / l_g, outer }.checked()
     }
 }
 
@@ -164,10 +169,12 @@ fn unknown(name: &str) -> KernelError {
     }
 }
 
-/// The constants algorithm `name` needs under `rule` (to resolve them before [`build`]).
-pub fn needs(name: &str, rule: StepRule) -> Result<&'static [Constant]> {
+/// The constants algorithm `name` needs under `rule` (to resolve them before [`build`]); L_L
+/// is not needed when `settings.outer_step` sets γ.
+pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Constant>> {
     theory_fractions(name)?;
-    Ok(if (name, rule) == ("bsgm", StepRule::Theory) { bsgm::NEEDS_THEORY } else { STEP_FRACTIONS_NEED })
+    let all = if (name, rule) == ("bsgm", StepRule::Theory) { bsgm::NEEDS_THEORY } else { STEP_FRACTIONS_NEED };
+    Ok(all.iter().copied().filter(|k| !(*k == Constant::LOuter && settings.outer_step.is_some())).collect())
 }
 
 /// The theorem's step sizes of algorithm `name` (BSGM's Theorem 17 fixes c₃, not the steps).
@@ -181,27 +188,23 @@ fn theory_fractions(name: &str) -> Result<StepFractions> {
     }
 }
 
-/// The step sizes algorithm `name` runs with under `rule` (before `settings.outer_step`).
-pub fn step_sizes(name: &str, rule: StepRule, c: &Constants) -> Result<StepSizes> {
+/// The step sizes algorithm `name` runs with under `rule` and `settings.outer_step`.
+pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<StepSizes> {
     let theory = theory_fractions(name)?;
     match rule {
-        StepRule::Experiments => PAPER000_EXPERIMENTS.at(c),
-        StepRule::Theory => theory.at(c),
+        StepRule::Experiments => PAPER000_EXPERIMENTS.at(c, settings.outer_step),
+        StepRule::Theory => theory.at(c, settings.outer_step),
     }
 }
 
 /// Algorithm `name` configured by `rule`, the constants and `settings`.
 pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
-    let mut steps = step_sizes(name, rule, c)?;
-    if let Some(g) = settings.outer_step {
-        steps.outer = g;
-    }
-    let steps = steps.checked()?;
+    let steps = step_sizes(name, rule, c, settings)?;
     let (t, n) = (settings.inner_steps, settings.adjoint_steps);
     Ok(match name {
         "bsgm" => {
-            let b = bsgm::with_rule(rule, c, settings.c3, settings.projection)?;
-            Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, b.c3(), settings.projection)?)
+            let c3 = bsgm::c3(rule, c, settings.c3)?;
+            Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?)
         }
         "itd" => Box::new(itd_bio::ItdBilevel::new(t, steps)?),
         n_ => {

@@ -14,9 +14,6 @@
 
 use bilevel_kernels::{ops, Batch, BilevelProblem, KernelError, Result};
 
-/// Largest trajectory ITD stores (doubles): 2^28 = 2 GiB.
-pub const MAX_TRAJECTORY: usize = 1 << 28;
-
 /// The ITD estimator (see the module doc).
 pub struct Itd {
     steps: usize,
@@ -37,14 +34,10 @@ impl Itd {
         if !(alpha.is_finite() && alpha > 0.0) {
             return Err(KernelError::InvalidParameter { name: "alpha", reason: format!("must be > 0, got {alpha}") });
         }
-        let len =
-            steps.checked_mul(dim_y).filter(|&n| n <= MAX_TRAJECTORY).ok_or_else(|| KernelError::InvalidParameter {
-                name: "steps",
-                reason: format!(
-                    "ITD stores T·d_y = {steps}·{dim_y} doubles, above the {} GiB cap",
-                    (MAX_TRAJECTORY * 8) >> 30
-                ),
-            })?;
+        // The trajectory is T·d_y doubles: refused with the figure before allocating.
+        let bytes = bilevel_kernels::memory::f64_bytes(&[steps, dim_y]);
+        bilevel_kernels::memory::check_fits(|| format!("ITD's trajectory of T·d_y = {steps}·{dim_y} doubles"), bytes)?;
+        let len = steps * dim_y;
         Ok(Self {
             steps,
             alpha,
