@@ -111,6 +111,7 @@ impl ConstantArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct SolveArgs {
     #[command(flatten)]
     pub problem: ProblemArgs,
@@ -182,7 +183,7 @@ pub struct GeneratorArgs {
     #[arg(long)]
     pub preset: Option<String>,
     /// Condition number of the lower-level Hessian, ≥ 1 (quadratic generators).
-    #[arg(long, value_parser = parse_kappa, allow_hyphen_values = true)]
+    #[arg(long, value_parser = parse_kappa)]
     pub kappa: Option<f64>,
     /// Outer dimension d_x, ≥ 1 (quadratic generators).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -227,6 +228,7 @@ pub enum Method {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct HypergradArgs {
     #[command(flatten)]
     pub problem: ProblemArgs,
@@ -246,6 +248,7 @@ pub struct HypergradArgs {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct ExportArgs {
     /// Generator name (see `bilevel problems`).
     #[arg(long)]

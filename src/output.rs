@@ -9,18 +9,29 @@ use std::path::{Path, PathBuf};
 
 type DynError = Box<dyn std::error::Error>;
 
-/// An output file created (truncated) before the run.
+/// An output file created (truncated) before the run. One that is dropped unwritten (the run
+/// was refused after it was created) is removed again if it is an empty regular file.
 pub struct OutFile {
     flag: &'static str,
     path: PathBuf,
     file: File,
+    written: bool,
+}
+
+impl Drop for OutFile {
+    fn drop(&mut self) {
+        let empty_file = std::fs::metadata(&self.path).is_ok_and(|m| m.is_file() && m.len() == 0);
+        if !self.written && empty_file {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl OutFile {
     /// Creates `path` for `flag` (e.g. `--json`), or an error naming both and the OS reason.
     pub fn create(flag: &'static str, path: &Path) -> Result<Self, DynError> {
         let file = File::create(path).map_err(|e| format!("{flag} {}: cannot create the file: {e}", path.display()))?;
-        Ok(Self { flag, path: path.to_path_buf(), file })
+        Ok(Self { flag, path: path.to_path_buf(), file, written: false })
     }
 
     /// Creates the file of an optional flag.
@@ -33,7 +44,8 @@ impl OutFile {
     }
 
     /// Writes `value` as pretty JSON and a newline.
-    pub fn write_json(self, value: &serde_json::Value) -> Result<(), DynError> {
+    pub fn write_json(mut self, value: &serde_json::Value) -> Result<(), DynError> {
+        self.written = true;
         let mut w = BufWriter::new(&self.file);
         serde_json::to_writer_pretty(&mut w, value).map_err(|e| self.error(e))?;
         writeln!(w).and_then(|()| w.flush()).map_err(|e| self.error(e))?;
@@ -41,7 +53,8 @@ impl OutFile {
     }
 
     /// This file as a CSV trace written a row at a time (header now).
-    pub fn into_trace(self, metric_names: &[&str]) -> Result<TraceFile, DynError> {
+    pub fn into_trace(mut self, metric_names: &[&str]) -> Result<TraceFile, DynError> {
+        self.written = true;
         let rows = CsvRows::new(BufWriter::new(self.file.try_clone().map_err(|e| self.error(e))?), metric_names)
             .map_err(|e| self.error(e))?;
         Ok(TraceFile { out: self, rows, failed: None })

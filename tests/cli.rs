@@ -194,3 +194,135 @@ fn solve_runs_on_every_bilevel_problem_of_the_catalogue_with_its_metrics() {
         assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(needle), "{problem}");
     }
 }
+
+/// Runs `bilevel` and asserts it fails cleanly (exit 1 or clap's 2, no panic) with `needle` in
+/// its stderr; returns stderr.
+fn fails_with(args: &[&str], needle: &str) -> String {
+    let out = bilevel(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(matches!(out.status.code(), Some(1) | Some(2)), "{args:?}: {:?} {err}", out.status);
+    assert!(err.contains(needle), "{args:?}: `{err}` lacks `{needle}`");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    err
+}
+
+#[test]
+fn flag_values_that_mean_nothing_are_refused() {
+    for (args, needle) in [
+        (&["solve", "--preset", "tiny", "--target", "NaN"][..], "--target"),
+        (&["solve", "--preset", "tiny", "--target", "inf"][..], "--target"),
+        (&["solve", "--preset", "tiny", "--target", "-1"][..], "--target"),
+        (&["solve", "--preset", "tiny", "--time-limit", "NaN"][..], "--time-limit"),
+        (&["solve", "--preset", "tiny", "--time-limit", "-5"][..], "--time-limit"),
+        (&["solve", "--preset", "tiny", "--outer-step", "0"][..], "--outer-step"),
+        (&["solve", "--preset", "tiny", "--l-g", "nan"][..], "--l-g"),
+        (&["solve", "--preset", "tiny", "--divergence-growth", "1"][..], "--divergence-growth"),
+        (&["solve", "--kappa", "-1"][..], "κ must be a finite number ≥ 1, got -1"),
+        (&["hypergrad", "--problem-dir", "/tmp", "--problem", "logreg_binary"][..], "cannot be used with"),
+        (&["hypergrad", "--preset", "tiny", "--method", "itd", "--inner-steps", "0"][..], "--inner-steps must be >= 1"),
+        (&["solve", "--problem", "meta_learning", "--preset", "tiny", "--target", "1e-3"][..], "L*"),
+    ] {
+        fails_with(args, needle);
+    }
+}
+
+#[test]
+fn impossible_sizes_are_refused_with_the_bytes_before_allocating() {
+    for steps in ["1844674407370955162", "100000000000"] {
+        let args = ["hypergrad", "--preset", "tiny", "--method", "itd", "--inner-steps", steps];
+        let err = fails_with(&args, "ITD's trajectory");
+        assert!(err.contains("bytes") && err.contains("available"), "{err}");
+    }
+}
+
+#[test]
+fn hypergrad_json_leaves_out_the_steps_a_method_does_not_use() {
+    let json = std::env::temp_dir().join(format!("bilevel-cli-itd-{}.json", std::process::id()));
+    bilevel_ok("hypergrad --preset tiny --method itd --inner-steps 5 --json", &[json.to_str().unwrap()]);
+    let v = json_of(&json);
+    assert_eq!((v["inner_steps"].as_u64(), v["lin_steps"].is_null()), (Some(5), true), "{v}");
+    std::fs::remove_file(&json).unwrap();
+}
+
+#[test]
+fn a_diverging_run_fails_and_keeps_its_trace_and_summary() {
+    // The meta-learning instance diverges near step 377 with the experiments' γ = 1/L_L from x0;
+    // it used to exit 0 (and a few steps more gave NaN or a panic).
+    let dir = std::env::temp_dir().join(format!("bilevel-cli-div-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
+    for algo in ["amigo-cg", "amigo-gd"] {
+        let args = ["solve", "--problem", "meta_learning", "--preset", "tiny", "--algo", algo, "--max-iters", "2000"];
+        let tail = ["--json", json.to_str().unwrap(), "--trace", trace.to_str().unwrap()];
+        let err = fails_with(&[&args[..], &tail[..]].concat(), "Diverged");
+        assert!(err.contains("written"), "{err}");
+        let v = json_of(&json);
+        assert_eq!(v["stop"], "Diverged", "{algo}: {v}");
+        assert!(v["failure"].as_str().is_some_and(|f| f.contains("step")), "{v}");
+        let iters = v["iterations"].as_u64().unwrap();
+        assert!(iters < 2000, "{algo}: {iters}");
+        let csv = std::fs::read_to_string(&trace).unwrap();
+        assert_eq!(csv.lines().count() as u64, iters + 2, "{algo}: header + rows 0..=k");
+        assert!(!csv.contains("NaN"), "{algo}: no NaN in the trace");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn outputs_that_cannot_be_written_fail_before_the_run_and_independently() {
+    let dir = std::env::temp_dir().join(format!("bilevel-cli-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("no/such/dir/s.json");
+    let long = ["solve", "--preset", "tiny", "--max-iters", "100000000"];
+    // Fails at once (a run of 10^8 iterations would take minutes), naming the flag and the path.
+    let t = std::time::Instant::now();
+    let err = fails_with(&[&long[..], &["--json", missing.to_str().unwrap()]].concat(), "--json");
+    assert!(err.contains(missing.to_str().unwrap()) && t.elapsed().as_secs() < 30, "{err}");
+    fails_with(&[&long[..], &["--trace", dir.to_str().unwrap()]].concat(), "--trace");
+    // A full disk (/dev/full) is found when the trace's header is written, before the run; the
+    // JSON file created a moment before is not left behind empty.
+    if std::path::Path::new("/dev/full").exists() {
+        let json = dir.join("s.json");
+        let args = ["solve", "--preset", "tiny", "--max-iters", "20", "--trace", "/dev/full"];
+        fails_with(&[&args[..], &["--json", json.to_str().unwrap()]].concat(), "--trace /dev/full");
+        assert!(!json.exists());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_keeps_its_trace_and_summary() {
+    let dir = std::env::temp_dir().join(format!("bilevel-cli-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bilevel"))
+        .args(["solve", "--preset", "tiny", "--algo", "aid-gd", "--max-iters", "100000000", "--divergence-growth", "inf"])
+        .args(["--json", json.to_str().unwrap(), "--trace", trace.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for rows, then interrupt.
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&trace).map_or(0, |s| s.lines().count()) < 50 {
+        assert!(start.elapsed().as_secs() < 60, "no rows after 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted") && !err.contains("panicked"), "{err}");
+    let v = json_of(&json);
+    assert_eq!(v["stop"], "Interrupted");
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(csv.lines().count() as u64, v["iterations"].as_u64().unwrap() + 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_outer_step_by_hand_skips_the_outer_constant() {
+    let out = bilevel_ok("solve --problem meta_learning --preset tiny --max-iters 5 --outer-step 0.1", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("estimated at x0: l_g") && !err.contains("l_outer"), "{err}");
+}
