@@ -1,0 +1,131 @@
+//! Random argument sets for `bilevel hypergrad` and `bilevel solve`: whatever a user types, the
+//! binary exits 0, 1 (a typed error) or 2 (clap's usage error) within a time bound — never a
+//! panic (101), an abort (134) or a signal, never a hang.
+//!
+//! `BILEVEL_CLI_CASES` sets the number of sets (default 200: the suite's share; the figure in
+//! docs/reliability.md is a run with 10 000), `BILEVEL_CLI_SEED` the seed.
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a set may take (tiny presets, at most 60 outer iterations: far below it).
+const TIME_BOUND: Duration = Duration::from_secs(60);
+
+const PROBLEMS: &[&str] = &[
+    "quadratic",
+    "stochastic_quadratic",
+    "text",
+    "logreg_text",
+    "logreg_binary",
+    "logreg_per_class",
+    "hyperclean",
+    "meta_learning",
+    "equilibrium",
+    "distillation",
+    "nope",
+];
+const NUMBERS: &[&str] =
+    &["0", "1", "2", "0.5", "-1", "1e-3", "1e3", "1e308", "-0", "NaN", "inf", "-inf", "abc", "", "1e-320"];
+const COUNTS: &[&str] = &["0", "1", "3", "10", "-1", "1.5", "x", "18446744073709551615", "18446744073709551616"];
+const SIZES: &[&str] = &["1", "2", "7", "64", "0", "-3", "10000000000", "4294967296", "999999999999999999"];
+
+fn pick<'a>(r: &mut impl Rng, from: &[&'a str]) -> &'a str {
+    from[r.random_range(0..from.len())]
+}
+
+/// One random argument list (the budget flags keep every run short).
+fn arguments(r: &mut impl Rng) -> Vec<String> {
+    let solve = r.random_bool(0.6);
+    let mut args: Vec<String> = vec![if solve { "solve" } else { "hypergrad" }.into()];
+    let mut push = |a: &mut Vec<String>, flag: &str, value: &str| {
+        a.push(flag.into());
+        a.push(value.into());
+    };
+    push(&mut args, "--problem", pick(r, PROBLEMS));
+    push(&mut args, "--preset", if r.random_bool(0.9) { "tiny" } else { pick(r, &["small", "huge", "paper"]) });
+    let itd = !solve && r.random_bool(0.3);
+    if solve {
+        let algos = ["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm"];
+        push(&mut args, "--algo", pick(r, &algos));
+        push(&mut args, "--max-iters", pick(r, &["0", "1", "5", "60"]));
+        push(&mut args, "--steps", pick(r, &["theory", "experiments", "magic"]));
+    } else {
+        let methods = ["aid-cg", "aid-gd", "aid-fp", "aid-n", "exact", "magic"];
+        push(&mut args, "--method", if itd { "itd" } else { pick(r, &methods) });
+    }
+    // Inner steps: huge values only where they are refused (ITD's trajectory memory), so that
+    // a legitimately long run is not taken for a hang.
+    let inner = if itd { pick(r, COUNTS) } else { pick(r, &["0", "1", "3", "10", "-1", "x"]) };
+    push(&mut args, "--inner-steps", inner);
+    for (flag, pool, p) in [
+        ("--lin-steps", &["0", "1", "3", "10", "-1", "x"][..], 0.5),
+        ("--kappa", NUMBERS, 0.3),
+        ("--dx", SIZES, 0.2),
+        ("--dy", SIZES, 0.2),
+        ("--seed", COUNTS, 0.3),
+        ("--l-g", NUMBERS, 0.15),
+        ("--mu-g", NUMBERS, 0.15),
+        ("--l-outer", NUMBERS, 0.15),
+    ] {
+        if r.random_bool(p) {
+            push(&mut args, flag, pick(r, pool));
+        }
+    }
+    if solve {
+        for (flag, pool, p) in [
+            ("--outer-step", NUMBERS, 0.3),
+            ("--target", NUMBERS, 0.3),
+            ("--time-limit", NUMBERS, 0.2),
+            ("--max-oracle-calls", COUNTS, 0.2),
+            ("--c3", NUMBERS, 0.2),
+            ("--divergence-growth", NUMBERS, 0.2),
+        ] {
+            if r.random_bool(p) {
+                push(&mut args, flag, pick(r, pool));
+            }
+        }
+    }
+    if r.random_bool(0.05) {
+        args.push(pick(r, &["--frobnicate", "extra", "--problem-dir"]).into());
+    }
+    args
+}
+
+/// Runs one set; `Err` describes a panic, an abort, a signal or a hang.
+fn check(args: &[String]) -> Result<(), String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bilevel"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).ok();
+            return match status.code() {
+                Some(0..=2) if !err.contains("panicked") => Ok(()),
+                code => Err(format!("{args:?}: exit {code:?} ({status}): {err}")),
+            };
+        }
+        if start.elapsed() > TIME_BOUND {
+            let _ = child.kill();
+            return Err(format!("{args:?}: no exit after {TIME_BOUND:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn random_argument_sets_never_panic_abort_or_hang() {
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (cases, seed) = (env("BILEVEL_CLI_CASES", 200), env("BILEVEL_CLI_SEED", 1));
+    let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let start = Instant::now();
+    let failures: Vec<String> = (0..cases).filter_map(|_| check(&arguments(&mut r)).err()).collect();
+    eprintln!("{cases} argument sets (seed {seed}) in {:.1} s", start.elapsed().as_secs_f64());
+    assert!(failures.is_empty(), "{} of {cases} sets failed:\n{}", failures.len(), failures.join("\n"));
+}
