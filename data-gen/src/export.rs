@@ -8,7 +8,7 @@
 //! ```
 
 use crate::dataset::{Array, ArrayData, Dataset};
-use crate::npy::{read_npy, write_npy, NpyError};
+use crate::npy::{read_npy, read_npy_with_dtype, write_npy, NpyError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -131,7 +131,10 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDataset, ExportError> {
                 "`{name}`: file `{file}` must be a plain name in the directory"
             )));
         }
-        let array = read_array(&name, &dir.join(&file))?;
+        let path = dir.join(&file);
+        let f = std::fs::File::open(&path).map_err(io_err(&path))?;
+        let (array, actual) = read_npy_with_dtype(&name, std::io::BufReader::new(f))
+            .map_err(|source| ExportError::Npy { path: path.clone(), source })?;
         if array.shape != shape {
             return Err(ExportError::Manifest(format!(
                 "`{name}`: the manifest says shape {shape:?}, {file} holds {:?}",
@@ -139,7 +142,6 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDataset, ExportError> {
             )));
         }
         if let Some(dtype) = dtype {
-            let actual = dtype_of(&array.data);
             if dtype != actual {
                 return Err(ExportError::Manifest(format!(
                     "`{name}`: the manifest says {dtype}, {file} holds {actual}"

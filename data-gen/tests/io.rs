@@ -158,8 +158,8 @@ fn npy_round_trips_and_rejects_corrupt_files() {
     };
     let fortran = patch(b"'fortran_order': False", b"'fortran_order': True ");
     assert!(read_npy("a", &fortran[..]).unwrap_err().to_string().contains("Fortran"));
-    let f4 = patch(b"<f8", b"<f4");
-    assert!(read_npy("a", &f4[..]).unwrap_err().to_string().contains("dtype"));
+    let c8 = patch(b"<f8", b"<c8");
+    assert!(read_npy("a", &c8[..]).unwrap_err().to_string().contains("dtype <c8"));
     assert!(
         write_npy(&Array { name: "x".into(), shape: vec![3], data: ArrayData::F64(vec![1.0]) }, Vec::new()).is_err()
     );
@@ -268,5 +268,62 @@ fn numpy_reads_exported_arrays_when_available() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cond: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!((cond - 250.0).abs() < 1e-6 * 250.0, "numpy measures κ = {cond}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A hand-written `.npy` (format 1.0) with the given dtype descriptor, shape (Python tuple text)
+/// and raw data bytes, header padded to 64 bytes as NumPy does.
+fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn npy_converts_f4_and_i4_and_names_other_dtypes() {
+    let f4: Vec<u8> = [1.5f32, -0.25, 3e38].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let a = read_npy("w", &npy_bytes("<f4", "(3,)", &f4)[..]).unwrap();
+    assert_eq!(a, Array::f64("w", vec![3], vec![1.5, -0.25, 3e38f32 as f64]));
+    let i4: Vec<u8> = [7i32, -2, i32::MIN, i32::MAX].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let a = read_npy("idx", &npy_bytes("<i4", "(2, 2)", &i4)[..]).unwrap();
+    assert_eq!(a, Array::i64("idx", vec![2, 2], vec![7, -2, i32::MIN as i64, i32::MAX as i64]));
+    // A truncated <f4 file says how many values it holds.
+    let err = read_npy("w", &npy_bytes("<f4", "(3,)", &f4[..10])[..]).unwrap_err().to_string();
+    assert!(err.contains("2 of 3 values"), "{err}");
+    // Other dtypes are named (not reported as a byte-count mismatch).
+    for (descr, bytes) in [(">f8", 8), ("<c16", 16), ("<u8", 8), ("|u1", 1), (">i4", 4), ("<f2", 2)] {
+        let file = npy_bytes(descr, "(2,)", &vec![0u8; 2 * bytes]);
+        let err = read_npy("z", &file[..]).unwrap_err().to_string();
+        assert!(err.contains(descr) && err.contains("not supported") && err.contains("`z`"), "{descr}: {err}");
+    }
+}
+
+#[test]
+fn problem_directories_load_f4_files_and_name_the_file_of_a_bad_dtype() {
+    let dir = tmp_dir("dtypes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f4: Vec<u8> = [0.5f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("v.npy"), npy_bytes("<f4", "(2,)", &f4)).unwrap();
+    std::fs::write(dir.join("c.npy"), npy_bytes("<c16", "(1,)", &[0u8; 16])).unwrap();
+    let manifest = |entries: &str| {
+        std::fs::write(dir.join("manifest.json"), format!(r#"{{"generator": "quadratic", "arrays": [{entries}]}}"#))
+            .unwrap()
+    };
+    manifest(r#"{"name": "v", "file": "v.npy", "dtype": "<f4", "shape": [2]}"#);
+    let loaded = load_dir(&dir).unwrap();
+    assert_eq!(loaded.arrays, vec![Array::f64("v", vec![2], vec![0.5, 2.0])]);
+    manifest(r#"{"name": "v", "file": "v.npy", "dtype": "<f8", "shape": [2]}"#);
+    let err = load_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("<f8") && err.contains("<f4") && err.contains("v.npy"), "{err}");
+    manifest(r#"{"name": "c", "file": "c.npy", "shape": [1]}"#);
+    let err = load_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("c.npy") && err.contains("<c16"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
