@@ -93,7 +93,23 @@ fn libsvm_rejects_malformed_lines_with_their_number() {
         parse("1 5:1\n", ReadOptions { index_base: IndexBase::One, n_features: Some(3) }),
         Err(LibsvmError::Data(_))
     ));
-    assert!(matches!(parse("1 4294967297:1\n", ReadOptions::default()), Err(LibsvmError::Data(_))));
+    assert!(matches!(parse("1 4294967297:1\n", ReadOptions::default()), Err(LibsvmError::Line { line: 1, .. })));
+}
+
+#[test]
+fn libsvm_feature_index_at_the_top_of_u64_is_a_line_error() {
+    // 2^64 − 1: `index + 1` overflowed (a panic with overflow checks, a misleading error without).
+    for base in [IndexBase::One, IndexBase::Zero, IndexBase::Auto] {
+        for text in ["1 18446744073709551615:1\n", "1 1:1\n-1 2:2 18446744073709551615:1\n"] {
+            let line = text.lines().count();
+            let (got, reason) = line_of(parse(text, ReadOptions { index_base: base, n_features: None }).unwrap_err());
+            assert_eq!(got, line, "{base:?} {text:?}: {reason}");
+            assert!(reason.contains("18446744073709551615") && reason.contains("features"), "{reason}");
+        }
+    }
+    // The largest index that fits (2^32 − 1 features) is still read, 0-based.
+    let d = parse("1 4294967294:1\n", ReadOptions { index_base: IndexBase::Zero, n_features: None }).unwrap();
+    assert_eq!(d.x.ncols(), u32::MAX as usize);
 }
 
 #[test]
