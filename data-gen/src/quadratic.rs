@@ -368,6 +368,25 @@ impl QuadraticProblem {
         Self::build(Source::Loaded { parameters }, a_f, c_f, a_g, b_g)
     }
 
+    /// Loads a problem directory read by [`load_dir`](crate::export::load_dir) (what `--problem-dir`
+    /// runs): its manifest's `generator` must be this generator's (`quadratic`; a hand-written
+    /// directory says so too), then [`from_arrays`](Self::from_arrays) on its parameters and
+    /// arrays. Errors: [`KernelError::InvalidData`] naming both generators for a directory
+    /// exported by another one, and every error of [`from_arrays`](Self::from_arrays).
+    pub fn from_loaded(loaded: &crate::export::LoadedDataset) -> Result<Self> {
+        if loaded.generator != INFO.name {
+            return Err(KernelError::InvalidData {
+                what: "problem directory",
+                reason: format!(
+                    "its manifest.json says generator `{}`, but only `{}` problems can be loaded (export one \
+                     with the `{}` generator, or write `\"generator\": \"{}\"` in a hand-made manifest)",
+                    loaded.generator, INFO.name, INFO.name, INFO.name
+                ),
+            });
+        }
+        Self::from_arrays(loaded.parameters.clone(), &loaded.arrays)
+    }
+
     /// Where the problem came from.
     pub fn source(&self) -> &Source {
         &self.source

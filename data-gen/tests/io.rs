@@ -343,3 +343,21 @@ fn problem_directories_load_f4_files_and_name_the_file_of_a_bad_dtype() {
     assert!(err.contains("c.npy") && err.contains("<c16"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_directory_exported_by_another_generator_is_not_loaded_as_a_quadratic() {
+    let options = BuildOptions { preset: Some("tiny".into()), seed: 1, ..Default::default() };
+    let dir = tmp_dir("other-generator");
+    write_dir(build_dataset("hyperclean", &options).unwrap().as_ref(), &dir).unwrap();
+    let err = QuadraticProblem::from_loaded(&load_dir(&dir).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("`hyperclean`") && err.contains("`quadratic`"), "{err}");
+    // The arrays of a quadratic under another generator's name are refused too.
+    std::fs::remove_dir_all(&dir).unwrap();
+    write_dir(build_dataset("quadratic", &options).unwrap().as_ref(), &dir).unwrap();
+    let mut loaded = load_dir(&dir).unwrap();
+    assert!(QuadraticProblem::from_loaded(&loaded).is_ok());
+    loaded.generator = "stochastic_quadratic".into();
+    let err = QuadraticProblem::from_loaded(&loaded).unwrap_err().to_string();
+    assert!(err.contains("`stochastic_quadratic`") && err.contains("`quadratic`"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
