@@ -135,6 +135,17 @@ impl Config {
         Ok(Self { dim_x, dim_y, ..Self::default() })
     }
 
+    /// Bytes of the dense f64 matrices [`generate`] and the exact references hold at their peak,
+    /// an upper bound: 8·(6 d_x² + 4 d_y² + 3 d_x d_y) — d_x²: Q_f, A_f, the two temporaries of
+    /// Q diag(λ) Qᵀ, H_L = A_f with its symmetrized copy and Cholesky factor (the same storage
+    /// later serves the eigen-decomposition that measures A_f); d_y²: Q_g, A_g, the Cholesky
+    /// factor of A_g, a temporary; d_x d_y: G, B_g, M = −A_g⁻¹B_g. Saturates instead of
+    /// overflowing.
+    pub fn memory_bytes(&self) -> u128 {
+        let (dx, dy) = (self.dim_x, self.dim_y);
+        bytes_of(&[(6, &[dx, dx]), (4, &[dy, dy]), (3, &[dx, dy])])
+    }
+
     /// Checks sizes ≥ 1, 1 ≤ κ ≤ [`MAX_KAPPA`], L > 0 finite.
     pub fn validate(&self) -> Result<()> {
         check_dim("dim_x", self.dim_x)?;
@@ -144,6 +155,13 @@ impl Config {
         bilevel_kernels::error::check_positive("l_g", self.l_g)?;
         bilevel_kernels::error::check_positive("l_f", self.l_f)
     }
+}
+
+/// Σ coefficient · (bytes of a product of sizes), saturating.
+pub(crate) fn bytes_of(terms: &[(u128, &[usize])]) -> u128 {
+    terms
+        .iter()
+        .fold(0u128, |acc, &(k, sizes)| acc.saturating_add(k.saturating_mul(bilevel_kernels::memory::f64_bytes(sizes))))
 }
 
 pub(crate) fn check_dim(name: &'static str, d: usize) -> Result<()> {
@@ -202,10 +220,22 @@ pub struct QuadraticProblem {
     measured_g: OnceLock<Measured>,
 }
 
-/// Generates the problem of the module doc from `config` and `seed`.
+/// Generates the problem of the module doc from `config` and `seed`. Errors: an invalid
+/// config ([`Config::validate`]), and [`KernelError::TooLarge`] before anything is allocated
+/// when the matrices ([`Config::memory_bytes`]) do not fit in the memory available.
 pub fn generate(config: &Config, seed: u64) -> Result<QuadraticProblem> {
     config.validate()?;
     let (dx, dy) = (config.dim_x, config.dim_y);
+    bilevel_kernels::memory::check_fits(
+        || {
+            format!(
+                "the quadratic at d_x = {dx}, d_y = {dy} (dense A_f, A_g, B_g, their Haar factors, Cholesky \
+                 factors and workspaces: 6 d_x² + 4 d_y² + 3 d_x d_y f64; choose smaller --dx/--dy or a smaller \
+                 preset)"
+            )
+        },
+        config.memory_bytes(),
+    )?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let q_g = haar_orthonormal(dy, dy, &mut rng)?;
     let a_g = with_spectrum(q_g.as_ref(), &spectrum(config.l_g / config.kappa_g, config.l_g, dy, config.spacing));

@@ -658,3 +658,45 @@ fn from_arrays_refuses_an_outer_minimum_that_is_not_finite() {
     arrays.push(Array::f64("C_f", vec![10], vec![1e200; 10]));
     expect_invalid_data(&arrays, "x*");
 }
+
+fn expect_too_large<T>(r: Result<T, KernelError>, needle: &str) {
+    match r {
+        Err(KernelError::TooLarge { what, needed, available }) => {
+            assert!(needed > available as u128 && what.contains(needle), "`{what}` lacks `{needle}`")
+        }
+        Err(e) => panic!("expected TooLarge, got {e}"),
+        Ok(_) => panic!("generated an impossible size"),
+    }
+}
+
+#[test]
+fn impossible_sizes_are_refused_before_allocating() {
+    // `--dx 10000000000`: a fast typed error naming the sizes, not an abort inside faer.
+    let t = std::time::Instant::now();
+    expect_too_large(quadratic::generate(&Config { dim_x: 10_000_000_000, ..tiny(10.0) }, 0), "d_x = 10000000000");
+    expect_too_large(quadratic::generate(&Config { dim_y: 10_000_000_000, ..tiny(10.0) }, 0), "d_y = 10000000000");
+    expect_too_large(quadratic::generate(&Config { dim_x: usize::MAX, dim_y: usize::MAX, ..tiny(10.0) }, 0), "d_x");
+    let huge = sq::Config {
+        dim_x: 1 << 20,
+        dim_y: 1 << 20,
+        n_samples_f: 1 << 20,
+        n_samples_g: 1 << 20,
+        ..sq::Config::preset("tiny").unwrap()
+    };
+    expect_too_large(sq::generate(&huge, 0), "d_x = 1048576");
+    // The dense layout stores n·(d_y² + d_x² + d_x d_y) numbers per level.
+    let dense = sq::Config {
+        dim_x: 4096,
+        dim_y: 4096,
+        n_samples_f: 4096,
+        n_samples_g: 4096,
+        layout: Layout::Dense,
+        ..sq::Config::preset("tiny").unwrap()
+    };
+    expect_too_large(sq::generate(&dense, 0), "dense");
+    assert!(t.elapsed().as_secs() < 5, "the checks allocate nothing, so they are fast");
+    // The counts are what the docs say, and the presets fit.
+    let c = tiny(10.0);
+    assert_eq!(c.memory_bytes(), 8 * (6 * 20 * 20 + 4 * 10 * 10 + 3 * 20 * 10));
+    assert!(quadratic::generate(&c, 0).is_ok());
+}
