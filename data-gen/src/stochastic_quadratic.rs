@@ -208,12 +208,23 @@ impl Config {
         check_dim("dim_x", self.dim_x)?;
         check_dim("dim_y", self.dim_y)?;
         let d = self.dim_x.max(self.dim_y);
-        for (name, n) in [("n_samples_f", self.n_samples_f), ("n_samples_g", self.n_samples_g)] {
+        for (name, level, n) in [("n_samples_f", "f", self.n_samples_f), ("n_samples_g", "g", self.n_samples_g)] {
             if n < d {
+                // Not a flag: the presets set the sample counts, so say what each one gives.
+                let presets: Vec<String> = INFO
+                    .presets
+                    .iter()
+                    .filter_map(|p| Self::preset(p).ok().map(|c| format!("`{p}` {}/{}", c.n_samples_f, c.n_samples_g)))
+                    .collect();
                 return Err(KernelError::InvalidParameter {
                     name,
                     reason: format!(
-                        "{n} samples cannot have an exact mean spectrum: need at least max(dim_x, dim_y) = {d}"
+                        "{n} samples of {level} cannot have an exact mean spectrum at d_x = {}, d_y = {}: they need at \
+                         least max(d_x, d_y) = {d}. The sample counts are set by the preset (samples of f/g: {}): \
+                         choose a preset with enough samples, or smaller --dx/--dy",
+                        self.dim_x,
+                        self.dim_y,
+                        presets.join(", ")
                     ),
                 });
             }
@@ -628,7 +639,8 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
         name: "config",
         reason: format!(
             "no draw in {MAX_TRIES} gave a strongly convex value function (last smallest eigenvalue of its Hessian: {last_min:e}); \
-             lower the cross scales l_xy or raise f.l_xx"
+             lower the cross scales l_xy or raise f.l_xx (fields of the generator's Config, not flags: from the \
+             command line, try another --seed or preset)"
         ),
     })
 }

@@ -700,3 +700,14 @@ fn impossible_sizes_are_refused_before_allocating() {
     assert_eq!(c.memory_bytes(), 8 * (6 * 20 * 20 + 4 * 10 * 10 + 3 * 20 * 10));
     assert!(quadratic::generate(&c, 0).is_ok());
 }
+
+#[test]
+fn too_few_samples_says_which_preset_or_flag_to_change() {
+    // n_samples_f/n_samples_g are not flags: only the presets set them.
+    let options =
+        bilevel_data::catalog::BuildOptions { preset: Some("tiny".into()), dim_x: Some(100), ..Default::default() };
+    let err = bilevel_data::catalog::build("stochastic_quadratic", &options).unwrap_err().to_string();
+    for needle in ["set by the preset", "benchopt-best", "--dx", "100"] {
+        assert!(err.contains(needle), "`{err}` lacks `{needle}`");
+    }
+}
