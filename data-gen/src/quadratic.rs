@@ -487,7 +487,7 @@ fn check_hessian(name: &'static str, m: MatRef<'_, f64>) -> Result<Option<Measur
     let n = m.nrows();
     let bad = |reason: String| KernelError::InvalidData { what: "quadratic problem", reason };
     let refuse = |mu: f64, l: f64, how: &str| {
-        if !(mu > 0.0) {
+        if mu.is_nan() || mu <= 0.0 {
             return Err(bad(format!(
                 "`{name}` is not positive definite: measured λ_min = {}, λ_max = {} ({how}); a quadratic needs \
                  `{name}` symmetric positive definite",
