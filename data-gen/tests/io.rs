@@ -192,7 +192,7 @@ fn quadratic_export_loads_back_as_the_same_problem() {
     let options = BuildOptions { preset: Some("tiny".into()), kappa: Some(1e3), seed: 9, ..Default::default() };
     let dataset = build_dataset("quadratic", &options).unwrap();
     let dir = tmp_dir("quadratic");
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, false).unwrap();
     let loaded = load_dir(&dir).unwrap();
     assert_eq!(loaded.generator, "quadratic");
     assert_eq!(loaded.parameters.get("seed").and_then(|s| s.as_u64()), Some(9));
@@ -221,7 +221,7 @@ fn every_catalogued_generator_exports_its_tiny_preset() {
         let options = BuildOptions { preset: Some("tiny".into()), seed: 1, ..Default::default() };
         let dataset = build_dataset(info.name, &options).unwrap_or_else(|e| panic!("{}: {e}", info.name));
         let dir = tmp_dir(info.name);
-        write_dir(dataset.as_ref(), &dir).unwrap();
+        write_dir(dataset.as_ref(), &dir, false).unwrap();
         let loaded = load_dir(&dir).unwrap();
         assert_eq!(loaded.generator, info.name);
         assert_eq!(loaded.arrays, dataset.arrays(), "{}", info.name);
@@ -234,10 +234,10 @@ fn problem_directories_report_missing_or_inconsistent_files() {
     let dataset =
         build_dataset("quadratic", &BuildOptions { preset: Some("tiny".into()), ..Default::default() }).unwrap();
     let dir = tmp_dir("errors");
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, false).unwrap();
     std::fs::remove_file(dir.join("B_g.npy")).unwrap();
     assert!(matches!(load_dir(&dir), Err(ExportError::Io { path, .. }) if path.ends_with("B_g.npy")));
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, true).unwrap();
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     std::fs::write(dir.join("manifest.json"), manifest.replacen("10,", "11,", 1)).unwrap();
     assert!(load_dir(&dir).unwrap_err().to_string().contains("shape"));
@@ -273,7 +273,7 @@ fn numpy_reads_exported_arrays_when_available() {
     let options = BuildOptions { preset: Some("tiny".into()), kappa: Some(250.0), seed: 2, ..Default::default() };
     let dataset = build_dataset("quadratic", &options).unwrap();
     let dir = tmp_dir("numpy");
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, false).unwrap();
     let script = format!(
         "import json, numpy as np\nd = '{}'\nm = json.load(open(d + '/manifest.json'))\n\
          for a in m['arrays']:\n    x = np.load(d + '/' + a['file'])\n    assert list(x.shape) == a['shape'], a\n\
@@ -348,16 +348,66 @@ fn problem_directories_load_f4_files_and_name_the_file_of_a_bad_dtype() {
 fn a_directory_exported_by_another_generator_is_not_loaded_as_a_quadratic() {
     let options = BuildOptions { preset: Some("tiny".into()), seed: 1, ..Default::default() };
     let dir = tmp_dir("other-generator");
-    write_dir(build_dataset("hyperclean", &options).unwrap().as_ref(), &dir).unwrap();
+    write_dir(build_dataset("hyperclean", &options).unwrap().as_ref(), &dir, false).unwrap();
     let err = QuadraticProblem::from_loaded(&load_dir(&dir).unwrap()).unwrap_err().to_string();
     assert!(err.contains("`hyperclean`") && err.contains("`quadratic`"), "{err}");
     // The arrays of a quadratic under another generator's name are refused too.
     std::fs::remove_dir_all(&dir).unwrap();
-    write_dir(build_dataset("quadratic", &options).unwrap().as_ref(), &dir).unwrap();
+    write_dir(build_dataset("quadratic", &options).unwrap().as_ref(), &dir, false).unwrap();
     let mut loaded = load_dir(&dir).unwrap();
     assert!(QuadraticProblem::from_loaded(&loaded).is_ok());
     loaded.generator = "stochastic_quadratic".into();
     let err = QuadraticProblem::from_loaded(&loaded).unwrap_err().to_string();
     assert!(err.contains("`stochastic_quadratic`") && err.contains("`quadratic`"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The entries of `dir`'s parent whose names start with `.NAME.` (the export's temporary and
+/// old directories).
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    let prefix = format!(".{}.", dir.file_name().unwrap().to_str().unwrap());
+    std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn export_refuses_a_non_empty_directory_and_replaces_it_whole_with_force() {
+    let tiny = |seed| BuildOptions { preset: Some("tiny".into()), seed, ..Default::default() };
+    let (a, b) = (build_dataset("quadratic", &tiny(1)).unwrap(), build_dataset("hyperclean", &tiny(2)).unwrap());
+    let dir = tmp_dir("replace");
+    // A fresh directory and an existing empty one are written; nothing is left beside them.
+    write_dir(a.as_ref(), &dir, false).unwrap();
+    assert_eq!(load_dir(&dir).unwrap().generator, "quadratic");
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    write_dir(a.as_ref(), &dir, false).unwrap();
+    // A non-empty directory is refused, naming it, and left as it was.
+    std::fs::write(dir.join("stale.npy"), b"old").unwrap();
+    let err = write_dir(b.as_ref(), &dir, false).unwrap_err();
+    assert!(matches!(&err, ExportError::TargetExists { path, .. } if path == &dir), "{err}");
+    assert!(err.to_string().contains("not empty") && err.to_string().contains("force"), "{err}");
+    assert_eq!(load_dir(&dir).unwrap().generator, "quadratic");
+    assert!(dir.join("stale.npy").exists() && leftovers(&dir).is_empty());
+    // With force the old directory is replaced whole: no stale file beside the new ones.
+    write_dir(b.as_ref(), &dir, true).unwrap();
+    assert_eq!(load_dir(&dir).unwrap().generator, "hyperclean");
+    assert!(!dir.join("stale.npy").exists() && !dir.join("A_f.npy").exists());
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A file in the way is not a directory, force or not.
+    std::fs::write(&dir, b"file").unwrap();
+    for force in [false, true] {
+        let err = write_dir(a.as_ref(), &dir, force).unwrap_err();
+        assert!(matches!(&err, ExportError::TargetExists { path, .. } if path == &dir), "{err}");
+    }
+    // An I/O error names the path: the parent is that file.
+    let below = dir.join("sub");
+    let err = write_dir(a.as_ref(), &below, false).unwrap_err();
+    assert!(matches!(&err, ExportError::Io { path, .. } if path.starts_with(&dir)), "{err}");
+    assert!(err.to_string().contains(&*dir.to_string_lossy()), "{err}");
+    std::fs::remove_file(&dir).unwrap();
 }
