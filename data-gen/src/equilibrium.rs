@@ -175,7 +175,13 @@ impl EquilibriumProblem {
         self.map.fixed_point(self.map_part(lambda), batch, w, params, &mut ws)
     }
 
-    /// Runs `f` on the kernels' point (Φ and D cached) at (w, λ); NaN-fills `out` on error.
+    /// Runs `f` on the kernels' point (Φ and D cached) at (w, λ). On any error, from building the
+    /// point (a length that is not the problem's, a non-finite λ, a batch index out of range or
+    /// a batch beyond the workspace's capacity) or from `f`, it fills `out` with NaN and reports
+    /// nothing else: the `FixedPointProblem` policy (an oracle that cannot compute writes NaN
+    /// rather than a plausible number; the algorithm's non-finite check then stops the run).
+    /// So a caller's precondition violation (wrong sizes, a bad index) also comes out as NaN
+    /// here, not as a panic; the message of the underlying error is lost.
     fn with_point(
         &self,
         lambda: &[f64],

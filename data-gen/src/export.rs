@@ -8,7 +8,7 @@
 //! ```
 
 use crate::dataset::{Array, ArrayData, Dataset};
-use crate::npy::{read_npy, write_npy, NpyError};
+use crate::npy::{read_npy, read_npy_with_dtype, write_npy, NpyError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,15 @@ pub enum ExportError {
     /// `manifest.json` is malformed or disagrees with the files.
     #[error("manifest.json: {0}")]
     Manifest(String),
+    /// The export's target is in the way: a non-empty directory (without `force`) or not a
+    /// directory at all.
+    #[error("{}: {reason}", path.display())]
+    TargetExists {
+        /// The target directory.
+        path: PathBuf,
+        /// Why it cannot be written, and what to do.
+        reason: String,
+    },
 }
 
 /// `manifest.json` (format 1), as written and read (fields in the alphabetical order the
@@ -89,27 +98,101 @@ fn dtype_of(data: &ArrayData) -> &'static str {
     }
 }
 
-/// Writes `dataset` into `dir` (created if needed): `<name>.npy` per array and `manifest.json`.
-pub fn write_dir(dataset: &dyn Dataset, dir: &Path) -> Result<(), ExportError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut arrays = Vec::new();
-    for array in dataset.arrays() {
-        if !valid_name(&array.name) {
-            return Err(ExportError::Manifest(format!("array name `{}` is not a plain file name", array.name)));
+/// Writes `dataset` into the directory `dir`: `<name>.npy` per array and `manifest.json`.
+///
+/// The files are written into a temporary sibling directory `.NAME.tmp-PID` (same parent, so
+/// the same filesystem), synced, and renamed to `dir` at the end: a failed export leaves no
+/// half-written `dir` (the temporary is removed on error, best effort), and a reader never sees
+/// a manifest beside files of another export. `dir`'s parents are created if needed.
+///
+/// An existing `dir` must be an empty directory, unless `force`: then the old directory is
+/// replaced whole (renamed away to `.NAME.old-PID`, the new one renamed in, the old one
+/// removed), so no stale file of an earlier export stays beside the new ones. The swap is two
+/// renames, atomic each (POSIX `rename`), not together: a crash between them leaves the
+/// old export under `.NAME.old-PID` and the new one under `.NAME.tmp-PID`. If the new one is
+/// in place but the old one cannot be removed, the error names the old one's path.
+///
+/// Errors: [`ExportError::TargetExists`] for a non-empty directory without `force` or a `dir`
+/// that is not a directory (checked before anything is written); [`ExportError::Manifest`] for
+/// an array name that is not a plain file name; [`ExportError::Io`] and [`ExportError::Npy`]
+/// naming the path that failed.
+pub fn write_dir(dataset: &dyn Dataset, dir: &Path, force: bool) -> Result<(), ExportError> {
+    let arrays = dataset.arrays();
+    if let Some(a) = arrays.iter().find(|a| !valid_name(&a.name)) {
+        return Err(ExportError::Manifest(format!("array name `{}` is not a plain file name", a.name)));
+    }
+    let exists = |reason: &str| ExportError::TargetExists { path: dir.to_path_buf(), reason: reason.to_string() };
+    let name =
+        dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| exists("has no plain final name to export to"))?;
+    let replace = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(io_err(dir)(e)),
+        Ok(m) if !m.is_dir() => return Err(exists("exists and is not a directory; export to another path")),
+        Ok(_) => {
+            let non_empty = std::fs::read_dir(dir).map_err(io_err(dir))?.next().is_some();
+            if non_empty && !force {
+                return Err(exists(
+                    "already exists and is not empty; export into a new or empty directory, or pass force (the \
+                     CLI's --force) to replace it whole",
+                ));
+            }
+            true
         }
+    };
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+    let pid = std::process::id();
+    let tmp = parent.join(format!(".{name}.tmp-{pid}"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    let written = write_files(dataset, arrays, &tmp).and_then(|()| {
+        if !replace {
+            return std::fs::rename(&tmp, dir).map_err(io_err(dir));
+        }
+        let old = parent.join(format!(".{name}.old-{pid}"));
+        std::fs::rename(dir, &old).map_err(io_err(dir))?;
+        if let Err(e) = std::fs::rename(&tmp, dir) {
+            let _ = std::fs::rename(&old, dir);
+            return Err(io_err(dir)(e));
+        }
+        std::fs::remove_dir_all(&old).map_err(io_err(&old))
+    });
+    if written.is_err() && tmp.exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written
+}
+
+/// The files of [`write_dir`] in `dir` (an empty directory), each synced to disk.
+fn write_files(dataset: &dyn Dataset, arrays: Vec<Array>, dir: &Path) -> Result<(), ExportError> {
+    use std::io::Write;
+    let mut entries = Vec::with_capacity(arrays.len());
+    for array in arrays {
         let file = format!("{}.npy", array.name);
         let path = dir.join(&file);
         let f = std::fs::File::create(&path).map_err(io_err(&path))?;
-        write_npy(&array, std::io::BufWriter::new(f))
-            .map_err(|source| ExportError::Npy { path: path.clone(), source })?;
+        let mut w = std::io::BufWriter::new(f);
+        write_npy(&array, &mut w).map_err(|source| ExportError::Npy { path: path.clone(), source })?;
+        let f = w.into_inner().map_err(|e| io_err(&path)(e.into_error()))?;
+        f.sync_all().map_err(io_err(&path))?;
         let dtype = Some(dtype_of(&array.data).to_string());
-        arrays.push(Entry { dtype, file, name: array.name, shape: array.shape });
+        entries.push(Entry { dtype, file, name: array.name, shape: array.shape });
     }
-    let manifest =
-        Manifest { arrays, format: 1, generator: dataset.generator().to_string(), parameters: dataset.parameters() };
+    let manifest = Manifest {
+        arrays: entries,
+        format: 1,
+        generator: dataset.generator().to_string(),
+        parameters: dataset.parameters(),
+    };
     let path = dir.join("manifest.json");
-    let text = serde_json::to_string_pretty(&manifest).expect("a manifest serializes");
-    std::fs::write(&path, text + "\n").map_err(io_err(&path))
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| ExportError::Manifest(e.to_string()))?;
+    let mut f = std::fs::File::create(&path).map_err(io_err(&path))?;
+    f.write_all((text + "\n").as_bytes()).and_then(|()| f.sync_all()).map_err(io_err(&path))
 }
 
 /// Reads one `.npy` file as the array `name`.
@@ -131,7 +214,10 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDataset, ExportError> {
                 "`{name}`: file `{file}` must be a plain name in the directory"
             )));
         }
-        let array = read_array(&name, &dir.join(&file))?;
+        let path = dir.join(&file);
+        let f = std::fs::File::open(&path).map_err(io_err(&path))?;
+        let (array, actual) = read_npy_with_dtype(&name, std::io::BufReader::new(f))
+            .map_err(|source| ExportError::Npy { path: path.clone(), source })?;
         if array.shape != shape {
             return Err(ExportError::Manifest(format!(
                 "`{name}`: the manifest says shape {shape:?}, {file} holds {:?}",
@@ -139,7 +225,6 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDataset, ExportError> {
             )));
         }
         if let Some(dtype) = dtype {
-            let actual = dtype_of(&array.data);
             if dtype != actual {
                 return Err(ExportError::Manifest(format!(
                     "`{name}`: the manifest says {dtype}, {file} holds {actual}"

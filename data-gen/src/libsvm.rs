@@ -7,6 +7,8 @@
 //!   files, and [`IndexBase::Auto`] takes 0-based if any index is 0, else 1-based.
 //! - Within a line indices may come in any order; they are sorted, and a repeated index is an
 //!   error. Values must be finite. Blank lines and `#` comment lines are skipped.
+//! - At most [`MAX_FEATURES`] features (the CSR matrix's u32 column indices): a larger index is
+//!   a line error.
 //! - Every malformed line gives a [`LibsvmError`] with its (1-based) line number and the reason;
 //!   no input makes the reader panic (a test feeds it thousands of random and mutated byte
 //!   strings).
@@ -66,6 +68,9 @@ pub enum LibsvmError {
     #[error("LIBSVM data: {0}")]
     Data(String),
 }
+
+/// Most features (columns) a dataset may have: 2^32 − 1, the CSR matrix's u32 column indices.
+pub const MAX_FEATURES: u64 = u32::MAX as u64;
 
 /// Longest line accepted (bytes): a guard against unbounded memory on corrupt input.
 pub const MAX_LINE_BYTES: usize = 1 << 28;
@@ -137,7 +142,13 @@ pub fn read<R: BufRead>(mut reader: R, options: ReadOptions) -> Result<LibsvmDat
                 return Err(LibsvmError::Line { line, reason: "index 0 in a 1-based file".into() });
             }
             *i -= shift;
-            n_cols = n_cols.max(*i + 1);
+            // The CSR column indices are u32, so at most 2^32 − 1 features (index ≤ 2^32 − 2);
+            // checked here, with the line, before `i + 1` could overflow at i = 2^64 − 1.
+            let needed = i.checked_add(1).filter(|&n| n <= MAX_FEATURES).ok_or_else(|| LibsvmError::Line {
+                line,
+                reason: format!("index {} needs more than the supported {MAX_FEATURES} features", *i + shift),
+            })?;
+            n_cols = n_cols.max(needed);
         }
         row.sort_by_key(|&(i, _)| i);
         if let Some(w) = row.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -151,8 +162,8 @@ pub fn read<R: BufRead>(mut reader: R, options: ReadOptions) -> Result<LibsvmDat
         Some(d) => d,
         None => n_cols as usize,
     };
-    if ncols > u32::MAX as usize {
-        return Err(LibsvmError::Data(format!("{ncols} features exceed the supported 2^32")));
+    if ncols as u64 > MAX_FEATURES {
+        return Err(LibsvmError::Data(format!("{ncols} features declared, more than the supported {MAX_FEATURES}")));
     }
     let mut indptr = Vec::with_capacity(rows.len() + 1);
     indptr.push(0);

@@ -28,6 +28,14 @@
 //! [`MAX_K`] stack buffer per row, no allocation). Batch indices are the caller's precondition
 //! (an index ≥ n_tasks panics, as slice indexing does). Per-task parallelism is left for later:
 //! the tasks of the presets are small (a few hundred flops each).
+//!
+//! Error policy (the kernels' `BilevelProblem` doc): nothing here panics on the values of a
+//! point. The oracles are sums of products, so a non-finite or overflowing E or w gives
+//! non-finite outputs; the exact references solve a k×k Cholesky per task, and where it fails
+//! (E non-finite, or so large that H_t overflows) the task's head is NaN, so y*, v*, L and ∇L
+//! are NaN and the driver stops the run with a typed error (e.g. `amigo-gd` on the tiny preset
+//! with 2000 iterations stops as Diverged; tests/catalog.rs calls every oracle at NaN, ±inf and
+//! ±1e300).
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
 use crate::random_matrix::{gaussian_mat, haar_orthonormal};

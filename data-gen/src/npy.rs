@@ -1,7 +1,8 @@
 //! `.npy` files through the maintained [`npyz`] crate: little-endian `<f8` and `<i8`, C order,
-//! enough to hand any generated problem to Python (`numpy.load`) and to read it back. Other
-//! dtypes (`<f4`, `<i4`, complex, records, ...) and Fortran order are refused with an error that
-//! names them.
+//! enough to hand any generated problem to Python (`numpy.load`) and to read it back. The reader
+//! also takes `<f4` (converted to f64, exactly) and `<i4` (converted to i64); other dtypes
+//! (big-endian, complex, unsigned, `<f2`, records, ...) and Fortran order are refused with an
+//! error that names the dtype and the array (the caller adds the file's path).
 
 use crate::dataset::{Array, ArrayData};
 use npyz::{DType, NpyFile, Order, TypeStr, WriterBuilder};
@@ -20,6 +21,8 @@ pub enum NpyError {
 
 const F8: &str = "<f8";
 const I8: &str = "<i8";
+const F4: &str = "<f4";
+const I4: &str = "<i4";
 
 fn dtype(descr: &str) -> DType {
     DType::Plain(descr.parse::<TypeStr>().expect("a valid type string"))
@@ -70,8 +73,15 @@ fn values<T: npyz::Deserialize, R: Read>(name: &str, file: NpyFile<R>, len: u64)
     Ok(out)
 }
 
-/// Reads a `.npy` stream written in C order as `<f8` or `<i8`.
+/// Reads a `.npy` stream written in C order as `<f8`, `<i8`, `<f4` (converted to f64) or `<i4`
+/// (converted to i64).
 pub fn read_npy(name: &str, r: impl Read) -> Result<Array, NpyError> {
+    read_npy_with_dtype(name, r).map(|(array, _)| array)
+}
+
+/// [`read_npy`], also returning the dtype the file holds (`"<f4"` for an array converted from
+/// it), so a manifest's dtype can be checked against the file rather than the conversion.
+pub fn read_npy_with_dtype(name: &str, r: impl Read) -> Result<(Array, String), NpyError> {
     let bad = |reason: String| NpyError::Format(format!("`{name}`: {reason}"));
     let file = NpyFile::new(r).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => bad(format!("not an .npy file ({e})")),
@@ -93,7 +103,14 @@ pub fn read_npy(name: &str, r: impl Read) -> Result<Array, NpyError> {
     let data = match descr.as_str() {
         F8 => ArrayData::F64(values(name, file, len)?),
         I8 => ArrayData::I64(values(name, file, len)?),
-        other => return Err(bad(format!("dtype {other} is not supported (use {F8} or {I8})"))),
+        F4 => ArrayData::F64(values::<f32, _>(name, file, len)?.into_iter().map(f64::from).collect()),
+        I4 => ArrayData::I64(values::<i32, _>(name, file, len)?.into_iter().map(i64::from).collect()),
+        other => {
+            return Err(bad(format!(
+                "dtype {other} is not supported (use {F8}, {I8}, {F4} or {I4}; e.g. numpy's \
+                 `a.astype('<f8')`)"
+            )))
+        }
     };
-    Ok(Array { name: name.to_string(), shape, data })
+    Ok((Array { name: name.to_string(), shape, data }, descr))
 }

@@ -135,6 +135,17 @@ impl Config {
         Ok(Self { dim_x, dim_y, ..Self::default() })
     }
 
+    /// Bytes of the dense f64 matrices [`generate`] and the exact references hold at their peak,
+    /// an upper bound: 8·(6 d_x² + 4 d_y² + 3 d_x d_y) — d_x²: Q_f, A_f, the two temporaries of
+    /// Q diag(λ) Qᵀ, H_L = A_f with its symmetrized copy and Cholesky factor (the same storage
+    /// later serves the eigen-decomposition that measures A_f); d_y²: Q_g, A_g, the Cholesky
+    /// factor of A_g, a temporary; d_x d_y: G, B_g, M = −A_g⁻¹B_g. Saturates instead of
+    /// overflowing.
+    pub fn memory_bytes(&self) -> u128 {
+        let (dx, dy) = (self.dim_x, self.dim_y);
+        bytes_of(&[(6, &[dx, dx]), (4, &[dy, dy]), (3, &[dx, dy])])
+    }
+
     /// Checks sizes ≥ 1, 1 ≤ κ ≤ [`MAX_KAPPA`], L > 0 finite.
     pub fn validate(&self) -> Result<()> {
         check_dim("dim_x", self.dim_x)?;
@@ -144,6 +155,13 @@ impl Config {
         bilevel_kernels::error::check_positive("l_g", self.l_g)?;
         bilevel_kernels::error::check_positive("l_f", self.l_f)
     }
+}
+
+/// Σ coefficient · (bytes of a product of sizes), saturating.
+pub(crate) fn bytes_of(terms: &[(u128, &[usize])]) -> u128 {
+    terms
+        .iter()
+        .fold(0u128, |acc, &(k, sizes)| acc.saturating_add(k.saturating_mul(bilevel_kernels::memory::f64_bytes(sizes))))
 }
 
 pub(crate) fn check_dim(name: &'static str, d: usize) -> Result<()> {
@@ -202,10 +220,22 @@ pub struct QuadraticProblem {
     measured_g: OnceLock<Measured>,
 }
 
-/// Generates the problem of the module doc from `config` and `seed`.
+/// Generates the problem of the module doc from `config` and `seed`. Errors: an invalid
+/// config ([`Config::validate`]), and [`KernelError::TooLarge`] before anything is allocated
+/// when the matrices ([`Config::memory_bytes`]) do not fit in the memory available.
 pub fn generate(config: &Config, seed: u64) -> Result<QuadraticProblem> {
     config.validate()?;
     let (dx, dy) = (config.dim_x, config.dim_y);
+    bilevel_kernels::memory::check_fits(
+        || {
+            format!(
+                "the quadratic at d_x = {dx}, d_y = {dy} (dense A_f, A_g, B_g, their Haar factors, Cholesky \
+                 factors and workspaces: 6 d_x² + 4 d_y² + 3 d_x d_y f64; choose smaller --dx/--dy or a smaller \
+                 preset)"
+            )
+        },
+        config.memory_bytes(),
+    )?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let q_g = haar_orthonormal(dy, dy, &mut rng)?;
     let a_g = with_spectrum(q_g.as_ref(), &spectrum(config.l_g / config.kappa_g, config.l_g, dy, config.spacing));
@@ -276,30 +306,52 @@ impl QuadraticProblem {
                     l_g_sample: l_g,
                 }
             }
-            Source::Loaded { .. } => {
-                // One Cholesky each (no eigen-solve): g strongly convex, L strongly convex.
-                for (name, m) in [("A_f", &a_f), ("A_g", &a_g)] {
-                    if m.llt(faer::Side::Lower).is_err() {
-                        return Err(KernelError::InvalidData {
-                            what: "quadratic problem",
-                            reason: format!("`{name}` is not positive definite (Cholesky failed)"),
-                        });
-                    }
-                }
-                ProblemConstants::default()
-            }
+            Source::Loaded { .. } => ProblemConstants::default(),
         };
+        let (measured_f, measured_g) = (OnceLock::new(), OnceLock::new());
+        if let Source::Loaded { .. } = source {
+            // g strongly convex and L strongly convex (H_L = A_f), both as well conditioned as
+            // the generators allow.
+            for (name, m, cell) in [("A_f", &a_f, &measured_f), ("A_g", &a_g, &measured_g)] {
+                if let Some(measured) = check_hessian(name, m.as_ref())? {
+                    let _ = cell.set(measured);
+                }
+            }
+        }
         let bilevel = QuadraticBilevel::amigo_f1(a_f, c_f, a_g, b_g)?;
-        Ok(Self { source, bilevel, constants, measured_f: OnceLock::new(), measured_g: OnceLock::new() })
+        // x* and L* now (the kernels cache them): a failed factorization of H_L = A_f, or an
+        // x* that overflows, is an error here rather than a NaN L* (or a panic) later.
+        if bilevel.minimum().is_none() {
+            return Err(KernelError::InvalidData {
+                what: "quadratic problem",
+                reason: "the outer value function L has no finite minimizer: its Hessian H_L = A_f could not be \
+                         factored, or x* = −A_f⁻¹B_gᵀz* (z* = −A_g⁻¹C_f) is not finite, so L* would be NaN; \
+                         check the scales of `A_f`, `B_g` and `C_f`"
+                    .into(),
+            });
+        }
+        Ok(Self { source, bilevel, constants, measured_f, measured_g })
     }
 
     /// Loads a quadratic given as the arrays `A_f` `[d_x, d_x]`, `C_f` `[d_y]` (or `[d_y, 1]`),
     /// `A_g` `[d_y, d_y]`, `B_g` `[d_y, d_x]` (row-major; other arrays, e.g. `x_star`, are ignored
-    /// and recomputed). Errors: a missing array or a wrong shape ([`KernelError::InvalidData`]),
-    /// non-finite values, a non-symmetric Hessian ([`KernelError::InvalidData`] naming it, with
-    /// the asymmetry), a Hessian that is not positive definite.
+    /// and recomputed). Errors, each a [`KernelError::InvalidData`] naming the array: a missing
+    /// array, a wrong shape, an empty one (d_x = 0 or d_y = 0), non-finite values, a
+    /// non-symmetric Hessian (with the asymmetry), a Hessian A_f or A_g that is not positive
+    /// definite or whose condition number exceeds [`LOADED_MAX_KAPPA`] (with the measured λ_min,
+    /// λ_max and κ), and an outer minimum x*, L* that is not finite (H_L = A_f not factored, or
+    /// an overflow). The spectra are measured by a dense symmetric eigen-decomposition up to
+    /// [`DENSE_MAX_DIM`](bilevel_kernels::spectrum::DENSE_MAX_DIM) = 1000 rows; above, by a
+    /// Cholesky (its failure proves the matrix is not positive definite) and Lanczos estimates of
+    /// λ_max(A) and 1/λ_max(A⁻¹); should a Lanczos estimate not converge, κ is not checked and
+    /// the Cholesky alone admits the matrix. Cost: O(d³) per Hessian, once.
     pub fn from_arrays(parameters: Map<String, Value>, arrays: &[Array]) -> Result<Self> {
-        let a_f = matrix(find(arrays, "A_f")?, "A_f", None, None)?;
+        let empty = |name: &str, shape: &[usize]| KernelError::InvalidData {
+            what: "quadratic problem",
+            reason: format!("`{name}` is empty (shape {shape:?}): a quadratic needs d_x ≥ 1 and d_y ≥ 1"),
+        };
+        let a_f_arr = find(arrays, "A_f")?;
+        let a_f = matrix(a_f_arr, "A_f", None, None)?;
         let dx = a_f.nrows();
         if a_f.ncols() != dx {
             return Err(KernelError::InvalidData {
@@ -307,9 +359,15 @@ impl QuadraticProblem {
                 reason: format!("`A_f` must be square, got shape [{dx}, {}]", a_f.ncols()),
             });
         }
+        if dx == 0 {
+            return Err(empty("A_f", &a_f_arr.shape));
+        }
         let a_g_arr = find(arrays, "A_g")?;
         let dy = a_g_arr.shape.first().copied().unwrap_or(0);
         let a_g = matrix(a_g_arr, "A_g", Some(dy), Some(dy))?;
+        if dy == 0 {
+            return Err(empty("A_g", &a_g_arr.shape));
+        }
         let b_g = matrix(find(arrays, "B_g")?, "B_g", Some(dy), Some(dx))?;
         let c_arr = find(arrays, "C_f")?;
         if !(c_arr.shape == [dy] || c_arr.shape == [dy, 1]) {
@@ -338,6 +396,25 @@ impl QuadraticProblem {
         }
         bilevel_kernels::error::check_finite("C_f", &c_f)?;
         Self::build(Source::Loaded { parameters }, a_f, c_f, a_g, b_g)
+    }
+
+    /// Loads a problem directory read by [`load_dir`](crate::export::load_dir) (what `--problem-dir`
+    /// runs): its manifest's `generator` must be this generator's (`quadratic`; a hand-written
+    /// directory says so too), then [`from_arrays`](Self::from_arrays) on its parameters and
+    /// arrays. Errors: [`KernelError::InvalidData`] naming both generators for a directory
+    /// exported by another one, and every error of [`from_arrays`](Self::from_arrays).
+    pub fn from_loaded(loaded: &crate::export::LoadedDataset) -> Result<Self> {
+        if loaded.generator != INFO.name {
+            return Err(KernelError::InvalidData {
+                what: "problem directory",
+                reason: format!(
+                    "its manifest.json says generator `{}`, but only `{}` problems can be loaded (export one \
+                     with the `{}` generator, or write `\"generator\": \"{}\"` in a hand-made manifest)",
+                    loaded.generator, INFO.name, INFO.name, INFO.name
+                ),
+            });
+        }
+        Self::from_arrays(loaded.parameters.clone(), &loaded.arrays)
     }
 
     /// Where the problem came from.
@@ -377,10 +454,82 @@ impl QuadraticProblem {
     pub fn x0(&self, seed: u64) -> Vec<f64> {
         gaussian_x0(self.dim_x(), seed)
     }
-    /// (x*, L*): A_f is positive definite (checked at construction), so it exists.
+    /// (x*, L*): computed and checked finite at construction.
     pub fn minimum(&self) -> (&[f64], f64) {
-        self.bilevel.minimum().expect("A_f is positive definite, so L has a minimizer")
+        self.bilevel.minimum().expect("checked finite at construction")
     }
+}
+
+/// Largest condition number a loaded A_f or A_g may have: [`MAX_KAPPA`] with a factor 2 of room
+/// for rounding (a generated κ = [`MAX_KAPPA`] matrix, exported and loaded back, measures κ a
+/// little above the cap: 1.0000036e12 for the tiny preset's A_g, seed 3; the rounding of λ_min
+/// grows with d·ε·λ_max).
+pub const LOADED_MAX_KAPPA: f64 = 2.0 * MAX_KAPPA;
+
+/// Four significant digits, for the measured figures in messages.
+fn fig(v: f64) -> String {
+    format!("{v:.3e}")
+}
+
+/// Checks that the loaded Hessian `name` is positive definite with κ ≤ [`LOADED_MAX_KAPPA`],
+/// the generators' cap: otherwise the exact references (y*, x*, L*), computed by Cholesky in
+/// f64, mean nothing. Up to [`DENSE_MAX_DIM`](bilevel_kernels::spectrum::DENSE_MAX_DIM) the
+/// spectrum comes from a dense symmetric eigen-decomposition (returned, so `measured_*` need not
+/// redo it). Above it: a Cholesky (a failure proves the matrix is not positive definite), then
+/// λ_max by Lanczos on A and λ_min = 1/λ_max(A⁻¹) by Lanczos on A⁻¹ through the Cholesky factor
+/// (a lower bound on κ at worst). If either Lanczos run fails to converge (not seen on the
+/// spectra the generators make), the matrix is accepted on the strength of its Cholesky alone:
+/// κ is then not checked.
+fn check_hessian(name: &'static str, m: MatRef<'_, f64>) -> Result<Option<Measured>> {
+    use bilevel_kernels::linop::{sym_lower_matvec, FnOp};
+    use bilevel_kernels::spectrum::{largest_eigenvalue, DENSE_MAX_DIM};
+    use faer::linalg::solvers::Solve;
+    let n = m.nrows();
+    let bad = |reason: String| KernelError::InvalidData { what: "quadratic problem", reason };
+    let refuse = |mu: f64, l: f64, how: &str| {
+        if mu.is_nan() || mu <= 0.0 {
+            return Err(bad(format!(
+                "`{name}` is not positive definite: measured λ_min = {}, λ_max = {} ({how}); a quadratic needs \
+                 `{name}` symmetric positive definite",
+                fig(mu),
+                fig(l)
+            )));
+        }
+        let kappa = l / mu;
+        if kappa > LOADED_MAX_KAPPA {
+            return Err(bad(format!(
+                "`{name}` is too ill-conditioned: measured λ_min = {}, λ_max = {}, κ = {} > {} ({how}; the \
+                 generators' cap is {MAX_KAPPA:e}): the exact references would not mean anything in f64; make \
+                 `{name}` better conditioned",
+                fig(mu),
+                fig(l),
+                fig(kappa),
+                fig(LOADED_MAX_KAPPA)
+            )));
+        }
+        Ok(())
+    };
+    if n <= DENSE_MAX_DIM {
+        let measured = Measured::of(m)
+            .map_err(|e| bad(format!("`{name}`: the dense eigen-decomposition that checks it failed ({e})")))?;
+        refuse(measured.mu, measured.l, "dense eigen-decomposition")?;
+        return Ok(Some(measured));
+    }
+    let llt = m.llt(faer::Side::Lower).map_err(|_| {
+        bad(format!(
+            "`{name}` is not positive definite (Cholesky failed; at size {n} > {DENSE_MAX_DIM} its \
+             eigenvalues were not computed)"
+        ))
+    })?;
+    let a = FnOp::symmetric(n, |v: &[f64], out: &mut [f64]| sym_lower_matvec(m, v, out));
+    let inverse = FnOp::symmetric(n, |v: &[f64], out: &mut [f64]| {
+        out.copy_from_slice(v);
+        llt.solve_in_place(faer::MatMut::from_column_major_slice_mut(out, n, 1));
+    });
+    if let (Ok(l), Ok(inv)) = (largest_eigenvalue(&a, 1e-6), largest_eigenvalue(&inverse, 1e-6)) {
+        refuse(1.0 / inv, l, "Cholesky, and Lanczos on it and on its inverse")?;
+    }
+    Ok(None)
 }
 
 /// Names the matrix in a symmetry/finiteness error.

@@ -174,8 +174,15 @@ pub struct Measured {
 }
 
 impl Measured {
-    /// Measures the spectrum of a symmetric matrix.
+    /// Measures the spectrum of a symmetric matrix. Errors: an empty (0 × 0) matrix, a
+    /// non-square one, an eigen-solver that does not converge.
     pub fn of(a: MatRef<'_, f64>) -> Result<Self> {
+        if a.nrows() == 0 {
+            return Err(KernelError::InvalidParameter {
+                name: "matrix",
+                reason: "a 0 × 0 matrix has no spectrum to measure".into(),
+            });
+        }
         let eigenvalues = symmetric_eigenvalues(a)?;
         let (mu, l) = (eigenvalues[0], eigenvalues[eigenvalues.len() - 1]);
         let kappa = if mu > 0.0 { l / mu } else { f64::INFINITY };

@@ -185,17 +185,46 @@ impl Config {
         Ok(self)
     }
 
+    /// Bytes [`generate`] holds at its peak, an upper bound (saturating): per level with n
+    /// samples, 8 n (d_x + d_y) f64 for the draw, its stored copy and the whitening factors, plus
+    /// with [`Layout::Dense`] the per-sample matrices n (d_y² + d_x² + d_x d_y); and for the mean
+    /// matrices, H_L, its eigen-decomposition and the references' Cholesky factors and
+    /// minimizer, 8 d_x² + 3 d_y² + 5 d_x d_y.
+    pub fn memory_bytes(&self) -> u128 {
+        let (dx, dy) = (self.dim_x, self.dim_y);
+        let mut total = crate::quadratic::bytes_of(&[(8, &[dx, dx]), (3, &[dy, dy]), (5, &[dx, dy])]);
+        for n in [self.n_samples_f, self.n_samples_g] {
+            total = total.saturating_add(crate::quadratic::bytes_of(&[(8, &[n, dx]), (8, &[n, dy])]));
+            if self.layout == Layout::Dense {
+                let dense = crate::quadratic::bytes_of(&[(1, &[n, dy, dy]), (1, &[n, dx, dx]), (1, &[n, dx, dy])]);
+                total = total.saturating_add(dense);
+            }
+        }
+        total
+    }
+
     /// Checks sizes, n ≥ max(d_x, d_y), and that µ and every L are finite and > 0.
     pub fn validate(&self) -> Result<()> {
         check_dim("dim_x", self.dim_x)?;
         check_dim("dim_y", self.dim_y)?;
         let d = self.dim_x.max(self.dim_y);
-        for (name, n) in [("n_samples_f", self.n_samples_f), ("n_samples_g", self.n_samples_g)] {
+        for (name, level, n) in [("n_samples_f", "f", self.n_samples_f), ("n_samples_g", "g", self.n_samples_g)] {
             if n < d {
+                // Not a flag: the presets set the sample counts, so say what each one gives.
+                let presets: Vec<String> = INFO
+                    .presets
+                    .iter()
+                    .filter_map(|p| Self::preset(p).ok().map(|c| format!("`{p}` {}/{}", c.n_samples_f, c.n_samples_g)))
+                    .collect();
                 return Err(KernelError::InvalidParameter {
                     name,
                     reason: format!(
-                        "{n} samples cannot have an exact mean spectrum: need at least max(dim_x, dim_y) = {d}"
+                        "{n} samples of {level} cannot have an exact mean spectrum at d_x = {}, d_y = {}: they need at \
+                         least max(d_x, d_y) = {d}. The sample counts are set by the preset (samples of f/g: {}): \
+                         choose a preset with enough samples, or smaller --dx/--dy",
+                        self.dim_x,
+                        self.dim_y,
+                        presets.join(", ")
                     ),
                 });
             }
@@ -557,10 +586,26 @@ fn form(dx: usize, dy: usize, m: Means) -> Result<QuadraticForm> {
     QuadraticForm::new(dx, dy).with_a(m.a)?.with_p(m.p)?.with_b(m.b)?.with_c(m.c)?.with_d(m.d)
 }
 
-/// Generates the problem of the module doc.
+/// Generates the problem of the module doc. Errors: an invalid config ([`Config::validate`]),
+/// [`KernelError::TooLarge`] before anything is allocated when [`Config::memory_bytes`] does not
+/// fit in the memory available, and a rejection loop that finds no strongly convex L.
 pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
     config.validate()?;
     let (dx, dy) = (config.dim_x, config.dim_y);
+    bilevel_kernels::memory::check_fits(
+        || {
+            let layout = match config.layout {
+                Layout::RankOne => "rank-one samples",
+                Layout::Dense => "dense per-sample matrices",
+            };
+            format!(
+                "the stochastic quadratic at d_x = {dx}, d_y = {dy}, n_f = {}, n_g = {} ({layout}, mean matrices and \
+                 references; choose smaller --dx/--dy or a smaller preset)",
+                config.n_samples_f, config.n_samples_g
+            )
+        },
+        config.memory_bytes(),
+    )?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut last_min = f64::NAN;
     for tries in 1..=MAX_TRIES {
@@ -594,7 +639,8 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
         name: "config",
         reason: format!(
             "no draw in {MAX_TRIES} gave a strongly convex value function (last smallest eigenvalue of its Hessian: {last_min:e}); \
-             lower the cross scales l_xy or raise f.l_xx"
+             lower the cross scales l_xy or raise f.l_xx (fields of the generator's Config, not flags: from the \
+             command line, try another --seed or preset)"
         ),
     })
 }

@@ -180,3 +180,66 @@ fn logistic_metrics_are_the_validation_and_test_evaluations() {
     b.metrics().unwrap().evaluate(&vec![0.0; b.dim_x()], &vec![0.2; b.dim_y()], &mut out);
     assert!(out.iter().all(|v| v.is_finite()));
 }
+
+/// The error policy (kernels' `BilevelProblem` doc): oracles are infallible and never panic; at
+/// a non-finite or huge point they answer with non-finite values (the driver checks iterates
+/// and stops with a typed error). Every catalogue entry, every oracle, at NaN, ±inf and ±1e300.
+#[test]
+fn oracles_never_panic_at_non_finite_or_huge_points() {
+    let points = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1e300, 1e150];
+    for info in catalog() {
+        let built = build(info.name, &tiny(3)).unwrap();
+        let x0 = built.x0(0);
+        let name = info.name;
+        match built.into_problem() {
+            Problem::Bilevel(p) => {
+                let (dx, dy) = (p.dim_x(), p.dim_y());
+                let (mut ox, mut oy) = (vec![0.0; dx], vec![0.0; dy]);
+                for &bad in &points {
+                    for (x, y) in
+                        [(vec![bad; dx], vec![0.0; dy]), (x0.clone(), vec![bad; dy]), (vec![bad; dx], vec![bad; dy])]
+                    {
+                        for batch in [Batch::Full, Batch::Rows(&[0])] {
+                            let _ = (p.f(&x, &y, batch), p.g(&x, &y, batch));
+                            p.grad_x_f(&x, &y, batch, &mut ox);
+                            p.grad_y_f(&x, &y, batch, &mut oy);
+                            p.grad_y_g(&x, &y, batch, &mut oy);
+                            p.hvp(&x, &y, &y, batch, &mut oy);
+                            p.cross(&x, &y, &y, batch, &mut ox);
+                        }
+                        if let Some(e) = p.exact() {
+                            e.y_star(&x, &mut oy);
+                            e.v_star(&x, &mut oy);
+                            e.hypergradient(&x, &mut ox);
+                            let _ = e.value(&x);
+                        }
+                        if let Some(m) = p.metrics() {
+                            let mut out = vec![0.0; m.names().len()];
+                            m.evaluate(&x, &y, &mut out);
+                        }
+                    }
+                    if let (Some(e), true) = (p.exact(), bad.is_nan()) {
+                        e.y_star(&vec![bad; dx], &mut oy);
+                        assert!(oy.iter().any(|v| !v.is_finite()), "{name}: y*(NaN) looks finite: {oy:?}");
+                    }
+                }
+            }
+            Problem::FixedPoint(p) => {
+                let (dl, ds) = (p.dim_lambda(), p.n_samples() * p.dim_state());
+                let (mut ol, mut os) = (vec![0.0; dl], vec![0.0; ds]);
+                for &bad in &points {
+                    for (l, w) in [(vec![bad; dl], vec![0.0; ds]), (x0.clone(), vec![bad; ds])] {
+                        p.map(&l, &w, Batch::Full, &mut os);
+                        p.jvp_w(&l, &w, &w, Batch::Full, &mut os);
+                        p.vjp_w(&l, &w, &w, Batch::Full, &mut os);
+                        p.vjp_lambda(&l, &w, &w, Batch::Full, &mut ol);
+                        let _ = p.upper(&l, &w, Batch::Full);
+                        p.upper_grad_w(&l, &w, Batch::Full, &mut os);
+                        p.upper_grad_lambda(&l, &w, Batch::Full, &mut ol);
+                    }
+                }
+            }
+            Problem::Data(_) => {}
+        }
+    }
+}

@@ -93,7 +93,23 @@ fn libsvm_rejects_malformed_lines_with_their_number() {
         parse("1 5:1\n", ReadOptions { index_base: IndexBase::One, n_features: Some(3) }),
         Err(LibsvmError::Data(_))
     ));
-    assert!(matches!(parse("1 4294967297:1\n", ReadOptions::default()), Err(LibsvmError::Data(_))));
+    assert!(matches!(parse("1 4294967297:1\n", ReadOptions::default()), Err(LibsvmError::Line { line: 1, .. })));
+}
+
+#[test]
+fn libsvm_feature_index_at_the_top_of_u64_is_a_line_error() {
+    // 2^64 − 1: `index + 1` overflowed (a panic with overflow checks, a misleading error without).
+    for base in [IndexBase::One, IndexBase::Zero, IndexBase::Auto] {
+        for text in ["1 18446744073709551615:1\n", "1 1:1\n-1 2:2 18446744073709551615:1\n"] {
+            let line = text.lines().count();
+            let (got, reason) = line_of(parse(text, ReadOptions { index_base: base, n_features: None }).unwrap_err());
+            assert_eq!(got, line, "{base:?} {text:?}: {reason}");
+            assert!(reason.contains("18446744073709551615") && reason.contains("features"), "{reason}");
+        }
+    }
+    // The largest index that fits (2^32 − 1 features) is still read, 0-based.
+    let d = parse("1 4294967294:1\n", ReadOptions { index_base: IndexBase::Zero, n_features: None }).unwrap();
+    assert_eq!(d.x.ncols(), u32::MAX as usize);
 }
 
 #[test]
@@ -158,8 +174,8 @@ fn npy_round_trips_and_rejects_corrupt_files() {
     };
     let fortran = patch(b"'fortran_order': False", b"'fortran_order': True ");
     assert!(read_npy("a", &fortran[..]).unwrap_err().to_string().contains("Fortran"));
-    let f4 = patch(b"<f8", b"<f4");
-    assert!(read_npy("a", &f4[..]).unwrap_err().to_string().contains("dtype"));
+    let c8 = patch(b"<f8", b"<c8");
+    assert!(read_npy("a", &c8[..]).unwrap_err().to_string().contains("dtype <c8"));
     assert!(
         write_npy(&Array { name: "x".into(), shape: vec![3], data: ArrayData::F64(vec![1.0]) }, Vec::new()).is_err()
     );
@@ -176,7 +192,7 @@ fn quadratic_export_loads_back_as_the_same_problem() {
     let options = BuildOptions { preset: Some("tiny".into()), kappa: Some(1e3), seed: 9, ..Default::default() };
     let dataset = build_dataset("quadratic", &options).unwrap();
     let dir = tmp_dir("quadratic");
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, false).unwrap();
     let loaded = load_dir(&dir).unwrap();
     assert_eq!(loaded.generator, "quadratic");
     assert_eq!(loaded.parameters.get("seed").and_then(|s| s.as_u64()), Some(9));
@@ -205,7 +221,7 @@ fn every_catalogued_generator_exports_its_tiny_preset() {
         let options = BuildOptions { preset: Some("tiny".into()), seed: 1, ..Default::default() };
         let dataset = build_dataset(info.name, &options).unwrap_or_else(|e| panic!("{}: {e}", info.name));
         let dir = tmp_dir(info.name);
-        write_dir(dataset.as_ref(), &dir).unwrap();
+        write_dir(dataset.as_ref(), &dir, false).unwrap();
         let loaded = load_dir(&dir).unwrap();
         assert_eq!(loaded.generator, info.name);
         assert_eq!(loaded.arrays, dataset.arrays(), "{}", info.name);
@@ -218,10 +234,10 @@ fn problem_directories_report_missing_or_inconsistent_files() {
     let dataset =
         build_dataset("quadratic", &BuildOptions { preset: Some("tiny".into()), ..Default::default() }).unwrap();
     let dir = tmp_dir("errors");
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, false).unwrap();
     std::fs::remove_file(dir.join("B_g.npy")).unwrap();
     assert!(matches!(load_dir(&dir), Err(ExportError::Io { path, .. }) if path.ends_with("B_g.npy")));
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, true).unwrap();
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     std::fs::write(dir.join("manifest.json"), manifest.replacen("10,", "11,", 1)).unwrap();
     assert!(load_dir(&dir).unwrap_err().to_string().contains("shape"));
@@ -257,7 +273,7 @@ fn numpy_reads_exported_arrays_when_available() {
     let options = BuildOptions { preset: Some("tiny".into()), kappa: Some(250.0), seed: 2, ..Default::default() };
     let dataset = build_dataset("quadratic", &options).unwrap();
     let dir = tmp_dir("numpy");
-    write_dir(dataset.as_ref(), &dir).unwrap();
+    write_dir(dataset.as_ref(), &dir, false).unwrap();
     let script = format!(
         "import json, numpy as np\nd = '{}'\nm = json.load(open(d + '/manifest.json'))\n\
          for a in m['arrays']:\n    x = np.load(d + '/' + a['file'])\n    assert list(x.shape) == a['shape'], a\n\
@@ -269,4 +285,129 @@ fn numpy_reads_exported_arrays_when_available() {
     let cond: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!((cond - 250.0).abs() < 1e-6 * 250.0, "numpy measures κ = {cond}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A hand-written `.npy` (format 1.0) with the given dtype descriptor, shape (Python tuple text)
+/// and raw data bytes, header padded to 64 bytes as NumPy does.
+fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn npy_converts_f4_and_i4_and_names_other_dtypes() {
+    let f4: Vec<u8> = [1.5f32, -0.25, 3e38].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let a = read_npy("w", &npy_bytes("<f4", "(3,)", &f4)[..]).unwrap();
+    assert_eq!(a, Array::f64("w", vec![3], vec![1.5, -0.25, 3e38f32 as f64]));
+    let i4: Vec<u8> = [7i32, -2, i32::MIN, i32::MAX].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let a = read_npy("idx", &npy_bytes("<i4", "(2, 2)", &i4)[..]).unwrap();
+    assert_eq!(a, Array::i64("idx", vec![2, 2], vec![7, -2, i32::MIN as i64, i32::MAX as i64]));
+    // A truncated <f4 file says how many values it holds.
+    let err = read_npy("w", &npy_bytes("<f4", "(3,)", &f4[..10])[..]).unwrap_err().to_string();
+    assert!(err.contains("2 of 3 values"), "{err}");
+    // Other dtypes are named (not reported as a byte-count mismatch).
+    for (descr, bytes) in [(">f8", 8), ("<c16", 16), ("<u8", 8), ("|u1", 1), (">i4", 4), ("<f2", 2)] {
+        let file = npy_bytes(descr, "(2,)", &vec![0u8; 2 * bytes]);
+        let err = read_npy("z", &file[..]).unwrap_err().to_string();
+        assert!(err.contains(descr) && err.contains("not supported") && err.contains("`z`"), "{descr}: {err}");
+    }
+}
+
+#[test]
+fn problem_directories_load_f4_files_and_name_the_file_of_a_bad_dtype() {
+    let dir = tmp_dir("dtypes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f4: Vec<u8> = [0.5f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("v.npy"), npy_bytes("<f4", "(2,)", &f4)).unwrap();
+    std::fs::write(dir.join("c.npy"), npy_bytes("<c16", "(1,)", &[0u8; 16])).unwrap();
+    let manifest = |entries: &str| {
+        std::fs::write(dir.join("manifest.json"), format!(r#"{{"generator": "quadratic", "arrays": [{entries}]}}"#))
+            .unwrap()
+    };
+    manifest(r#"{"name": "v", "file": "v.npy", "dtype": "<f4", "shape": [2]}"#);
+    let loaded = load_dir(&dir).unwrap();
+    assert_eq!(loaded.arrays, vec![Array::f64("v", vec![2], vec![0.5, 2.0])]);
+    manifest(r#"{"name": "v", "file": "v.npy", "dtype": "<f8", "shape": [2]}"#);
+    let err = load_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("<f8") && err.contains("<f4") && err.contains("v.npy"), "{err}");
+    manifest(r#"{"name": "c", "file": "c.npy", "shape": [1]}"#);
+    let err = load_dir(&dir).unwrap_err().to_string();
+    assert!(err.contains("c.npy") && err.contains("<c16"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_directory_exported_by_another_generator_is_not_loaded_as_a_quadratic() {
+    let options = BuildOptions { preset: Some("tiny".into()), seed: 1, ..Default::default() };
+    let dir = tmp_dir("other-generator");
+    write_dir(build_dataset("hyperclean", &options).unwrap().as_ref(), &dir, false).unwrap();
+    let err = QuadraticProblem::from_loaded(&load_dir(&dir).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("`hyperclean`") && err.contains("`quadratic`"), "{err}");
+    // The arrays of a quadratic under another generator's name are refused too.
+    std::fs::remove_dir_all(&dir).unwrap();
+    write_dir(build_dataset("quadratic", &options).unwrap().as_ref(), &dir, false).unwrap();
+    let mut loaded = load_dir(&dir).unwrap();
+    assert!(QuadraticProblem::from_loaded(&loaded).is_ok());
+    loaded.generator = "stochastic_quadratic".into();
+    let err = QuadraticProblem::from_loaded(&loaded).unwrap_err().to_string();
+    assert!(err.contains("`stochastic_quadratic`") && err.contains("`quadratic`"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The entries of `dir`'s parent whose names start with `.NAME.` (the export's temporary and
+/// old directories).
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    let prefix = format!(".{}.", dir.file_name().unwrap().to_str().unwrap());
+    std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn export_refuses_a_non_empty_directory_and_replaces_it_whole_with_force() {
+    let tiny = |seed| BuildOptions { preset: Some("tiny".into()), seed, ..Default::default() };
+    let (a, b) = (build_dataset("quadratic", &tiny(1)).unwrap(), build_dataset("hyperclean", &tiny(2)).unwrap());
+    let dir = tmp_dir("replace");
+    // A fresh directory and an existing empty one are written; nothing is left beside them.
+    write_dir(a.as_ref(), &dir, false).unwrap();
+    assert_eq!(load_dir(&dir).unwrap().generator, "quadratic");
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    write_dir(a.as_ref(), &dir, false).unwrap();
+    // A non-empty directory is refused, naming it, and left as it was.
+    std::fs::write(dir.join("stale.npy"), b"old").unwrap();
+    let err = write_dir(b.as_ref(), &dir, false).unwrap_err();
+    assert!(matches!(&err, ExportError::TargetExists { path, .. } if path == &dir), "{err}");
+    assert!(err.to_string().contains("not empty") && err.to_string().contains("force"), "{err}");
+    assert_eq!(load_dir(&dir).unwrap().generator, "quadratic");
+    assert!(dir.join("stale.npy").exists() && leftovers(&dir).is_empty());
+    // With force the old directory is replaced whole: no stale file beside the new ones.
+    write_dir(b.as_ref(), &dir, true).unwrap();
+    assert_eq!(load_dir(&dir).unwrap().generator, "hyperclean");
+    assert!(!dir.join("stale.npy").exists() && !dir.join("A_f.npy").exists());
+    assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A file in the way is not a directory, force or not.
+    std::fs::write(&dir, b"file").unwrap();
+    for force in [false, true] {
+        let err = write_dir(a.as_ref(), &dir, force).unwrap_err();
+        assert!(matches!(&err, ExportError::TargetExists { path, .. } if path == &dir), "{err}");
+    }
+    // An I/O error names the path: the parent is that file.
+    let below = dir.join("sub");
+    let err = write_dir(a.as_ref(), &below, false).unwrap_err();
+    assert!(matches!(&err, ExportError::Io { path, .. } if path.starts_with(&dir)), "{err}");
+    assert!(err.to_string().contains(&*dir.to_string_lossy()), "{err}");
+    std::fs::remove_file(&dir).unwrap();
 }

@@ -565,3 +565,149 @@ fn stochastic_invalid_configs_are_rejected() {
     assert!(sq::Config::preset("nope").is_err());
     assert_eq!(sq::Config::preset("benchopt").unwrap(), sq::Config::default());
 }
+
+/// A tiny quadratic's arrays with `name` replaced by the row-major `n × n` matrix `m(i, j)` (and
+/// B_g/C_f resized when A_g changes size).
+fn with_matrix(base: &[Array], name: &str, n: usize, m: impl Fn(usize, usize) -> f64) -> Vec<Array> {
+    let mut arrays: Vec<Array> = base.iter().filter(|a| a.name != name).cloned().collect();
+    arrays.push(Array::f64(name, vec![n, n], (0..n * n).map(|k| m(k / n, k % n)).collect()));
+    if name == "A_g" {
+        let dx = base.iter().find(|a| a.name == "A_f").unwrap().shape[0];
+        arrays.retain(|a| a.name != "B_g" && a.name != "C_f");
+        arrays.push(Array::f64("B_g", vec![n, dx], (0..n * dx).map(|k| ((k % 7) as f64 - 3.0) / 7.0).collect()));
+        arrays.push(Array::f64("C_f", vec![n], (0..n).map(|k| ((k % 5) as f64 - 2.0) / 5.0).collect()));
+    }
+    arrays
+}
+
+fn diag(values: &[f64]) -> impl Fn(usize, usize) -> f64 + '_ {
+    move |i, j| if i == j { values[i] } else { 0.0 }
+}
+
+#[test]
+fn from_arrays_refuses_zero_size_arrays_naming_them() {
+    let empty = |name: &str, shape: Vec<usize>| Array::f64(name, shape, vec![]);
+    let all_empty =
+        [empty("A_f", vec![0, 0]), empty("C_f", vec![0]), empty("A_g", vec![0, 0]), empty("B_g", vec![0, 0])];
+    expect_invalid_data(&all_empty, "`A_f` is empty");
+    let p = quadratic::generate(&tiny(10.0), 1).unwrap();
+    let mut arrays: Vec<Array> =
+        p.arrays().into_iter().filter(|a| !["A_g", "B_g", "C_f"].contains(&&*a.name)).collect();
+    arrays.extend([empty("A_g", vec![0, 0]), empty("B_g", vec![0, 20]), empty("C_f", vec![0])]);
+    expect_invalid_data(&arrays, "`A_g` is empty");
+    // The measurement itself refuses an empty matrix instead of indexing eigenvalues[0].
+    assert!(quadratic::Measured::of(Mat::<f64>::zeros(0, 0).as_ref()).is_err());
+}
+
+#[test]
+fn from_arrays_refuses_singular_indefinite_or_ill_conditioned_hessians_with_the_figures() {
+    let base = quadratic::generate(&tiny(10.0), 1).unwrap().arrays();
+    for (name, n) in [("A_f", 20), ("A_g", 10)] {
+        let mut singular = vec![1.0; n];
+        singular[3] = 1e-17;
+        let a = with_matrix(&base, name, n, diag(&singular));
+        expect_invalid_data(&a, &format!("`{name}` is too ill-conditioned"));
+        expect_invalid_data(&a, "λ_min = 1.000e-17");
+        expect_invalid_data(&a, "κ = 1.000e17");
+        let mut indefinite = vec![1.0; n];
+        indefinite[0] = -1e-3;
+        let a = with_matrix(&base, name, n, diag(&indefinite));
+        expect_invalid_data(&a, &format!("`{name}` is not positive definite"));
+        expect_invalid_data(&a, "λ_min = -1.000e-3");
+        // A positive semi-definite (exactly singular) matrix.
+        let mut zero = vec![2.0; n];
+        zero[n - 1] = 0.0;
+        expect_invalid_data(&with_matrix(&base, name, n, diag(&zero)), &format!("`{name}` is not positive definite"));
+    }
+}
+
+#[test]
+fn from_arrays_checks_conditioning_above_the_dense_size_too() {
+    // d_y = 1001 > DENSE_MAX_DIM: Cholesky, Lanczos for λ_max and Lanczos on A_g⁻¹ for λ_min.
+    let n = bilevel_kernels::spectrum::DENSE_MAX_DIM + 1;
+    let base = quadratic::generate(&tiny(10.0), 1).unwrap().arrays();
+    let spread = |lo: f64| (0..n).map(|i| lo.powf(1.0 - i as f64 / (n - 1) as f64)).collect::<Vec<f64>>();
+    let ok = with_matrix(&base, "A_g", n, diag(&spread(1e-3)));
+    let q = QuadraticProblem::from_arrays(Default::default(), &ok).unwrap();
+    assert_eq!(q.dim_y(), n);
+    let bad = with_matrix(&base, "A_g", n, diag(&spread(1e-14)));
+    expect_invalid_data(&bad, "`A_g` is too ill-conditioned");
+    expect_invalid_data(&bad, "κ = 1.0");
+    let mut indefinite = spread(1e-3);
+    indefinite[0] = -1.0;
+    expect_invalid_data(&with_matrix(&base, "A_g", n, diag(&indefinite)), "`A_g` is not positive definite");
+}
+
+#[test]
+fn generated_problems_at_the_kappa_cap_load_back() {
+    for preset in ["tiny", "small"] {
+        let c =
+            Config { kappa_g: quadratic::MAX_KAPPA, kappa_f: quadratic::MAX_KAPPA, ..Config::preset(preset).unwrap() };
+        let p = quadratic::generate(&c, 3).unwrap();
+        let q = QuadraticProblem::from_arrays(p.parameters(), &p.arrays());
+        assert!(q.is_ok(), "{preset}: {}", q.err().unwrap());
+    }
+}
+
+#[test]
+fn from_arrays_refuses_an_outer_minimum_that_is_not_finite() {
+    // Well-conditioned Hessians, but C_f = 1e200 makes z*, x* ~ 1e200 and L* = ½B_gᵀz*·x*
+    // overflow: L* would be infinite or NaN.
+    let mut arrays = quadratic::generate(&tiny(10.0), 1).unwrap().arrays();
+    arrays.retain(|a| a.name != "C_f");
+    arrays.push(Array::f64("C_f", vec![10], vec![1e200; 10]));
+    expect_invalid_data(&arrays, "x*");
+}
+
+fn expect_too_large<T>(r: Result<T, KernelError>, needle: &str) {
+    match r {
+        Err(KernelError::TooLarge { what, needed, available }) => {
+            assert!(needed > available as u128 && what.contains(needle), "`{what}` lacks `{needle}`")
+        }
+        Err(e) => panic!("expected TooLarge, got {e}"),
+        Ok(_) => panic!("generated an impossible size"),
+    }
+}
+
+#[test]
+fn impossible_sizes_are_refused_before_allocating() {
+    // `--dx 10000000000`: a fast typed error naming the sizes, not an abort inside faer.
+    let t = std::time::Instant::now();
+    expect_too_large(quadratic::generate(&Config { dim_x: 10_000_000_000, ..tiny(10.0) }, 0), "d_x = 10000000000");
+    expect_too_large(quadratic::generate(&Config { dim_y: 10_000_000_000, ..tiny(10.0) }, 0), "d_y = 10000000000");
+    expect_too_large(quadratic::generate(&Config { dim_x: usize::MAX, dim_y: usize::MAX, ..tiny(10.0) }, 0), "d_x");
+    let huge = sq::Config {
+        dim_x: 1 << 20,
+        dim_y: 1 << 20,
+        n_samples_f: 1 << 20,
+        n_samples_g: 1 << 20,
+        ..sq::Config::preset("tiny").unwrap()
+    };
+    expect_too_large(sq::generate(&huge, 0), "d_x = 1048576");
+    // The dense layout stores n·(d_y² + d_x² + d_x d_y) numbers per level.
+    let dense = sq::Config {
+        dim_x: 4096,
+        dim_y: 4096,
+        n_samples_f: 4096,
+        n_samples_g: 4096,
+        layout: Layout::Dense,
+        ..sq::Config::preset("tiny").unwrap()
+    };
+    expect_too_large(sq::generate(&dense, 0), "dense");
+    assert!(t.elapsed().as_secs() < 5, "the checks allocate nothing, so they are fast");
+    // The counts are what the docs say, and the presets fit.
+    let c = tiny(10.0);
+    assert_eq!(c.memory_bytes(), 8 * (6 * 20 * 20 + 4 * 10 * 10 + 3 * 20 * 10));
+    assert!(quadratic::generate(&c, 0).is_ok());
+}
+
+#[test]
+fn too_few_samples_says_which_preset_or_flag_to_change() {
+    // n_samples_f/n_samples_g are not flags: only the presets set them.
+    let options =
+        bilevel_data::catalog::BuildOptions { preset: Some("tiny".into()), dim_x: Some(100), ..Default::default() };
+    let err = bilevel_data::catalog::build("stochastic_quadratic", &options).unwrap_err().to_string();
+    for needle in ["set by the preset", "benchopt-best", "--dx", "100"] {
+        assert!(err.contains(needle), "`{err}` lacks `{needle}`");
+    }
+}
