@@ -255,9 +255,14 @@ pub struct ExportArgs {
     pub problem: String,
     #[command(flatten)]
     pub generator: GeneratorArgs,
-    /// Output directory (created if needed).
+    /// Output directory (created if needed). It is written in a temporary sibling and renamed
+    /// into place; an existing non-empty directory is refused unless `--force`.
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace an existing non-empty output directory (whole: no stale files stay beside the
+    /// new ones).
+    #[arg(long)]
+    pub force: bool,
 }
 
 fn parse_positive(s: &str) -> Result<f64, String> {
@@ -302,7 +307,7 @@ pub fn run(cli: Cli) -> Result<(), DynError> {
         Command::Export(a) => {
             let built = build(&a.problem, &a.generator.build_options())?;
             let dataset = built.dataset();
-            write_dir(dataset, &a.out)?;
+            write_dir(dataset, &a.out, a.force)?;
             println!("wrote {} ({} arrays) to {}", a.problem, dataset.arrays().len(), a.out.display());
             Ok(())
         }

@@ -23,7 +23,7 @@ pub struct Loaded {
 pub fn load(a: &ProblemArgs) -> Result<Loaded, DynError> {
     if let Some(dir) = &a.problem_dir {
         let loaded = load_dir(dir)?;
-        let p = QuadraticProblem::from_arrays(loaded.parameters, &loaded.arrays)?;
+        let p = QuadraticProblem::from_loaded(&loaded)?;
         let x0 = match loaded.arrays.iter().find(|a| a.name == "x0") {
             Some(array) => Some(array.clone()),
             None => {

@@ -295,8 +295,18 @@ fn ctrl_c_stops_the_run_and_keeps_its_trace_and_summary() {
     let dir = std::env::temp_dir().join(format!("bilevel-cli-int-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bilevel"))
-        .args(["solve", "--preset", "tiny", "--algo", "aid-gd", "--max-iters", "100000000", "--divergence-growth", "inf"])
+    let child = Command::new(env!("CARGO_BIN_EXE_bilevel"))
+        .args([
+            "solve",
+            "--preset",
+            "tiny",
+            "--algo",
+            "aid-gd",
+            "--max-iters",
+            "100000000",
+            "--divergence-growth",
+            "inf",
+        ])
         .args(["--json", json.to_str().unwrap(), "--trace", trace.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -325,4 +335,27 @@ fn an_outer_step_by_hand_skips_the_outer_constant() {
     let out = bilevel_ok("solve --problem meta_learning --preset tiny --max-iters 5 --outer-step 0.1", &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("estimated at x0: l_g") && !err.contains("l_outer"), "{err}");
+}
+
+#[test]
+fn export_refuses_a_non_empty_directory_unless_forced_and_loads_check_what_they_load() {
+    let dir = std::env::temp_dir().join(format!("bilevel-cli-force-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    bilevel_ok("export --problem quadratic --preset tiny --out", &[d]);
+    std::fs::write(dir.join("stale.npy"), b"old").unwrap();
+    fails_with(&["export", "--problem", "quadratic", "--preset", "tiny", "--out", d], "--force");
+    bilevel_ok("export --problem quadratic --preset tiny --force --out", &[d]);
+    assert!(!dir.join("stale.npy").exists(), "replaced whole: no stale file beside the new ones");
+    // A numerically singular A_f is refused with its figure, not run against a meaningless L*.
+    let a_f = bilevel::data::export::load_dir(&dir).unwrap().arrays.into_iter().find(|a| a.name == "A_f").unwrap();
+    let n = a_f.shape[0];
+    let singular =
+        bilevel::data::Array::f64("A_f", vec![n, n], (0..n * n).map(|k| if k == 0 { 1.0 } else { 0.0 }).collect());
+    bilevel::data::npy::write_npy(&singular, std::fs::File::create(dir.join("A_f.npy")).unwrap()).unwrap();
+    fails_with(&["solve", "--problem-dir", d, "--max-iters", "3"], "A_f");
+    // A directory exported by another generator is not read as a quadratic.
+    bilevel_ok("export --problem logreg_binary --preset tiny --force --out", &[d]);
+    fails_with(&["hypergrad", "--problem-dir", d], "logreg_binary");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -39,7 +39,7 @@ fn pick<'a>(r: &mut impl Rng, from: &[&'a str]) -> &'a str {
 fn arguments(r: &mut impl Rng) -> Vec<String> {
     let solve = r.random_bool(0.6);
     let mut args: Vec<String> = vec![if solve { "solve" } else { "hypergrad" }.into()];
-    let mut push = |a: &mut Vec<String>, flag: &str, value: &str| {
+    let push = |a: &mut Vec<String>, flag: &str, value: &str| {
         a.push(flag.into());
         a.push(value.into());
     };
@@ -47,7 +47,8 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
     push(&mut args, "--preset", if r.random_bool(0.9) { "tiny" } else { pick(r, &["small", "huge", "paper"]) });
     let itd = !solve && r.random_bool(0.3);
     if solve {
-        let algos = ["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm"];
+        let algos =
+            ["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm"];
         push(&mut args, "--algo", pick(r, &algos));
         push(&mut args, "--max-iters", pick(r, &["0", "1", "5", "60"]));
         push(&mut args, "--steps", pick(r, &["theory", "experiments", "magic"]));
