@@ -233,6 +233,14 @@ fn impossible_sizes_are_refused_with_the_bytes_before_allocating() {
         let err = fails_with(&args, "ITD's trajectory");
         assert!(err.contains("bytes") && err.contains("available"), "{err}");
     }
+    // Matrices that cannot fit are refused before generating (this was an abort inside faer).
+    for args in [
+        &["export", "--problem", "quadratic", "--dx", "10000000000", "--out", "/tmp/unused-bilevel"][..],
+        &["solve", "--dy", "4294967296"],
+    ] {
+        let err = fails_with(args, "needs");
+        assert!(err.contains("available") && err.contains("--dx/--dy"), "{err}");
+    }
 }
 
 #[test]
@@ -251,8 +259,11 @@ fn a_diverging_run_fails_and_keeps_its_trace_and_summary() {
     let dir = std::env::temp_dir().join(format!("bilevel-cli-div-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
-    for algo in ["amigo-cg", "amigo-gd"] {
-        let args = ["solve", "--problem", "meta_learning", "--preset", "tiny", "--algo", algo, "--max-iters", "2000"];
+    // amigo-gd, and amigo-gd with --outer-step 0.7, used to panic at a Cholesky `expect`.
+    for (algo, step) in [("amigo-cg", None), ("amigo-gd", None), ("amigo-gd", Some("0.7"))] {
+        let mut args =
+            vec!["solve", "--problem", "meta_learning", "--preset", "tiny", "--algo", algo, "--max-iters", "2000"];
+        args.extend(step.map(|s| ["--outer-step", s]).iter().flatten());
         let tail = ["--json", json.to_str().unwrap(), "--trace", trace.to_str().unwrap()];
         let err = fails_with(&[&args[..], &tail[..]].concat(), "Diverged");
         assert!(err.contains("written"), "{err}");

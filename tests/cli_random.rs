@@ -77,7 +77,13 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
     // Inner steps: huge values only where they are refused (ITD's trajectory memory), so that
     // a legitimately long run is not taken for a hang.
     // (hypergrad's AID takes 0 inner steps: y = 0.)
-    let inner = if itd { value(r, COUNTS) } else if solve { value(r, STEPS) } else { value(r, COUNTS_SMALL) };
+    let inner = if itd {
+        value(r, COUNTS)
+    } else if solve {
+        value(r, STEPS)
+    } else {
+        value(r, COUNTS_SMALL)
+    };
     push(&mut args, "--inner-steps", inner);
     for (flag, pool, p) in [
         ("--lin-steps", STEPS, 0.5),
@@ -158,6 +164,9 @@ fn random_argument_sets_never_panic_abort_or_hang() {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    eprintln!("{cases} argument sets (seed {seed}) in {secs:.1} s: exit 0 {}, 1 {}, 2 {}", exits[0], exits[1], exits[2]);
+    eprintln!(
+        "{cases} argument sets (seed {seed}) in {secs:.1} s: exit 0 {}, 1 {}, 2 {}",
+        exits[0], exits[1], exits[2]
+    );
     assert!(failures.is_empty(), "{} of {cases} sets failed:\n{}", failures.len(), failures.join("\n"));
 }
