@@ -195,6 +195,15 @@ fn solve_runs_on_every_bilevel_problem_of_the_catalogue_with_its_metrics() {
     }
 }
 
+/// A fresh temporary directory for one test, and the `--json` and `--trace` paths in it.
+fn scratch(name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("bilevel-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
+    (dir, json, trace)
+}
+
 /// Runs `bilevel` and asserts it fails cleanly (exit 1 or clap's 2, no panic) with `needle` in
 /// its stderr; returns stderr.
 fn fails_with(args: &[&str], needle: &str) -> String {
@@ -256,9 +265,7 @@ fn hypergrad_json_leaves_out_the_steps_a_method_does_not_use() {
 fn a_diverging_run_fails_and_keeps_its_trace_and_summary() {
     // The meta-learning instance diverges near step 377 with the experiments' γ = 1/L_L from x0;
     // it used to exit 0 (and a few steps more gave NaN or a panic).
-    let dir = std::env::temp_dir().join(format!("bilevel-cli-div-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
+    let (dir, json, trace) = scratch("div");
     // amigo-gd, and amigo-gd with --outer-step 0.7, used to panic at a Cholesky `expect`.
     for (algo, step) in [("amigo-cg", None), ("amigo-gd", None), ("amigo-gd", Some("0.7"))] {
         let mut args =
@@ -303,9 +310,7 @@ fn outputs_that_cannot_be_written_fail_before_the_run_and_independently() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_keeps_its_trace_and_summary() {
-    let dir = std::env::temp_dir().join(format!("bilevel-cli-int-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (json, trace) = (dir.join("s.json"), dir.join("t.csv"));
+    let (dir, json, trace) = scratch("int");
     let child = Command::new(env!("CARGO_BIN_EXE_bilevel"))
         .args([
             "solve",

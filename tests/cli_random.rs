@@ -85,32 +85,25 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
         value(r, COUNTS_SMALL)
     };
     push(&mut args, "--inner-steps", inner);
-    for (flag, pool, p) in [
-        ("--lin-steps", STEPS, 0.5),
-        ("--kappa", KAPPA, 0.3),
-        ("--dx", SIZES, 0.2),
-        ("--dy", SIZES, 0.2),
-        ("--seed", COUNTS, 0.3),
-        ("--l-g", NUMBERS, 0.15),
-        ("--mu-g", NUMBERS, 0.15),
-        ("--l-outer", NUMBERS, 0.15),
+    // (flag, values, probability of appearing, solve only)
+    for (flag, pool, p, solve_only) in [
+        ("--lin-steps", STEPS, 0.5, false),
+        ("--kappa", KAPPA, 0.3, false),
+        ("--dx", SIZES, 0.2, false),
+        ("--dy", SIZES, 0.2, false),
+        ("--seed", COUNTS, 0.3, false),
+        ("--l-g", NUMBERS, 0.15, false),
+        ("--mu-g", NUMBERS, 0.15, false),
+        ("--l-outer", NUMBERS, 0.15, false),
+        ("--outer-step", NUMBERS, 0.3, true),
+        ("--target", NUMBERS, 0.3, true),
+        ("--time-limit", NUMBERS, 0.2, true),
+        ("--max-oracle-calls", COUNTS, 0.2, true),
+        ("--c3", NUMBERS, 0.2, true),
+        ("--divergence-growth", GROWTH, 0.2, true),
     ] {
-        if r.random_bool(p) {
+        if (solve || !solve_only) && r.random_bool(p) {
             push(&mut args, flag, value(r, pool));
-        }
-    }
-    if solve {
-        for (flag, pool, p) in [
-            ("--outer-step", NUMBERS, 0.3),
-            ("--target", NUMBERS, 0.3),
-            ("--time-limit", NUMBERS, 0.2),
-            ("--max-oracle-calls", COUNTS, 0.2),
-            ("--c3", NUMBERS, 0.2),
-            ("--divergence-growth", GROWTH, 0.2),
-        ] {
-            if r.random_bool(p) {
-                push(&mut args, flag, value(r, pool));
-            }
         }
     }
     if r.random_bool(0.05) {
