@@ -7,6 +7,7 @@
 //!   BSGM), each with its theorem's and its experiments' step sizes;
 //! - [`constants`]: µ_g, L_g, L_L from the problem, the user, or an estimate, with typed errors;
 //! - [`reference`](mod@reference): a Newton reference hypergradient for problems without a closed form;
+//! - [`sampling`]: mini-batch streams (with replacement, shuffled epochs), independent and seeded;
 //! - [`driver`] and [`trace`]: budgets, targets, exact oracle counts, metrics, CSV and JSON.
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod constants;
 pub mod driver;
 pub mod estimators;
 pub mod reference;
+pub mod sampling;
 pub mod trace;
 
 pub use algorithms::aid::{AidBilevel, AidBilevelConfig, AidVariant};
@@ -24,4 +26,5 @@ pub use algorithms::{Algorithm, Iterates, StepRule, StepSizes};
 pub use constants::{Constant, Constants, Overrides};
 pub use driver::{run, StopReason, StopRule};
 pub use estimators::{exact_hypergradient, AdjointSolver, Aid, AidConfig, EstimateReport, Itd, Sid};
+pub use sampling::{BatchSizes, BatchStream, Sampling};
 pub use trace::{CsvRows, Trace, TraceRow};

@@ -12,13 +12,21 @@
 //! non-zero warm start, which needs its initial residual), one ∂x f, one cross product.
 //! A Neumann series starts from 0 by definition: asking it for a warm start is an error.
 //!
+//! Stochastic form ([`Aid::estimate_sampled`], paper 000 Alg. 1 lines 5–8 and Alg. 3; paper 002
+//! Alg. 2 and Alg. 3): ∂x f and ∂y f on one batch D_f; the GD, fixed-point and Neumann adjoint
+//! solvers draw a fresh Hessian batch per step (per term; paper 002 Prop. 3's decreasing sizes
+//! when given); the cross product on its own batch D_gxy. CG needs one operator for its whole
+//! run: it takes one Hessian batch per call (our reading; paper 000 gives no stochastic CG).
+//! With full-batch streams the estimate is the deterministic one, bit for bit.
+//!
 //! AID-FP and AID-GD produce the same iterates on a symmetric Hessian (the fixed-point map is
 //! the gradient step Φ(y) = y − β∂y g, so (I − ∂yΦᵀ)v = β∂y f is βH v = β∂y f): both are here
 //! because the papers compare them by name; FP runs through the non-symmetric fixed-point solver.
 
 use super::EstimateReport;
-use bilevel_kernels::linsolve::{Cg, FixedPoint, LinearSolver, Neumann, Richardson, Stopping};
-use bilevel_kernels::{ops, Batch, BilevelProblem, HessianOp, KernelError, Result};
+use crate::sampling::BatchStream;
+use bilevel_kernels::linsolve::{Cg, FixedPoint, Neumann, Richardson, Sampled, Stopping};
+use bilevel_kernels::{ops, BilevelProblem, HessianOp, KernelError, Result};
 
 /// How the adjoint system ∂yy g·v = ∂y f is solved.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -60,7 +68,36 @@ pub struct Aid {
     v: Vec<f64>,
     fy: Vec<f64>,
     gx: Vec<f64>,
-    solver: Box<dyn LinearSolver + Send>,
+    solver: Adjoint,
+}
+
+/// The adjoint solver, concrete: the stochastic forms need each solver's operator sequences.
+enum Adjoint {
+    Cg(Cg),
+    Gd(Richardson),
+    FixedPoint(FixedPoint),
+    Neumann(Neumann),
+}
+
+/// The batch streams of one stochastic AID estimate (see the module doc).
+#[derive(Clone, Debug)]
+pub struct AidStreams {
+    /// D_f: ∂x f and ∂y f.
+    pub outer: BatchStream,
+    /// The Hessian batches of the adjoint solve.
+    pub hvp: BatchStream,
+    /// Per-step Hessian batch sizes (paper 002 Prop. 3 for the Neumann terms); empty: the
+    /// stream's size for every step.
+    pub hvp_sizes: Vec<usize>,
+    /// D_gxy: the cross product.
+    pub cross: BatchStream,
+}
+
+impl AidStreams {
+    /// Full batches (the deterministic estimate).
+    pub fn full() -> Self {
+        Self { outer: BatchStream::full(), hvp: BatchStream::full(), hvp_sizes: Vec::new(), cross: BatchStream::full() }
+    }
 }
 
 impl Aid {
@@ -77,17 +114,17 @@ impl Aid {
         }
         // N steps exactly (no tolerance): the papers' fixed budgets.
         let stop = Stopping::fixed_steps(config.steps);
-        let solver: Box<dyn LinearSolver + Send> = match config.solver {
+        let solver = match config.solver {
             AdjointSolver::Gd { step } | AdjointSolver::FixedPoint { step } | AdjointSolver::Neumann { step }
                 if !(step.is_finite() && step > 0.0) =>
             {
                 return Err(KernelError::InvalidParameter { name: "step", reason: format!("must be > 0, got {step}") })
             }
-            AdjointSolver::Cg => Box::new(Cg::new(dim_y, stop)),
-            AdjointSolver::Gd { step } => Box::new(Richardson::new(dim_y, step, stop)),
+            AdjointSolver::Cg => Adjoint::Cg(Cg::new(dim_y, stop)),
+            AdjointSolver::Gd { step } => Adjoint::Gd(Richardson::new(dim_y, step, stop)),
             // v ← v + β(Jᵀv + ∂y f − v) with Jᵀ = I − H: the fixed point of the gradient map.
-            AdjointSolver::FixedPoint { step } => Box::new(FixedPoint::new(dim_y, step, stop)),
-            AdjointSolver::Neumann { step } => Box::new(Neumann::new(dim_y, step, stop)),
+            AdjointSolver::FixedPoint { step } => Adjoint::FixedPoint(FixedPoint::new(dim_y, step, stop)),
+            AdjointSolver::Neumann { step } => Adjoint::Neumann(Neumann::new(dim_y, step, stop)),
         };
         Ok(Self { config, v: vec![0.0; dim_y], fy: vec![0.0; dim_y], gx: vec![0.0; dim_x], solver })
     }
@@ -102,7 +139,7 @@ impl Aid {
         &self.v
     }
 
-    /// Writes the estimate of ∇L(x) at the inner point y into `out` (full batch).
+    /// Writes the estimate of ∇L(x) at the inner point y into `out` (full batches).
     pub fn estimate(
         &mut self,
         problem: &dyn BilevelProblem,
@@ -110,15 +147,46 @@ impl Aid {
         y: &[f64],
         out: &mut [f64],
     ) -> Result<EstimateReport> {
+        self.estimate_sampled(problem, x, y, &mut AidStreams::full(), out)
+    }
+
+    /// The estimate on the batches drawn from `streams` (see the module doc).
+    pub fn estimate_sampled(
+        &mut self,
+        problem: &dyn BilevelProblem,
+        x: &[f64],
+        y: &[f64],
+        streams: &mut AidStreams,
+        out: &mut [f64],
+    ) -> Result<EstimateReport> {
         super::check_sizes(problem, x, y, out, (self.gx.len(), self.v.len()))?;
-        problem.grad_y_f(x, y, Batch::Full, &mut self.fy);
+        let d_f = streams.outer.next();
+        problem.grad_y_f(x, y, d_f, &mut self.fy);
+        problem.grad_x_f(x, y, d_f, out);
         if !self.config.warm_start {
             self.v.fill(0.0);
         }
-        let hess = HessianOp::new(problem, x, y, Batch::Full);
-        let report = self.solver.solve(&hess, &self.fy, &mut self.v)?;
-        problem.grad_x_f(x, y, Batch::Full, out);
-        problem.cross(x, y, &self.v, Batch::Full, &mut self.gx);
+        let (hvp, sizes) = (&mut streams.hvp, &streams.hvp_sizes);
+        let mut hessian = |k: usize, v: &[f64], o: &mut [f64]| {
+            let batch = if sizes.is_empty() { hvp.next() } else { hvp.next_sized(sizes[k]) };
+            problem.hvp(x, y, v, batch, o)
+        };
+        let (b, v) = (&self.fy, &mut self.v);
+        let report = match &mut self.solver {
+            Adjoint::Cg(cg) => cg.solve(&HessianOp::new(problem, x, y, streams.hvp.next()), b, v)?,
+            Adjoint::Gd(gd) => gd.solve(Sampled(&mut hessian), b, v)?,
+            Adjoint::Neumann(n) => n.solve(Sampled(&mut hessian), b, v)?,
+            // Jᵀ = I − H_k, applied as v − H_k v.
+            Adjoint::FixedPoint(fp) => fp.solve(
+                Sampled(|k: usize, v: &[f64], o: &mut [f64]| {
+                    hessian(k, v, o);
+                    ops::axpby(1.0, v, -1.0, o);
+                }),
+                b,
+                v,
+            )?,
+        };
+        problem.cross(x, y, &self.v, streams.cross.next(), &mut self.gx);
         ops::axpy(-1.0, &self.gx, out);
         Ok(EstimateReport { iterations: report.iterations, residual_norm: report.residual_norm })
     }

@@ -14,7 +14,7 @@ pub mod aid;
 pub mod itd;
 pub mod sid;
 
-pub use aid::{AdjointSolver, Aid, AidConfig};
+pub use aid::{AdjointSolver, Aid, AidConfig, AidStreams};
 pub use itd::Itd;
 pub use sid::Sid;
 
