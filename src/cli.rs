@@ -22,7 +22,7 @@ pub enum Command {
     /// Compute one hypergradient at a seeded x and compare it with the exact one.
     Hypergrad(HypergradArgs),
     /// Run a bilevel algorithm and report its convergence.
-    Solve(SolveArgs),
+    Solve(Box<SolveArgs>),
 }
 
 /// Algorithms of `bilevel solve`.
@@ -50,6 +50,9 @@ pub enum Algo {
     /// BSGM (paper 001 Alg. 2, deterministic, Thm 17) on the gradient map, schedule
     /// t_s = k_s = ⌈c₃ log(s+1)⌉ with c₃ from --c3.
     Bsgm,
+    /// stocBiO (Ji, Yang & Liang, paper 002 Alg. 2–3): inner SGD, Neumann adjoint on per-term
+    /// batches, with --batch-size (full batches without it).
+    Stocbio,
 }
 
 impl Algo {
@@ -66,6 +69,7 @@ impl Algo {
             Algo::AidNeumann => "aid-n",
             Algo::Itd => "itd",
             Algo::Bsgm => "bsgm",
+            Algo::Stocbio => "stocbio",
         }
     }
 }
@@ -148,6 +152,8 @@ pub struct SolveArgs {
     /// Stop after this many oracle calls (grad f + grad g + HVP + cross).
     #[arg(long)]
     pub max_oracle_calls: Option<u64>,
+    #[command(flatten)]
+    pub batches: BatchArgs,
     /// Also write the summary as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -159,6 +165,63 @@ pub struct SolveArgs {
     /// times its smallest value (and above its first); `inf` turns the test off.
     #[arg(long, default_value_t = bilevel_solvers::driver::DEFAULT_DIVERGENCE_GROWTH, value_parser = parse_growth)]
     pub divergence_growth: f64,
+}
+
+/// Mini-batches (`solve`): without them every oracle runs on the full batch (the deterministic
+/// algorithms).
+#[derive(clap::Args, Debug, Default)]
+pub struct BatchArgs {
+    /// Mini-batches of B samples for every oracle of an algorithm with a stochastic form.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
+    /// The inner-loop batch (paper 000's D_g, paper 002's S), replacing --batch-size.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size_inner: Option<u64>,
+    /// The batch of ∂x f and ∂y f (D_f, D_F), replacing --batch-size.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size_outer: Option<u64>,
+    /// The Hessian batches (D_gyy; paper 002's B), replacing --batch-size.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size_hvp: Option<u64>,
+    /// The cross-product batch (D_gxy, D_G), replacing --batch-size.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size_cross: Option<u64>,
+    /// How batches are drawn.
+    #[arg(long, value_enum, default_value = "replacement")]
+    pub sampling: SamplingArg,
+    /// Seed of the batch streams (separate from the problem's --seed).
+    #[arg(long, default_value_t = 0)]
+    pub sample_seed: u64,
+    /// stocBiO: paper 002 Prop. 3's decreasing Neumann batch sizes ⌈B·Q·(1−ηµ)^k⌉.
+    #[arg(long)]
+    pub neumann_decay: bool,
+}
+
+/// `--sampling`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq)]
+pub enum SamplingArg {
+    /// Independent uniform indices.
+    #[default]
+    Replacement,
+    /// Shuffled epochs (every sample once per epoch).
+    Epochs,
+}
+
+impl BatchArgs {
+    /// As the library's batch sizes.
+    pub fn sizes(&self) -> bilevel_solvers::BatchSizes {
+        let or = |v: Option<u64>| v.or(self.batch_size).map(|b| b as usize);
+        bilevel_solvers::BatchSizes {
+            inner: or(self.batch_size_inner),
+            outer: or(self.batch_size_outer),
+            hvp: or(self.batch_size_hvp),
+            cross: or(self.batch_size_cross),
+            sampling: match self.sampling {
+                SamplingArg::Replacement => bilevel_solvers::Sampling::Replacement,
+                SamplingArg::Epochs => bilevel_solvers::Sampling::Epochs,
+            },
+        }
+    }
 }
 
 /// How `hypergrad` and `solve` get their problem.

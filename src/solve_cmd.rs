@@ -37,6 +37,9 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         c3: a.c3,
         projection: bsgm::Projection::None,
         outer_step: a.outer_step,
+        batches: a.batches.sizes(),
+        seed: a.batches.sample_seed,
+        neumann_decay: a.batches.neumann_decay,
     };
     let c =
         constants::resolve(&problem, &x0, &y0, &algorithms::needs(algo, rule, &settings)?, &a.constants.overrides())?;
@@ -158,6 +161,8 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             "adjoint_step": steps.adjoint,
             "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "estimated": estimated},
             "seed": a.problem.generator.seed,
+            "batches": settings.batches,
+            "sample_seed": settings.seed,
         }))
     });
     trace_written?;

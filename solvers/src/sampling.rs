@@ -164,12 +164,12 @@ impl BatchStream {
     }
 
     /// A fresh batch of the stream's size.
-    pub fn next(&mut self) -> Batch<'_> {
-        self.next_sized(self.size)
+    pub fn draw(&mut self) -> Batch<'_> {
+        self.draw_sized(self.size)
     }
 
     /// A fresh batch of `size` samples (full batches stay full).
-    pub fn next_sized(&mut self, size: usize) -> Batch<'_> {
+    pub fn draw_sized(&mut self, size: usize) -> Batch<'_> {
         match &mut self.sampler {
             None => Batch::Full,
             Some(s) => {
@@ -186,7 +186,7 @@ impl BatchStream {
     /// Fresh batches for `steps` inner steps, one per step.
     pub fn steps(&mut self, steps: usize) -> StepBatches<'_> {
         let size = self.size;
-        match self.next_sized(steps * size) {
+        match self.draw_sized(steps * size) {
             Batch::Full => StepBatches::full(steps),
             Batch::Rows(rows) => StepBatches::Chunks { rows, size },
         }
@@ -216,7 +216,7 @@ mod tests {
     fn every_epoch_visits_every_sample_once() {
         let n = 37;
         let mut s = BatchStream::new(n, Some(5), Sampling::Epochs, 3, 0, 5).unwrap();
-        let draws: Vec<usize> = (0..n * 4).map(|_| rows(s.next_sized(1))[0]).collect();
+        let draws: Vec<usize> = (0..n * 4).map(|_| rows(s.draw_sized(1))[0]).collect();
         for epoch in draws.chunks(n) {
             let mut e = epoch.to_vec();
             e.sort_unstable();
@@ -227,7 +227,7 @@ mod tests {
         assert_ne!(&draws[..n], &draws[n..2 * n]);
         // Batches that straddle epochs still cover each epoch once (n not a multiple of 5).
         let mut s = BatchStream::new(n, Some(5), Sampling::Epochs, 3, 0, 5).unwrap();
-        let flat: Vec<usize> = (0..37).flat_map(|_| rows(s.next())).collect();
+        let flat: Vec<usize> = (0..37).flat_map(|_| rows(s.draw())).collect();
         for epoch in flat.chunks(n).take(5) {
             let mut e = epoch.to_vec();
             e.sort_unstable();
@@ -239,7 +239,7 @@ mod tests {
     fn streams_are_reproducible_and_independent() {
         let draw = |seed, stream| {
             let mut s = BatchStream::new(1000, Some(64), Sampling::Replacement, seed, stream, 64).unwrap();
-            rows(s.next())
+            rows(s.draw())
         };
         assert_eq!(draw(7, 2), draw(7, 2));
         let (a, b) = (draw(7, 0), draw(7, 1));
@@ -250,14 +250,14 @@ mod tests {
         assert_ne!(draw(8, 0), a);
         // Every index in range; all of 0..n reachable.
         let mut s = BatchStream::new(10, Some(1000), Sampling::Replacement, 1, 0, 1000).unwrap();
-        let r = rows(s.next());
+        let r = rows(s.draw());
         assert!(r.iter().all(|&i| i < 10) && (0..10).all(|i| r.contains(&i)));
     }
 
     #[test]
     fn full_streams_and_inner_steps_and_replay() {
         let mut f = BatchStream::new(10, None, Sampling::Epochs, 0, 0, 0).unwrap();
-        assert!(f.is_full() && f.next() == Batch::Full && f.steps(4) == StepBatches::full(4));
+        assert!(f.is_full() && f.draw() == Batch::Full && f.steps(4) == StepBatches::full(4));
         let mut s = BatchStream::new(50, Some(3), Sampling::Replacement, 5, 1, 12).unwrap();
         let StepBatches::Chunks { rows: r, size } = s.steps(4) else { panic!("chunks") };
         let r = r.to_vec();

@@ -10,10 +10,18 @@
 //! ```
 //! Cost per outer step: T ∂y g; one ∂x f and one ∂y f; N HVPs (N + 1 for CG warm-started from a
 //! non-zero v); one cross product.
+//!
+//! Stochastic form (paper 000 Alg. 1–3, paper 002 Alg. 2–3), with [`AidBilevelConfig::batches`]:
+//! a fresh batch D_g per inner step (Alg. 2; x-only work is hoisted only on full batches), one
+//! batch D_f for ∂x f and ∂y f, a fresh Hessian batch per adjoint step (per Neumann term; one
+//! per call for CG, our reading), a batch D_gxy for the cross product — each from its own
+//! stream of the run's seed ([`crate::sampling`]). Full batches give the deterministic
+//! iterates, bit for bit.
 
-use crate::estimators::{AdjointSolver, Aid, AidConfig};
+use crate::estimators::{AdjointSolver, Aid, AidConfig, AidStreams};
+use crate::sampling::{BatchSizes, BatchStream};
 use crate::{Algorithm, Iterates};
-use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result, StepBatches};
+use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result};
 
 use super::StepSizes;
 
@@ -70,7 +78,21 @@ pub struct AidBilevelConfig {
     pub warm_start_y: bool,
     /// Warm start of v from the previous outer step.
     pub warm_start_v: bool,
+    /// Mini-batch sizes per oracle (full: the deterministic algorithm).
+    pub batches: BatchSizes,
+    /// Seed of the batch streams.
+    pub seed: u64,
+    /// Per-term Hessian batch sizes of the Neumann adjoint: paper 002 Prop. 3's
+    /// `|B_{Q+1−j}| = ⌈B·Q·(1−ημ)^{j−1}⌉` with B = `batches.hvp` and this ημ (`None`: B for every
+    /// term).
+    pub neumann_decay: Option<f64>,
 }
+
+/// Stream numbers of the AID-type loop (independent streams of one seed).
+const INNER_STREAM: u64 = 0;
+const OUTER_STREAM: u64 = 1;
+const HVP_STREAM: u64 = 2;
+const CROSS_STREAM: u64 = 3;
 
 impl AidBilevelConfig {
     /// The named variant with T inner steps, N adjoint steps and the given step sizes.
@@ -85,8 +107,30 @@ impl AidBilevelConfig {
             AidVariant::AidFp => (AdjointSolver::FixedPoint { step: steps.adjoint }, true, false),
             AidVariant::AidNeumann => (AdjointSolver::Neumann { step: steps.adjoint }, true, false),
         };
-        Self { inner_steps, adjoint_steps, steps, adjoint, warm_start_y, warm_start_v }
+        Self {
+            inner_steps,
+            adjoint_steps,
+            steps,
+            adjoint,
+            warm_start_y,
+            warm_start_v,
+            batches: BatchSizes::full(),
+            seed: 0,
+            neumann_decay: None,
+        }
     }
+
+    /// The same configuration on mini-batches drawn from streams of `seed`.
+    pub fn with_batches(self, batches: BatchSizes, seed: u64) -> Self {
+        Self { batches, seed, ..self }
+    }
+}
+
+/// Paper 002 Prop. 3's Neumann batch sizes in application order (the first applied, B_Q, is
+/// the largest and appears in Q of the Q + 1 terms): `⌈B·Q·(1−ημ)^k⌉` for k = 0..Q−1, at
+/// least 1 (the paper leaves rounding open; we round up).
+pub fn neumann_batch_sizes(base: usize, terms: usize, eta_mu: f64) -> Vec<usize> {
+    (0..terms).map(|k| ((base * terms) as f64 * (1.0 - eta_mu).powi(k as i32)).ceil().max(1.0) as usize).collect()
 }
 
 /// The AID-type algorithm (see the module doc).
@@ -96,6 +140,8 @@ pub struct AidBilevel {
     it: Iterates,
     y0: Vec<f64>,
     aid: Option<Aid>,
+    inner: BatchStream,
+    streams: AidStreams,
     work: Vec<f64>,
 }
 
@@ -118,6 +164,8 @@ impl AidBilevel {
             it: Iterates::default(),
             y0: Vec::new(),
             aid: None,
+            inner: BatchStream::full(),
+            streams: AidStreams::full(),
             work: Vec::new(),
         })
     }
@@ -142,6 +190,23 @@ impl Algorithm for AidBilevel {
             dy,
         )?);
         (self.y0, self.work) = (y0.to_vec(), vec![0.0; dy]);
+        let (b, seed) = (c.batches, c.seed);
+        let (n_f, n_g) = (problem.n_samples_f(), problem.n_samples_g());
+        let t = c.inner_steps;
+        self.inner = BatchStream::new(n_g, b.inner, b.sampling, seed, INNER_STREAM, t * b.inner.unwrap_or(0))?;
+        let hvp_sizes = match (c.neumann_decay, b.hvp, c.adjoint) {
+            (Some(eta_mu), Some(base), AdjointSolver::Neumann { .. }) => {
+                neumann_batch_sizes(base, c.adjoint_steps, eta_mu)
+            }
+            _ => Vec::new(),
+        };
+        let largest = hvp_sizes.iter().copied().max().unwrap_or(0);
+        self.streams = AidStreams {
+            outer: BatchStream::new(n_f, b.outer, b.sampling, seed, OUTER_STREAM, 0)?,
+            hvp: BatchStream::new(n_g, b.hvp, b.sampling, seed, HVP_STREAM, largest)?,
+            hvp_sizes,
+            cross: BatchStream::new(n_g, b.cross, b.sampling, seed, CROSS_STREAM, 0)?,
+        };
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
@@ -151,8 +216,8 @@ impl Algorithm for AidBilevel {
         if !c.warm_start_y {
             it.y.copy_from_slice(&self.y0);
         }
-        problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner, StepBatches::full(c.inner_steps), &mut self.work);
-        aid.estimate(problem, &it.x, &it.y, &mut it.grad)?;
+        problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner, self.inner.steps(c.inner_steps), &mut self.work);
+        aid.estimate_sampled(problem, &it.x, &it.y, &mut self.streams, &mut it.grad)?;
         it.outer_step(c.steps.outer);
         Ok(())
     }

@@ -16,6 +16,7 @@ pub mod aid_bio;
 pub mod amigo;
 pub mod bsgm;
 pub mod itd_bio;
+pub mod stocbio;
 
 use crate::constants::{Constant, Constants};
 use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
@@ -145,17 +146,32 @@ pub struct Settings {
     pub projection: bsgm::Projection,
     /// Replaces the rule's outer step γ when set.
     pub outer_step: Option<f64>,
+    /// Mini-batch sizes per oracle (full batches by default: the deterministic algorithms).
+    pub batches: crate::sampling::BatchSizes,
+    /// Seed of the batch streams (the problem's own seed is separate).
+    pub seed: u64,
+    /// stocBiO's Neumann batches: paper 002 Prop. 3's decreasing sizes instead of uniform ones.
+    pub neumann_decay: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { inner_steps: 10, adjoint_steps: 10, c3: None, projection: bsgm::Projection::None, outer_step: None }
+        Self {
+            inner_steps: 10,
+            adjoint_steps: 10,
+            c3: None,
+            projection: bsgm::Projection::None,
+            outer_step: None,
+            batches: crate::sampling::BatchSizes::full(),
+            seed: 0,
+            neumann_decay: false,
+        }
     }
 }
 
 /// Every algorithm [`build`] knows, by CLI name.
 pub const NAMES: &[&str] =
-    &["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm"];
+    &["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm", "stocbio"];
 
 fn aid_variant(name: &str) -> Option<aid::AidVariant> {
     use aid::AidVariant::*;
@@ -173,14 +189,20 @@ fn unknown(name: &str) -> KernelError {
 /// is not needed when `settings.outer_step` sets γ.
 pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Constant>> {
     theory_fractions(name)?;
-    let all = if (name, rule) == ("bsgm", StepRule::Theory) { bsgm::NEEDS_THEORY } else { STEP_FRACTIONS_NEED };
+    let all = match (name, rule) {
+        ("bsgm", StepRule::Theory) => bsgm::NEEDS_THEORY,
+        ("stocbio", StepRule::Theory) => stocbio::NEEDS_THEORY,
+        _ if settings.neumann_decay && name == "stocbio" => stocbio::NEEDS_THEORY,
+        _ => STEP_FRACTIONS_NEED,
+    };
     Ok(all.iter().copied().filter(|k| !(*k == Constant::LOuter && settings.outer_step.is_some())).collect())
 }
 
 /// The theorem's step sizes of algorithm `name` (BSGM's Theorem 17 fixes c₃, not the steps).
 fn theory_fractions(name: &str) -> Result<StepFractions> {
     match name {
-        "bsgm" => Ok(PAPER000_EXPERIMENTS),
+        // Their theorems fix something else (BSGM's c₃) or more than fractions of 1/L (stocBiO).
+        "bsgm" | "stocbio" => Ok(PAPER000_EXPERIMENTS),
         "itd" => Ok(itd_bio::THEORY),
         "aid-bio" => Ok(aid_bio::THEORY),
         n if aid_variant(n).is_some() => Ok(amigo::THEORY),
@@ -190,6 +212,9 @@ fn theory_fractions(name: &str) -> Result<StepFractions> {
 
 /// The step sizes algorithm `name` runs with under `rule` and `settings.outer_step`.
 pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<StepSizes> {
+    if name == "stocbio" {
+        return stocbio::step_sizes(rule, c, settings);
+    }
     let theory = theory_fractions(name)?;
     match rule {
         StepRule::Experiments => PAPER000_EXPERIMENTS.at(c, settings.outer_step),
@@ -201,15 +226,23 @@ pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings
 pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
     let steps = step_sizes(name, rule, c, settings)?;
     let (t, n) = (settings.inner_steps, settings.adjoint_steps);
+    if !settings.batches.is_full() && matches!(name, "itd" | "bsgm") {
+        return Err(KernelError::InvalidParameter {
+            name: "batches",
+            reason: format!("`{name}` runs on full batches here (its stochastic form is not implemented yet)"),
+        });
+    }
     Ok(match name {
         "bsgm" => {
             let c3 = bsgm::c3(rule, c, settings.c3)?;
             Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?)
         }
         "itd" => Box::new(itd_bio::ItdBilevel::new(t, steps)?),
+        "stocbio" => Box::new(stocbio::build(c, settings, steps)?),
         n_ => {
             let v = aid_variant(n_).ok_or_else(|| unknown(n_))?;
-            Box::new(aid::AidBilevel::new(v.name(), aid::AidBilevelConfig::variant(v, t, n, steps))?)
+            let config = aid::AidBilevelConfig::variant(v, t, n, steps).with_batches(settings.batches, settings.seed);
+            Box::new(aid::AidBilevel::new(v.name(), config)?)
         }
     })
 }

@@ -160,7 +160,7 @@ impl Aid {
         out: &mut [f64],
     ) -> Result<EstimateReport> {
         super::check_sizes(problem, x, y, out, (self.gx.len(), self.v.len()))?;
-        let d_f = streams.outer.next();
+        let d_f = streams.outer.draw();
         problem.grad_y_f(x, y, d_f, &mut self.fy);
         problem.grad_x_f(x, y, d_f, out);
         if !self.config.warm_start {
@@ -168,12 +168,12 @@ impl Aid {
         }
         let (hvp, sizes) = (&mut streams.hvp, &streams.hvp_sizes);
         let mut hessian = |k: usize, v: &[f64], o: &mut [f64]| {
-            let batch = if sizes.is_empty() { hvp.next() } else { hvp.next_sized(sizes[k]) };
+            let batch = if sizes.is_empty() { hvp.draw() } else { hvp.draw_sized(sizes[k]) };
             problem.hvp(x, y, v, batch, o)
         };
         let (b, v) = (&self.fy, &mut self.v);
         let report = match &mut self.solver {
-            Adjoint::Cg(cg) => cg.solve(&HessianOp::new(problem, x, y, streams.hvp.next()), b, v)?,
+            Adjoint::Cg(cg) => cg.solve(&HessianOp::new(problem, x, y, streams.hvp.draw()), b, v)?,
             Adjoint::Gd(gd) => gd.solve(Sampled(&mut hessian), b, v)?,
             Adjoint::Neumann(n) => n.solve(Sampled(&mut hessian), b, v)?,
             // Jᵀ = I − H_k, applied as v − H_k v.
@@ -186,7 +186,7 @@ impl Aid {
                 v,
             )?,
         };
-        problem.cross(x, y, &self.v, streams.cross.next(), &mut self.gx);
+        problem.cross(x, y, &self.v, streams.cross.draw(), &mut self.gx);
         ops::axpy(-1.0, &self.gx, out);
         Ok(EstimateReport { iterations: report.iterations, residual_norm: report.residual_norm })
     }
