@@ -234,6 +234,11 @@ pub struct ProblemArgs {
     /// there (length d_x) is the starting point.
     #[arg(long, conflicts_with_all = ["name", "preset", "kappa", "dx", "dy"])]
     pub problem_dir: Option<PathBuf>,
+    /// Your own data: a LIBSVM file with integer class labels, for `--problem hyperclean` or
+    /// `--problem logreg_per_class` (rows split 50/25/25 into training, validation and test by
+    /// the --seed; features scaled by their column's largest |value|). data/optdigits/ ships one.
+    #[arg(long, conflicts_with_all = ["problem_dir", "preset", "kappa", "dx", "dy"])]
+    pub problem_file: Option<PathBuf>,
     #[command(flatten)]
     pub generator: GeneratorArgs,
 }

@@ -55,6 +55,9 @@ pub fn load(a: &ProblemArgs) -> Result<Loaded, DynError> {
         };
         return Ok(Loaded { name: "quadratic (loaded)".into(), problem: Box::new(p), x0: x });
     }
+    if let Some(file) = &a.problem_file {
+        return from_file(&a.name, file, a.generator.seed);
+    }
     let built = build(&a.name, &a.generator.build_options())?;
     let (name, x0) = (built.name(), built.x0(a.generator.seed));
     match built.into_problem() {
@@ -64,4 +67,24 @@ pub fn load(a: &ProblemArgs) -> Result<Loaded, DynError> {
         }
         Problem::Data(_) => Err(format!("`{name}` is a data set, not a problem (use `bilevel export`)").into()),
     }
+}
+
+/// A problem on the rows of a LIBSVM file (`--problem-file`), x0 = 0 (the neutral weights).
+fn from_file(name: &str, file: &std::path::Path, seed: u64) -> Result<Loaded, DynError> {
+    use bilevel_data::from_file::{self, FileOptions};
+    let data = bilevel_data::libsvm::read_path(file, Default::default())
+        .map_err(|e| format!("--problem-file {}: {e}", file.display()))?;
+    let options = FileOptions::default();
+    let problem: Box<dyn BilevelProblem + Send> = match name {
+        "hyperclean" => Box::new(from_file::hyperclean(&data, &options, seed)?),
+        "logreg_per_class" => Box::new(from_file::logreg_per_class(&data, &options, seed)?),
+        other => {
+            return Err(format!(
+                "--problem-file runs `hyperclean` or `logreg_per_class` on a file, not `{other}` (set --problem)"
+            )
+            .into())
+        }
+    };
+    let x0 = vec![0.0; problem.dim_x()];
+    Ok(Loaded { name: format!("{name} ({})", file.display()), problem, x0 })
 }

@@ -41,8 +41,18 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         seed: a.batches.sample_seed,
         neumann_decay: a.batches.neumann_decay,
     };
-    let c =
-        constants::resolve(&problem, &x0, &y0, &algorithms::needs(algo, rule, &settings)?, &a.constants.overrides())?;
+    let needs = algorithms::needs(algo, rule, &settings)?;
+    if needs.contains(&bilevel_solvers::Constant::LOuter)
+        && problem.constants().l_outer.is_none()
+        && a.constants.l_outer.is_none()
+    {
+        eprintln!(
+            "estimating L_L at x0 (Lanczos on finite differences of the reference hypergradient, d_y = {}); \
+             set --outer-step or --l-outer to skip it",
+            problem.dim_y()
+        );
+    }
+    let c = constants::resolve(&problem, &x0, &y0, &needs, &a.constants.overrides())?;
     if let (Some(g), Some(l)) = (a.outer_step, c.known.l_outer) {
         if g >= 2.0 / l {
             return Err(format!("--outer-step must be in (0, 2/L_L) = (0, {:.4e}), got {g}", 2.0 / l).into());

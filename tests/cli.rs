@@ -375,3 +375,21 @@ fn export_refuses_a_non_empty_directory_unless_forced_and_loads_check_what_they_
     fails_with(&["hypergrad", "--problem-dir", d], "logreg_binary");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_users_libsvm_file_runs_hyper_cleaning_and_logistic_hpo() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/data/optdigits/optdigits.libsvm");
+    for (problem, step, metric) in
+        [("hyperclean", "10", "corrupted_detection"), ("logreg_per_class", "1", "val_accuracy")]
+    {
+        let (dir, json, _) = scratch(problem);
+        let line = format!("solve --problem {problem} --max-iters 20 --outer-step {step} --problem-file");
+        bilevel_ok(&line, &[file, "--json", json.to_str().unwrap()]);
+        let v = json_of(&json);
+        let accuracy = v["metrics"]["test_accuracy"].as_f64().unwrap();
+        assert!(accuracy > 0.5 && v["metrics"][metric].is_number(), "{problem}: {v}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    fails_with(&["solve", "--problem", "quadratic", "--problem-file", file], "--problem-file runs");
+    fails_with(&["solve", "--problem", "hyperclean", "--problem-file", "/nonexistent.libsvm"], "/nonexistent.libsvm");
+}

@@ -214,24 +214,46 @@ pub fn generate(config: &HyperCleanConfig, seed: u64) -> Result<HyperCleaning> {
         }
         Ok((Design::Dense(DenseRows::new(n, d, x)?), labels))
     };
-    let (train_x, clean_labels) = draw(config.n_train)?;
+    let train = draw(config.n_train)?;
     let val = draw(config.n_val)?;
     let test = if config.n_test > 0 { Some(draw(config.n_test)?) } else { None };
+    let problem = from_splits(train, val, test, k, config.corruption, config.ridge, &mut rng)?;
+    Ok(HyperCleaning {
+        problem: problem.problem.with_description(INFO.name, parameters_of(config, Some(seed))),
+        ..problem
+    })
+}
+
+/// Hyper-cleaning on given data (clean training labels, validation and test splits, K classes):
+/// each training label is replaced by a uniform wrong class with probability `corruption`
+/// (draws from `rng`), the inner ridge is `ridge`. The generator and [`crate::from_file`] use it.
+pub fn from_splits(
+    train: (Design, Vec<usize>),
+    val: (Design, Vec<usize>),
+    test: Option<(Design, Vec<usize>)>,
+    k: usize,
+    corruption: f64,
+    ridge: f64,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<HyperCleaning> {
+    check_classes(k)?;
+    check_range("corruption", corruption, 0.0, 1.0)?;
+    check_range("ridge", ridge, f64::MIN_POSITIVE, 1e12)?;
+    let (train_x, clean_labels) = train;
     let mut noisy = clean_labels.clone();
-    let mut corrupted = vec![false; config.n_train];
+    let mut corrupted = vec![false; clean_labels.len()];
     for (label, flag) in noisy.iter_mut().zip(corrupted.iter_mut()) {
-        if rng.random_bool(config.corruption) {
+        if rng.random_bool(corruption) {
             // A uniform class among the K − 1 others.
             let r = rng.random_range(0..k - 1);
             *label = if r >= *label { r + 1 } else { r };
             *flag = true;
         }
     }
-    let hyper = Hyper::SampleWeights { ridge: config.ridge };
-    let problem = MultinomialHpo::new((train_x, noisy), val, test, k, hyper)?
-        .with_description(INFO.name, parameters_of(config, Some(seed)));
+    let hyper = Hyper::SampleWeights { ridge };
+    let problem = MultinomialHpo::new((train_x, noisy), val, test, k, hyper)?;
     let sq = row_sq_norms(problem.inner_model().design());
-    let two_c = 2.0 * config.ridge;
+    let two_c = 2.0 * ridge;
     let constants = ProblemConstants {
         mu_g: Some(two_c),
         l_g: Some(sq.iter().sum::<f64>() / (2.0 * sq.len() as f64) + two_c),

@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod distillation;
 pub mod equilibrium;
 pub mod export;
+pub mod from_file;
 pub mod hyperclean;
 pub mod libsvm;
 pub mod logreg_hpo;
