@@ -195,6 +195,10 @@ pub struct BatchArgs {
     /// stocBiO: paper 002 Prop. 3's decreasing Neumann batch sizes ⌈B·Q·(1−ηµ)^k⌉.
     #[arg(long)]
     pub neumann_decay: bool,
+    /// Stochastic BSGM: the finite-horizon schedule t_s = k_s = J_s = ⌈c₃S⌉ of Theorem 16 (ii)
+    /// with this S (default: the anytime ⌈c₃(s+1)⌉).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub horizon: Option<u64>,
 }
 
 /// `--sampling`.

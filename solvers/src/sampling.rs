@@ -163,6 +163,18 @@ impl BatchStream {
         self.size
     }
 
+    /// Sets the size of the next batches (a schedule that grows them, as BSGM's J_s). Growing
+    /// past the buffer reallocates it to the next power of two, so a growing schedule
+    /// reallocates O(log) times in a run. A full stream stays full.
+    pub fn set_size(&mut self, size: usize) {
+        if self.sampler.is_some() {
+            self.size = size.max(1);
+            if self.size > self.buf.len() {
+                self.buf.resize(self.size.next_power_of_two(), 0);
+            }
+        }
+    }
+
     /// A fresh batch of the stream's size.
     pub fn draw(&mut self) -> Batch<'_> {
         self.draw_sized(self.size)

@@ -160,7 +160,7 @@ fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
             .unwrap();
             // A cold GD-type adjoint must be accurate on its own at every step: its bias is
             // ~(1 − 1/κ)^N, so N = 200 (with N = 20 AID-GD stalls near 8e-6).
-            let n = if matches!(name, "aid-gd" | "aid-fp" | "aid-n") { 200 } else { 20 };
+            let n = if matches!(name, "aid-gd" | "aid-fp" | "aid-n" | "stocbio") { 200 } else { 20 };
             // AID-CG-WS restarts y from y_0 at every step, and ITD differentiates through T
             // steps (bias ~(1 − 1/κ)^T): T must solve the inner problem alone.
             let t = if matches!(name, "aid-cg-ws" | "itd") { 200 } else { 20 };

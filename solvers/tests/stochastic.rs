@@ -218,3 +218,38 @@ fn stocbio_and_stochastic_amigo_converge_to_a_floor_set_by_the_batch_and_a_biase
     assert!(stocbio32 < 0.5 * stocbio8 && amigo32 < 0.5 * amigo8, "the floor falls with the batch");
     assert!(biased > 100.0 * stocbio32, "biased {biased:.3e} vs stocBiO {stocbio32:.3e}");
 }
+
+#[test]
+fn stochastic_bsgm_follows_theorem_16s_schedule_and_converges() {
+    // Single-sample lower-level and linear-system steps (the paper's form), J_s = t_s.
+    let single = |seed: u64, horizon: Option<usize>| Settings {
+        batches: BatchSizes { inner: Some(1), hvp: Some(1), ..BatchSizes::full() },
+        c3: Some(2.0),
+        seed,
+        horizon,
+        ..Settings::default()
+    };
+    // Not full batches in name only: a BatchSizes with every entry None is the deterministic
+    // BSGM, so give the schedule's batches through `inner`/`hvp` as above.
+    let k = 6;
+    let last = solve(7, "bsgm", &single(1, None), k).last().counts;
+    // Iteration s: t_s = k_s = J_s = ⌈2(s+1)⌉ = 2(s+1); ζ samples: t_s (map) + k_s (VJPs in w)
+    // + J_s (∂λΦ); ξ samples: J_s for ∇wE and J_s for ∇λE (one batch, counted per oracle).
+    let schedule: usize = (0..k).map(|s| 2 * (s + 1)).sum();
+    assert_eq!(last.samples_g as usize, 3 * schedule);
+    assert_eq!(last.samples_f as usize, 2 * schedule);
+    assert_eq!((last.grad_y_g as usize, last.hvp as usize, last.cross as usize), (schedule, schedule, k));
+    // The finite horizon: ⌈c₃S⌉ every iteration.
+    let fixed = solve(7, "bsgm", &single(1, Some(10)), k).last().counts;
+    assert_eq!(fixed.grad_y_g as usize, k * 20);
+    // Convergence over three seeds, against the biased sampler.
+    let x0 = |s: u64| problem(30 + s).x0(1);
+    let mean = |f: &dyn Fn(u64) -> f64| (0..3u64).map(f).sum::<f64>() / 3.0;
+    let ok = mean(&|s| run_on(problem(30 + s), x0(s), "bsgm", &single(s, None), 150).last().rel_error.unwrap());
+    let biased = mean(&|s| {
+        run_on(Biased { p: problem(30 + s), n_g: 8 }, x0(s), "bsgm", &single(s, None), 150).last().rel_error.unwrap()
+    });
+    eprintln!("stochastic BSGM after 150 iterations: rel_error {ok:.3e}, biased sampler {biased:.3e}");
+    assert!(ok < 0.1, "{ok}");
+    assert!(biased > 4.0 * ok, "biased {biased:.3e} vs {ok:.3e}");
+}

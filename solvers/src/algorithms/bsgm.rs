@@ -11,6 +11,15 @@
 //! 1/log(1/q)): O(ε⁻¹ log ε⁻¹) in ε; O(ε⁻¹ log(ε⁻¹) κ⁵) with c₃ = Θ(κ) (Remark 18).
 //! Deviation: the printed schedule gives t_0 = ⌈c₃ log 1⌉ = 0 steps; we take at least one.
 //!
+//! **Stochastic form** ([`Bsgm::stochastic`], Algorithm 2 with SID's stochastic Algorithm 1,
+//! Theorem 16): t_s = k_s = J_s = ⌈c₃(s+1)⌉ (anytime, (i)) or ⌈c₃S⌉ (finite horizon S, (ii));
+//! the lower-level and linear-system steps η_i = β/(γ + i), restarted in every SID call, with
+//! Remark 18's β = 2/(1−q²) and γ = β(1 + σ̃₂); σ̃₂ (a variance bound) is not known, so we take
+//! σ̃₂ = 0, i.e. γ = β and η_0 = 1 — the reading under which the deterministic limit is the
+//! fixed-point iteration. Batches: the lower-level and linear-system steps on batches of
+//! `batches.inner` and `batches.hvp` samples (1 in the paper), ∇E and ∂λΦ on J_s samples
+//! each; four independent streams. Claimed complexity: O(ε⁻²) samples (ii), Õ(ε⁻²) (i).
+//!
 //! Step sizes (the map's step η makes Φ(y) = y − η∂y g a q-contraction, q = 1 − ηµ_g):
 //! - [`StepRule::Theory`]: Theorem 17: α = 1/L_f (L_f = L_L), η = 1/L_g, and c₃ ≥ 1/log(1/q)
 //!   (needs µ_g): the default c₃ is that bound, a smaller one is an error;
@@ -20,7 +29,8 @@
 
 use super::{Iterates, StepRule};
 use crate::constants::{Constant, Constants};
-use crate::estimators::Sid;
+use crate::estimators::{Sid, SidStreams};
+use crate::sampling::{BatchSizes, BatchStream};
 use crate::Algorithm;
 use bilevel_kernels::{ops, BilevelProblem, GradientMap, KernelError, Result};
 
@@ -156,7 +166,26 @@ pub struct Bsgm {
     s: usize,
     it: Iterates,
     sid: Option<Sid>,
+    stochastic: Option<Stochastic>,
+    streams: SidStreams,
 }
+
+/// The stochastic form's settings (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stochastic {
+    /// Batch sizes of the lower-level and linear-system steps (`inner`, `hvp`); the J_s batches
+    /// follow the schedule.
+    pub batches: BatchSizes,
+    /// Seed of the four streams.
+    pub seed: u64,
+    /// q, the contraction factor of the map (1 − ηµ_g), for β = 2/(1−q²).
+    pub q: f64,
+    /// `Some(S)`: the finite-horizon schedule ⌈c₃S⌉ of Theorem 16 (ii); `None`: ⌈c₃(s+1)⌉.
+    pub horizon: Option<usize>,
+}
+
+/// Stream numbers of SID's four samplings.
+const STREAMS: [u64; 4] = [0, 1, 2, 3];
 
 impl Bsgm {
     /// `alpha` ≤ 1/L_f (outer step), `eta` ≤ 1/L_g (the gradient map's step), `c3` ≥ 1/log(1/q)
@@ -168,7 +197,28 @@ impl Bsgm {
             }
         }
         projection.validate()?;
-        Ok(Self { alpha, eta, c3, projection, s: 0, it: Iterates::default(), sid: None })
+        Ok(Self {
+            alpha,
+            eta,
+            c3,
+            projection,
+            s: 0,
+            it: Iterates::default(),
+            sid: None,
+            stochastic: None,
+            streams: SidStreams::full(),
+        })
+    }
+
+    /// The stochastic form (Theorem 16) with these batches, seed, q and schedule.
+    pub fn stochastic(self, stochastic: Stochastic) -> Result<Self> {
+        if !(0.0..1.0).contains(&stochastic.q) {
+            return Err(KernelError::InvalidParameter {
+                name: "q",
+                reason: format!("must be in [0, 1), got {}", stochastic.q),
+            });
+        }
+        Ok(Self { stochastic: Some(stochastic), ..self })
     }
 
     /// c₃.
@@ -176,9 +226,14 @@ impl Bsgm {
         self.c3
     }
 
-    /// t_s = k_s = max(1, ⌈c₃ log(s+1)⌉).
+    /// t_s = k_s: max(1, ⌈c₃ log(s+1)⌉) (deterministic), ⌈c₃(s+1)⌉ or ⌈c₃S⌉ (stochastic).
     pub fn inner_steps(&self, s: usize) -> usize {
-        ((self.c3 * ((s + 1) as f64).ln()).ceil() as usize).max(1)
+        let steps = match self.stochastic.map(|st| st.horizon) {
+            None => self.c3 * ((s + 1) as f64).ln(),
+            Some(None) => self.c3 * (s + 1) as f64,
+            Some(Some(horizon)) => self.c3 * horizon as f64,
+        };
+        (steps.ceil() as usize).max(1)
     }
 }
 
@@ -192,6 +247,17 @@ impl Algorithm for Bsgm {
         self.it = Iterates::new(problem, &x, y0)?;
         self.sid = Some(Sid::new(problem.dim_y(), problem.dim_x()));
         self.s = 0;
+        if let Some(st) = self.stochastic {
+            let (n_f, n_g, b) = (problem.n_samples_f(), problem.n_samples_g(), st.batches);
+            let j = self.inner_steps(0);
+            let stream = |n, size, id| BatchStream::new(n, size, b.sampling, st.seed, id, 0);
+            self.streams = SidStreams {
+                lower: stream(n_g, Some(b.inner.unwrap_or(1)), STREAMS[0])?,
+                upper: stream(n_f, Some(j), STREAMS[1])?,
+                linear: stream(n_g, Some(b.hvp.unwrap_or(1)), STREAMS[2])?,
+                cross: stream(n_g, Some(j), STREAMS[3])?,
+            };
+        }
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
@@ -199,7 +265,17 @@ impl Algorithm for Bsgm {
         let sid = super::initialised(&mut self.sid)?;
         let map = GradientMap { problem, eta: self.eta };
         let it = &mut self.it;
-        sid.hypergradient(&map, &it.x, t, t, &mut it.grad)?;
+        match self.stochastic {
+            None => sid.hypergradient(&map, &it.x, t, t, &mut it.grad)?,
+            Some(st) => {
+                // η_i = β/(γ + i) with β = 2/(1−q²), γ = β (see the module doc); J_s = t_s.
+                let beta = 2.0 / (1.0 - st.q * st.q);
+                let eta = |i: usize| beta / (beta + i as f64);
+                self.streams.upper.set_size(t);
+                self.streams.cross.set_size(t);
+                sid.hypergradient_sampled(&map, &it.x, t, t, &eta, &mut self.streams, &mut it.grad)?
+            }
+        }
         // SID's inner state w_t is this step's y (copied: dim_y, against t map evaluations).
         it.y.copy_from_slice(sid.state());
         it.outer_step(self.alpha);

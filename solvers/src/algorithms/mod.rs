@@ -152,6 +152,8 @@ pub struct Settings {
     pub seed: u64,
     /// stocBiO's Neumann batches: paper 002 Prop. 3's decreasing sizes instead of uniform ones.
     pub neumann_decay: bool,
+    /// Stochastic BSGM: the finite-horizon schedule ⌈c₃S⌉ with this S (Theorem 16 (ii)).
+    pub horizon: Option<usize>,
 }
 
 impl Default for Settings {
@@ -165,6 +167,7 @@ impl Default for Settings {
             batches: crate::sampling::BatchSizes::full(),
             seed: 0,
             neumann_decay: false,
+            horizon: None,
         }
     }
 }
@@ -191,6 +194,7 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
     theory_fractions(name)?;
     let all = match (name, rule) {
         ("bsgm", StepRule::Theory) => bsgm::NEEDS_THEORY,
+        ("bsgm", _) if !settings.batches.is_full() => bsgm::NEEDS_THEORY,
         ("stocbio", StepRule::Theory) => stocbio::NEEDS_THEORY,
         _ if settings.neumann_decay && name == "stocbio" => stocbio::NEEDS_THEORY,
         _ => STEP_FRACTIONS_NEED,
@@ -226,13 +230,21 @@ pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings
 pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
     let steps = step_sizes(name, rule, c, settings)?;
     let (t, n) = (settings.inner_steps, settings.adjoint_steps);
-    if !settings.batches.is_full() && matches!(name, "itd" | "bsgm") {
+    if !settings.batches.is_full() && name == "itd" {
         return Err(KernelError::InvalidParameter {
             name: "batches",
             reason: format!("`{name}` runs on full batches here (its stochastic form is not implemented yet)"),
         });
     }
     Ok(match name {
+        "bsgm" if !settings.batches.is_full() => {
+            // Theorem 16: c₃ > 0 tunable, Θ(1) in Remark 18.
+            let c3 = settings.c3.unwrap_or(1.0);
+            let q = 1.0 - steps.inner * c.mu_g()?;
+            let stochastic =
+                bsgm::Stochastic { batches: settings.batches, seed: settings.seed, q, horizon: settings.horizon };
+            Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?.stochastic(stochastic)?)
+        }
         "bsgm" => {
             let c3 = bsgm::c3(rule, c, settings.c3)?;
             Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?)

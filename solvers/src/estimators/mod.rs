@@ -16,7 +16,7 @@ pub mod sid;
 
 pub use aid::{AdjointSolver, Aid, AidConfig, AidStreams};
 pub use itd::Itd;
-pub use sid::Sid;
+pub use sid::{Sid, SidStreams};
 
 use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result};
 

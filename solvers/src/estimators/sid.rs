@@ -10,8 +10,52 @@
 //! No warm start of w or v (the paper's point). Cost: t maps, k VJPs in w, one VJP in λ, one
 //! ∇wE and one ∇λE. On a bilevel problem through its [`GradientMap`](bilevel_kernels::GradientMap):
 //! t ∂y g, k HVPs, one cross product, one ∂x f and one ∂y f.
+//!
+//! Stochastic form ([`Sid::hypergradient_sampled`], Algorithm 1 as printed): the four
+//! samplings mutually independent — step i of the lower-level solver w ← w + η_i(Φ̂(w, ζ_i) − w)
+//! and of the linear-system solver v ← v + η_i(∂wΦ̂(w_t, ζ̂_i)ᵀv + ∇wĒ_J − v) each on a fresh
+//! batch (single samples in the paper), ∇wĒ_J and ∇λĒ_J on one batch of J upper samples
+//! (reused by every LS step), ∂λΦ̄_J on a fresh batch of J. The steps η_i restart at i = 0 in
+//! every call (both loops index from 0). With full batches and η_i = 1 it is the deterministic
+//! form, bit for bit. The bioptexps code starts v at ∇wĒ_J; we start at 0 as printed.
 
-use bilevel_kernels::{check_len, ops, Batch, FixedPointProblem, Result};
+use crate::sampling::BatchStream;
+use bilevel_kernels::{check_len, ops, FixedPointProblem, Result};
+
+/// The batch streams of one stochastic SID call (paper 001 Alg. 1, steps 1–4).
+#[derive(Clone, Debug)]
+pub struct SidStreams {
+    /// Step 1: the lower-level solver's batches ζ_i (samples of the map).
+    pub lower: BatchStream,
+    /// Step 2: the upper samples ξ_j (∇wE and ∇λE on the same J).
+    pub upper: BatchStream,
+    /// Step 3: the linear-system solver's batches ζ̂_i.
+    pub linear: BatchStream,
+    /// Step 4: the batch ζ'_j of ∂λΦ.
+    pub cross: BatchStream,
+}
+
+impl SidStreams {
+    /// Full batches (the deterministic form).
+    pub fn full() -> Self {
+        Self {
+            lower: BatchStream::full(),
+            upper: BatchStream::full(),
+            linear: BatchStream::full(),
+            cross: BatchStream::full(),
+        }
+    }
+}
+
+/// w ← w + η(Φ − w) with Φ in `t`; η = 1 takes Φ itself (bit for bit the fixed-point step).
+fn relax(eta: f64, w: &mut Vec<f64>, t: &mut Vec<f64>) {
+    if eta == 1.0 {
+        std::mem::swap(w, t);
+    } else {
+        ops::axpby(1.0 - eta, w, eta, t);
+        std::mem::swap(w, t);
+    }
+}
 
 /// SID's buffers, sized once for a problem (states of the full batch).
 pub struct Sid {
@@ -43,25 +87,40 @@ impl Sid {
         k: usize,
         out: &mut [f64],
     ) -> Result<()> {
+        self.hypergradient_sampled(p, lambda, t, k, &|_| 1.0, &mut SidStreams::full(), out)
+    }
+
+    /// Algorithm 1 on the batches of `streams` with steps η_i = `eta(i)` (see the module doc).
+    #[allow(clippy::too_many_arguments)]
+    pub fn hypergradient_sampled(
+        &mut self,
+        p: &dyn FixedPointProblem,
+        lambda: &[f64],
+        t: usize,
+        k: usize,
+        eta: &dyn Fn(usize) -> f64,
+        streams: &mut SidStreams,
+        out: &mut [f64],
+    ) -> Result<()> {
         check_len("lambda", p.dim_lambda(), lambda.len())?;
         check_len("hypergradient", p.dim_lambda(), out.len())?;
         check_len("SID states", p.n_samples() * p.dim_state(), self.w.len())?;
         check_len("SID dim_lambda", p.dim_lambda(), self.gl.len())?;
-        let b = Batch::Full;
         self.w.fill(0.0);
-        for _ in 0..t {
-            p.map(lambda, &self.w, b, &mut self.t);
-            std::mem::swap(&mut self.w, &mut self.t);
+        for i in 0..t {
+            p.map(lambda, &self.w, streams.lower.draw(), &mut self.t);
+            relax(eta(i), &mut self.w, &mut self.t);
         }
-        p.upper_grad_w(lambda, &self.w, b, &mut self.gw);
+        let upper = streams.upper.draw();
+        p.upper_grad_w(lambda, &self.w, upper, &mut self.gw);
+        p.upper_grad_lambda(lambda, &self.w, upper, out);
         self.v.fill(0.0);
-        for _ in 0..k {
-            p.vjp_w(lambda, &self.w, &self.v, b, &mut self.t);
+        for i in 0..k {
+            p.vjp_w(lambda, &self.w, &self.v, streams.linear.draw(), &mut self.t);
             ops::axpby(1.0, &self.gw, 1.0, &mut self.t);
-            std::mem::swap(&mut self.v, &mut self.t);
+            relax(eta(i), &mut self.v, &mut self.t);
         }
-        p.upper_grad_lambda(lambda, &self.w, b, out);
-        p.vjp_lambda(lambda, &self.w, &self.v, b, &mut self.gl);
+        p.vjp_lambda(lambda, &self.w, &self.v, streams.cross.draw(), &mut self.gl);
         ops::axpy(1.0, &self.gl, out);
         Ok(())
     }
