@@ -14,9 +14,11 @@
 pub mod aid;
 pub mod aid_bio;
 pub mod amigo;
+pub mod bsa;
 pub mod bsgm;
 pub mod itd_bio;
 pub mod stocbio;
+pub mod ttsa;
 
 use crate::constants::{Constant, Constants};
 use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
