@@ -53,6 +53,12 @@ pub enum Algo {
     /// stocBiO (Ji, Yang & Liang, paper 002 Alg. 2–3): inner SGD, Neumann adjoint on per-term
     /// batches, with --batch-size (full batches without it).
     Stocbio,
+    /// BSA (Ghadimi & Wang), as configured in papers 001/002/004's comparisons: growing inner
+    /// SGD, the randomized Hessian-inverse estimate, decreasing outer steps.
+    Bsa,
+    /// TTSA (Hong, Wai, Wang & Yang): one inner and one outer step per iteration on two
+    /// timescales (k^−2/5, k^−3/5).
+    Ttsa,
 }
 
 impl Algo {
@@ -70,6 +76,8 @@ impl Algo {
             Algo::Itd => "itd",
             Algo::Bsgm => "bsgm",
             Algo::Stocbio => "stocbio",
+            Algo::Bsa => "bsa",
+            Algo::Ttsa => "ttsa",
         }
     }
 }

@@ -39,6 +39,7 @@ const STEPS: (&[&str], &[&str]) = (&["1", "3", "10"], &["0", "-1", "x"]);
 const KAPPA: (&[&str], &[&str]) = (&["1", "10", "1e3", "1e7", "1e12", "1e300"], &["0.5", "-1", "NaN", "x"]);
 const GROWTH: (&[&str], &[&str]) = (&["2", "100", "1e300", "inf"], &["1", "0.5", "NaN"]);
 const COUNTS_SMALL: (&[&str], &[&str]) = (&["0", "1", "3", "10"], &["-1", "x"]);
+const BATCHES: (&[&str], &[&str]) = (&["1", "4", "16", "100000"], &["0", "-2", "x"]);
 const INVALID: f64 = 0.05;
 
 fn pick<'a>(r: &mut impl Rng, from: &[&'a str]) -> &'a str {
@@ -65,8 +66,10 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
     push(&mut args, "--preset", if r.random_bool(0.9) { "tiny" } else { pick(r, &["small", "huge", "paper"]) });
     let itd = !solve && r.random_bool(0.3);
     if solve {
-        let algos =
-            ["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm"];
+        let algos = [
+            "amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm", "stocbio",
+            "bsa", "ttsa", "sustain", "adam-sustain",
+        ];
         push(&mut args, "--algo", pick(r, &algos));
         push(&mut args, "--max-iters", pick(r, &["0", "1", "5", "60"]));
         push(&mut args, "--steps", value(r, (&["theory", "experiments"], &["magic"])));
@@ -101,6 +104,11 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
         ("--max-oracle-calls", COUNTS, 0.2, true),
         ("--c3", NUMBERS, 0.2, true),
         ("--divergence-growth", GROWTH, 0.2, true),
+        ("--batch-size", BATCHES, 0.3, true),
+        ("--batch-size-hvp", BATCHES, 0.1, true),
+        ("--sampling", (&["replacement", "epochs"][..], &["magic"][..]), 0.2, true),
+        ("--sample-seed", COUNTS, 0.2, true),
+        ("--horizon", BATCHES, 0.1, true),
     ] {
         if (solve || !solve_only) && r.random_bool(p) {
             push(&mut args, flag, value(r, pool));

@@ -175,8 +175,21 @@ impl Default for Settings {
 }
 
 /// Every algorithm [`build`] knows, by CLI name.
-pub const NAMES: &[&str] =
-    &["amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm", "stocbio"];
+pub const NAMES: &[&str] = &[
+    "amigo-cg",
+    "amigo-gd",
+    "aid-bio",
+    "aid-cg",
+    "aid-gd",
+    "aid-cg-ws",
+    "aid-fp",
+    "aid-n",
+    "itd",
+    "bsgm",
+    "stocbio",
+    "bsa",
+    "ttsa",
+];
 
 fn aid_variant(name: &str) -> Option<aid::AidVariant> {
     use aid::AidVariant::*;
@@ -198,6 +211,10 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
         ("bsgm", StepRule::Theory) => bsgm::NEEDS_THEORY,
         ("bsgm", _) if !settings.batches.is_full() => bsgm::NEEDS_THEORY,
         ("stocbio", StepRule::Theory) => stocbio::NEEDS_THEORY,
+        ("bsa", StepRule::Theory) => bsa::NEEDS_THEORY,
+        ("bsa", StepRule::Experiments) => bsa::NEEDS_EXPERIMENTS,
+        ("ttsa", StepRule::Theory) => ttsa::NEEDS_THEORY,
+        ("ttsa", StepRule::Experiments) => ttsa::NEEDS_EXPERIMENTS,
         _ if settings.neumann_decay && name == "stocbio" => stocbio::NEEDS_THEORY,
         _ => STEP_FRACTIONS_NEED,
     };
@@ -208,7 +225,7 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
 fn theory_fractions(name: &str) -> Result<StepFractions> {
     match name {
         // Their theorems fix something else (BSGM's c₃) or more than fractions of 1/L (stocBiO).
-        "bsgm" | "stocbio" => Ok(PAPER000_EXPERIMENTS),
+        "bsgm" | "stocbio" | "bsa" | "ttsa" => Ok(PAPER000_EXPERIMENTS),
         "itd" => Ok(itd_bio::THEORY),
         "aid-bio" => Ok(aid_bio::THEORY),
         n if aid_variant(n).is_some() => Ok(amigo::THEORY),
@@ -221,6 +238,15 @@ pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings
     if name == "stocbio" {
         return stocbio::step_sizes(rule, c, settings);
     }
+    // The baselines' schedules decrease with k: their k = 0 values.
+    if name == "bsa" {
+        let s = bsa::schedule(rule, c, settings)?;
+        return StepSizes { inner: s.inner_step(0), adjoint: 1.0 / s.lipschitz, outer: s.outer0 }.checked();
+    }
+    if name == "ttsa" {
+        let s = ttsa::schedule(rule, c, settings)?;
+        return StepSizes { inner: s.inner0, adjoint: 1.0 / s.lipschitz, outer: s.outer0 }.checked();
+    }
     let theory = theory_fractions(name)?;
     match rule {
         StepRule::Experiments => PAPER000_EXPERIMENTS.at(c, settings.outer_step),
@@ -230,6 +256,11 @@ pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings
 
 /// Algorithm `name` configured by `rule`, the constants and `settings`.
 pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
+    match name {
+        "bsa" => return bsa::build(rule, c, settings),
+        "ttsa" => return ttsa::build(rule, c, settings),
+        _ => {}
+    }
     let steps = step_sizes(name, rule, c, settings)?;
     let (t, n) = (settings.inner_steps, settings.adjoint_steps);
     if !settings.batches.is_full() && name == "itd" {
