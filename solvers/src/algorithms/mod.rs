@@ -17,6 +17,7 @@ pub mod amigo;
 pub mod bsgm;
 pub mod itd_bio;
 pub mod stocbio;
+pub mod sustain;
 
 use crate::constants::{Constant, Constants};
 use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
