@@ -305,3 +305,20 @@ fn build_under_both_rules() {
     assert!(build("stocbio", StepRule::Theory, &c, &settings, &SustainOptions::default()).is_err());
     let _ = p.exact().unwrap().value(&p.x0(1));
 }
+
+/// Adam-SUSTAIN: option II with η_0 = 1 is Adam on the raw estimate (7) at every step (notes
+/// §2.7 [DERIVED]): the same iterates, bit for bit, as option I without momentum (η ≡ 1) on the
+/// same samples; option I with momentum differs.
+#[test]
+fn adam_option_two_is_adam_on_the_raw_estimate() {
+    let p = tiny(0);
+    let schedule = Schedule { c_eta_f: 20.0, c_eta_g: 20.0, ..Schedule::EXPERIMENTS };
+    let adam = |o| Direction::Adam(o, AdamParams::default());
+    let base = config(&p, schedule, BatchSizes::all(2), 20, 4);
+    let lower_only = Schedule { c_eta_f: f64::INFINITY, ..schedule };
+    let (_, two) = run_sustain(0, SustainConfig { direction: adam(AdamOption::II), ..base }, 300);
+    let (_, raw) = run_sustain(0, SustainConfig { direction: adam(AdamOption::I), schedule: lower_only, ..base }, 300);
+    let (_, one) = run_sustain(0, SustainConfig { direction: adam(AdamOption::I), ..base }, 300);
+    assert_eq!(two, raw);
+    assert_ne!(one, two);
+}
