@@ -59,6 +59,11 @@ pub enum Algo {
     /// TTSA (Hong, Wai, Wang & Yang): one inner and one outer step per iteration on two
     /// timescales (k^−2/5, k^−3/5).
     Ttsa,
+    /// SUSTAIN (Khanduri et al., paper 004 Alg. 1): recursive momentum for x and y, the
+    /// randomized-truncation hypergradient (K = --lin-steps terms) on replayed samples.
+    Sustain,
+    /// Adam-SUSTAIN (paper 004 Alg. 2; --adam-option 1|2).
+    AdamSustain,
 }
 
 impl Algo {
@@ -78,6 +83,8 @@ impl Algo {
             Algo::Stocbio => "stocbio",
             Algo::Bsa => "bsa",
             Algo::Ttsa => "ttsa",
+            Algo::Sustain => "sustain",
+            Algo::AdamSustain => "adam-sustain",
         }
     }
 }
@@ -162,6 +169,8 @@ pub struct SolveArgs {
     pub max_oracle_calls: Option<u64>,
     #[command(flatten)]
     pub batches: BatchArgs,
+    #[command(flatten)]
+    pub sustain: SustainArgs,
     /// Also write the summary as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -207,6 +216,40 @@ pub struct BatchArgs {
     /// with this S (default: the anytime ⌈c₃(s+1)⌉).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub horizon: Option<u64>,
+}
+
+/// SUSTAIN's and Adam-SUSTAIN's own options (`solve`).
+#[derive(clap::Args, Debug, Default)]
+pub struct SustainArgs {
+    /// Adam-SUSTAIN's option (paper 004 Alg. 2): 1 or 2 (default 2, the paper's runs).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub adam_option: u8,
+    /// SUSTAIN's w in α_t = a/(w + t)^(1/3), replacing the rule's.
+    #[arg(long, value_parser = parse_positive)]
+    pub momentum_w: Option<f64>,
+    /// SUSTAIN's c_η (η_t = min(1, c_η α_t²), both levels), replacing the rule's; `inf` turns the
+    /// momentum off.
+    #[arg(long)]
+    pub momentum_c_eta: Option<f64>,
+    /// SUSTAIN's c_β (β_t = c_β α_t), replacing the rule's.
+    #[arg(long, value_parser = parse_positive)]
+    pub momentum_c_beta: Option<f64>,
+}
+
+impl SustainArgs {
+    /// As the library's options.
+    pub fn options(&self) -> Result<bilevel_solvers::algorithms::sustain::SustainOptions, String> {
+        use bilevel_solvers::algorithms::sustain::{AdamOption, SustainOptions};
+        if let Some(c) = self.momentum_c_eta.filter(|c| c.is_nan() || *c <= 0.0) {
+            return Err(format!("--momentum-c-eta must be > 0 (or inf), got {c}"));
+        }
+        Ok(SustainOptions {
+            adam_option: if self.adam_option == 1 { AdamOption::I } else { AdamOption::II },
+            w: self.momentum_w,
+            c_eta: self.momentum_c_eta,
+            c_beta: self.momentum_c_beta,
+        })
+    }
 }
 
 /// `--sampling`.

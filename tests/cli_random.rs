@@ -67,8 +67,21 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
     let itd = !solve && r.random_bool(0.3);
     if solve {
         let algos = [
-            "amigo-cg", "amigo-gd", "aid-bio", "aid-cg", "aid-gd", "aid-cg-ws", "aid-fp", "aid-n", "itd", "bsgm", "stocbio",
-            "bsa", "ttsa", "sustain", "adam-sustain",
+            "amigo-cg",
+            "amigo-gd",
+            "aid-bio",
+            "aid-cg",
+            "aid-gd",
+            "aid-cg-ws",
+            "aid-fp",
+            "aid-n",
+            "itd",
+            "bsgm",
+            "stocbio",
+            "bsa",
+            "ttsa",
+            "sustain",
+            "adam-sustain",
         ];
         push(&mut args, "--algo", pick(r, &algos));
         push(&mut args, "--max-iters", pick(r, &["0", "1", "5", "60"]));

@@ -18,6 +18,7 @@ pub mod bsa;
 pub mod bsgm;
 pub mod itd_bio;
 pub mod stocbio;
+pub mod sustain;
 pub mod ttsa;
 
 use crate::constants::{Constant, Constants};
@@ -156,6 +157,8 @@ pub struct Settings {
     pub neumann_decay: bool,
     /// Stochastic BSGM: the finite-horizon schedule ⌈c₃S⌉ with this S (Theorem 16 (ii)).
     pub horizon: Option<usize>,
+    /// SUSTAIN's and Adam-SUSTAIN's own options (Adam option, momentum constants).
+    pub sustain: sustain::SustainOptions,
 }
 
 impl Default for Settings {
@@ -170,6 +173,7 @@ impl Default for Settings {
             seed: 0,
             neumann_decay: false,
             horizon: None,
+            sustain: sustain::SustainOptions::default(),
         }
     }
 }
@@ -215,6 +219,9 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
         ("bsa", StepRule::Experiments) => bsa::NEEDS_EXPERIMENTS,
         ("ttsa", StepRule::Theory) => ttsa::NEEDS_THEORY,
         ("ttsa", StepRule::Experiments) => ttsa::NEEDS_EXPERIMENTS,
+        // --outer-step replaces SUSTAIN's scale a only: its theory still needs L_L.
+        ("sustain" | "adam-sustain", StepRule::Theory) => return Ok(sustain::NEEDS_THEORY.to_vec()),
+        ("sustain" | "adam-sustain", StepRule::Experiments) => sustain::NEEDS_EXPERIMENTS,
         _ if settings.neumann_decay && name == "stocbio" => stocbio::NEEDS_THEORY,
         _ => STEP_FRACTIONS_NEED,
     };
@@ -225,7 +232,7 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
 fn theory_fractions(name: &str) -> Result<StepFractions> {
     match name {
         // Their theorems fix something else (BSGM's c₃) or more than fractions of 1/L (stocBiO).
-        "bsgm" | "stocbio" | "bsa" | "ttsa" => Ok(PAPER000_EXPERIMENTS),
+        "bsgm" | "stocbio" | "bsa" | "ttsa" | "sustain" | "adam-sustain" => Ok(PAPER000_EXPERIMENTS),
         "itd" => Ok(itd_bio::THEORY),
         "aid-bio" => Ok(aid_bio::THEORY),
         n if aid_variant(n).is_some() => Ok(amigo::THEORY),
@@ -237,6 +244,9 @@ fn theory_fractions(name: &str) -> Result<StepFractions> {
 pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<StepSizes> {
     if name == "stocbio" {
         return stocbio::step_sizes(rule, c, settings);
+    }
+    if matches!(name, "sustain" | "adam-sustain") {
+        return sustain::step_sizes(rule, c, settings, &settings.sustain);
     }
     // The baselines' schedules decrease with k: their k = 0 values.
     if name == "bsa" {
@@ -258,6 +268,7 @@ pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings
 pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
     match name {
         "bsa" => return bsa::build(rule, c, settings),
+        "sustain" | "adam-sustain" => return sustain::build(name, rule, c, settings, &settings.sustain),
         "ttsa" => return ttsa::build(rule, c, settings),
         _ => {}
     }

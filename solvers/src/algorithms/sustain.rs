@@ -1,0 +1,648 @@
+//! SUSTAIN and Adam-SUSTAIN — Khanduri, Zeng, Hong, Wai, Wang & Yang, *A Near-Optimal Algorithm
+//! for Stochastic Bilevel Optimization via Double-Momentum* (NeurIPS 2021; paper 004),
+//! Algorithm 1 (SUSTAIN) and Algorithm 2 (Adam-SUSTAIN, App. A, options I and II of eq. (20)).
+//!
+//! ```text
+//! η^f_0 = η^g_0 = 1;  for t = 0..T−1:
+//!   h^g_t = ∇y g(x_t,y_t;ζ_t) + (1−η^g_t)(h^g_{t−1} − ∇y g(x_{t−1},y_{t−1};ζ_t))        (13)
+//!   h^f_t = ∇̄f(x_t,y_t;ξ̄_t) + (1−η^f_t)(h^f_{t−1} − ∇̄f(x_{t−1},y_{t−1};ξ̄_t))        (14)
+//!   y_{t+1} = y_t − β_t h^g_t,   x_{t+1} = x_t − α_t h^f_t
+//! ∇̄f(x,y;ξ̄) = ∇x f(x,y;ξ) − (K/L_g) ∇xy g(x,y;ζ(0)) Π_{i=1..k} (I − ∇yy g(x,y;ζ(i))/L_g) ∇y f(x,y;ξ)   (7)
+//! ```
+//!
+//! with k ~ U{0..K−1}. Both momentum recursions are STORM's: the two points of (13) share ζ_t,
+//! the two points of (14) share ξ̄_t entirely (ξ, ζ(0), every ζ(i) and k: Lemma 3.1 needs the
+//! same sample): the sample is drawn once and replayed ([`TruncatedHypergradient`]). The
+//! product of (7) is the kernel's [`RandomizedTruncation`] (not a second implementation).
+//!
+//! Cost per iteration t ≥ 1 with η^f_t, η^g_t < 1 (§2.9 of the notes, Table 1's "per-iteration
+//! complexity" in oracle calls): 2 ∂y g, 2 (∂x f, ∂y f) pairs, 2k_t HVPs (k_t ≤ K − 1), 2 cross
+//! products; at t = 0 (η = 1, the (x_{−1}, y_{−1}) terms vanish and are not evaluated) and
+//! whenever a clipped η equals 1: half of that. Adam-SUSTAIN option I costs the same; option II
+//! evaluates (7) once per iteration (1 pair, k_t HVPs, 1 cross).
+//!
+//! Claimed complexity (Theorem 3.2, Table 1; squared-norm ε: E‖∇ℓ(x_{a(T)})‖² ≤ ε):
+//! Õ(ε^{-3/2}) samples of both levels, O(1) batch, K = (L_g/µ_g) log(C_gxy C_fy T/µ_g) Hessian
+//! samples per iteration. Theorem 3.2 returns x_{a(T)} with a(T) ~ U{1..T}: the driver measures
+//! every x_t, [`random_output_index`] draws a(T) for a caller who wants the theorem's output.
+//!
+//! Step sizes ([`Schedule`]): α_t = a/(w + t)^{1/3}, β_t = c_β α_t, η^•_t = min(1, c_η• α_t²)
+//! (t ≥ 1; η_0 = 1 by Algorithm 1's input).
+//! - [`StepRule::Theory`]: Theorem 3.2's (17) with (29), (36): a = 1 and w, c_β, c_ηf, c_ηg from
+//!   the constants of Assumptions 1–3 ([`TheoryConstants`], [`Schedule::theorem_3_2`]). The
+//!   registry knows only µ_g, L_g, L_L: [`TheoryConstants::from_known`] fills in the rest with
+//!   stand-ins, said there. L_g is the per-sample smoothness on mini-batches (Assumption 3 asks
+//!   every sample to be L_g-smooth; [`super::stocbio::batch_smoothness`]).
+//! - [`StepRule::Experiments`]: §4 (data hyper-cleaning): α_t = β_t = 0.1/(1 + t)^{1/3}
+//!   (a = 0.1, w = 1, c_β = 1); the tuned c_ηf, c_ηg are not reported: we take the
+//!   meta-learning grid's smallest η_t = c̄ α_t²/κ² with c̄ = 2, κ = 0.1 (the hyper-cleaning
+//!   scale), i.e. c_η = 200, η_t = min(1, 2/(1 + t)^{2/3}). Paper 004's values, not paper 000's
+//!   1/L ones (a decreasing schedule has no single 1/L form).
+//! - K = `settings.adjoint_steps` under both rules (Theorem 3.2's K needs C_gxy, C_fy and the
+//!   horizon T, which a run does not know in advance: [`theorem_3_2_horizon`] computes it).
+//!
+//! Ambiguities resolved (notes §2.4–2.7): η_t = min(1, c α_t²) at index t (App. D.5 writes
+//! η_{t+1} = c α_t²); (14) evaluates (7) at (x_t, y_t), not y_{t+1} (Algorithm 1 as printed:
+//! a Jacobi update); η > 1 is clipped to 1 (the experiments' η exceeds 1 early on); Adam keeps
+//! its raw moments and bias-corrects copies (standard Adam; Alg. 2 lines 6 and 8 literally
+//! overwrite them; its footnote says PyTorch's defaults, which do not); the lower level of
+//! Adam-SUSTAIN is (13) unchanged (Alg. 2 is an update direction for x only). The inner error
+//! of a row is ‖y_{t+1} − y*(x_t)‖ (the house convention of [`Iterates::x_at_y`]: y_{t+1} was
+//! computed at x_t). `settings.outer_step` replaces the scale a (β_t = c_β α_t and η_t follow).
+//!
+//! Deviations: none in the recursions. The stochastic quadratics' samples are rank one, so a
+//! single sample g(·;ζ) is not µ_g-strongly convex (Assumption 3 asks it to be): µ_g is the
+//! mean's; the estimator's products stay contractive (‖I − H_ζ/L_g‖ ≤ 1 with L_g per-sample).
+
+use super::{Iterates, Settings, StepRule, StepSizes};
+use crate::constants::{Constant, Constants};
+use crate::sampling::{BatchSizes, BatchStream};
+use crate::Algorithm;
+use bilevel_kernels::linsolve::{RandomizedTruncation, Sampled};
+use bilevel_kernels::{check_len, Batch, BilevelProblem, KernelError, Result};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Stream numbers of SUSTAIN (independent streams of one seed).
+const G_STREAM: u64 = 0;
+const F_STREAM: u64 = 1;
+const HVP_STREAM: u64 = 2;
+const CROSS_STREAM: u64 = 3;
+const DEPTH_STREAM: u64 = 4;
+const OUTPUT_STREAM: u64 = 5;
+
+fn rng_of(seed: u64, stream: u64) -> Xoshiro256PlusPlus {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    for _ in 0..stream {
+        rng.jump();
+    }
+    rng
+}
+
+fn invalid(name: &'static str, reason: String) -> KernelError {
+    KernelError::InvalidParameter { name, reason }
+}
+
+/// Theorem 3.2's output index a(T) ~ U{1..T} for a run of `iterations` = T ≥ 1 steps of seed
+/// `seed` (its own stream: drawing it changes no batch); the theorem's output is the trace row
+/// of that iteration.
+pub fn random_output_index(seed: u64, iterations: usize) -> Result<usize> {
+    if iterations == 0 {
+        return Err(invalid("iterations", "T must be >= 1".into()));
+    }
+    Ok(rng_of(seed, OUTPUT_STREAM).random_range(1..=iterations))
+}
+
+/// Theorem 3.2's K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ (‖B_t‖ ≤ 1/T), at least 1.
+pub fn theorem_3_2_horizon(l_g: f64, mu_g: f64, c_gxy: f64, c_fy: f64, iterations: usize) -> usize {
+    let k = (l_g / mu_g) * (c_gxy * c_fy * iterations as f64 / mu_g).ln();
+    if k.is_finite() {
+        k.ceil().max(1.0) as usize
+    } else {
+        1
+    }
+}
+
+/// The estimator (7) on a replayable sample ξ̄ = {ξ, ζ(0), ζ(1..k), k}: [`draw`](Self::draw)
+/// draws it, [`evaluate`](Self::evaluate) evaluates (7) at any (x, y) on the sample drawn last
+/// (as often as needed). Streams: ξ (∂x f and ∂y f, `batches.outer`), ζ(0) (cross,
+/// `batches.cross`), ζ(1..k) (one fresh batch of `batches.hvp` per factor), k (its own
+/// generator), all of `seed`. Allocates in `new` only.
+pub struct TruncatedHypergradient {
+    trunc: RandomizedTruncation,
+    outer: BatchStream,
+    hvp: BatchStream,
+    cross: BatchStream,
+    depth_rng: Xoshiro256PlusPlus,
+    depth: usize,
+    drawn: bool,
+    v: Vec<f64>,
+    p: Vec<f64>,
+    c: Vec<f64>,
+}
+
+impl TruncatedHypergradient {
+    /// The estimator for `problem` with Neumann scale L_g = `lipschitz` (it must bound every
+    /// batch Hessian) and K = `horizon` ≥ 1.
+    pub fn new(
+        problem: &dyn BilevelProblem,
+        lipschitz: f64,
+        horizon: usize,
+        batches: &BatchSizes,
+        seed: u64,
+    ) -> Result<Self> {
+        if !(lipschitz.is_finite() && lipschitz > 0.0) {
+            return Err(invalid("lipschitz", format!("L_g must be finite and > 0, got {lipschitz}")));
+        }
+        if horizon == 0 {
+            return Err(invalid("horizon", "K must be >= 1".into()));
+        }
+        let (n_f, n_g, s) = (problem.n_samples_f(), problem.n_samples_g(), batches.sampling);
+        let hvp_capacity = (horizon - 1).saturating_mul(batches.hvp.unwrap_or(0));
+        Ok(Self {
+            trunc: RandomizedTruncation::new(problem.dim_y(), lipschitz, horizon),
+            outer: BatchStream::new(n_f, batches.outer, s, seed, F_STREAM, 0)?,
+            hvp: BatchStream::new(n_g, batches.hvp, s, seed, HVP_STREAM, hvp_capacity)?,
+            cross: BatchStream::new(n_g, batches.cross, s, seed, CROSS_STREAM, 0)?,
+            depth_rng: rng_of(seed, DEPTH_STREAM),
+            depth: 0,
+            drawn: false,
+            v: vec![0.0; problem.dim_y()],
+            p: vec![0.0; problem.dim_y()],
+            c: vec![0.0; problem.dim_x()],
+        })
+    }
+
+    /// Draws a fresh sample ξ̄ (k first, then ξ, ζ(0), ζ(1..k)); returns k.
+    pub fn draw(&mut self) -> Result<usize> {
+        self.depth = self.trunc.draw_depth(&mut self.depth_rng)?;
+        self.outer.draw();
+        self.cross.draw();
+        let size = self.hvp.size();
+        self.hvp.draw_sized(self.depth * size);
+        self.drawn = true;
+        Ok(self.depth)
+    }
+
+    /// The depth k of the sample drawn last.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// K.
+    pub fn horizon(&self) -> usize {
+        self.trunc.horizon()
+    }
+
+    /// Writes (7) at (x, y) on the sample drawn last into `out` (length d_x): one ∂y f, k HVPs,
+    /// one cross product, one ∂x f. No allocation.
+    pub fn evaluate(&mut self, problem: &dyn BilevelProblem, x: &[f64], y: &[f64], out: &mut [f64]) -> Result<()> {
+        if !self.drawn {
+            return Err(invalid("sample", "draw a sample before evaluating the estimator".into()));
+        }
+        check_len("x", self.c.len(), x.len())?;
+        check_len("y", self.v.len(), y.len())?;
+        check_len("output", self.c.len(), out.len())?;
+        let xi = self.outer.last();
+        problem.grad_y_f(x, y, xi, &mut self.v);
+        let (size, rows) = (self.hvp.size(), self.hvp.last());
+        let factor = |i: usize| match rows {
+            Batch::Full => Batch::Full,
+            Batch::Rows(r) => Batch::Rows(&r[i * size..(i + 1) * size]),
+        };
+        let seq = Sampled(|i: usize, v: &[f64], o: &mut [f64]| problem.hvp(x, y, v, factor(i), o));
+        self.trunc.solve(seq, &self.v, self.depth, &mut self.p)?;
+        problem.cross(x, y, &self.p, self.cross.last(), &mut self.c);
+        problem.grad_x_f(x, y, xi, out);
+        for (o, c) in out.iter_mut().zip(&self.c) {
+            *o -= c;
+        }
+        Ok(())
+    }
+}
+
+/// The constants of Assumptions 1–3 that Theorem 3.2's parameters (29), (36) are written in.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct TheoryConstants {
+    /// µ_g: strong convexity of g(·;ζ) in y.
+    pub mu_g: f64,
+    /// L_g: Lipschitz constant of ∇y g(·;ζ) (bounds every sample Hessian).
+    pub l_g: f64,
+    /// L_fx: Lipschitz constant of ∇x f.
+    pub l_fx: f64,
+    /// L_fy: Lipschitz constant of ∇y f.
+    pub l_fy: f64,
+    /// C_fy: bound on ‖∇y f‖ (only multiplies L_gxy, L_gyy).
+    pub c_fy: f64,
+    /// C_gxy: bound on ‖∇²xy g‖.
+    pub c_gxy: f64,
+    /// L_gxy: Lipschitz constant of ∇²xy g (0 for a quadratic g).
+    pub l_gxy: f64,
+    /// L_gyy: Lipschitz constant of ∇²yy g (0 for a quadratic g).
+    pub l_gyy: f64,
+}
+
+impl TheoryConstants {
+    /// From what the registry knows (µ_g, L_g = `l_g`, L_L), with stand-ins for the rest:
+    /// C_gxy = L_g (Assumption 2(ii) bounds ‖∇²xy g‖ by the joint Lipschitz constant of ∇y g;
+    /// we use the y one), L_fx = L_fy = L_L, L_gxy = L_gyy = 0 (exact for a quadratic lower
+    /// level; else pass the constants by hand), C_fy = 0 (it only multiplies L_gxy and L_gyy).
+    pub fn from_known(mu_g: f64, l_g: f64, l_outer: f64) -> Self {
+        Self { mu_g, l_g, l_fx: l_outer, l_fy: l_outer, c_fy: 0.0, c_gxy: l_g, l_gxy: 0.0, l_gyy: 0.0 }
+    }
+
+    /// Lemma 2.2's (L, L_f, L_y): L = L_fx + L_fy C_gxy/µ_g + C_fy(L_gxy/µ_g + L_gyy C_gxy/µ_g²),
+    /// L_f = L + L C_gxy/µ_g, L_y = C_gxy/µ_g.
+    pub fn lemma_2_2(&self) -> (f64, f64, f64) {
+        let c = self;
+        let curv = product(c.c_fy, c.l_gxy / c.mu_g + c.l_gyy * c.c_gxy / (c.mu_g * c.mu_g));
+        let l = c.l_fx + c.l_fy * c.c_gxy / c.mu_g + curv;
+        (l, l + l * c.c_gxy / c.mu_g, c.c_gxy / c.mu_g)
+    }
+
+    /// Lemma 3.1 / C.2's L_K² for K = `horizon` (with L²_gyy in the last term, as its proof and
+    /// (15) have it).
+    pub fn l_k_squared(&self, horizon: usize) -> f64 {
+        let c = self;
+        let k = horizon as f64;
+        let den = 2.0 * c.mu_g * c.l_g - c.mu_g * c.mu_g;
+        let gap = (c.l_g - c.mu_g).powi(2);
+        2.0 * c.l_fx.powi(2)
+            + 6.0 * (c.c_gxy * c.l_fy).powi(2) * k / den
+            + 6.0 * product(c.c_fy * c.c_fy, c.l_gxy * c.l_gxy) * k / den
+            + 6.0 * product((c.c_gxy * c.c_fy).powi(2), c.l_gyy * c.l_gyy) * k.powi(3) / (gap * den)
+    }
+}
+
+/// a·b with 0·anything = 0 (a term whose Lipschitz constant is 0 vanishes even if C_fy = ∞).
+fn product(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 {
+        0.0
+    } else {
+        a * b
+    }
+}
+
+/// α_t = `scale`/(w + t)^{1/3}, β_t = c_β α_t, η^f_t = min(1, c_ηf α_t²), η^g_t = min(1, c_ηg α_t²)
+/// for t ≥ 1, η_0 = 1 (Algorithm 1's input). An infinite c_η gives η ≡ 1: no momentum on that
+/// level (c_ηg = ∞: the paper's "upper-level momentum only"; both: TTSA).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Schedule {
+    /// a (1 in Theorem 3.2).
+    pub scale: f64,
+    /// w.
+    pub w: f64,
+    /// c_β.
+    pub c_beta: f64,
+    /// c_ηf.
+    pub c_eta_f: f64,
+    /// c_ηg.
+    pub c_eta_g: f64,
+}
+
+/// The step sizes and momentum weights of one iteration.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct ScheduleAt {
+    /// α_t (x).
+    pub alpha: f64,
+    /// β_t (y).
+    pub beta: f64,
+    /// η^f_t.
+    pub eta_f: f64,
+    /// η^g_t.
+    pub eta_g: f64,
+}
+
+impl Schedule {
+    /// §4's data hyper-cleaning values, η from the meta-learning grid (see the module doc).
+    pub const EXPERIMENTS: Schedule = Schedule { scale: 0.1, w: 1.0, c_beta: 1.0, c_eta_f: 200.0, c_eta_g: 200.0 };
+
+    /// Theorem 3.2: a = 1 and (29), (36) with L_µg = µ_g L_g/(µ_g + L_g):
+    /// c_β = 6√2 L_y L/L_µg; c_ηf = 1/(3L_f) + max{36L_K², 4L_K² L_µg(µ_g + L_g)c_β²/L²};
+    /// c_ηg = 1/(3L_f) + 8L_g²c_β² + [8L²/L_µg² + 2L²/(L_µg(µ_g + L_g))]·max{36L_g²,
+    /// 4L_g² L_µg(µ_g + L_g)c_β²/L²}; w = max{2, 27L_f³, 8L_µg³c_β³, (µ_g + L_g)³c_β³,
+    /// c_ηf^{3/2}, c_ηg^{3/2}} (the notes' reading of the extracted layout).
+    pub fn theorem_3_2(c: &TheoryConstants, horizon: usize) -> Result<Self> {
+        let (l, l_f, l_y) = c.lemma_2_2();
+        let (mu, lg) = (c.mu_g, c.l_g);
+        let l_mu = mu * lg / (mu + lg);
+        let c_beta = 6.0 * 2f64.sqrt() * l_y * l / l_mu;
+        let lk2 = c.l_k_squared(horizon);
+        let c_eta_f = 1.0 / (3.0 * l_f) + (36.0 * lk2).max(4.0 * lk2 * l_mu * (mu + lg) * c_beta * c_beta / (l * l));
+        let bar_g = (36.0 * lg * lg).max(4.0 * lg * lg * l_mu * (mu + lg) * c_beta * c_beta / (l * l));
+        let c_eta_g = 1.0 / (3.0 * l_f)
+            + 8.0 * lg * lg * c_beta * c_beta
+            + (8.0 * l * l / (l_mu * l_mu) + 2.0 * l * l / (l_mu * (mu + lg))) * bar_g;
+        let w = [
+            2.0,
+            27.0 * l_f.powi(3),
+            8.0 * (l_mu * c_beta).powi(3),
+            ((mu + lg) * c_beta).powi(3),
+            c_eta_f.powf(1.5),
+            c_eta_g.powf(1.5),
+        ]
+        .into_iter()
+        .fold(0.0, f64::max);
+        Schedule { scale: 1.0, w, c_beta, c_eta_f, c_eta_g }.checked()
+    }
+
+    /// No momentum on either level (η ≡ 1), the same steps: TTSA-type updates.
+    pub fn without_momentum(self) -> Self {
+        Self { c_eta_f: f64::INFINITY, c_eta_g: f64::INFINITY, ..self }
+    }
+
+    /// Checks a, c_β, c_η > 0 (c_η may be +∞), a and c_β finite, w ≥ 0 finite.
+    pub fn checked(self) -> Result<Self> {
+        let finite = [("scale", self.scale), ("c_beta", self.c_beta)];
+        for (name, v) in finite {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(name, format!("must be finite and > 0, got {v}")));
+            }
+        }
+        if !(self.w.is_finite() && self.w >= 0.0) {
+            return Err(invalid("w", format!("must be finite and >= 0, got {}", self.w)));
+        }
+        for (name, v) in [("c_eta_f", self.c_eta_f), ("c_eta_g", self.c_eta_g)] {
+            if v.is_nan() || v <= 0.0 {
+                return Err(invalid(name, format!("must be > 0 (+inf: no momentum), got {v}")));
+            }
+        }
+        if self.w == 0.0 {
+            // α_0 = a/0^{1/3} would be infinite.
+            return Err(invalid("w", "must be > 0 (α_0 = a/w^{1/3})".into()));
+        }
+        Ok(self)
+    }
+
+    /// α_t, β_t, η^f_t, η^g_t at iteration t.
+    pub fn at(&self, t: usize) -> ScheduleAt {
+        let alpha = self.scale / (self.w + t as f64).cbrt();
+        let eta = |c: f64| if t == 0 || c.is_infinite() { 1.0 } else { (c * alpha * alpha).min(1.0) };
+        ScheduleAt { alpha, beta: self.c_beta * alpha, eta_f: eta(self.c_eta_f), eta_g: eta(self.c_eta_g) }
+    }
+}
+
+/// Which vectors of eq. (20) Adam-SUSTAIN's h̄^f reuses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdamOption {
+    /// Option I: (14), the old point on the new sample ξ̄_t (two estimates per iteration).
+    I,
+    /// Option II: the cached previous estimate ∇̄f(x_{t−1}, y_{t−1}; ξ̄_{t−1}) (one per
+    /// iteration; the paper's reported runs). With η_0 = 1, h̄ equals the raw estimate (7)
+    /// at every t (notes §2.7 [DERIVED]): Adam on (7).
+    #[default]
+    II,
+}
+
+/// Adam's parameters (Alg. 2 line 1: PyTorch's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct AdamParams {
+    /// γ1 (β1 in PyTorch).
+    pub gamma1: f64,
+    /// γ2.
+    pub gamma2: f64,
+    /// ε.
+    pub eps: f64,
+}
+
+impl Default for AdamParams {
+    fn default() -> Self {
+        Self { gamma1: 0.9, gamma2: 0.999, eps: 1e-8 }
+    }
+}
+
+/// The outer update direction.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// SUSTAIN: x_{t+1} = x_t − α_t h^f_t with h^f of (14).
+    Storm,
+    /// Adam-SUSTAIN (Algorithm 2): x_{t+1} = x_t − α_t m̂_t/(√v̂_t + ε).
+    Adam(AdamOption, AdamParams),
+}
+
+/// Configuration of [`Sustain`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct SustainConfig {
+    /// α_t, β_t, η_t.
+    pub schedule: Schedule,
+    /// K of (7).
+    pub horizon: usize,
+    /// L_g of (7) (bounds every batch Hessian).
+    pub lipschitz: f64,
+    /// The outer direction.
+    pub direction: Direction,
+    /// Batches: ζ_t (`inner`), ξ (`outer`), ζ(1..k) (`hvp`, per factor), ζ(0) (`cross`).
+    pub batches: BatchSizes,
+    /// Seed of the streams.
+    pub seed: u64,
+}
+
+struct State {
+    est: TruncatedHypergradient,
+    g: BatchStream,
+    x_prev: Vec<f64>,
+    y_prev: Vec<f64>,
+    h_g: Vec<f64>,
+    d_new: Vec<f64>,
+    d_old: Vec<f64>,
+    e_new: Vec<f64>,
+    e_old: Vec<f64>,
+    m: Vec<f64>,
+    v: Vec<f64>,
+    step: Vec<f64>,
+    t: usize,
+}
+
+/// SUSTAIN / Adam-SUSTAIN (see the module doc).
+pub struct Sustain {
+    name: String,
+    config: SustainConfig,
+    it: Iterates,
+    state: Option<State>,
+}
+
+impl Sustain {
+    /// The algorithm `name` with `config`; [`Algorithm::init`] sizes it for a problem.
+    pub fn new(name: &str, config: SustainConfig) -> Result<Self> {
+        config.schedule.checked()?;
+        if config.horizon == 0 {
+            return Err(invalid("horizon", "K must be >= 1".into()));
+        }
+        if !(config.lipschitz.is_finite() && config.lipschitz > 0.0) {
+            return Err(invalid("lipschitz", format!("L_g must be finite and > 0, got {}", config.lipschitz)));
+        }
+        if let Direction::Adam(_, a) = config.direction {
+            let ok = (0.0..1.0).contains(&a.gamma1) && (0.0..1.0).contains(&a.gamma2) && a.eps > 0.0;
+            if !(ok && a.eps.is_finite()) {
+                return Err(invalid("adam", format!("needs γ1, γ2 in [0, 1) and ε > 0, got {a:?}")));
+            }
+        }
+        Ok(Self { name: name.to_string(), config, it: Iterates::default(), state: None })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SustainConfig {
+        &self.config
+    }
+
+    /// The depth k_t of the sample of the last step (0 before the first).
+    pub fn last_depth(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.est.depth())
+    }
+
+    /// Iterations done.
+    pub fn iteration(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.t)
+    }
+}
+
+impl Algorithm for Sustain {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
+        self.it = Iterates::new(problem, x0, y0)?;
+        let c = &self.config;
+        let (dx, dy) = (problem.dim_x(), problem.dim_y());
+        let b = c.batches;
+        self.state = Some(State {
+            est: TruncatedHypergradient::new(problem, c.lipschitz, c.horizon, &b, c.seed)?,
+            g: BatchStream::new(problem.n_samples_g(), b.inner, b.sampling, c.seed, G_STREAM, 0)?,
+            x_prev: x0.to_vec(),
+            y_prev: y0.to_vec(),
+            h_g: vec![0.0; dy],
+            d_new: vec![0.0; dy],
+            d_old: vec![0.0; dy],
+            e_new: vec![0.0; dx],
+            e_old: vec![0.0; dx],
+            m: vec![0.0; dx],
+            v: vec![0.0; dx],
+            step: vec![0.0; dx],
+            t: 0,
+        });
+        Ok(())
+    }
+    fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
+        let st = super::initialised(&mut self.state)?;
+        let (c, it) = (&self.config, &mut self.it);
+        check_len("x", problem.dim_x(), it.x.len())?;
+        let s = c.schedule.at(st.t);
+
+        // Lower level, (13): ζ_t at (x_t, y_t) and, replayed, at (x_{t−1}, y_{t−1}).
+        let zeta = st.g.draw();
+        problem.grad_y_g(&it.x, &it.y, zeta, &mut st.d_new);
+        if s.eta_g < 1.0 {
+            problem.grad_y_g(&st.x_prev, &st.y_prev, st.g.last(), &mut st.d_old);
+            storm(&mut st.h_g, &st.d_new, &st.d_old, s.eta_g);
+        } else {
+            st.h_g.copy_from_slice(&st.d_new);
+        }
+
+        // Upper level, (14) / (20): ξ̄_t drawn once.
+        st.est.draw()?;
+        st.est.evaluate(problem, &it.x, &it.y, &mut st.e_new)?;
+        let option_two = matches!(c.direction, Direction::Adam(AdamOption::II, _));
+        if s.eta_f >= 1.0 {
+            it.grad.copy_from_slice(&st.e_new);
+        } else if option_two {
+            // e_old holds ∇̄f(x_{t−1}, y_{t−1}; ξ̄_{t−1}), cached last step.
+            storm(&mut it.grad, &st.e_new, &st.e_old, s.eta_f);
+        } else {
+            st.est.evaluate(problem, &st.x_prev, &st.y_prev, &mut st.e_old)?;
+            storm(&mut it.grad, &st.e_new, &st.e_old, s.eta_f);
+        }
+        if option_two {
+            st.e_old.copy_from_slice(&st.e_new);
+        }
+        let direction: &[f64] = match c.direction {
+            Direction::Storm => &it.grad,
+            Direction::Adam(_, a) => {
+                let t = (st.t + 1) as i32;
+                let (b1, b2) = (1.0 - a.gamma1.powi(t), 1.0 - a.gamma2.powi(t));
+                for i in 0..st.step.len() {
+                    let g = it.grad[i];
+                    st.m[i] = a.gamma1 * st.m[i] + (1.0 - a.gamma1) * g;
+                    st.v[i] = a.gamma2 * st.v[i] + (1.0 - a.gamma2) * g * g;
+                    st.step[i] = (st.m[i] / b1) / ((st.v[i] / b2).sqrt() + a.eps);
+                }
+                &st.step
+            }
+        };
+
+        // Jacobi update from (x_t, y_t).
+        st.x_prev.copy_from_slice(&it.x);
+        st.y_prev.copy_from_slice(&it.y);
+        it.x_at_y.copy_from_slice(&it.x);
+        for (y, h) in it.y.iter_mut().zip(&st.h_g) {
+            *y -= s.beta * h;
+        }
+        for (x, h) in it.x.iter_mut().zip(direction) {
+            *x -= s.alpha * h;
+        }
+        st.t += 1;
+        Ok(())
+    }
+    fn iterates(&self) -> &Iterates {
+        &self.it
+    }
+}
+
+/// h ← new + (1 − η)(h − old), element-wise (STORM).
+fn storm(h: &mut [f64], new: &[f64], old: &[f64], eta: f64) {
+    let keep = 1.0 - eta;
+    for ((h, n), o) in h.iter_mut().zip(new).zip(old) {
+        *h = n + keep * (*h - o);
+    }
+}
+
+/// The constants of the theory rule.
+pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
+/// The constants of the experiments rule (L_g, the scale of (7)).
+pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG];
+
+/// Options the shared [`Settings`] do not carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SustainOptions {
+    /// Adam-SUSTAIN's option (default II, the paper's runs).
+    pub adam_option: AdamOption,
+    /// Replaces the rule's w.
+    pub w: Option<f64>,
+    /// Replaces the rule's c_ηf and c_ηg (both).
+    pub c_eta: Option<f64>,
+    /// Replaces the rule's c_β.
+    pub c_beta: Option<f64>,
+}
+
+/// The schedule under `rule` with `settings.outer_step` as a and the options' overrides.
+pub fn schedule(rule: StepRule, c: &Constants, settings: &Settings, options: &SustainOptions) -> Result<Schedule> {
+    let mut s = match rule {
+        StepRule::Experiments => Schedule::EXPERIMENTS,
+        StepRule::Theory => {
+            let l_g = super::stocbio::batch_smoothness(c, settings)?;
+            let k = TheoryConstants::from_known(c.mu_g()?, l_g, c.l_outer()?);
+            Schedule::theorem_3_2(&k, settings.adjoint_steps.max(1))?
+        }
+    };
+    s.scale = settings.outer_step.unwrap_or(s.scale);
+    s.w = options.w.unwrap_or(s.w);
+    s.c_beta = options.c_beta.unwrap_or(s.c_beta);
+    if let Some(e) = options.c_eta {
+        (s.c_eta_f, s.c_eta_g) = (e, e);
+    }
+    s.checked()
+}
+
+/// The steps at t = 0 for a report: inner β_0, adjoint 1/L_g (the scale of (7)), outer α_0
+/// (both decrease as (w + t)^{-1/3}).
+pub fn step_sizes(rule: StepRule, c: &Constants, settings: &Settings, options: &SustainOptions) -> Result<StepSizes> {
+    let s = schedule(rule, c, settings, options)?.at(0);
+    let l_g = super::stocbio::batch_smoothness(c, settings)?;
+    StepSizes { inner: s.beta, adjoint: 1.0 / l_g, outer: s.alpha }.checked()
+}
+
+/// `sustain` or `adam-sustain` under `rule`: K = `settings.adjoint_steps`, the batches and seed
+/// of `settings`, the schedule of [`schedule`].
+pub fn build(
+    name: &str,
+    rule: StepRule,
+    c: &Constants,
+    settings: &Settings,
+    options: &SustainOptions,
+) -> Result<Box<dyn Algorithm>> {
+    let direction = match name {
+        "sustain" => Direction::Storm,
+        "adam-sustain" => Direction::Adam(options.adam_option, AdamParams::default()),
+        n => return Err(invalid("algorithm", format!("`{n}` is not sustain or adam-sustain"))),
+    };
+    let config = SustainConfig {
+        schedule: schedule(rule, c, settings, options)?,
+        horizon: settings.adjoint_steps,
+        lipschitz: super::stocbio::batch_smoothness(c, settings)?,
+        direction,
+        batches: settings.batches,
+        seed: settings.seed,
+    };
+    Ok(Box::new(Sustain::new(name, config)?))
+}
