@@ -66,24 +66,7 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
     push(&mut args, "--preset", if r.random_bool(0.9) { "tiny" } else { pick(r, &["small", "huge", "paper"]) });
     let itd = !solve && r.random_bool(0.3);
     if solve {
-        let algos = [
-            "amigo-cg",
-            "amigo-gd",
-            "aid-bio",
-            "aid-cg",
-            "aid-gd",
-            "aid-cg-ws",
-            "aid-fp",
-            "aid-n",
-            "itd",
-            "bsgm",
-            "stocbio",
-            "bsa",
-            "ttsa",
-            "sustain",
-            "adam-sustain",
-        ];
-        push(&mut args, "--algo", pick(r, &algos));
+        push(&mut args, "--algo", pick(r, bilevel::solvers::algorithms::NAMES));
         push(&mut args, "--max-iters", pick(r, &["0", "1", "5", "60"]));
         push(&mut args, "--steps", value(r, (&["theory", "experiments"], &["magic"])));
     } else {

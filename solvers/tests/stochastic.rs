@@ -170,27 +170,7 @@ impl BilevelProblem for Biased {
     fn n_samples_g(&self) -> usize {
         self.n_g
     }
-    fn f(&self, x: &[f64], y: &[f64], b: Batch<'_>) -> f64 {
-        self.p.f(x, y, b)
-    }
-    fn g(&self, x: &[f64], y: &[f64], b: Batch<'_>) -> f64 {
-        self.p.g(x, y, b)
-    }
-    fn grad_x_f(&self, x: &[f64], y: &[f64], b: Batch<'_>, out: &mut [f64]) {
-        self.p.grad_x_f(x, y, b, out)
-    }
-    fn grad_y_f(&self, x: &[f64], y: &[f64], b: Batch<'_>, out: &mut [f64]) {
-        self.p.grad_y_f(x, y, b, out)
-    }
-    fn grad_y_g(&self, x: &[f64], y: &[f64], b: Batch<'_>, out: &mut [f64]) {
-        self.p.grad_y_g(x, y, b, out)
-    }
-    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], b: Batch<'_>, out: &mut [f64]) {
-        self.p.hvp(x, y, v, b, out)
-    }
-    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], b: Batch<'_>, out: &mut [f64]) {
-        self.p.cross(x, y, v, b, out)
-    }
+    bilevel_kernels::forward_derivatives!(p);
     fn exact(&self) -> Option<&dyn bilevel_kernels::ExactReference> {
         self.p.exact()
     }

@@ -418,6 +418,16 @@ macro_rules! forward_oracles {
         fn n_samples_g(&self) -> usize {
             self.$($inner)+.n_samples_g()
         }
+        $crate::forward_derivatives!($($inner)+);
+    };
+}
+
+/// The part of [`forward_oracles!`] after the sizes: f, g, their derivatives and the inner
+/// loop, for a wrapper that states its own dimensions or sample counts (a test's biased
+/// sampler, a sub-sampled problem).
+#[macro_export]
+macro_rules! forward_derivatives {
+    ($($inner:tt)+) => {
         fn f(&self, x: &[f64], y: &[f64], batch: $crate::Batch<'_>) -> f64 {
             self.$($inner)+.f(x, y, batch)
         }

@@ -305,12 +305,38 @@ pub fn build(rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<d
     Ok(Box::new(Bsa::new(schedule(rule, c, settings)?)?))
 }
 
-struct State {
-    est: GhadimiWang,
-    inner: BatchStream,
-    y0: Vec<f64>,
-    work: Vec<f64>,
-    k: usize,
+/// The run state BSA and TTSA share: the estimator, the inner stream, y_0, a work vector and k.
+pub(super) struct State {
+    pub(super) est: GhadimiWang,
+    pub(super) inner: BatchStream,
+    pub(super) y0: Vec<f64>,
+    pub(super) work: Vec<f64>,
+    pub(super) k: usize,
+}
+
+impl State {
+    /// Sized for `problem`, streams from `seed` (the inner one is [`INNER_STREAM`]).
+    pub(super) fn new(
+        problem: &dyn BilevelProblem,
+        y0: &[f64],
+        lipschitz: f64,
+        horizon: Horizon,
+        b: BatchSizes,
+        seed: u64,
+    ) -> Result<Self> {
+        Ok(Self {
+            est: GhadimiWang::new(problem, lipschitz, horizon.cap(), b, seed)?,
+            inner: BatchStream::new(problem.n_samples_g(), b.inner, b.sampling, seed, INNER_STREAM, 0)?,
+            y0: y0.to_vec(),
+            work: vec![0.0; problem.dim_y()],
+            k: 0,
+        })
+    }
+
+    /// The truncation depth q of the last step (its number of HVPs).
+    pub(super) fn last_depth(state: &Option<Self>) -> usize {
+        state.as_ref().map_or(0, |s| s.est.last_depth())
+    }
 }
 
 /// BSA (see the module doc).
@@ -332,7 +358,7 @@ impl Bsa {
     }
     /// The truncation depth q of the last step (its number of HVPs).
     pub fn last_depth(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.est.last_depth())
+        State::last_depth(&self.state)
     }
 }
 
@@ -343,14 +369,7 @@ impl Algorithm for Bsa {
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
         self.it = Iterates::new(problem, x0, y0)?;
         let c = &self.config;
-        let b = c.batches;
-        self.state = Some(State {
-            est: GhadimiWang::new(problem, c.lipschitz, c.horizon.cap(), b, c.seed)?,
-            inner: BatchStream::new(problem.n_samples_g(), b.inner, b.sampling, c.seed, INNER_STREAM, 0)?,
-            y0: y0.to_vec(),
-            work: vec![0.0; problem.dim_y()],
-            k: 0,
-        });
+        self.state = Some(State::new(problem, y0, c.lipschitz, c.horizon, c.batches, c.seed)?);
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {

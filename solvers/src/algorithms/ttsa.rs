@@ -50,10 +50,10 @@
 //!   computed for.
 //! - No projection of x (the problems here are unconstrained); no random output iterate.
 
-use super::bsa::{GhadimiWang, Horizon};
+use super::bsa::{Horizon, State};
 use super::{initialised, stocbio, Algorithm, Iterates, Settings, StepRule, StepSizes};
 use crate::constants::{Constant, Constants};
-use crate::sampling::{BatchSizes, BatchStream};
+use crate::sampling::BatchSizes;
 use bilevel_kernels::{check_len, ops, BilevelProblem, Result};
 
 /// The constants of the theory rule.
@@ -65,9 +65,6 @@ pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG, Constant::LOuter];
 pub const INNER_EXPONENT: f64 = 0.4;
 /// Decay exponent of the outer step α_k.
 pub const OUTER_EXPONENT: f64 = 0.6;
-
-/// Stream number of the inner batches S_k (the estimator uses 1–4, as in [`super::bsa`]).
-const INNER_STREAM: u64 = 0;
 
 /// TTSA's schedules (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -131,13 +128,6 @@ pub fn build(rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<d
     Ok(Box::new(Ttsa::new(schedule(rule, c, settings)?)?))
 }
 
-struct State {
-    est: GhadimiWang,
-    inner: BatchStream,
-    work: Vec<f64>,
-    k: usize,
-}
-
 /// TTSA (see the module doc).
 pub struct Ttsa {
     config: TtsaConfig,
@@ -157,7 +147,7 @@ impl Ttsa {
     }
     /// The truncation depth q of the last step (its number of HVPs).
     pub fn last_depth(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.est.last_depth())
+        State::last_depth(&self.state)
     }
 }
 
@@ -168,13 +158,7 @@ impl Algorithm for Ttsa {
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
         self.it = Iterates::new(problem, x0, y0)?;
         let c = &self.config;
-        let b = c.batches;
-        self.state = Some(State {
-            est: GhadimiWang::new(problem, c.lipschitz, c.horizon.cap(), b, c.seed)?,
-            inner: BatchStream::new(problem.n_samples_g(), b.inner, b.sampling, c.seed, INNER_STREAM, 0)?,
-            work: vec![0.0; problem.dim_y()],
-            k: 0,
-        });
+        self.state = Some(State::new(problem, y0, c.lipschitz, c.horizon, c.batches, c.seed)?);
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
