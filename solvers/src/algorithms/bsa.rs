@@ -305,18 +305,18 @@ pub fn build(rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<d
     Ok(Box::new(Bsa::new(schedule(rule, c, settings)?)?))
 }
 
-/// The run state BSA and TTSA share: the estimator, the inner stream, y_0, a work vector and k.
-pub(super) struct State {
-    pub(super) est: GhadimiWang,
-    pub(super) inner: BatchStream,
-    pub(super) y0: Vec<f64>,
-    pub(super) work: Vec<f64>,
-    pub(super) k: usize,
+/// The run state of a [`GwLoop`]: the estimator, the inner stream, y_0, a work vector and k.
+struct State {
+    est: GhadimiWang,
+    inner: BatchStream,
+    y0: Vec<f64>,
+    work: Vec<f64>,
+    k: usize,
 }
 
 impl State {
     /// Sized for `problem`, streams from `seed` (the inner one is [`INNER_STREAM`]).
-    pub(super) fn new(
+    fn new(
         problem: &dyn BilevelProblem,
         y0: &[f64],
         lipschitz: f64,
@@ -332,58 +332,100 @@ impl State {
             k: 0,
         })
     }
+}
 
-    /// The truncation depth q of the last step (its number of HVPs).
-    pub(super) fn last_depth(state: &Option<Self>) -> usize {
-        state.as_ref().map_or(0, |s| s.est.last_depth())
+/// The schedule of a loop on the Ghadimi–Wang estimate ([`GwLoop`]): BSA's ([`BsaConfig`])
+/// or TTSA's ([`super::ttsa::TtsaConfig`]). The two algorithms are configurations of one loop:
+/// `inner_steps(k)` SGD steps on g (from y_0 when `restart_y`), the estimate with N_k terms,
+/// an outer step.
+pub trait GwSchedule {
+    /// The CLI name.
+    const NAME: &'static str;
+    /// Inner SGD steps at outer step k (0-based).
+    fn inner_steps(&self, k: usize) -> usize;
+    /// The step of inner step t at outer step k.
+    fn inner_step_at(&self, k: usize, t: usize) -> f64;
+    /// The outer step at k.
+    fn outer_step(&self, k: usize) -> f64;
+    /// Whether y restarts from y_0 at every outer step.
+    fn restart_y(&self) -> bool;
+    /// The estimator's L, N_k, the batch sizes and the seed.
+    fn estimator(&self) -> (f64, Horizon, BatchSizes, u64);
+    /// Checks every parameter.
+    fn check(&self) -> Result<()>;
+}
+
+impl GwSchedule for BsaConfig {
+    const NAME: &'static str = "bsa";
+    fn inner_steps(&self, k: usize) -> usize {
+        BsaConfig::inner_steps(k)
+    }
+    fn inner_step_at(&self, _: usize, t: usize) -> f64 {
+        self.inner_step(t)
+    }
+    fn outer_step(&self, k: usize) -> f64 {
+        BsaConfig::outer_step(self, k)
+    }
+    fn restart_y(&self) -> bool {
+        self.restart_y
+    }
+    fn estimator(&self) -> (f64, Horizon, BatchSizes, u64) {
+        (self.lipschitz, self.horizon, self.batches, self.seed)
+    }
+    fn check(&self) -> Result<()> {
+        BsaConfig::check(self)
     }
 }
 
-/// BSA (see the module doc).
-pub struct Bsa {
-    config: BsaConfig,
+/// A loop on the Ghadimi–Wang estimate with schedule `C` (see [`GwSchedule`]).
+pub struct GwLoop<C> {
+    config: C,
     it: Iterates,
     state: Option<State>,
 }
 
-impl Bsa {
-    /// BSA with `config`; [`Algorithm::init`] sizes it for a problem.
-    pub fn new(config: BsaConfig) -> Result<Self> {
+/// BSA (see the module doc).
+pub type Bsa = GwLoop<BsaConfig>;
+
+impl<C: GwSchedule> GwLoop<C> {
+    /// The algorithm with `config`; [`Algorithm::init`] sizes it for a problem.
+    pub fn new(config: C) -> Result<Self> {
         config.check()?;
         Ok(Self { config, it: Iterates::default(), state: None })
     }
     /// The configuration.
-    pub fn config(&self) -> &BsaConfig {
+    pub fn config(&self) -> &C {
         &self.config
     }
     /// The truncation depth q of the last step (its number of HVPs).
     pub fn last_depth(&self) -> usize {
-        State::last_depth(&self.state)
+        self.state.as_ref().map_or(0, |s| s.est.last_depth())
     }
 }
 
-impl Algorithm for Bsa {
+impl<C: GwSchedule> Algorithm for GwLoop<C> {
     fn name(&self) -> &str {
-        "bsa"
+        C::NAME
     }
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
         self.it = Iterates::new(problem, x0, y0)?;
-        let c = &self.config;
-        self.state = Some(State::new(problem, y0, c.lipschitz, c.horizon, c.batches, c.seed)?);
+        let (lipschitz, horizon, batches, seed) = self.config.estimator();
+        self.state = Some(State::new(problem, y0, lipschitz, horizon, batches, seed)?);
         Ok(())
     }
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
         let s = initialised(&mut self.state)?;
         let (c, it) = (&self.config, &mut self.it);
         check_len("x", problem.dim_x(), it.x.len())?;
-        if c.restart_y {
+        if c.restart_y() {
             it.y.copy_from_slice(&s.y0);
         }
-        for t in 0..BsaConfig::inner_steps(s.k) {
+        for t in 0..c.inner_steps(s.k) {
             problem.grad_y_g(&it.x, &it.y, s.inner.draw(), &mut s.work);
-            ops::axpy(-c.inner_step(t), &s.work, &mut it.y);
+            ops::axpy(-c.inner_step_at(s.k, t), &s.work, &mut it.y);
         }
-        s.est.estimate(problem, &it.x, &it.y, c.horizon.at(s.k), &mut it.grad)?;
+        let horizon = c.estimator().1;
+        s.est.estimate(problem, &it.x, &it.y, horizon.at(s.k), &mut it.grad)?;
         it.outer_step(c.outer_step(s.k));
         s.k += 1;
         Ok(())

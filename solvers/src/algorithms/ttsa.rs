@@ -50,11 +50,11 @@
 //!   computed for.
 //! - No projection of x (the problems here are unconstrained); no random output iterate.
 
-use super::bsa::{Horizon, State};
-use super::{initialised, stocbio, Algorithm, Iterates, Settings, StepRule, StepSizes};
+use super::bsa::{GwLoop, GwSchedule, Horizon};
+use super::{stocbio, Algorithm, Settings, StepRule, StepSizes};
 use crate::constants::{Constant, Constants};
 use crate::sampling::BatchSizes;
-use bilevel_kernels::{check_len, ops, BilevelProblem, Result};
+use bilevel_kernels::Result;
 
 /// The constants of the theory rule.
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
@@ -128,51 +128,27 @@ pub fn build(rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<d
     Ok(Box::new(Ttsa::new(schedule(rule, c, settings)?)?))
 }
 
-/// TTSA (see the module doc).
-pub struct Ttsa {
-    config: TtsaConfig,
-    it: Iterates,
-    state: Option<State>,
-}
+/// TTSA (see the module doc): the Ghadimi–Wang loop of [`super::bsa`] with TTSA's schedule.
+pub type Ttsa = GwLoop<TtsaConfig>;
 
-impl Ttsa {
-    /// TTSA with `config`; [`Algorithm::init`] sizes it for a problem.
-    pub fn new(config: TtsaConfig) -> Result<Self> {
-        config.check()?;
-        Ok(Self { config, it: Iterates::default(), state: None })
+impl GwSchedule for TtsaConfig {
+    const NAME: &'static str = "ttsa";
+    fn inner_steps(&self, _: usize) -> usize {
+        1
     }
-    /// The configuration.
-    pub fn config(&self) -> &TtsaConfig {
-        &self.config
+    fn inner_step_at(&self, k: usize, _: usize) -> f64 {
+        self.inner_step(k)
     }
-    /// The truncation depth q of the last step (its number of HVPs).
-    pub fn last_depth(&self) -> usize {
-        State::last_depth(&self.state)
+    fn outer_step(&self, k: usize) -> f64 {
+        TtsaConfig::outer_step(self, k)
     }
-}
-
-impl Algorithm for Ttsa {
-    fn name(&self) -> &str {
-        "ttsa"
+    fn restart_y(&self) -> bool {
+        false
     }
-    fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
-        self.it = Iterates::new(problem, x0, y0)?;
-        let c = &self.config;
-        self.state = Some(State::new(problem, y0, c.lipschitz, c.horizon, c.batches, c.seed)?);
-        Ok(())
+    fn estimator(&self) -> (f64, Horizon, BatchSizes, u64) {
+        (self.lipschitz, self.horizon, self.batches, self.seed)
     }
-    fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
-        let s = initialised(&mut self.state)?;
-        let (c, it) = (&self.config, &mut self.it);
-        check_len("x", problem.dim_x(), it.x.len())?;
-        problem.grad_y_g(&it.x, &it.y, s.inner.draw(), &mut s.work);
-        ops::axpy(-c.inner_step(s.k), &s.work, &mut it.y);
-        s.est.estimate(problem, &it.x, &it.y, c.horizon.at(s.k), &mut it.grad)?;
-        it.outer_step(c.outer_step(s.k));
-        s.k += 1;
-        Ok(())
-    }
-    fn iterates(&self) -> &Iterates {
-        &self.it
+    fn check(&self) -> Result<()> {
+        TtsaConfig::check(self)
     }
 }
