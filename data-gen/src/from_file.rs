@@ -3,7 +3,7 @@
 //! - **logistic hyper-parameter optimization** with one regularization weight per class
 //!   ([`logreg_per_class`], the `logreg_per_class` generator's problem, paper 002 §6 / paper
 //!   000 F.2's form), or
-//! - **data hyper-cleaning** ([`hyperclean`], papers 002 and 004): a fraction of the training
+//! - **data hyper-cleaning** ([`hyperclean()`], papers 002 and 004): a fraction of the training
 //!   labels replaced by wrong classes, one weight per training sample.
 //!
 //! Labels must be integers; the distinct values, sorted, become classes 0..K. Features are
@@ -96,7 +96,7 @@ type Split = (Design, Vec<usize>);
 
 /// The seeded split of the rows (a shuffled permutation: validation first, then test, then
 /// training) and K.
-pub fn split(data: &LibsvmData, options: &FileOptions, seed: u64) -> Result<(Split, Split, Option<Split>, usize)> {
+pub fn split(data: &LibsvmData, options: &FileOptions, seed: u64) -> Result<hyperclean::Splits> {
     for (name, f) in [("val_fraction", options.val_fraction), ("test_fraction", options.test_fraction)] {
         if !(0.0..1.0).contains(&f) {
             return Err(invalid(name, format!("must be in [0, 1), got {f}")));
@@ -139,7 +139,7 @@ pub fn logreg_per_class(data: &LibsvmData, options: &FileOptions, seed: u64) -> 
 /// Data hyper-cleaning on the rows of `data` (see the module doc); the corruption draws follow
 /// the split's from the same seed.
 pub fn hyperclean(data: &LibsvmData, options: &FileOptions, seed: u64) -> Result<HyperCleaning> {
-    let (train, val, test, k) = split(data, options, seed)?;
+    let splits = split(data, options, seed)?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x6879_7065_7263_6c6e); // "hyperclean"
-    hyperclean::from_splits(train, val, test, k, options.corruption, options.ridge, &mut rng)
+    hyperclean::from_splits(splits, options.corruption, options.ridge, &mut rng)
 }

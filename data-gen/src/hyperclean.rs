@@ -217,25 +217,21 @@ pub fn generate(config: &HyperCleanConfig, seed: u64) -> Result<HyperCleaning> {
     let train = draw(config.n_train)?;
     let val = draw(config.n_val)?;
     let test = if config.n_test > 0 { Some(draw(config.n_test)?) } else { None };
-    let problem = from_splits(train, val, test, k, config.corruption, config.ridge, &mut rng)?;
+    let problem = from_splits((train, val, test, k), config.corruption, config.ridge, &mut rng)?;
     Ok(HyperCleaning {
         problem: problem.problem.with_description(INFO.name, parameters_of(config, Some(seed))),
         ..problem
     })
 }
 
+/// Labelled data: (training, validation, optional test) as (design, class labels), and K.
+pub type Splits = ((Design, Vec<usize>), (Design, Vec<usize>), Option<(Design, Vec<usize>)>, usize);
+
 /// Hyper-cleaning on given data (clean training labels, validation and test splits, K classes):
 /// each training label is replaced by a uniform wrong class with probability `corruption`
 /// (draws from `rng`), the inner ridge is `ridge`. The generator and [`crate::from_file`] use it.
-pub fn from_splits(
-    train: (Design, Vec<usize>),
-    val: (Design, Vec<usize>),
-    test: Option<(Design, Vec<usize>)>,
-    k: usize,
-    corruption: f64,
-    ridge: f64,
-    rng: &mut Xoshiro256PlusPlus,
-) -> Result<HyperCleaning> {
+pub fn from_splits(data: Splits, corruption: f64, ridge: f64, rng: &mut Xoshiro256PlusPlus) -> Result<HyperCleaning> {
+    let (train, val, test, k) = data;
     check_classes(k)?;
     check_range("corruption", corruption, 0.0, 1.0)?;
     check_range("ridge", ridge, f64::MIN_POSITIVE, 1e12)?;

@@ -370,7 +370,7 @@ pub enum AdamOption {
     I,
     /// Option II: the cached previous estimate ∇̄f(x_{t−1}, y_{t−1}; ξ̄_{t−1}) (one per
     /// iteration; the paper's reported runs). With η_0 = 1, h̄ equals the raw estimate (7)
-    /// at every t (notes §2.7 [DERIVED]): Adam on (7).
+    /// at every t (notes §2.7 (derived)): Adam on (7).
     #[default]
     II,
 }
