@@ -123,6 +123,16 @@ fn samples_per_iteration_follow_the_papers_formulas() {
     );
     assert_eq!(last.samples_g as usize, k * (t * s + q * b + d_g));
     assert_eq!(last.samples_f as usize, k * 2 * d_f);
+    // AmIGO-GD (paper 000 Alg. 1–3): T batches D_g, D_f for both partials of f, a fresh D_gyy
+    // per adjoint step (N of them), D_gxy; AmIGO-CG: one Hessian batch per CG call (N HVPs,
+    // N + 1 once v is warm).
+    let amigo = solve(5, "amigo-gd", &settings, k).last().counts;
+    assert_eq!(amigo.samples_g as usize, k * (t * s + q * b + d_g));
+    assert_eq!((amigo.samples_f as usize, amigo.hvp as usize), (k * 2 * d_f, k * q));
+    let cg = solve(5, "amigo-cg", &settings, k);
+    let (iters, c) = (cg.last().iteration, cg.last().counts);
+    assert!(c.hvp as usize <= iters * (q + 1), "{:?} {c:?}", cg.stop);
+    assert_eq!(c.samples_g as usize, iters * (t * s + d_g) + c.hvp as usize * b, "{:?} {:?}", cg.stop, cg.failure);
     // Prop. 3's sizes: ⌈B·Q·(1−ημ)^j⌉, j = 0..Q−1, largest first.
     let sizes = aid::neumann_batch_sizes(b, q, 0.2);
     assert_eq!(sizes[0], b * q);
