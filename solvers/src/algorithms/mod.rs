@@ -14,6 +14,7 @@
 pub mod aid;
 pub mod aid_bio;
 pub mod amigo;
+pub mod bo_rep;
 pub mod bsa;
 pub mod bsgm;
 pub mod itd_bio;
@@ -193,6 +194,7 @@ pub const NAMES: &[&str] = &[
     "stocbio",
     "bsa",
     "ttsa",
+    "bo-rep",
 ];
 
 fn aid_variant(name: &str) -> Option<aid::AidVariant> {
@@ -222,6 +224,9 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
         // --outer-step replaces SUSTAIN's scale a only: its theory still needs L_L.
         ("sustain" | "adam-sustain", StepRule::Theory) => return Ok(sustain::NEEDS_THEORY.to_vec()),
         ("sustain" | "adam-sustain", StepRule::Experiments) => sustain::NEEDS_EXPERIMENTS,
+        // --outer-step replaces η only: K0 = L_L still sets I, R and the Epoch-SGD schedule.
+        ("bo-rep", StepRule::Theory) => return Ok(bo_rep::NEEDS_THEORY.to_vec()),
+        ("bo-rep", StepRule::Experiments) => bo_rep::NEEDS_EXPERIMENTS,
         _ if settings.neumann_decay && name == "stocbio" => stocbio::NEEDS_THEORY,
         _ => STEP_FRACTIONS_NEED,
     };
@@ -232,7 +237,7 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
 fn theory_fractions(name: &str) -> Result<StepFractions> {
     match name {
         // Their theorems fix something else (BSGM's c₃) or more than fractions of 1/L (stocBiO).
-        "bsgm" | "stocbio" | "bsa" | "ttsa" | "sustain" | "adam-sustain" => Ok(PAPER000_EXPERIMENTS),
+        "bsgm" | "stocbio" | "bsa" | "ttsa" | "sustain" | "adam-sustain" | "bo-rep" => Ok(PAPER000_EXPERIMENTS),
         "itd" => Ok(itd_bio::THEORY),
         "aid-bio" => Ok(aid_bio::THEORY),
         n if aid_variant(n).is_some() => Ok(amigo::THEORY),
@@ -247,6 +252,9 @@ pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings
     }
     if matches!(name, "sustain" | "adam-sustain") {
         return sustain::step_sizes(rule, c, settings, &settings.sustain);
+    }
+    if name == "bo-rep" {
+        return bo_rep::step_sizes(rule, c, settings, &bo_rep::BoRepOptions::default());
     }
     // The baselines' schedules decrease with k: their k = 0 values.
     if name == "bsa" {
@@ -270,6 +278,7 @@ pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> 
         "bsa" => return bsa::build(rule, c, settings),
         "sustain" | "adam-sustain" => return sustain::build(name, rule, c, settings, &settings.sustain),
         "ttsa" => return ttsa::build(rule, c, settings),
+        "bo-rep" => return bo_rep::build(rule, c, settings, &bo_rep::BoRepOptions::default()),
         _ => {}
     }
     let steps = step_sizes(name, rule, c, settings)?;

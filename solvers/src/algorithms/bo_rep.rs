@@ -1,0 +1,613 @@
+//! BO-REP — Hao, Gong & Liu, *Bilevel Optimization under Unbounded Smoothness: A New Algorithm
+//! and Convergence Analysis* (ICLR 2024; paper 003), Algorithm 1 (BO-REP) with Algorithm 2
+//! (UpdateLower: periodic updates) and Algorithm 3 (Epoch-SGD: initialization refinement).
+//!
+//! ```text
+//! y_0 = Epoch-SGD(x_0, y'_0)                                            (Alg. 3, (28)–(30))
+//! for k = 0..K−1:
+//!   y_{k+1} = UpdateLower(x_k, y_k)                                      (Alg. 2)
+//!   z_{k+1} = z_k − ν(∇²y G(x_k,y_k;ξ_k) z_k − ∇y F(x_k,y_k;ζ_k))
+//!   m_{k+1} = β m_k + (1−β)[∇x F(x_k,y_k;ζ_k) − ∇x∇y G(x_k,y_k;ξ_k) z_k]      ((58) in brackets)
+//!   x_{k+1} = x_k − η m_{k+1}/‖m_{k+1}‖
+//! UpdateLower: if k > 0 and k mod I = 0: from y^0 = y_k, N projected SGD steps
+//!   y^{t+1} = Π_{B(y^0,R)}(y^t − γ∇y G(x_k,y^t;ξ̃^t)),  y_{k+1} = (1/N) Σ_{t=1..N} y^t;  else y_{k+1} = y_k
+//! Epoch-SGD: epochs s = 0..k†−1 of T_s projected SGD steps with step α_s on the ball
+//!   B_s = {½‖y − y^{s,0}‖² ≤ V_0/(µ2^s)}, y^{s+1,0} = the mean of the epoch's T_s iterates
+//!   T_s = ⌈max{16L/µ, 32 max(σ², 4λ²σ²)/(µV_0 2^{−(s+2)})}⌉,  α_s = min{1/(2L), √(V_0 2^{−s}/(2µT_s))/σ}
+//! ```
+//!
+//! Jacobi as printed: lines 3–5 all read (x_k, y_k, z_k). One ζ_k feeds ∇x F and ∇y F (one batch
+//! of `batches.outer`), one ξ_k feeds the HVP and the cross product (one batch of `batches.hvp`,
+//! replayed; `batches.cross` is not read); every ξ̃^t of UpdateLower is a fresh batch of
+//! `batches.inner`, and Epoch-SGD's ξ̃^{s,t} come from their own stream of the same size. z is
+//! not projected (only y is).
+//!
+//! Cost per iteration k (in oracle calls, with O(1) batches): one ∂x f and one ∂y f, one HVP,
+//! one cross product; plus N ∂y g when k > 0 and k ≡ 0 (mod I). Epoch-SGD runs at the start of
+//! the first [`step`](Algorithm::step) (so the driver's trace counts it): Σ_s T_s ∂y g, and one
+//! full-batch ∂y g for V_0 under the theory rule.
+//!
+//! Claimed complexity (Theorem 3.1/E.2, norm convention): (1/K)Σ E‖∇Φ(x_k)‖ ≤ 30ε with
+//! probability ≥ 1 − δ after K = 4Δ/(ηε) = Θ(ε⁻⁴) iterations, Õ(ε⁻⁴) oracle calls in all (N/I
+//! polylogarithmic), O(1) batch, for an upper level that is (L_{x,0}, L_{x,1}, L_{y,0},
+//! L_{y,1})-smooth (unbounded smoothness) and a strongly convex, L-smooth lower level.
+//!
+//! Parameters ([`BoRepConfig`]):
+//! - [`StepRule::Theory`]: Theorem 3.1 / E.2's (75) for a target ε (`BoRepOptions::epsilon`),
+//!   [`TheoryConstants::from_known`] mapping the registry's constants: µ = µ_g, L = L_g (the
+//!   per-sample `l_g_sample` on mini-batches, as [`super::stocbio::batch_smoothness`]), K0 = L_L
+//!   and K1 = L_{x,1} = L_{y,1} = 0 (an L_L-smooth Φ is (L_L, 0)-smooth: the unbounded-smoothness
+//!   constants of the paper are not known here, and the problems here are L-smooth). Not known:
+//!   C_gxy (stand-in L, as SUSTAIN's), M (stand-in 0: it only enters 1−β through 2M²σ²/µ²), the
+//!   noise levels σ_{f,1}, σ_{g,1}, σ_{g,2} (one σ for all: 0 on full batches, where the oracles
+//!   are exact; on mini-batches `BoRepOptions::sigma`, default L/√b with b the smallest batch —
+//!   one sample's Hessian deviates from the mean by at most L), Δ, ‖∇Φ(x_0)‖ and Δ_{z,0} (the
+//!   terms Δ/‖∇Φ(x_0)‖ and εΔ/(C²Δ_{z,0}) of η are dropped), and V_0 (computed at the start from
+//!   strong convexity: g(x_0,y'_0) − g* ≤ ‖∇y g(x_0,y'_0)‖²/(2µ), one full-batch call).
+//! - [`StepRule::Experiments`]: paper 003 §4 / App. F's values that transfer: β = 0.9, I = 2,
+//!   N = 3, R = 0.5, and the initialization refinement as plain SGD (one epoch, no projection,
+//!   `BoRepOptions::init_steps` steps, default `settings.inner_steps`: the paper does not give
+//!   the number). Its learning rates are tuned for RNNs and do not transfer: the lower-level
+//!   and z steps are paper 000 §5.1's γ = ν = 1/L_g, and the outer step is η = 0.01, the upper
+//!   learning rate of paper 003 §4.1 (the one experiment with a strongly convex lower level; a
+//!   normalized step is a length, so no 1/L form applies).
+//! - `settings.outer_step` replaces η under both rules.
+//!
+//! Ambiguities resolved:
+//! - ‖m_{k+1}‖ = 0 (Algorithm 1 adds no guard): x_{k+1} = x_k (the direction is undefined and
+//!   the estimate says stationary; the step is the limit of η m/max(‖m‖, ε) as ε → 0 along m = 0).
+//! - I, N rounded up and at least 1; with σ = 0 the formulas give I = N = 0: N is at least
+//!   ⌈16L/µ⌉, the deterministic term of (29) (Lemma D.1's P0 = D²/(αT) with the same block), and
+//!   γ ≤ 1/(2L) (Lemma D.1's condition α ≤ 1/(2L), which (44)/(80) do not restate).
+//! - ν = (1−β)/µ is also capped at 1/L: the z recursion contracts only for ν < 2/L, and the
+//!   theorem's cap µ/(16σ²_{g,2}) is vacuous when σ_{g,2} = 0.
+//! - λ1 of (46)/(82) needs K = 4Δ/(ηε), i.e. Δ: we take λ1 = (38)'s λ at k† = 1,
+//!   max(√(3 ln(2/δ)), ln(2/δ)) (a stand-in; both are polylogarithmic).
+//! - z_0 = 0, m_0 = 0, ȳ^0 irrelevant (weight 0). `ξ̃_k` of Alg. 1's footnote is drawn only at
+//!   k = jI, j ≥ 1: y is frozen at y_0 for k < I.
+//!
+//! Reporting: [`Iterates::grad`] is the bias-corrected EMA m_{k+1}/(1 − β^{k+1}) (the same
+//! direction as m_{k+1}; m itself starts at (1−β)× the estimate, which the driver's growth test
+//! would read as divergence when 1−β is small); [`Iterates::x_at_y`] is the x the current y was
+//! last computed at (x_0 for Epoch-SGD, x_{jI} for a refresh), the house convention. No random
+//! output iterate is drawn: the trace has every x_k.
+
+use super::{initialised, Algorithm, Iterates, Settings, StepRule, StepSizes};
+use crate::constants::{Constant, Constants};
+use crate::sampling::{BatchSizes, BatchStream};
+use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, KernelError, Result};
+
+/// The constants of the theory rule.
+pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
+/// The constants of the experiments rule (γ = ν = 1/L_g; η is a length).
+pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG];
+
+/// Stream numbers (independent streams of one seed).
+const LOWER_STREAM: u64 = 0;
+const F_STREAM: u64 = 1;
+const G2_STREAM: u64 = 2;
+const INIT_STREAM: u64 = 3;
+
+fn invalid(name: &'static str, reason: String) -> KernelError {
+    KernelError::InvalidParameter { name, reason }
+}
+
+/// Options the shared [`Settings`] do not carry (`None`: the rule's value).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct BoRepOptions {
+    /// The period I of the lower-level updates.
+    pub period: Option<usize>,
+    /// The number N of averaged projected steps per update.
+    pub lower_steps: Option<usize>,
+    /// The projection radius R (`f64::INFINITY`: no projection).
+    pub radius: Option<f64>,
+    /// The momentum β.
+    pub beta: Option<f64>,
+    /// The z step ν.
+    pub z_step: Option<f64>,
+    /// The lower-level step γ of UpdateLower.
+    pub lower_step: Option<f64>,
+    /// Experiments rule: the number of plain SGD steps of the initialization refinement
+    /// (default `settings.inner_steps`).
+    pub init_steps: Option<usize>,
+    /// Theory rule: the target ε of Theorem 3.1 (‖∇Φ‖ units; default [`DEFAULT_EPSILON`]).
+    pub epsilon: Option<f64>,
+    /// Theory rule: the failure probability δ (default [`DEFAULT_DELTA`]).
+    pub delta: Option<f64>,
+    /// Theory rule: the noise level σ of every oracle (default: 0 on full batches, L/√b on
+    /// mini-batches).
+    pub sigma: Option<f64>,
+}
+
+/// The most lower-level steps one update (N) or the whole Epoch-SGD (Σ_s T_s) may take: the
+/// theorem's values for a small ε and σ > 0 run to 10^12 and more (a typed error, not a hang).
+pub const MAX_LOWER_STEPS: usize = 100_000_000;
+
+/// The default target ε of the theory rule.
+pub const DEFAULT_EPSILON: f64 = 1e-2;
+/// The default failure probability δ of the theory rule.
+pub const DEFAULT_DELTA: f64 = 0.1;
+
+/// Algorithm 3's initialization refinement.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum InitRefinement {
+    /// No refinement: y_0 = y'_0.
+    None,
+    /// Plain SGD (the experiments, App. F.1): `steps` unprojected steps of size `step`, y_0 the last.
+    Sgd {
+        /// The number of steps.
+        steps: usize,
+        /// The step size.
+        step: f64,
+    },
+    /// Epoch-SGD with the schedules (28)–(30) (V_0 computed at the start, see the module doc).
+    Epochs(EpochSchedule),
+}
+
+/// The constants of (28)–(30) and Lemma 3.2.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct EpochSchedule {
+    /// µ.
+    pub mu: f64,
+    /// L (bounds every batch Hessian).
+    pub l: f64,
+    /// σ_{g,1}.
+    pub sigma: f64,
+    /// K0 (Lemma 3.2's k†).
+    pub k0: f64,
+    /// ε.
+    pub epsilon: f64,
+    /// δ.
+    pub delta: f64,
+}
+
+/// One epoch s of Epoch-SGD: its ball radius √(2V_0/(µ2^s)), length T_s (29) and step α_s (30).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Epoch {
+    /// The radius of B_s (28).
+    pub radius: f64,
+    /// T_s (29).
+    pub steps: usize,
+    /// α_s (30).
+    pub step: f64,
+}
+
+impl EpochSchedule {
+    /// k† = ⌈log2(128K0²V_0/(µε²))⌉, at least 1 (Lemma 3.2).
+    pub fn epochs(&self, v0: f64) -> usize {
+        let k = (128.0 * self.k0 * self.k0 * v0 / (self.mu * self.epsilon * self.epsilon)).log2().ceil();
+        if k.is_finite() && k >= 1.0 {
+            k as usize
+        } else {
+            1
+        }
+    }
+    /// λ = max(√(3 ln(2k†/δ)), ln(2k†/δ)) ((38)/(43)).
+    pub fn lambda(&self, epochs: usize) -> f64 {
+        lambda_of(2.0 * epochs as f64 / self.delta)
+    }
+    /// Epoch s for the bound V_0 (k† epochs).
+    pub fn epoch(&self, v0: f64, epochs: usize, s: usize) -> Epoch {
+        let (mu, l, sigma) = (self.mu, self.l, self.sigma);
+        let lam = self.lambda(epochs);
+        let scale = 0.5f64.powi(s as i32);
+        let sig2 = sigma * sigma;
+        let noise = 32.0 * sig2.max(4.0 * lam * lam * sig2) / (mu * v0 * scale * 0.25);
+        let steps = (16.0 * l / mu).max(if sig2 > 0.0 { noise } else { 0.0 }).ceil().max(1.0);
+        let step = if sigma > 0.0 { (v0 * scale / (2.0 * mu * steps)).sqrt() / sigma } else { f64::INFINITY };
+        Epoch {
+            radius: (2.0 * v0 * scale / mu).sqrt(),
+            steps: steps.min(usize::MAX as f64) as usize,
+            step: step.min(1.0 / (2.0 * l)),
+        }
+    }
+}
+
+fn lambda_of(a: f64) -> f64 {
+    let ln = a.max(1.0).ln();
+    (3.0 * ln).sqrt().max(ln)
+}
+
+/// The constants Theorem 3.1 / E.2's (75) is written in.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct TheoryConstants {
+    /// µ (Assumption 2(iii)).
+    pub mu: f64,
+    /// L (Assumption 2(iv)).
+    pub l: f64,
+    /// K0 of Lemma C.3.
+    pub k0: f64,
+    /// K1 of Lemma C.3.
+    pub k1: f64,
+    /// C_gxy (Assumption 2(ii)).
+    pub c_gxy: f64,
+    /// M (Assumption 2(i)).
+    pub m: f64,
+    /// σ_{f,1}.
+    pub sigma_f1: f64,
+    /// σ_{g,1}.
+    pub sigma_g1: f64,
+    /// σ_{g,2}.
+    pub sigma_g2: f64,
+}
+
+impl TheoryConstants {
+    /// From µ_g, L (= `l`), L_L and one noise level σ, with the stand-ins of the module doc.
+    pub fn from_known(mu: f64, l: f64, l_outer: f64, sigma: f64) -> Self {
+        Self { mu, l, k0: l_outer, k1: 0.0, c_gxy: l, m: 0.0, sigma_f1: sigma, sigma_g1: sigma, sigma_g2: sigma }
+    }
+
+    /// The parameters of (75) for target ε and failure probability δ.
+    pub fn theorem_3_1(&self, epsilon: f64, delta: f64) -> Result<BoRepParams> {
+        let c = self;
+        if !(epsilon.is_finite() && epsilon > 0.0 && delta > 0.0 && delta < 1.0) {
+            return Err(invalid("epsilon", format!("needs ε > 0 and δ in (0, 1), got ε = {epsilon}, δ = {delta}")));
+        }
+        let (mu, eps, k0) = (c.mu, epsilon, c.k0);
+        let var = c.sigma_f1.powi(2) + 2.0 * c.m * c.m * c.sigma_g2.powi(2) / (mu * mu);
+        let s2 = c.sigma_g2.powi(2);
+        let one_minus_beta = [
+            eps * eps / var * (mu * mu / (32.0 * c.c_gxy * c.c_gxy)).min(1.0),
+            c.c_gxy * c.c_gxy / (8.0 * s2),
+            mu * mu / (16.0 * s2),
+            0.25,
+        ]
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
+        let nu = (one_minus_beta / mu).min(1.0 / c.l);
+        let sig1 = c.sigma_g1.powi(2);
+        let period = (sig1 * k0 * k0 / (mu * mu * eps * eps)).ceil().max(1.0);
+        let eta_terms = [
+            0.125 * (1.0 / c.k1).min(eps / k0) * one_minus_beta,
+            // 1/√(2(1 + C²/µ²)(L²_{x,1} + L²_{y,1})): infinite with L_{x,1} = L_{y,1} = 0.
+            mu * eps / (8.0 * k0 * period * c.c_gxy),
+        ];
+        let eta = eta_terms.into_iter().fold(f64::INFINITY, f64::min);
+        let init = EpochSchedule { mu, l: c.l, sigma: c.sigma_g1, k0, epsilon: eps, delta };
+        // λ1 = λ of Epoch-SGD at its first epoch count (see the module doc): k† needs V_0, so
+        // λ1 is taken at k† = 1 here, the smallest (a stand-in either way).
+        let lam = init.lambda(1);
+        let root = (lam + 1.0).sqrt();
+        let gamma =
+            if sig1 > 0.0 { mu * eps * eps / (512.0 * k0 * k0 * sig1 * root * (lam + root)) } else { f64::INFINITY }
+                .min(1.0 / (2.0 * c.l));
+        let n = (4096.0 * sig1 * k0 * k0 * (lam + root).powi(2) / (mu * mu * eps * eps)).max(16.0 * c.l / mu).ceil();
+        BoRepParams {
+            eta,
+            nu,
+            gamma,
+            beta: 1.0 - one_minus_beta,
+            period: to_count(period),
+            lower_steps: to_count(n),
+            radius: eps / (4.0 * k0),
+            init: InitRefinement::Epochs(init),
+        }
+        .checked()
+    }
+}
+
+fn to_count(v: f64) -> usize {
+    v.min(usize::MAX as f64) as usize
+}
+
+/// BO-REP's parameters.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct BoRepParams {
+    /// The x step η (the length of every outer step).
+    pub eta: f64,
+    /// The z step ν.
+    pub nu: f64,
+    /// The lower-level step γ of UpdateLower.
+    pub gamma: f64,
+    /// The momentum β ∈ [0, 1).
+    pub beta: f64,
+    /// The period I ≥ 1.
+    pub period: usize,
+    /// The averaged steps N ≥ 1 per update.
+    pub lower_steps: usize,
+    /// The projection radius R > 0 (infinite: no projection).
+    pub radius: f64,
+    /// The initialization refinement.
+    pub init: InitRefinement,
+}
+
+impl BoRepParams {
+    /// Paper 003's experiments' values (module doc) with γ = ν = 1/`l_g`.
+    pub fn experiments(l_g: f64, init_steps: usize) -> Self {
+        Self {
+            eta: 0.01,
+            nu: 1.0 / l_g,
+            gamma: 1.0 / l_g,
+            beta: 0.9,
+            period: 2,
+            lower_steps: 3,
+            radius: 0.5,
+            init: InitRefinement::Sgd { steps: init_steps, step: 1.0 / l_g },
+        }
+    }
+    /// Checks every parameter's range.
+    pub fn checked(self) -> Result<Self> {
+        StepSizes { inner: self.gamma, adjoint: self.nu, outer: self.eta }.checked()?;
+        if !(0.0..1.0).contains(&self.beta) {
+            return Err(invalid("beta", format!("must be in [0, 1), got {}", self.beta)));
+        }
+        if self.period == 0 || self.lower_steps == 0 {
+            return Err(invalid("period", "I and N must be >= 1".into()));
+        }
+        if self.lower_steps > MAX_LOWER_STEPS {
+            let reason =
+                format!("N = {} exceeds {MAX_LOWER_STEPS} (a larger epsilon or a smaller sigma)", self.lower_steps);
+            return Err(invalid("lower_steps", reason));
+        }
+        if self.radius.is_nan() || self.radius <= 0.0 {
+            return Err(invalid("radius", format!("must be > 0, got {}", self.radius)));
+        }
+        match self.init {
+            InitRefinement::Sgd { step, .. } if !(step.is_finite() && step > 0.0) => {
+                Err(invalid("init_step", format!("must be finite and > 0, got {step}")))
+            }
+            InitRefinement::Epochs(e) if !(e.mu > 0.0 && e.l >= e.mu && e.sigma >= 0.0 && e.k0 > 0.0) => {
+                Err(invalid("init", format!("Epoch-SGD needs 0 < µ ≤ L, σ ≥ 0, K0 > 0: {e:?}")))
+            }
+            _ => Ok(self),
+        }
+    }
+}
+
+/// BO-REP's configuration: its parameters, batches and seed.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct BoRepConfig {
+    /// The parameters.
+    pub params: BoRepParams,
+    /// Mini-batch sizes (ξ̃: `inner`, ζ: `outer`, ξ: `hvp`).
+    pub batches: BatchSizes,
+    /// Seed of the streams.
+    pub seed: u64,
+}
+
+/// The parameters under `rule` with the options' and `settings.outer_step`'s overrides.
+pub fn params(rule: StepRule, c: &Constants, settings: &Settings, options: &BoRepOptions) -> Result<BoRepParams> {
+    let mut p = match rule {
+        StepRule::Experiments => BoRepParams::experiments(c.l_g()?, options.init_steps.unwrap_or(settings.inner_steps)),
+        StepRule::Theory => {
+            let l = super::stocbio::batch_smoothness(c, settings)?;
+            let b = settings.batches;
+            let smallest = [b.inner, b.outer, b.hvp].into_iter().flatten().min();
+            let sigma = options.sigma.unwrap_or_else(|| smallest.map_or(0.0, |b| l / (b as f64).sqrt()));
+            let k = TheoryConstants::from_known(c.mu_g()?, l, c.l_outer()?, sigma);
+            k.theorem_3_1(options.epsilon.unwrap_or(DEFAULT_EPSILON), options.delta.unwrap_or(DEFAULT_DELTA))?
+        }
+    };
+    p.eta = settings.outer_step.unwrap_or(p.eta);
+    p.period = options.period.unwrap_or(p.period);
+    p.lower_steps = options.lower_steps.unwrap_or(p.lower_steps);
+    p.radius = options.radius.unwrap_or(p.radius);
+    p.beta = options.beta.unwrap_or(p.beta);
+    p.nu = options.z_step.unwrap_or(p.nu);
+    p.gamma = options.lower_step.unwrap_or(p.gamma);
+    p.checked()
+}
+
+/// The k = 0 steps for a report: inner γ, adjoint ν (the z step), outer η (all constant).
+pub fn step_sizes(rule: StepRule, c: &Constants, settings: &Settings, options: &BoRepOptions) -> Result<StepSizes> {
+    let p = params(rule, c, settings, options)?;
+    StepSizes { inner: p.gamma, adjoint: p.nu, outer: p.eta }.checked()
+}
+
+/// BO-REP under `rule`, as the registry builds it.
+pub fn build(rule: StepRule, c: &Constants, settings: &Settings, options: &BoRepOptions) -> Result<Box<dyn Algorithm>> {
+    let config =
+        BoRepConfig { params: params(rule, c, settings, options)?, batches: settings.batches, seed: settings.seed };
+    Ok(Box::new(BoRep::new(config)?))
+}
+
+/// y ← Π_{B(center, radius)}(y).
+pub fn project_ball(y: &mut [f64], center: &[f64], radius: f64) {
+    if radius.is_infinite() {
+        return;
+    }
+    let dist = y.iter().zip(center).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+    if dist > radius {
+        let s = radius / dist;
+        y.iter_mut().zip(center).for_each(|(a, b)| *a = b + s * (*a - b));
+    }
+}
+
+/// x ← x − η m/‖m‖, and x unchanged when ‖m‖ = 0 (the module doc). Returns the step length.
+pub fn normalized_step(eta: f64, m: &[f64], x: &mut [f64]) -> f64 {
+    let norm = ops::norm2(m);
+    if norm > 0.0 {
+        ops::axpy(-eta / norm, m, x);
+        eta
+    } else {
+        0.0
+    }
+}
+
+struct State {
+    z: Vec<f64>,
+    m: Vec<f64>,
+    fx: Vec<f64>,
+    fy: Vec<f64>,
+    hz: Vec<f64>,
+    cz: Vec<f64>,
+    center: Vec<f64>,
+    mean: Vec<f64>,
+    work: Vec<f64>,
+    lower: BatchStream,
+    f: BatchStream,
+    g2: BatchStream,
+    init: BatchStream,
+    k: usize,
+    beta_pow: f64,
+    refreshes: usize,
+}
+
+/// BO-REP (see the module doc).
+pub struct BoRep {
+    config: BoRepConfig,
+    it: Iterates,
+    state: Option<State>,
+}
+
+impl BoRep {
+    /// BO-REP with `config`; [`Algorithm::init`] sizes it for a problem.
+    pub fn new(config: BoRepConfig) -> Result<Self> {
+        config.params.checked()?;
+        Ok(Self { config, it: Iterates::default(), state: None })
+    }
+    /// The configuration.
+    pub fn config(&self) -> &BoRepConfig {
+        &self.config
+    }
+    /// The momentum m_{k+1} of the last step.
+    pub fn momentum(&self) -> &[f64] {
+        self.state.as_ref().map_or(&[], |s| &s.m)
+    }
+    /// The z iterate.
+    pub fn z(&self) -> &[f64] {
+        self.state.as_ref().map_or(&[], |s| &s.z)
+    }
+    /// The number of lower-level updates (UpdateLower refreshes) so far.
+    pub fn refreshes(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.refreshes)
+    }
+}
+
+/// `steps` projected SGD steps of size `step` on B(center, radius) from y, with their running
+/// mean in `mean` (Algorithm 2 lines 3–5, Algorithm 3 lines 3–6).
+#[allow(clippy::too_many_arguments)]
+fn projected_sgd(
+    problem: &dyn BilevelProblem,
+    x: &[f64],
+    y: &mut [f64],
+    steps: usize,
+    step: f64,
+    radius: f64,
+    stream: &mut BatchStream,
+    bufs: (&[f64], &mut [f64], &mut [f64]),
+) {
+    let (center, mean, work) = bufs;
+    for t in 0..steps {
+        problem.grad_y_g(x, y, stream.draw(), work);
+        ops::axpy(-step, work, y);
+        project_ball(y, center, radius);
+        // ȳ^{t+1} = (t/(t+1)) ȳ^t + y^{t+1}/(t+1).
+        let w = 1.0 / (t + 1) as f64;
+        ops::axpby(w, y, 1.0 - w, mean);
+    }
+}
+
+impl State {
+    /// Algorithm 3 (or the experiments' plain SGD) at x_0, from y = y'_0.
+    fn refine(&mut self, problem: &dyn BilevelProblem, init: InitRefinement, x: &[f64], y: &mut [f64]) -> Result<()> {
+        match init {
+            InitRefinement::None => {}
+            InitRefinement::Sgd { steps, step } => {
+                for _ in 0..steps {
+                    problem.grad_y_g(x, y, self.init.draw(), &mut self.work);
+                    ops::axpy(-step, &self.work, y);
+                }
+            }
+            InitRefinement::Epochs(e) => {
+                problem.grad_y_g(x, y, Batch::Full, &mut self.work);
+                let v0 = ops::norm_sq(&self.work) / (2.0 * e.mu);
+                if v0 == 0.0 {
+                    return Ok(());
+                }
+                let epochs = e.epochs(v0);
+                let total = (0..epochs).fold(0usize, |a, s| a.saturating_add(e.epoch(v0, epochs, s).steps));
+                if total > MAX_LOWER_STEPS {
+                    let reason = format!(
+                        "Epoch-SGD needs {total} steps for V0 = {v0:e} (k† = {epochs}), more than {MAX_LOWER_STEPS} \
+                         (a larger epsilon or a smaller sigma)"
+                    );
+                    return Err(invalid("init", reason));
+                }
+                for s in 0..epochs {
+                    let ep = e.epoch(v0, epochs, s);
+                    self.center.copy_from_slice(y);
+                    let bufs = (&self.center[..], &mut self.mean[..], &mut self.work[..]);
+                    projected_sgd(problem, x, y, ep.steps, ep.step, ep.radius, &mut self.init, bufs);
+                    y.copy_from_slice(&self.mean);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Algorithm for BoRep {
+    fn name(&self) -> &str {
+        "bo-rep"
+    }
+    fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
+        self.it = Iterates::new(problem, x0, y0)?;
+        let (b, seed) = (self.config.batches, self.config.seed);
+        let (dx, dy, n_f, n_g) = (problem.dim_x(), problem.dim_y(), problem.n_samples_f(), problem.n_samples_g());
+        self.state = Some(State {
+            z: vec![0.0; dy],
+            m: vec![0.0; dx],
+            fx: vec![0.0; dx],
+            fy: vec![0.0; dy],
+            hz: vec![0.0; dy],
+            cz: vec![0.0; dx],
+            center: vec![0.0; dy],
+            mean: vec![0.0; dy],
+            work: vec![0.0; dy],
+            lower: BatchStream::new(n_g, b.inner, b.sampling, seed, LOWER_STREAM, 0)?,
+            f: BatchStream::new(n_f, b.outer, b.sampling, seed, F_STREAM, 0)?,
+            g2: BatchStream::new(n_g, b.hvp, b.sampling, seed, G2_STREAM, 0)?,
+            init: BatchStream::new(n_g, b.inner, b.sampling, seed, INIT_STREAM, 0)?,
+            k: 0,
+            beta_pow: 1.0,
+            refreshes: 0,
+        });
+        Ok(())
+    }
+    fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
+        let s = initialised(&mut self.state)?;
+        let (p, it) = (&self.config.params, &mut self.it);
+        check_len("x", problem.dim_x(), it.x.len())?;
+        if s.k == 0 {
+            s.refine(problem, p.init, &it.x, &mut it.y)?;
+            it.x_at_y.copy_from_slice(&it.x);
+        }
+        let (x, y) = (&it.x[..], &it.y[..]);
+        // Lines 4–5 at (x_k, y_k, z_k): one ζ_k for ∇x F and ∇y F, one ξ_k for both products.
+        {
+            let batch = s.f.draw();
+            problem.grad_x_f(x, y, batch, &mut s.fx);
+            problem.grad_y_f(x, y, batch, &mut s.fy);
+        }
+        {
+            let batch = s.g2.draw();
+            problem.hvp(x, y, &s.z, batch, &mut s.hz);
+            problem.cross(x, y, &s.z, batch, &mut s.cz);
+        }
+        // m_{k+1} = βm_k + (1−β)(∇x F − ∇x∇y G z_k);  z_{k+1} = z_k − ν(∇²y G z_k − ∇y F).
+        ops::axpy(-1.0, &s.cz, &mut s.fx);
+        ops::axpby(1.0 - p.beta, &s.fx, p.beta, &mut s.m);
+        ops::axpy(-1.0, &s.fy, &mut s.hz);
+        ops::axpy(-p.nu, &s.hz, &mut s.z);
+        // Line 3: UpdateLower(x_k, y_k) (after lines 4–5 read y_k).
+        if s.k > 0 && s.k % p.period == 0 {
+            s.center.copy_from_slice(&it.y);
+            let bufs = (&s.center[..], &mut s.mean[..], &mut s.work[..]);
+            projected_sgd(problem, &it.x, &mut it.y, p.lower_steps, p.gamma, p.radius, &mut s.lower, bufs);
+            it.y.copy_from_slice(&s.mean);
+            it.x_at_y.copy_from_slice(&it.x);
+            s.refreshes += 1;
+        }
+        // Line 6, and the reported estimate m_{k+1}/(1 − β^{k+1}).
+        s.beta_pow *= p.beta;
+        it.grad.copy_from_slice(&s.m);
+        ops::scale(1.0 / (1.0 - s.beta_pow), &mut it.grad);
+        normalized_step(p.eta, &s.m, &mut it.x);
+        s.k += 1;
+        Ok(())
+    }
+    fn iterates(&self) -> &Iterates {
+        &self.it
+    }
+}
