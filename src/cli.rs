@@ -64,6 +64,9 @@ pub enum Algo {
     Sustain,
     /// Adam-SUSTAIN (paper 004 Alg. 2; --adam-option 1|2).
     AdamSustain,
+    /// BO-REP (Hao, Gong & Liu, paper 003 Alg. 1–3): initialization refinement, periodic
+    /// projected lower-level updates, normalized momentum on x.
+    BoRep,
 }
 
 impl Algo {
@@ -85,6 +88,7 @@ impl Algo {
             Algo::Ttsa => "ttsa",
             Algo::Sustain => "sustain",
             Algo::AdamSustain => "adam-sustain",
+            Algo::BoRep => "bo-rep",
         }
     }
 }
@@ -171,6 +175,8 @@ pub struct SolveArgs {
     pub batches: BatchArgs,
     #[command(flatten)]
     pub sustain: SustainArgs,
+    #[command(flatten)]
+    pub bo_rep: BoRepArgs,
     /// Also write the summary as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -248,6 +254,68 @@ impl SustainArgs {
             w: self.momentum_w,
             c_eta: self.momentum_c_eta,
             c_beta: self.momentum_c_beta,
+        })
+    }
+}
+
+/// BO-REP's own options (`solve`); each replaces the rule's value.
+#[derive(clap::Args, Debug, Default)]
+pub struct BoRepArgs {
+    /// The period I of the lower-level updates.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub period: Option<u64>,
+    /// The number N of averaged projected lower-level steps per update.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lower_steps: Option<u64>,
+    /// The projection radius R of the moving ball (`inf`: no projection).
+    #[arg(long)]
+    pub radius: Option<f64>,
+    /// The momentum β of the normalized outer step, in [0, 1).
+    #[arg(long)]
+    pub momentum_beta: Option<f64>,
+    /// The step ν of z's SGD step.
+    #[arg(long, value_parser = parse_positive)]
+    pub z_step: Option<f64>,
+    /// The lower-level step γ of the periodic updates.
+    #[arg(long, value_parser = parse_positive)]
+    pub lower_step: Option<f64>,
+    /// Experiments rule: SGD steps of the initialization refinement.
+    #[arg(long)]
+    pub init_steps: Option<u64>,
+    /// Theory rule: Theorem 3.1's target ε (‖∇Φ‖ units).
+    #[arg(long, value_parser = parse_positive)]
+    pub epsilon: Option<f64>,
+    /// Theory rule: the failure probability δ.
+    #[arg(long, value_parser = parse_positive)]
+    pub delta: Option<f64>,
+    /// Theory rule: the oracles' noise level σ.
+    #[arg(long)]
+    pub noise: Option<f64>,
+}
+
+impl BoRepArgs {
+    /// As the library's options.
+    pub fn options(&self) -> Result<bilevel_solvers::algorithms::bo_rep::BoRepOptions, String> {
+        if let Some(r) = self.radius.filter(|r| r.is_nan() || *r <= 0.0) {
+            return Err(format!("--radius must be > 0 (or inf), got {r}"));
+        }
+        if let Some(b) = self.momentum_beta.filter(|b| !(0.0..1.0).contains(b)) {
+            return Err(format!("--momentum-beta must be in [0, 1), got {b}"));
+        }
+        if let Some(n) = self.noise.filter(|n| !(n.is_finite() && *n >= 0.0)) {
+            return Err(format!("--noise must be finite and >= 0, got {n}"));
+        }
+        Ok(bilevel_solvers::algorithms::bo_rep::BoRepOptions {
+            period: self.period.map(|v| v as usize),
+            lower_steps: self.lower_steps.map(|v| v as usize),
+            radius: self.radius,
+            beta: self.momentum_beta,
+            z_step: self.z_step,
+            lower_step: self.lower_step,
+            init_steps: self.init_steps.map(|v| v as usize),
+            epsilon: self.epsilon,
+            delta: self.delta,
+            sigma: self.noise,
         })
     }
 }

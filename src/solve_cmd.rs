@@ -42,6 +42,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         neumann_decay: a.batches.neumann_decay,
         horizon: a.batches.horizon.map(|h| h as usize),
         sustain: a.sustain.options()?,
+        bo_rep: a.bo_rep.options()?,
     };
     let needs = algorithms::needs(algo, rule, &settings)?;
     if needs.contains(&bilevel_solvers::Constant::LOuter)

@@ -160,6 +160,8 @@ pub struct Settings {
     pub horizon: Option<usize>,
     /// SUSTAIN's and Adam-SUSTAIN's own options (Adam option, momentum constants).
     pub sustain: sustain::SustainOptions,
+    /// BO-REP's own options (period, averaged steps, radius, momentum, ...; `None`: the rule's).
+    pub bo_rep: bo_rep::BoRepOptions,
 }
 
 impl Default for Settings {
@@ -175,6 +177,7 @@ impl Default for Settings {
             neumann_decay: false,
             horizon: None,
             sustain: sustain::SustainOptions::default(),
+            bo_rep: bo_rep::BoRepOptions::default(),
         }
     }
 }
@@ -194,6 +197,8 @@ pub const NAMES: &[&str] = &[
     "stocbio",
     "bsa",
     "ttsa",
+    "sustain",
+    "adam-sustain",
     "bo-rep",
 ];
 
@@ -254,7 +259,7 @@ pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings
         return sustain::step_sizes(rule, c, settings, &settings.sustain);
     }
     if name == "bo-rep" {
-        return bo_rep::step_sizes(rule, c, settings, &bo_rep::BoRepOptions::default());
+        return bo_rep::step_sizes(rule, c, settings, &settings.bo_rep);
     }
     // The baselines' schedules decrease with k: their k = 0 values.
     if name == "bsa" {
@@ -278,7 +283,7 @@ pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> 
         "bsa" => return bsa::build(rule, c, settings),
         "sustain" | "adam-sustain" => return sustain::build(name, rule, c, settings, &settings.sustain),
         "ttsa" => return ttsa::build(rule, c, settings),
-        "bo-rep" => return bo_rep::build(rule, c, settings, &bo_rep::BoRepOptions::default()),
+        "bo-rep" => return bo_rep::build(rule, c, settings, &settings.bo_rep),
         _ => {}
     }
     let steps = step_sizes(name, rule, c, settings)?;
