@@ -192,3 +192,19 @@ fn bsgm_on_a_gradient_map_is_bsgm_on_the_bilevel_problem() {
         assert_eq!(ra.counts, rb.counts, "row {}", ra.iteration);
     }
 }
+
+#[test]
+fn a_fixed_point_run_whose_iterate_turns_non_finite_stops_as_diverged() {
+    use bilevel_kernels::CountedFixedPoint;
+    use bilevel_solvers::run_fixed_point;
+    let p = CountedFixedPoint::new(equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap());
+    let w0 = vec![0.0; p.n_samples() * p.dim_state()];
+    let stop = StopRule::iterations(200);
+    // A non-finite λ_0 makes every oracle write NaN: the first step's iterate is not finite.
+    let mut bad = p.inner().lambda0().to_vec();
+    bad[0] = f64::NAN;
+    let mut bsgm = Bsgm::new(0.5, 1.0, 1.0, Projection::None).unwrap();
+    let trace = run_fixed_point(&mut bsgm, &p, &bad, &w0, &stop, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!((trace.stop, trace.rows.len()), (StopReason::Diverged, 1), "{:?}", trace.failure);
+    assert!(trace.failure.as_deref().is_some_and(|f| f.contains("outer iterate")), "{:?}", trace.failure);
+}
