@@ -1,12 +1,13 @@
 //! The problems `hypergrad` and `solve` run on: any bilevel problem of the catalogue
-//! (`bilevel_data::catalog::build`), or a quadratic loaded from a problem directory.
+//! (`bilevel_data::catalog::build`), or a quadratic loaded from a problem directory; `solve`
+//! also runs the catalogue's fixed-point problem (the equilibrium model) with BSGM.
 
 use crate::cli::ProblemArgs;
 use bilevel_data::catalog::{build, Problem};
 use bilevel_data::export::{load_dir, read_array};
 use bilevel_data::quadratic::QuadraticProblem;
 use bilevel_data::ArrayData;
-use bilevel_kernels::BilevelProblem;
+use bilevel_kernels::{BilevelProblem, FixedPointProblem};
 
 type DynError = Box<dyn std::error::Error>;
 
@@ -18,9 +19,35 @@ pub struct Loaded {
     pub x0: Vec<f64>,
 }
 
+/// A fixed-point problem to run (the equilibrium model) and its starting λ_0 and states w_0.
+pub struct LoadedFixedPoint {
+    pub name: String,
+    pub problem: Box<dyn FixedPointProblem + Send>,
+    pub lambda0: Vec<f64>,
+    pub w0: Vec<f64>,
+}
+
+/// What `solve` runs: a bilevel problem, or a fixed-point problem.
+pub enum Runnable {
+    Bilevel(Loaded),
+    FixedPoint(LoadedFixedPoint),
+}
+
 /// Builds (or loads) the problem of `a`, with its starting point: the generator's `x0(seed)`,
 /// or for a problem directory its `x0.npy` when there is one (else the quadratic's seeded law).
+/// A fixed-point problem is refused (`hypergrad` runs bilevel problems); see [`load_runnable`].
 pub fn load(a: &ProblemArgs) -> Result<Loaded, DynError> {
+    match load_runnable(a)? {
+        Runnable::Bilevel(loaded) => Ok(loaded),
+        Runnable::FixedPoint(p) => {
+            Err(format!("`{}` is a fixed-point problem; `hypergrad` runs bilevel problems", p.name).into())
+        }
+    }
+}
+
+/// [`load`], keeping a fixed-point problem (what `solve` runs with BSGM) with the generator's λ_0
+/// and w_0 = 0.
+pub fn load_runnable(a: &ProblemArgs) -> Result<Runnable, DynError> {
     if let Some(dir) = &a.problem_dir {
         let loaded = load_dir(dir)?;
         let p = QuadraticProblem::from_loaded(&loaded)?;
@@ -53,17 +80,17 @@ pub fn load(a: &ProblemArgs) -> Result<Loaded, DynError> {
                 x
             }
         };
-        return Ok(Loaded { name: "quadratic (loaded)".into(), problem: Box::new(p), x0: x });
+        return Ok(Runnable::Bilevel(Loaded { name: "quadratic (loaded)".into(), problem: Box::new(p), x0: x }));
     }
     if let Some(file) = &a.problem_file {
-        return from_file(&a.name, file, a.generator.seed);
+        return from_file(&a.name, file, a.generator.seed).map(Runnable::Bilevel);
     }
     let built = build(&a.name, &a.generator.build_options())?;
-    let (name, x0) = (built.name(), built.x0(a.generator.seed));
+    let (name, x0, y0) = (built.name(), built.x0(a.generator.seed), built.y0());
     match built.into_problem() {
-        Problem::Bilevel(problem) => Ok(Loaded { name: name.to_string(), problem, x0 }),
-        Problem::FixedPoint(_) => {
-            Err(format!("`{name}` is a fixed-point problem; `hypergrad` and `solve` run bilevel problems").into())
+        Problem::Bilevel(problem) => Ok(Runnable::Bilevel(Loaded { name: name.to_string(), problem, x0 })),
+        Problem::FixedPoint(problem) => {
+            Ok(Runnable::FixedPoint(LoadedFixedPoint { name: name.to_string(), problem, lambda0: x0, w0: y0 }))
         }
         Problem::Data(_) => Err(format!("`{name}` is a data set, not a problem (use `bilevel export`)").into()),
     }

@@ -3,9 +3,10 @@
 
 use crate::cli::{Algo, SolveArgs};
 use crate::output::OutFile;
-use bilevel_kernels::{BilevelProblem, Counted, CountingConvention};
+use crate::problem_args::{LoadedFixedPoint, Runnable};
+use bilevel_kernels::{BilevelProblem, Counted, CountedFixedPoint, CountingConvention, FixedPointProblem};
 use bilevel_solvers::algorithms::{self, bsgm, Settings};
-use bilevel_solvers::{constants, run as drive, StepRule, StopReason, StopRule};
+use bilevel_solvers::{constants, run as drive, run_fixed_point, StepRule, StopReason, StopRule, Trace, TraceRow};
 use serde_json::json;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +15,78 @@ type DynError = Box<dyn std::error::Error>;
 
 /// Runs `bilevel solve`.
 pub fn run(a: &SolveArgs) -> Result<(), DynError> {
-    let p = crate::problem_args::load(&a.problem)?;
-    solve(a, &p.name, p.problem, p.x0)
+    match crate::problem_args::load_runnable(&a.problem)? {
+        Runnable::Bilevel(p) => solve(a, &p.name, p.problem, p.x0),
+        Runnable::FixedPoint(p) => solve_fixed_point(a, p),
+    }
+}
+
+/// BSGM's outer step on a fixed-point problem without `--outer-step`: paper 001 §7.1's α = 0.5.
+const FIXED_POINT_ALPHA: f64 = 0.5;
+/// The contraction factor Λ guarantees the equilibrium model (‖A‖₂ ≤ 0.5, paper 001 §7.1): the
+/// default c₃ is Theorem 17's bound 1/log(1/q) for it.
+const FIXED_POINT_Q: f64 = 0.5;
+
+/// `solve` on a fixed-point problem: BSGM on the map itself (paper 001 Alg. 2, deterministic
+/// form, Theorem 17), counted by `CountedFixedPoint`, measured by the problem's own metrics.
+fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError> {
+    let (name, algo) = (p.name.as_str(), a.algo.name());
+    if a.algo != Algo::Bsgm {
+        return Err(format!(
+            "`{name}` is a fixed-point problem: `solve` runs it with --algo bsgm only (BSGM on the map itself), not `{algo}`"
+        )
+        .into());
+    }
+    if !a.batches.sizes().is_full() {
+        return Err(format!(
+            "--batch-size: BSGM runs on the fixed-point problem `{name}` in its deterministic form (Theorem 17) only"
+        )
+        .into());
+    }
+    if a.target.is_some() {
+        return Err(format!("--target needs the minimum L* of the outer problem, which `{name}` does not know").into());
+    }
+    let json = OutFile::maybe("--json", a.json.as_ref())?;
+    let trace_out = OutFile::maybe("--trace", a.trace.as_ref())?;
+    let rule = StepRule::from(a.steps);
+    let bound = 1.0 / (1.0 / FIXED_POINT_Q).ln();
+    let c3 = a.c3.unwrap_or(bound);
+    if c3 < bound {
+        let message = format!("--c3 {c3} is below Theorem 17's bound 1/log(1/q) = {bound:.4e} (q = {FIXED_POINT_Q})");
+        if rule == StepRule::Theory {
+            return Err(message.into());
+        }
+        eprintln!("warning: {message}");
+    }
+    let alpha = a.outer_step.unwrap_or(FIXED_POINT_ALPHA);
+    let mut alg = bsgm::Bsgm::new(alpha, 1.0, c3, bsgm::Projection::None)?;
+    eprintln!(
+        "steps: {rule:?} (α = {alpha:.4e}{}, c₃ = {c3:.4e}: t_s = k_s = max(1, ⌈c₃ log(s+1)⌉) map steps from w = 0); \
+         counts of the fixed-point oracles: map → grad_g, ∂wΦᵀv → hvp, ∂λΦᵀv → cross, ∇wE → ∂y f, ∇λE → ∂x f",
+        if a.outer_step.is_some() { " from --outer-step" } else { ", paper 001 §7.1" }
+    );
+    let counted = CountedFixedPoint::new(p.problem);
+    let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
+    let extra = json!({
+        "outer_step": alpha,
+        "c3": c3,
+        "counts_mapping": {"grad_g": "map", "hvp": "vjp_w", "cross": "vjp_lambda", "grad_y_f": "upper_grad_w", "grad_x_f": "upper_grad_lambda"},
+        "seed": a.problem.generator.seed,
+    });
+    let (lambda0, w0) = (p.lambda0, p.w0);
+    let out = Outputs { json, trace: trace_out, metric_names, extra };
+    execute(a, name, algo, rule, out, |stop, observer| {
+        run_fixed_point(&mut alg, &counted, &lambda0, &w0, stop, observer)
+    })
+}
+
+/// What a run writes besides the summary: the `--json` and `--trace` files (opened before the
+/// run), the metric names (the trace's columns), and the run's own JSON fields.
+struct Outputs {
+    json: Option<OutFile>,
+    trace: Option<OutFile>,
+    metric_names: Vec<&'static str>,
+    extra: serde_json::Value,
 }
 
 /// Set by the Ctrl-C handler; the observer stops the run at the next row.
@@ -90,6 +161,33 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             )
         }
     );
+    let counted = Counted::new(problem);
+    let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
+    let extra = json!({
+        "inner_steps": settings.inner_steps,
+        "lin_steps": settings.adjoint_steps,
+        "outer_step": steps.outer,
+        "inner_step": steps.inner,
+        "adjoint_step": steps.adjoint,
+        "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "estimated": estimated},
+        "seed": a.problem.generator.seed,
+        "batches": settings.batches,
+        "sample_seed": settings.seed,
+    });
+    let out = Outputs { json, trace: trace_out, metric_names, extra };
+    execute(a, name, algo, rule, out, |stop, observer| drive(alg.as_mut(), &counted, &x0, &y0, stop, observer))
+}
+
+/// The part of `solve` both problem kinds share: the stop rule, Ctrl-C, the progress bar, the
+/// run (`go`), the summary line, `--json` (the common fields and `out.extra`) and `--trace`.
+fn execute(
+    a: &SolveArgs,
+    name: &str,
+    algo: &str,
+    rule: StepRule,
+    out: Outputs,
+    go: impl FnOnce(&StopRule, &mut dyn FnMut(&TraceRow) -> ControlFlow<()>) -> bilevel_kernels::Result<Trace>,
+) -> Result<(), DynError> {
     let stop = StopRule {
         max_oracle_calls: a.max_oracle_calls,
         time_limit_s: a.time_limit,
@@ -97,9 +195,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         divergence_growth: Some(a.divergence_growth).filter(|g| g.is_finite()),
         ..StopRule::iterations(a.max_iters)
     };
-    let counted = Counted::new(problem);
-    let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
-    let mut trace_file = trace_out.map(|t| t.into_trace(&metric_names)).transpose()?;
+    let mut trace_file = out.trace.map(|t| t.into_trace(&out.metric_names)).transpose()?;
     // Ctrl-C stops the run at the next row, keeping the trace and the summary; a second one
     // exits at once.
     let _ = ctrlc::set_handler(|| {
@@ -116,7 +212,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         );
         bar
     });
-    let trace = drive(alg.as_mut(), &counted, &x0, &y0, &stop, |row| {
+    let trace = go(&stop, &mut |row| {
         if let Some(t) = trace_file.as_mut() {
             t.write(row);
         }
@@ -154,8 +250,8 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
     );
     // Each output on its own: a failing trace does not lose the summary.
     let trace_written = trace_file.map_or(Ok(()), |t| t.finish());
-    let json_written = json.map_or(Ok(()), |file| {
-        file.write_json(&json!({
+    let json_written = out.json.map_or(Ok(()), |file| {
+        let mut value = json!({
             "problem": name,
             "algo": algo,
             "steps": rule,
@@ -167,16 +263,11 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             "iterations": last.iteration,
             "stop": stop_name,
             "failure": trace.failure,
-            "inner_steps": settings.inner_steps,
-            "lin_steps": settings.adjoint_steps,
-            "outer_step": steps.outer,
-            "inner_step": steps.inner,
-            "adjoint_step": steps.adjoint,
-            "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "estimated": estimated},
-            "seed": a.problem.generator.seed,
-            "batches": settings.batches,
-            "sample_seed": settings.seed,
-        }))
+        });
+        if let (Some(v), serde_json::Value::Object(extra)) = (value.as_object_mut(), out.extra) {
+            v.extend(extra);
+        }
+        file.write_json(&value)
     });
     trace_written?;
     json_written?;

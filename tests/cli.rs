@@ -188,11 +188,54 @@ fn solve_runs_on_every_bilevel_problem_of_the_catalogue_with_its_metrics() {
     let out = bilevel_ok("hypergrad --problem logreg_binary --preset tiny --inner-steps 2000 --lin-steps 200", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("against the newton hypergradient"), "{stdout}");
-    // What is not a bilevel problem is refused with the reason.
-    for (problem, needle) in [("equilibrium", "fixed-point problem"), ("text", "data set")] {
-        let out = bilevel(&["solve", "--problem", problem, "--preset", "tiny"]);
-        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(needle), "{problem}");
-    }
+    // A data set is refused with the reason; the fixed-point problem runs with BSGM only.
+    let out = bilevel(&["solve", "--problem", "text", "--preset", "tiny"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("data set"));
+    let out = bilevel(&["solve", "--problem", "equilibrium", "--preset", "tiny"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("fixed-point problem") && err.contains("--algo bsgm"), "{err}");
+}
+
+#[test]
+fn solve_runs_bsgm_on_the_equilibrium_model_with_its_metrics_json_and_trace() {
+    let (dir, json, trace) = scratch("equilibrium");
+    let line = "solve --problem equilibrium --preset tiny --algo bsgm --max-iters 20";
+    let out = bilevel_ok(line, &["--json", json.to_str().unwrap(), "--trace", trace.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("equilibrium: bsgm, 20 iterations (MaxIters)") && stdout.contains("train_loss"),
+        "{stdout}"
+    );
+    let v = json_of(&json);
+    assert_eq!(
+        (v["problem"].as_str(), v["algo"].as_str(), v["iterations"].as_u64()),
+        (Some("equilibrium"), Some("bsgm"), Some(20))
+    );
+    // One ∂λΦᵀ product and one (∇wE, ∇λE) pair per iteration; t_s maps and as many ∂wΦᵀ products.
+    let calls = &v["oracle_calls"];
+    assert_eq!(
+        (calls["cross"].as_u64(), calls["grad_x_f"].as_u64(), calls["grad_y_f"].as_u64()),
+        (Some(20), Some(20), Some(20))
+    );
+    assert_eq!(calls["grad_g"], calls["hvp"]);
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 22, "header + row 0 + one row per iteration");
+    assert!(lines[0].ends_with("train_loss,train_accuracy"), "{}", lines[0]);
+    let loss = |line: &str| line.split(',').nth(11).unwrap().parse::<f64>().unwrap();
+    assert!(loss(lines[21]) < loss(lines[1]), "the training loss falls: {} -> {}", lines[1], lines[21]);
+    assert!(v["metrics"]["train_loss"].as_f64().unwrap() < loss(lines[1]));
+    // Another algorithm, mini-batches, or a target are refused, naming what runs.
+    fails_with(&["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "amigo-cg"], "--algo bsgm");
+    fails_with(
+        &["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "bsgm", "--batch-size", "2"],
+        "deterministic",
+    );
+    fails_with(
+        &["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "bsgm", "--target", "1e-3"],
+        "--target",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A fresh temporary directory for one test, and the `--json` and `--trace` paths in it.

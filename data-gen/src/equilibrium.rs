@@ -28,7 +28,7 @@
 use crate::dataset::{Array, Dataset, GeneratorInfo};
 use bilevel_kernels::models::equilibrium::{EquilibriumMap, EquilibriumWorkspace, FixedPointInfo, FixedPointParams};
 use bilevel_kernels::models::{DenseRows, Design};
-use bilevel_kernels::{Batch, FixedPointProblem, KernelError, Result};
+use bilevel_kernels::{Batch, FixedPointProblem, KernelError, ProblemMetrics, Result};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -285,6 +285,9 @@ impl FixedPointProblem for EquilibriumProblem {
             }
         });
     }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        Some(self)
+    }
     fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
         if !self.batch_ok(batch) {
             return out.fill(f64::NAN);
@@ -300,6 +303,37 @@ impl FixedPointProblem for EquilibriumProblem {
                 g_theta[c * h..(c + 1) * h].iter_mut().zip(wp).for_each(|(g, w)| *g += s * rc * w);
             }
         });
+    }
+}
+
+/// The steps of the fixed-point iteration the metrics solve the states with, from w = 0 on all
+/// samples (paper 001 §7.1: "the LL and LS are run for 20 steps on all training examples").
+pub const METRIC_STEPS: usize = 20;
+
+impl ProblemMetrics for EquilibriumProblem {
+    /// At λ, with the states w_20(λ) of [`METRIC_STEPS`] map steps from 0 on all samples (not
+    /// the algorithm's states, so every algorithm is measured alike): `train_loss` (E on all
+    /// samples) and `train_accuracy` (the arg-max class of θw_i + b against the label).
+    fn names(&self) -> &[&'static str] {
+        &["train_loss", "train_accuracy"]
+    }
+    fn evaluate(&self, lambda: &[f64], _states: &[f64], out: &mut [f64]) {
+        let n = self.labels.len();
+        let (mut w, mut next) = (vec![0.0; n * self.config.hidden], vec![0.0; n * self.config.hidden]);
+        for _ in 0..METRIC_STEPS {
+            FixedPointProblem::map(self, lambda, &w, Batch::Full, &mut next);
+            std::mem::swap(&mut w, &mut next);
+        }
+        let mut correct = 0usize;
+        let loss = self.readout(lambda, &w, Batch::Full, |pos, _, r| {
+            // r = softmax − e_label: the label's entry is its probability − 1.
+            let label = self.labels[pos];
+            let p = |c: usize| r[c] + if c == label { 1.0 } else { 0.0 };
+            let best = (0..r.len()).fold(0, |b, c| if p(c) > p(b) { c } else { b });
+            correct += usize::from(best == label && p(best).is_finite());
+        });
+        out[0] = loss / n as f64;
+        out[1] = if out[0].is_finite() { correct as f64 / n as f64 } else { f64::NAN };
     }
 }
 

@@ -9,8 +9,11 @@
 
 use crate::reference::reference_hypergradient;
 use crate::trace::{Trace, TraceRow};
-use crate::{Algorithm, Iterates};
-use bilevel_kernels::{ops, BilevelProblem, Counted, KernelError, Result};
+use crate::{Algorithm, FixedPointAlgorithm, Iterates};
+use bilevel_kernels::{
+    ops, BilevelProblem, Counted, CountedFixedPoint, FixedPointProblem, KernelError, OracleCounts, ProblemMetrics,
+    Result,
+};
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -113,9 +116,11 @@ impl Growth {
     }
 }
 
-/// What the driver can measure on a problem.
+/// What the driver can measure on a problem: on a bilevel problem its exact references or the
+/// Newton reference, and its metrics; on a fixed-point problem its metrics only.
 struct Evaluator<'a> {
-    problem: &'a dyn BilevelProblem,
+    problem: Option<&'a dyn BilevelProblem>,
+    metrics: Option<&'a dyn ProblemMetrics>,
     l0: Option<f64>,
     reference: bool,
     names: Vec<&'static str>,
@@ -126,8 +131,16 @@ impl<'a> Evaluator<'a> {
     fn new(problem: &'a dyn BilevelProblem, x0: &[f64]) -> Self {
         let l0 = problem.exact().map(|e| e.value(x0));
         let reference = problem.exact().is_none() && problem.dim_y() <= REFERENCE_MAX_DIM;
-        let names = problem.metrics().map_or_else(Vec::new, |m| m.names().to_vec());
-        Self { problem, l0, reference, names, scratch: (vec![0.0; x0.len()], vec![0.0; problem.dim_y()]) }
+        let metrics = problem.metrics();
+        let names = metrics.map_or_else(Vec::new, |m| m.names().to_vec());
+        let scratch = (vec![0.0; x0.len()], vec![0.0; problem.dim_y()]);
+        Self { problem: Some(problem), metrics, l0, reference, names, scratch }
+    }
+
+    fn fixed_point(problem: &'a dyn FixedPointProblem) -> Self {
+        let metrics = problem.metrics();
+        let names = metrics.map_or_else(Vec::new, |m| m.names().to_vec());
+        Self { problem: None, metrics, l0: None, reference: false, names, scratch: (Vec::new(), Vec::new()) }
     }
 
     /// (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖, problem metrics).
@@ -135,24 +148,24 @@ impl<'a> Evaluator<'a> {
         let (x, x_at_y, y) = (&it.x[..], &it.x_at_y[..], &it.y[..]);
         let mut row = TraceRow::default();
         let (g, ys) = &mut self.scratch;
-        if let Some(exact) = self.problem.exact() {
+        if let Some(exact) = self.problem.and_then(|p| p.exact()) {
             exact.hypergradient(x, g);
             exact.y_star(x_at_y, ys);
             ys.iter_mut().zip(y).for_each(|(a, b)| *a -= b);
             row.rel_error =
                 exact.minimum().zip(self.l0).map(|((_, l_star), l0)| (exact.value(x) - l_star) / (l0 - l_star));
             (row.grad_norm, row.y_error) = (Some(ops::norm2(g)), Some(ops::norm2(ys)));
-        } else if self.reference {
+        } else if let Some(problem) = self.problem.filter(|_| self.reference) {
             // The reference is a measurement, not part of the run: where Newton fails (an
             // iterate far from where the problem is well conditioned) the row has no value.
-            let at_x = reference_hypergradient(self.problem, x, y);
-            let at_y = reference_hypergradient(self.problem, x_at_y, y);
+            let at_x = reference_hypergradient(problem, x, y);
+            let at_y = reference_hypergradient(problem, x_at_y, y);
             if let (Ok(at_x), Ok(at_y)) = (at_x, at_y) {
                 ys.iter_mut().zip(&at_y.y_star).zip(y).for_each(|((a, s), b)| *a = s - b);
                 (row.grad_norm, row.y_error) = (Some(ops::norm2(&at_x.hypergradient)), Some(ops::norm2(ys)));
             }
         }
-        if let Some(m) = self.problem.metrics() {
+        if let Some(m) = self.metrics {
             row.metrics = vec![0.0; self.names.len()];
             m.evaluate(x, y, &mut row.metrics);
         }
@@ -173,6 +186,61 @@ fn check_iterate(what: &'static str, v: &[f64]) -> Result<()> {
     }
 }
 
+/// What the driver steps: an algorithm bound to the problem it runs on.
+trait Stepping {
+    fn name(&self) -> &str;
+    fn step(&mut self) -> Result<()>;
+    fn iterates(&self) -> &Iterates;
+}
+
+struct OnBilevel<'a, P> {
+    alg: &'a mut dyn Algorithm,
+    problem: &'a Counted<P>,
+}
+
+impl<P: BilevelProblem> Stepping for OnBilevel<'_, P> {
+    fn name(&self) -> &str {
+        self.alg.name()
+    }
+    fn step(&mut self) -> Result<()> {
+        self.alg.step(self.problem)
+    }
+    fn iterates(&self) -> &Iterates {
+        self.alg.iterates()
+    }
+}
+
+struct OnFixedPoint<'a, P> {
+    alg: &'a mut dyn FixedPointAlgorithm,
+    problem: &'a CountedFixedPoint<P>,
+}
+
+impl<P: FixedPointProblem> Stepping for OnFixedPoint<'_, P> {
+    fn name(&self) -> &str {
+        self.alg.name()
+    }
+    fn step(&mut self) -> Result<()> {
+        self.alg.step_fixed_point(self.problem)
+    }
+    fn iterates(&self) -> &Iterates {
+        self.alg.iterates()
+    }
+}
+
+/// Refuses a stop rule the driver cannot apply.
+fn check_stop(stop: &StopRule) -> Result<()> {
+    if stop.eval_every == 0 {
+        return Err(KernelError::InvalidParameter { name: "eval_every", reason: "must be >= 1".into() });
+    }
+    if let Some(g) = stop.divergence_growth.filter(|g| g.is_nan() || *g <= 1.0) {
+        return Err(KernelError::InvalidParameter {
+            name: "divergence_growth",
+            reason: format!("must be > 1, got {g}"),
+        });
+    }
+    Ok(())
+}
+
 /// Initialises `alg` at (x0, y0) and runs it on `problem` until `stop`; `observer` sees every
 /// row and may stop the run.
 ///
@@ -189,19 +257,43 @@ pub fn run<P: BilevelProblem>(
     stop: &StopRule,
     mut observer: impl FnMut(&TraceRow) -> ControlFlow<()>,
 ) -> Result<Trace> {
-    if stop.eval_every == 0 {
-        return Err(KernelError::InvalidParameter { name: "eval_every", reason: "must be >= 1".into() });
-    }
-    if let Some(g) = stop.divergence_growth.filter(|g| g.is_nan() || *g <= 1.0) {
-        return Err(KernelError::InvalidParameter {
-            name: "divergence_growth",
-            reason: format!("must be > 1, got {g}"),
-        });
-    }
-    let plain = problem.inner();
+    check_stop(stop)?;
     alg.init(problem, x0, y0)?;
-    let mut eval = Evaluator::new(plain, x0);
-    let start = problem.counts();
+    let eval = Evaluator::new(problem.inner(), x0);
+    drive(&mut OnBilevel { alg, problem }, &|| problem.counts(), eval, stop, &mut observer)
+}
+
+/// [`run`] for a fixed-point problem: initialises `alg` at λ_0 and the states w_0 (all samples,
+/// `n_samples · dim_state` values) and runs it on `problem` until `stop`, with the same rules,
+/// divergence detection (non-finite λ or states, a growing hypergradient estimate), failure
+/// handling and trace. Counts are `problem`'s, in the fields of [`CountedFixedPoint`]'s mapping
+/// (map → `grad_y_g`, ∂wΦ products → `hvp`, ∂λΦᵀ → `cross`, ∇wE/∇λE → `grad_y_f`/`grad_x_f`).
+/// The rows carry the problem's own metrics ([`FixedPointProblem::metrics`], evaluated on the
+/// uncounted problem outside the timed work) and no `rel_error`, `grad_norm` or `y_error`:
+/// the targets of `stop` never fire.
+pub fn run_fixed_point<P: FixedPointProblem>(
+    alg: &mut dyn FixedPointAlgorithm,
+    problem: &CountedFixedPoint<P>,
+    lambda0: &[f64],
+    w0: &[f64],
+    stop: &StopRule,
+    mut observer: impl FnMut(&TraceRow) -> ControlFlow<()>,
+) -> Result<Trace> {
+    check_stop(stop)?;
+    alg.init_fixed_point(problem, lambda0, w0)?;
+    let eval = Evaluator::fixed_point(problem.inner());
+    drive(&mut OnFixedPoint { alg, problem }, &|| problem.counts(), eval, stop, &mut observer)
+}
+
+/// The loop of [`run`] and [`run_fixed_point`] on an initialised algorithm.
+fn drive(
+    alg: &mut dyn Stepping,
+    counts_now: &dyn Fn() -> OracleCounts,
+    mut eval: Evaluator<'_>,
+    stop: &StopRule,
+    observer: &mut dyn FnMut(&TraceRow) -> ControlFlow<()>,
+) -> Result<Trace> {
+    let start = counts_now();
     let mut rows = Vec::with_capacity(stop.max_iters.min(1 << 20) + 1);
     let mut seconds = 0.0;
     let (mut reason, mut failure) = (StopReason::MaxIters, None);
@@ -211,7 +303,7 @@ pub fn run<P: BilevelProblem>(
     for iteration in 0..=stop.max_iters {
         if iteration > 0 {
             let t = Instant::now();
-            let stepped = alg.step(problem);
+            let stepped = alg.step();
             seconds += t.elapsed().as_secs_f64();
             let it = alg.iterates();
             let checked = stepped.map_err(|e| (StopReason::Failed, e.to_string())).and_then(|()| {
@@ -228,7 +320,7 @@ pub fn run<P: BilevelProblem>(
                 (reason, failure) = (StopReason::Diverged, Some(format!("step {iteration}: {message}")));
             }
         }
-        let counts = problem.counts().since(&start);
+        let counts = counts_now().since(&start);
         let evaluated = iteration % stop.eval_every == 0 || iteration == stop.max_iters || failure.is_some();
         last_evaluated = evaluated;
         let mut row = if evaluated { eval.evaluate(alg.iterates())? } else { TraceRow::default() };

@@ -124,3 +124,87 @@ fn projections() {
         assert!(b.iterates().x.iter().map(|v| v * v).sum::<f64>().sqrt() <= 0.01 + 1e-15);
     }
 }
+
+#[test]
+fn bsgm_on_the_equilibrium_model_lowers_the_training_loss_with_exact_counts() {
+    use bilevel_kernels::CountedFixedPoint;
+    use bilevel_solvers::run_fixed_point;
+    let p = CountedFixedPoint::new(equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap());
+    let (n, h) = (p.n_samples(), p.dim_state());
+    // Paper 001 §7.1's α = 0.5; c₃ = 1/log 2 (q ≤ ‖A‖ ≤ 0.5 on Λ).
+    let mut bsgm = Bsgm::new(0.5, 1.0, 1.0 / 2f64.ln(), Projection::None).unwrap();
+    let iters = 30;
+    let w0 = vec![0.0; n * h];
+    let trace = run_fixed_point(&mut bsgm, &p, p.inner().lambda0(), &w0, &StopRule::iterations(iters), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!((trace.stop, trace.rows.len()), (StopReason::MaxIters, iters + 1), "{:?}", trace.failure);
+    assert_eq!(trace.metric_names, ["train_loss", "train_accuracy"]);
+    let (first, last) = (&trace.rows[0], trace.last());
+    eprintln!("train_loss {:?} -> {:?}; counts {:?}", first.metrics, last.metrics, last.counts);
+    assert!(last.metrics[0] < 0.9 * first.metrics[0], "{:?} -> {:?}", first.metrics, last.metrics);
+    assert!(last.metrics[1] >= first.metrics[1]);
+    // The upper objective falls along the way, not just at the end.
+    let losses: Vec<f64> = trace.rows.iter().map(|r| r.metrics[0]).collect();
+    assert!(losses[5] < losses[0] && losses[iters] < losses[5], "{losses:?}");
+    // Step s: t_s maps, k_s = t_s VJPs in w, one VJP in λ, one (∇wE, ∇λE) pair; all full batches.
+    for (s, row) in trace.rows.iter().enumerate() {
+        let t: u64 = (0..s).map(|i| bsgm.inner_steps(i) as u64).sum();
+        let k = s as u64;
+        let c = row.counts;
+        assert_eq!((c.grad_y_g, c.hvp, c.cross, c.grad_x_f, c.grad_y_f, c.f, c.g), (t, t, k, k, k, 0, 0), "row {s}");
+        assert_eq!((c.samples_g, c.samples_f), (n as u64 * (2 * t + k), n as u64 * 2 * k), "row {s}");
+    }
+    // The fixed-point form is deterministic only; a wrong-sized start is a typed error.
+    use bilevel_solvers::FixedPointAlgorithm;
+    assert!(bsgm.init_fixed_point(&p, &[0.0; 3], &w0).is_err());
+    let st = bilevel_solvers::algorithms::bsgm::Stochastic {
+        batches: bilevel_solvers::BatchSizes::full(),
+        seed: 0,
+        q: 0.5,
+        horizon: None,
+    };
+    let mut stochastic = Bsgm::new(0.5, 1.0, 1.0, Projection::None).unwrap().stochastic(st).unwrap();
+    assert!(stochastic.init_fixed_point(&p, p.inner().lambda0(), &w0).is_err());
+}
+
+#[test]
+fn bsgm_on_a_gradient_map_is_bsgm_on_the_bilevel_problem() {
+    use bilevel_kernels::CountedFixedPoint;
+    use bilevel_solvers::{run_fixed_point, Algorithm};
+    let config = Config { dim_x: 30, dim_y: 20, kappa_g: 10.0, ..Config::preset("tiny").unwrap() };
+    let p = generate(&config, 5).unwrap();
+    let (l_g, mu_g, l_f) = (p.measured_g().l, p.measured_g().mu, p.measured_f().l);
+    let eta = 1.0 / l_g;
+    let c3 = 2.0 / (1.0 / (1.0 - eta * mu_g)).ln();
+    let (x0, y0) = (p.x0(2), vec![0.0; p.dim_y()]);
+    let stop = StopRule::iterations(40);
+    let mut direct = Bsgm::new(1.0 / l_f, eta, c3, Projection::Ball { radius: 3.0 }).unwrap();
+    let counted = Counted::new(generate(&config, 5).unwrap());
+    let a = run(&mut direct, &counted, &x0, &y0, &stop, |_| ControlFlow::Continue(())).unwrap();
+    let mut mapped = Bsgm::new(1.0 / l_f, 123.0, c3, Projection::Ball { radius: 3.0 }).unwrap();
+    let map = CountedFixedPoint::new(GradientMap { problem: &p, eta });
+    let b = run_fixed_point(&mut mapped, &map, &x0, &y0, &stop, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(direct.iterates(), mapped.iterates(), "bit for bit");
+    assert_eq!(a.rows.len(), b.rows.len());
+    for (ra, rb) in a.rows.iter().zip(&b.rows) {
+        assert_eq!(ra.counts, rb.counts, "row {}", ra.iteration);
+    }
+}
+
+#[test]
+fn a_fixed_point_run_whose_iterate_turns_non_finite_stops_as_diverged() {
+    use bilevel_kernels::CountedFixedPoint;
+    use bilevel_solvers::run_fixed_point;
+    let p = CountedFixedPoint::new(equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap());
+    let w0 = vec![0.0; p.n_samples() * p.dim_state()];
+    let stop = StopRule::iterations(200);
+    // A non-finite λ_0 makes every oracle write NaN: the first step's iterate is not finite.
+    let mut bad = p.inner().lambda0().to_vec();
+    bad[0] = f64::NAN;
+    let mut bsgm = Bsgm::new(0.5, 1.0, 1.0, Projection::None).unwrap();
+    let trace = run_fixed_point(&mut bsgm, &p, &bad, &w0, &stop, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!((trace.stop, trace.rows.len()), (StopReason::Diverged, 1), "{:?}", trace.failure);
+    assert!(trace.failure.as_deref().is_some_and(|f| f.contains("outer iterate")), "{:?}", trace.failure);
+}

@@ -4,7 +4,7 @@
 //! ∂yΦᵀv = v − ηHv and ∂xΦᵀv = −η ∂x∂y g·v, and the adjoint system (I − ∂yΦᵀ)v = ∂y f is
 //! ηHv = ∂y f: the usual hypergradient, with v scaled by 1/η.
 
-use super::{Batch, BilevelProblem, FixedPointProblem};
+use super::{Batch, BilevelProblem, FixedPointProblem, ProblemMetrics};
 use crate::ops;
 
 /// The gradient map of a bilevel problem as a fixed-point problem with one "sample" (the
@@ -49,5 +49,8 @@ impl<P: BilevelProblem + ?Sized> FixedPointProblem for GradientMap<'_, P> {
     }
     fn upper_grad_lambda(&self, x: &[f64], y: &[f64], b: Batch<'_>, out: &mut [f64]) {
         self.problem.grad_x_f(x, y, b, out)
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        self.problem.metrics()
     }
 }

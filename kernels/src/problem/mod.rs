@@ -278,6 +278,28 @@ struct Counters {
     samples_g: AtomicU64,
 }
 
+impl Counters {
+    fn snapshot(&self) -> OracleCounts {
+        OracleCounts {
+            f: self.f.load(Relaxed),
+            g: self.g.load(Relaxed),
+            grad_x_f: self.grad_x_f.load(Relaxed),
+            grad_y_f: self.grad_y_f.load(Relaxed),
+            grad_y_g: self.grad_y_g.load(Relaxed),
+            hvp: self.hvp.load(Relaxed),
+            cross: self.cross.load(Relaxed),
+            samples_f: self.samples_f.load(Relaxed),
+            samples_g: self.samples_g.load(Relaxed),
+        }
+    }
+    fn reset(&self) {
+        let c = self;
+        for a in [&c.f, &c.g, &c.grad_x_f, &c.grad_y_f, &c.grad_y_g, &c.hvp, &c.cross, &c.samples_f, &c.samples_g] {
+            a.store(0, Relaxed);
+        }
+    }
+}
+
 /// A problem whose every oracle call is counted (atomics: usable from parallel code).
 pub struct Counted<P> {
     inner: P,
@@ -299,25 +321,11 @@ impl<P: BilevelProblem> Counted<P> {
     }
     /// The counts so far.
     pub fn counts(&self) -> OracleCounts {
-        let c = &self.c;
-        OracleCounts {
-            f: c.f.load(Relaxed),
-            g: c.g.load(Relaxed),
-            grad_x_f: c.grad_x_f.load(Relaxed),
-            grad_y_f: c.grad_y_f.load(Relaxed),
-            grad_y_g: c.grad_y_g.load(Relaxed),
-            hvp: c.hvp.load(Relaxed),
-            cross: c.cross.load(Relaxed),
-            samples_f: c.samples_f.load(Relaxed),
-            samples_g: c.samples_g.load(Relaxed),
-        }
+        self.c.snapshot()
     }
     /// Sets every count to zero.
     pub fn reset(&self) {
-        let c = &self.c;
-        for a in [&c.f, &c.g, &c.grad_x_f, &c.grad_y_f, &c.grad_y_g, &c.hvp, &c.cross, &c.samples_f, &c.samples_g] {
-            a.store(0, Relaxed);
-        }
+        self.c.reset()
     }
     fn tick(&self, calls: &AtomicU64, n: u64, upper: bool, batch: Batch<'_>) {
         calls.fetch_add(n, Relaxed);
@@ -510,9 +518,54 @@ pub trait FixedPointProblem: Sync {
     fn upper_grad_w(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
     /// `out = ∇λE(w, λ)` (λ-sized).
     fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
+
+    /// What the problem can measure at (λ, w) for a trace (training loss, accuracy, ...), `w`
+    /// the states of all samples. Evaluated outside the counted and timed work.
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        None
+    }
 }
 
+/// A boxed fixed-point problem is one (the catalogue returns `Box<dyn FixedPointProblem + Send>`).
+impl<P: FixedPointProblem + ?Sized> FixedPointProblem for Box<P> {
+    fn dim_lambda(&self) -> usize {
+        (**self).dim_lambda()
+    }
+    fn dim_state(&self) -> usize {
+        (**self).dim_state()
+    }
+    fn n_samples(&self) -> usize {
+        (**self).n_samples()
+    }
+    fn map(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).map(lambda, w, batch, out)
+    }
+    fn jvp_w(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).jvp_w(lambda, w, v, batch, out)
+    }
+    fn vjp_w(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).vjp_w(lambda, w, v, batch, out)
+    }
+    fn vjp_lambda(&self, lambda: &[f64], w: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).vjp_lambda(lambda, w, v, batch, out)
+    }
+    fn upper(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>) -> f64 {
+        (**self).upper(lambda, w, batch)
+    }
+    fn upper_grad_w(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).upper_grad_w(lambda, w, batch, out)
+    }
+    fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
+        (**self).upper_grad_lambda(lambda, w, batch, out)
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        (**self).metrics()
+    }
+}
+
+mod counted_fixed_point;
 mod gradient_map;
 mod hessian;
+pub use counted_fixed_point::CountedFixedPoint;
 pub use gradient_map::GradientMap;
 pub use hessian::HessianOp;

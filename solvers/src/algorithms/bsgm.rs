@@ -31,8 +31,8 @@ use super::{Iterates, StepRule};
 use crate::constants::{Constant, Constants};
 use crate::estimators::{Sid, SidStreams};
 use crate::sampling::{BatchSizes, BatchStream};
-use crate::Algorithm;
-use bilevel_kernels::{ops, BilevelProblem, GradientMap, KernelError, Result};
+use crate::{Algorithm, FixedPointAlgorithm};
+use bilevel_kernels::{ops, BilevelProblem, FixedPointProblem, GradientMap, KernelError, Result};
 
 /// The constants the theory rule needs (µ_g for c₃'s bound).
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
@@ -157,7 +157,8 @@ impl Projection {
     }
 }
 
-/// BSGM on a bilevel problem through its gradient map (deterministic, Thm 17).
+/// BSGM on a fixed-point problem ([`FixedPointAlgorithm`]), and on a bilevel problem through
+/// its gradient map ([`Algorithm`]): both run the same step on a `FixedPointProblem`.
 pub struct Bsgm {
     alpha: f64,
     eta: f64,
@@ -188,8 +189,9 @@ pub struct Stochastic {
 const STREAMS: [u64; 4] = [0, 1, 2, 3];
 
 impl Bsgm {
-    /// `alpha` ≤ 1/L_f (outer step), `eta` ≤ 1/L_g (the gradient map's step), `c3` ≥ 1/log(1/q)
-    /// with q = 1 − η µ_g for Theorem 17's guarantee.
+    /// `alpha` ≤ 1/L_f (outer step), `eta` ≤ 1/L_g (the gradient map's step, used on bilevel
+    /// problems only), `c3` ≥ 1/log(1/q) with q = 1 − η µ_g (or the fixed-point problem's own
+    /// contraction factor q) for Theorem 17's guarantee.
     pub fn new(alpha: f64, eta: f64, c3: f64, projection: Projection) -> Result<Self> {
         for (name, v) in [("alpha", alpha), ("eta", eta), ("c3", c3)] {
             if !(v.is_finite() && v > 0.0) {
@@ -237,18 +239,14 @@ impl Bsgm {
     }
 }
 
-impl Algorithm for Bsgm {
-    fn name(&self) -> &str {
-        "bsgm"
-    }
-    fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
-        let mut x = x0.to_vec();
-        self.projection.apply(&mut x)?;
-        self.it = Iterates::new(problem, &x, y0)?;
-        self.sid = Some(Sid::new(problem.dim_y(), problem.dim_x()));
+impl Bsgm {
+    /// Sizes SID for states of `n_states` values and λ of `dim_lambda`, and the stochastic
+    /// form's streams for `n_f` upper and `n_g` lower samples; `self.it` is set.
+    fn start(&mut self, n_states: usize, dim_lambda: usize, n_f: usize, n_g: usize) -> Result<()> {
+        self.sid = Some(Sid::new(n_states, dim_lambda));
         self.s = 0;
         if let Some(st) = self.stochastic {
-            let (n_f, n_g, b) = (problem.n_samples_f(), problem.n_samples_g(), st.batches);
+            let b = st.batches;
             let j = self.inner_steps(0);
             let stream = |n, size, id| BatchStream::new(n, size, b.sampling, st.seed, id, 0);
             self.streams = SidStreams {
@@ -260,20 +258,29 @@ impl Algorithm for Bsgm {
         }
         Ok(())
     }
-    fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
+
+    /// The starting outer point projected onto Λ.
+    fn projected_start(&mut self, x0: &[f64]) -> Result<Vec<f64>> {
+        let mut x = x0.to_vec();
+        self.projection.apply(&mut x)?;
+        Ok(x)
+    }
+
+    /// One step of Algorithm 2 on the fixed-point problem `map` (a bilevel problem's gradient
+    /// map, or a fixed-point problem itself).
+    fn step_on(&mut self, map: &dyn FixedPointProblem) -> Result<()> {
         let t = self.inner_steps(self.s);
         let sid = super::initialised(&mut self.sid)?;
-        let map = GradientMap { problem, eta: self.eta };
         let it = &mut self.it;
         match self.stochastic {
-            None => sid.hypergradient(&map, &it.x, t, t, &mut it.grad)?,
+            None => sid.hypergradient(map, &it.x, t, t, &mut it.grad)?,
             Some(st) => {
                 // η_i = β/(γ + i) with β = 2/(1−q²), γ = β (see the module doc); J_s = t_s.
                 let beta = 2.0 / (1.0 - st.q * st.q);
                 let eta = |i: usize| beta / (beta + i as f64);
                 self.streams.upper.set_size(t);
                 self.streams.cross.set_size(t);
-                sid.hypergradient_sampled(&map, &it.x, t, t, &eta, &mut self.streams, &mut it.grad)?
+                sid.hypergradient_sampled(map, &it.x, t, t, &eta, &mut self.streams, &mut it.grad)?
             }
         }
         // SID's inner state w_t is this step's y (copied: dim_y, against t map evaluations).
@@ -283,7 +290,45 @@ impl Algorithm for Bsgm {
         self.s += 1;
         Ok(())
     }
+}
+
+impl Algorithm for Bsgm {
+    fn name(&self) -> &str {
+        "bsgm"
+    }
+    fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
+        let x = self.projected_start(x0)?;
+        self.it = Iterates::new(problem, &x, y0)?;
+        self.start(problem.dim_y(), problem.dim_x(), problem.n_samples_f(), problem.n_samples_g())
+    }
+    /// BSGM on the problem's gradient map Φ(y, x) = y − η ∂y g(x, y).
+    fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
+        self.step_on(&GradientMap { problem, eta: self.eta })
+    }
     fn iterates(&self) -> &Iterates {
         &self.it
+    }
+}
+
+/// BSGM on a fixed-point problem itself (paper 001's setting; the map's step η is not used).
+/// Only the deterministic form (Theorem 17): the stochastic one samples the map's rows, and on
+/// a problem with one state per sample SID's states would have to follow its batches.
+impl FixedPointAlgorithm for Bsgm {
+    fn init_fixed_point(&mut self, problem: &dyn FixedPointProblem, lambda0: &[f64], w0: &[f64]) -> Result<()> {
+        if self.stochastic.is_some() && problem.n_samples() > 1 {
+            return Err(KernelError::InvalidParameter {
+                name: "batches",
+                reason: "BSGM runs on a fixed-point problem with one state per sample in its deterministic form \
+                         only (full batches; the stochastic form is not implemented there)"
+                    .into(),
+            });
+        }
+        let x = self.projected_start(lambda0)?;
+        self.it = Iterates::for_fixed_point(problem, &x, w0)?;
+        let n = problem.n_samples();
+        self.start(n * problem.dim_state(), problem.dim_lambda(), n, n)
+    }
+    fn step_fixed_point(&mut self, problem: &dyn FixedPointProblem) -> Result<()> {
+        self.step_on(problem)
     }
 }

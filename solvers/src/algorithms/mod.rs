@@ -23,7 +23,7 @@ pub mod sustain;
 pub mod ttsa;
 
 use crate::constants::{Constant, Constants};
-use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{check_len, ops, BilevelProblem, FixedPointProblem, KernelError, Result};
 
 /// One outer iteration at a time; the driver ([`crate::driver::run`]) calls [`init`](Self::init)
 /// once, then [`step`](Self::step) until a stop rule fires.
@@ -36,6 +36,20 @@ pub trait Algorithm {
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()>;
     /// The iterates after the last step (empty before `init`).
     fn iterates(&self) -> &Iterates;
+}
+
+/// An algorithm that also runs on a [`FixedPointProblem`] (Grazzi, Pontil & Salzo's setting:
+/// λ in the role of x, the states w of all samples in the role of y); the driver's
+/// [`run_fixed_point`](crate::driver::run_fixed_point) calls these. Its [`Algorithm`] form runs
+/// the same steps on a bilevel problem's [`GradientMap`](bilevel_kernels::GradientMap), so one
+/// implementation serves both problem kinds.
+pub trait FixedPointAlgorithm: Algorithm {
+    /// Sizes every buffer for `problem` and sets λ_0 and the states w_0 (length
+    /// `n_samples · dim_state`); refuses a configuration the fixed-point form does not have.
+    fn init_fixed_point(&mut self, problem: &dyn FixedPointProblem, lambda0: &[f64], w0: &[f64]) -> Result<()>;
+    /// One outer iteration λ_k → λ_{k+1}; [`iterates`](Algorithm::iterates) then holds λ in `x`
+    /// and the states in `y`.
+    fn step_fixed_point(&mut self, problem: &dyn FixedPointProblem) -> Result<()>;
 }
 
 /// The iterates of an outer loop, as the driver reads them.
@@ -57,7 +71,17 @@ impl Iterates {
     pub fn new(problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<Self> {
         check_len("x0", problem.dim_x(), x0.len())?;
         check_len("y0", problem.dim_y(), y0.len())?;
-        Ok(Self { x: x0.to_vec(), y: y0.to_vec(), x_at_y: x0.to_vec(), grad: vec![0.0; x0.len()] })
+        Ok(Self::at(x0, y0))
+    }
+    /// λ_0 (as x) and the states w_0 of all samples (as y) for a fixed-point `problem`
+    /// (lengths checked: `dim_lambda` and `n_samples · dim_state`).
+    pub fn for_fixed_point(problem: &dyn FixedPointProblem, lambda0: &[f64], w0: &[f64]) -> Result<Self> {
+        check_len("lambda0", problem.dim_lambda(), lambda0.len())?;
+        check_len("w0 (all samples' states)", problem.n_samples() * problem.dim_state(), w0.len())?;
+        Ok(Self::at(lambda0, w0))
+    }
+    fn at(x0: &[f64], y0: &[f64]) -> Self {
+        Self { x: x0.to_vec(), y: y0.to_vec(), x_at_y: x0.to_vec(), grad: vec![0.0; x0.len()] }
     }
     /// The outer gradient step x ← x − γ·grad, remembering the x that y belongs to.
     pub fn outer_step(&mut self, gamma: f64) {
