@@ -4,7 +4,7 @@
 use crate::cli::{Algo, SolveArgs};
 use crate::output::OutFile;
 use crate::problem_args::{LoadedFixedPoint, Runnable};
-use bilevel_kernels::{BilevelProblem, Counted, CountedFixedPoint, CountingConvention, FixedPointProblem};
+use bilevel_kernels::{BilevelProblem, Counted, CountingConvention, FixedPointProblem};
 use bilevel_solvers::algorithms::{self, bsgm, Settings};
 use bilevel_solvers::{constants, run as drive, run_fixed_point, StepRule, StopReason, StopRule, Trace, TraceRow};
 use serde_json::json;
@@ -28,7 +28,7 @@ const FIXED_POINT_ALPHA: f64 = 0.5;
 const FIXED_POINT_Q: f64 = 0.5;
 
 /// `solve` on a fixed-point problem: BSGM on the map itself (paper 001 Alg. 2, deterministic
-/// form, Theorem 17), counted by `CountedFixedPoint`, measured by the problem's own metrics.
+/// form, Theorem 17), counted by `Counted`, measured by the problem's own metrics.
 fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError> {
     let (name, algo) = (p.name.as_str(), a.algo.name());
     if a.algo != Algo::Bsgm {
@@ -65,7 +65,7 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
          counts of the fixed-point oracles: map → grad_g, ∂wΦᵀv → hvp, ∂λΦᵀv → cross, ∇wE → ∂y f, ∇λE → ∂x f",
         if a.outer_step.is_some() { " from --outer-step" } else { ", paper 001 §7.1" }
     );
-    let counted = CountedFixedPoint::new(p.problem);
+    let counted = Counted::new(p.problem);
     let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
     let extra = json!({
         "outer_step": alpha,

@@ -27,7 +27,7 @@ pub use error::{check_finite, check_len, KernelError, Result};
 pub use linop::{Operator, SymmetricOperator};
 pub use linsolve::SolveReport;
 pub use problem::{
-    Batch, BilevelProblem, Counted, CountedFixedPoint, CountingConvention, ExactReference, FixedPointProblem,
-    GradientMap, HessianOp, OracleCounts, ProblemConstants, ProblemMetrics, StepBatches,
+    Batch, BilevelProblem, Counted, CountingConvention, ExactReference, FixedPointProblem, GradientMap, HessianOp,
+    OracleCounts, ProblemConstants, ProblemMetrics, StepBatches,
 };
 pub use sparse::CsrMatrix;

@@ -1,7 +1,7 @@
-//! `CountedFixedPoint`: one count per call in the field of its documented mapping, the batch's
+//! `Counted`: one count per call in the field of its documented mapping, the batch's
 //! samples in the sample fields, and the inner problem's outputs unchanged.
 
-use bilevel_kernels::{Batch, CountedFixedPoint, FixedPointProblem, OracleCounts};
+use bilevel_kernels::{Batch, Counted, FixedPointProblem, OracleCounts};
 
 /// Φ(w, λ)_i = 0.5 w_i + λ (one scalar state per sample), E = ½ Σ_i w_i² + ½‖λ‖².
 struct Affine {
@@ -51,7 +51,7 @@ impl FixedPointProblem for Affine {
 
 #[test]
 fn every_call_is_counted_in_its_field_with_its_samples() {
-    let p = CountedFixedPoint::new(Affine { n: 5 });
+    let p = Counted::new(Affine { n: 5 });
     let (l, w, v) = ([0.3], [1.0, 2.0, 3.0, 4.0, 5.0], [0.5; 5]);
     let (mut out, mut g) = (vec![0.0; 5], vec![0.0; 1]);
     let two = Batch::Rows(&[4, 1]);
@@ -87,7 +87,7 @@ fn every_call_is_counted_in_its_field_with_its_samples() {
     assert_eq!(p.counts(), OracleCounts::default());
     // Boxed, as the catalogue hands it out.
     let boxed: Box<dyn FixedPointProblem + Send> = Box::new(Affine { n: 3 });
-    let p = CountedFixedPoint::new(boxed);
+    let p = Counted::new(boxed);
     p.map(&l, &w, Batch::Full, &mut out);
     assert_eq!((p.counts().grad_y_g, p.counts().samples_g), (1, 3));
 }

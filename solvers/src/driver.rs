@@ -11,8 +11,7 @@ use crate::reference::reference_hypergradient;
 use crate::trace::{Trace, TraceRow};
 use crate::{Algorithm, FixedPointAlgorithm, Iterates};
 use bilevel_kernels::{
-    ops, BilevelProblem, Counted, CountedFixedPoint, FixedPointProblem, KernelError, OracleCounts, ProblemMetrics,
-    Result,
+    ops, BilevelProblem, Counted, FixedPointProblem, KernelError, OracleCounts, ProblemMetrics, Result,
 };
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -212,7 +211,7 @@ impl<P: BilevelProblem> Stepping for OnBilevel<'_, P> {
 
 struct OnFixedPoint<'a, P> {
     alg: &'a mut dyn FixedPointAlgorithm,
-    problem: &'a CountedFixedPoint<P>,
+    problem: &'a Counted<P>,
 }
 
 impl<P: FixedPointProblem> Stepping for OnFixedPoint<'_, P> {
@@ -266,14 +265,14 @@ pub fn run<P: BilevelProblem>(
 /// [`run`] for a fixed-point problem: initialises `alg` at λ_0 and the states w_0 (all samples,
 /// `n_samples · dim_state` values) and runs it on `problem` until `stop`, with the same rules,
 /// divergence detection (non-finite λ or states, a growing hypergradient estimate), failure
-/// handling and trace. Counts are `problem`'s, in the fields of [`CountedFixedPoint`]'s mapping
+/// handling and trace. Counts are `problem`'s, in the fields of [`Counted`]'s mapping
 /// (map → `grad_y_g`, ∂wΦ products → `hvp`, ∂λΦᵀ → `cross`, ∇wE/∇λE → `grad_y_f`/`grad_x_f`).
 /// The rows carry the problem's own metrics ([`FixedPointProblem::metrics`], evaluated on the
 /// uncounted problem outside the timed work) and no `rel_error`, `grad_norm` or `y_error`:
 /// the targets of `stop` never fire.
 pub fn run_fixed_point<P: FixedPointProblem>(
     alg: &mut dyn FixedPointAlgorithm,
-    problem: &CountedFixedPoint<P>,
+    problem: &Counted<P>,
     lambda0: &[f64],
     w0: &[f64],
     stop: &StopRule,

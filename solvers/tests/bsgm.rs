@@ -127,9 +127,9 @@ fn projections() {
 
 #[test]
 fn bsgm_on_the_equilibrium_model_lowers_the_training_loss_with_exact_counts() {
-    use bilevel_kernels::CountedFixedPoint;
+    use bilevel_kernels::Counted;
     use bilevel_solvers::run_fixed_point;
-    let p = CountedFixedPoint::new(equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap());
+    let p = Counted::new(equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap());
     let (n, h) = (p.n_samples(), p.dim_state());
     // Paper 001 §7.1's α = 0.5; c₃ = 1/log 2 (q ≤ ‖A‖ ≤ 0.5 on Λ).
     let mut bsgm = Bsgm::new(0.5, 1.0, 1.0 / 2f64.ln(), Projection::None).unwrap();
@@ -171,7 +171,7 @@ fn bsgm_on_the_equilibrium_model_lowers_the_training_loss_with_exact_counts() {
 
 #[test]
 fn bsgm_on_a_gradient_map_is_bsgm_on_the_bilevel_problem() {
-    use bilevel_kernels::CountedFixedPoint;
+    use bilevel_kernels::Counted;
     use bilevel_solvers::{run_fixed_point, Algorithm};
     let config = Config { dim_x: 30, dim_y: 20, kappa_g: 10.0, ..Config::preset("tiny").unwrap() };
     let p = generate(&config, 5).unwrap();
@@ -184,7 +184,7 @@ fn bsgm_on_a_gradient_map_is_bsgm_on_the_bilevel_problem() {
     let counted = Counted::new(generate(&config, 5).unwrap());
     let a = run(&mut direct, &counted, &x0, &y0, &stop, |_| ControlFlow::Continue(())).unwrap();
     let mut mapped = Bsgm::new(1.0 / l_f, 123.0, c3, Projection::Ball { radius: 3.0 }).unwrap();
-    let map = CountedFixedPoint::new(GradientMap { problem: &p, eta });
+    let map = Counted::new(GradientMap { problem: &p, eta });
     let b = run_fixed_point(&mut mapped, &map, &x0, &y0, &stop, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(direct.iterates(), mapped.iterates(), "bit for bit");
     assert_eq!(a.rows.len(), b.rows.len());
@@ -195,9 +195,9 @@ fn bsgm_on_a_gradient_map_is_bsgm_on_the_bilevel_problem() {
 
 #[test]
 fn a_fixed_point_run_whose_iterate_turns_non_finite_stops_as_diverged() {
-    use bilevel_kernels::CountedFixedPoint;
+    use bilevel_kernels::Counted;
     use bilevel_solvers::run_fixed_point;
-    let p = CountedFixedPoint::new(equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap());
+    let p = Counted::new(equilibrium::generate(&equilibrium::Config::preset("tiny").unwrap(), 4).unwrap());
     let w0 = vec![0.0; p.n_samples() * p.dim_state()];
     let stop = StopRule::iterations(200);
     // A non-finite λ_0 makes every oracle write NaN: the first step's iterate is not finite.

@@ -300,13 +300,15 @@ impl Counters {
     }
 }
 
-/// A problem whose every oracle call is counted (atomics: usable from parallel code).
+/// A problem whose every oracle call is counted (atomics: usable from parallel code): a
+/// [`BilevelProblem`], or a [`FixedPointProblem`] (its calls counted in the fields of their
+/// gradient-map meaning: see `counted_fixed_point.rs`).
 pub struct Counted<P> {
     inner: P,
     c: Counters,
 }
 
-impl<P: BilevelProblem> Counted<P> {
+impl<P> Counted<P> {
     /// Wraps `inner` with all counts at zero.
     pub fn new(inner: P) -> Self {
         Self { inner, c: Counters::default() }
@@ -327,14 +329,19 @@ impl<P: BilevelProblem> Counted<P> {
     pub fn reset(&self) {
         self.c.reset()
     }
-    fn tick(&self, calls: &AtomicU64, n: u64, upper: bool, batch: Batch<'_>) {
+    /// Adds `n` calls to `calls` and their samples (`total` for a full batch) to the upper or
+    /// lower sample count.
+    fn tick_samples(&self, calls: &AtomicU64, n: u64, upper: bool, batch: Batch<'_>, total: usize) {
         calls.fetch_add(n, Relaxed);
-        let (samples, total) = if upper {
-            (&self.c.samples_f, self.inner.n_samples_f())
-        } else {
-            (&self.c.samples_g, self.inner.n_samples_g())
-        };
+        let samples = if upper { &self.c.samples_f } else { &self.c.samples_g };
         samples.fetch_add(n * batch.len(total) as u64, Relaxed);
+    }
+}
+
+impl<P: BilevelProblem> Counted<P> {
+    fn tick(&self, calls: &AtomicU64, n: u64, upper: bool, batch: Batch<'_>) {
+        let total = if upper { self.inner.n_samples_f() } else { self.inner.n_samples_g() };
+        self.tick_samples(calls, n, upper, batch, total)
     }
 }
 
@@ -566,6 +573,5 @@ impl<P: FixedPointProblem + ?Sized> FixedPointProblem for Box<P> {
 mod counted_fixed_point;
 mod gradient_map;
 mod hessian;
-pub use counted_fixed_point::CountedFixedPoint;
 pub use gradient_map::GradientMap;
 pub use hessian::HessianOp;
