@@ -2,7 +2,7 @@
 //! binary exits 0, 1 (a typed error) or 2 (clap's usage error) within a time bound — never a
 //! panic (101), an abort (134) or a signal, never a hang.
 //!
-//! `BILEVEL_CLI_CASES` sets the number of sets (default 200: the suite's share; the figure in
+//! `BILEVEL_CLI_CASES` sets the number of sets (default 300: the suite's share; the figure in
 //! docs/reliability.md is a run with 10 000), `BILEVEL_CLI_SEED` the seed, `BILEVEL_CLI_SHOW=C`
 //! prints the first stderr line of every set that exits with code C.
 
@@ -150,7 +150,7 @@ fn check(args: &[String]) -> Result<i32, String> {
 #[test]
 fn random_argument_sets_never_panic_abort_or_hang() {
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (cases, seed) = (env("BILEVEL_CLI_CASES", 200), env("BILEVEL_CLI_SEED", 1));
+    let (cases, seed) = (env("BILEVEL_CLI_CASES", 300), env("BILEVEL_CLI_SEED", 1));
     let mut r = Xoshiro256PlusPlus::seed_from_u64(seed);
     let start = Instant::now();
     let (mut exits, mut failures) = ([0usize; 3], Vec::new());
