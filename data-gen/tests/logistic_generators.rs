@@ -673,3 +673,24 @@ fn oracles_do_not_allocate() {
         "hyperclean",
     );
 }
+
+#[test]
+fn batches_larger_than_the_samples_grow_the_workspace_instead_of_panicking() {
+    // Every training sample three times (a with-replacement batch larger than the data): the
+    // mean over the batch is the full-batch mean, to rounding.
+    let b = binary_problem(&BinaryConfig::preset("tiny").unwrap(), 2).unwrap();
+    let c = per_class_problem(&PerClassConfig::preset("tiny").unwrap(), 2).unwrap();
+    let problems: [&dyn BilevelProblem; 2] = [&b, &c];
+    for p in problems {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let (x, y) = (random_vec(&mut rng, p.dim_x(), 0.1), random_vec(&mut rng, p.dim_y(), 0.1));
+        let rows: Vec<usize> = (0..3 * p.n_samples_g()).map(|i| i % p.n_samples_g()).collect();
+        let (mut full, mut tripled) = (vec![0.0; p.dim_y()], vec![0.0; p.dim_y()]);
+        p.grad_y_g(&x, &y, Batch::Full, &mut full);
+        p.grad_y_g(&x, &y, Batch::Rows(&rows), &mut tripled);
+        assert!(rel_err(&tripled, &full) < 1e-12, "{}", rel_err(&tripled, &full));
+        p.hvp(&x, &y, &y, Batch::Rows(&rows), &mut tripled);
+        p.hvp(&x, &y, &y, Batch::Full, &mut full);
+        assert!(rel_err(&tripled, &full) < 1e-12);
+    }
+}

@@ -59,21 +59,33 @@ impl BinaryHpo {
         }
     }
 
+    /// The workspaces, grown first if `batch` is larger than their capacity (a batch drawn with
+    /// replacement may exceed the samples: one allocation, then they fit).
+    fn ws_for(&self, batch: Batch<'_>) -> std::sync::MutexGuard<'_, (LogisticWorkspace, LogisticWorkspace)> {
+        let mut ws = lock(&self.ws);
+        if let Batch::Rows(rows) = batch {
+            if rows.len() > ws.0.capacity().min(ws.1.capacity()) {
+                *ws = workspaces(&self.splits, rows.len().next_power_of_two());
+            }
+        }
+        ws
+    }
+
     // The kernels' sweeps behind the oracles (see `logistic_hpo_problem!` for the error policy).
     fn value_f(&self, y: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self.splits.outer.point(y, &[], batch, &mut lock(&self.ws).1)?.value())
+        Ok(self.splits.outer.point(y, &[], batch, &mut self.ws_for(batch).1)?.value())
     }
     fn value_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self.splits.inner.point(y, x, batch, &mut lock(&self.ws).0)?.value())
+        Ok(self.splits.inner.point(y, x, batch, &mut self.ws_for(batch).0)?.value())
     }
     fn grad_f(&self, y: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.splits.outer.point_with_grad(y, &[], batch, &mut lock(&self.ws).1, out).map(|_| ())
+        self.splits.outer.point_with_grad(y, &[], batch, &mut self.ws_for(batch).1, out).map(|_| ())
     }
     fn grad_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.splits.inner.point_with_grad(y, x, batch, &mut lock(&self.ws).0, out).map(|_| ())
+        self.splits.inner.point_with_grad(y, x, batch, &mut self.ws_for(batch).0, out).map(|_| ())
     }
     fn hvp_g(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.splits.inner.point(y, x, batch, &mut lock(&self.ws).0)?.hvp(v, out)
+        self.splits.inner.point(y, x, batch, &mut self.ws_for(batch).0)?.hvp(v, out)
     }
     /// ∂λ∂θ g · v = scale·e^{λ_j} θ_j v_j: independent of the batch, no data sweep (an overflow
     /// of e^λ gives ∞ for the driver to see).

@@ -45,8 +45,9 @@
 //!
 //! **Errors** (the trait's error policy). Invalid data is refused when the problem is built
 //! ([`MultinomialHpo::new`], [`BinaryHpo::new`]). The oracles' preconditions are the trait's
-//! (lengths, batch indices), plus: batches are not empty and hold at most the batch capacity
-//! (see `with_batch_capacity`); violating one is a caller's bug and panics, naming it. A
+//! (lengths, batch indices), plus: batches are not empty; violating one is a caller's bug and
+//! panics, naming it. A batch larger than the workspace's capacity (drawn with replacement, it
+//! may exceed the samples) grows the workspace once, to the next power of two. A
 //! non-finite iterate or an overflow (numerical failure) gives non-finite outputs, which the
 //! driver detects; the oracles do not scan for it.
 //!

@@ -77,21 +77,33 @@ impl MultinomialHpo {
         self.splits.inner.n_classes()
     }
 
+    /// The workspace, grown first if `batch` is larger than its capacity (a batch drawn with
+    /// replacement may exceed the samples: one allocation, then the workspace fits).
+    fn ws_for(&self, batch: Batch<'_>) -> std::sync::MutexGuard<'_, MultinomialWorkspace> {
+        let mut ws = lock(&self.ws);
+        if let Batch::Rows(rows) = batch {
+            if rows.len() > ws.capacity() {
+                *ws = self.splits.inner.workspace(rows.len().next_power_of_two());
+            }
+        }
+        ws
+    }
+
     // The kernels' sweeps behind the oracles (see `logistic_hpo_problem!` for the error policy).
     fn value_f(&self, y: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self.splits.outer.point(y, &[], batch, &mut lock(&self.ws))?.value())
+        Ok(self.splits.outer.point(y, &[], batch, &mut self.ws_for(batch))?.value())
     }
     fn value_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> Result<f64> {
-        Ok(self.splits.inner.point(y, x, batch, &mut lock(&self.ws))?.value())
+        Ok(self.splits.inner.point(y, x, batch, &mut self.ws_for(batch))?.value())
     }
     fn grad_f(&self, y: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.splits.outer.point_with_grad(y, &[], batch, &mut lock(&self.ws), out).map(|_| ())
+        self.splits.outer.point_with_grad(y, &[], batch, &mut self.ws_for(batch), out).map(|_| ())
     }
     fn grad_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.splits.inner.point_with_grad(y, x, batch, &mut lock(&self.ws), out).map(|_| ())
+        self.splits.inner.point_with_grad(y, x, batch, &mut self.ws_for(batch), out).map(|_| ())
     }
     fn hvp_g(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) -> Result<()> {
-        self.splits.inner.point(y, x, batch, &mut lock(&self.ws))?.hvp(v, out)
+        self.splits.inner.point(y, x, batch, &mut self.ws_for(batch))?.hvp(v, out)
     }
     /// ∂λ∂Θ g · v. Per feature: `2·scale·e^{λ_j}⟨Θ[j,·], V[j,·]⟩`; per class:
     /// `2·scale·e^{λ_c}⟨Θ[·,c], V[·,c]⟩` — both independent of the batch and computed without a
@@ -114,7 +126,7 @@ impl MultinomialHpo {
                 out.iter_mut().zip(x).for_each(|(o, l)| *o *= 2.0 * scale * l.exp());
                 Ok(())
             }
-            _ => self.splits.inner.point(y, x, batch, &mut lock(&self.ws))?.cross(v, out),
+            _ => self.splits.inner.point(y, x, batch, &mut self.ws_for(batch))?.cross(v, out),
         }
     }
 
