@@ -63,7 +63,9 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
         a.push(value.into());
     };
     push(&mut args, "--problem", if r.random_bool(0.95) { pick(r, &PROBLEMS[..10]) } else { "nope" });
-    push(&mut args, "--preset", if r.random_bool(0.9) { "tiny" } else { pick(r, &["small", "huge", "paper"]) });
+    // Tiny presets only (a bounded time per set): a larger preset under a theory rule is a
+    // legitimately long run (BSGM's c₃ = 1/log(1/q) ≈ κ at κ = 1e7), not a hang.
+    push(&mut args, "--preset", if r.random_bool(0.95) { "tiny" } else { "huge" });
     let itd = !solve && r.random_bool(0.3);
     if solve {
         push(&mut args, "--algo", pick(r, bilevel::solvers::algorithms::NAMES));

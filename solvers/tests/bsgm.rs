@@ -208,3 +208,19 @@ fn a_fixed_point_run_whose_iterate_turns_non_finite_stops_as_diverged() {
     assert_eq!((trace.stop, trace.rows.len()), (StopReason::Diverged, 1), "{:?}", trace.failure);
     assert!(trace.failure.as_deref().is_some_and(|f| f.contains("outer iterate")), "{:?}", trace.failure);
 }
+
+#[test]
+fn a_schedule_that_asks_for_astronomically_many_steps_fails_instead_of_hanging() {
+    use bilevel_solvers::algorithms::bsgm::{Bsgm, Projection, MAX_SCHEDULE_STEPS};
+    use bilevel_solvers::{run, StopReason, StopRule};
+    let p = bilevel_kernels::Counted::new(
+        bilevel_data::quadratic::generate(&bilevel_data::quadratic::Config::preset("tiny").unwrap(), 1).unwrap(),
+    );
+    let (x0, y0) = (p.inner().x0(1), vec![0.0; bilevel_kernels::BilevelProblem::dim_y(&p)]);
+    let mut b = Bsgm::new(0.1, 0.5, 1e308, Projection::None).unwrap();
+    assert!(b.inner_steps(1) > MAX_SCHEDULE_STEPS);
+    let t = run(&mut b, &p, &x0, &y0, &StopRule::iterations(5), |_| std::ops::ControlFlow::Continue(())).unwrap();
+    // s = 0 takes max(1, ⌈c₃ log 1⌉) = 1 step; s = 1 would take ⌈c₃ log 2⌉.
+    assert_eq!((t.stop, t.rows.len()), (StopReason::Failed, 2));
+    assert!(t.failure.as_deref().is_some_and(|f| f.contains("c3")), "{:?}", t.failure);
+}

@@ -185,6 +185,10 @@ pub struct Stochastic {
     pub horizon: Option<usize>,
 }
 
+/// The most lower-level (and linear-system) steps one outer step may take: a c₃ that asks for
+/// more (e.g. 1e308) stops the run as `Failed` with the figure instead of running for ever.
+pub const MAX_SCHEDULE_STEPS: usize = 100_000_000;
+
 /// Stream numbers of SID's four samplings.
 const STREAMS: [u64; 4] = [0, 1, 2, 3];
 
@@ -270,6 +274,15 @@ impl Bsgm {
     /// map, or a fixed-point problem itself).
     fn step_on(&mut self, map: &dyn FixedPointProblem) -> Result<()> {
         let t = self.inner_steps(self.s);
+        if t > MAX_SCHEDULE_STEPS {
+            return Err(KernelError::InvalidParameter {
+                name: "c3",
+                reason: format!(
+                    "the schedule asks for t_s = {t} steps at s = {} (c₃ = {:e}); at most {MAX_SCHEDULE_STEPS}",
+                    self.s, self.c3
+                ),
+            });
+        }
         let sid = super::initialised(&mut self.sid)?;
         let it = &mut self.it;
         match self.stochastic {
