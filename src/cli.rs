@@ -171,6 +171,10 @@ pub struct SolveArgs {
     /// Stop after this many oracle calls (grad f + grad g + HVP + cross).
     #[arg(long)]
     pub max_oracle_calls: Option<u64>,
+    /// Evaluate the metrics (‖∇L‖, the reference, the problem's validation/test metrics) every
+    /// this many iterations (the first and last rows always); other rows have empty cells.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub eval_every: u64,
     #[command(flatten)]
     pub batches: BatchArgs,
     #[command(flatten)]

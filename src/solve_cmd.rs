@@ -193,6 +193,7 @@ fn execute(
         time_limit_s: a.time_limit,
         target_rel_error: a.target,
         divergence_growth: Some(a.divergence_growth).filter(|g| g.is_finite()),
+        eval_every: a.eval_every as usize,
         ..StopRule::iterations(a.max_iters)
     };
     let mut trace_file = out.trace.map(|t| t.into_trace(&out.metric_names)).transpose()?;

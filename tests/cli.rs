@@ -436,3 +436,22 @@ fn a_users_libsvm_file_runs_hyper_cleaning_and_logistic_hpo() {
     fails_with(&["solve", "--problem", "quadratic", "--problem-file", file], "--problem-file runs");
     fails_with(&["solve", "--problem", "hyperclean", "--problem-file", "/nonexistent.libsvm"], "/nonexistent.libsvm");
 }
+
+#[test]
+fn eval_every_leaves_rows_unmeasured_but_not_the_last_one_of_a_budget_stop() {
+    let (dir, json, trace) = scratch("eval");
+    let line = "solve --preset tiny --kappa 100 --max-iters 1000 --max-oracle-calls 500 --eval-every 7";
+    bilevel_ok(line, &["--trace", trace.to_str().unwrap(), "--json", json.to_str().unwrap()]);
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rel = |r: &Vec<&str>| r[8].to_string();
+    assert!(rows.len() > 8 && rows.len() < 1000, "{} rows", rows.len());
+    for (k, r) in rows.iter().enumerate().take(rows.len() - 1) {
+        assert_eq!(rel(r).is_empty(), k % 7 != 0, "row {k}: {r:?}");
+    }
+    // The budget stop's row is measured in the streamed trace too, and equals the summary.
+    let last = rows.last().unwrap();
+    assert!(!rel(last).is_empty());
+    assert_eq!(json_of(&json)["stop"], "OracleBudget");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -107,6 +107,7 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
         ("--sampling", (&["replacement", "epochs"][..], &["magic"][..]), 0.2, true),
         ("--sample-seed", COUNTS, 0.2, true),
         ("--horizon", BATCHES, 0.1, true),
+        ("--eval-every", BATCHES, 0.1, true),
     ] {
         if (solve || !solve_only) && r.random_bool(p) {
             push(&mut args, flag, value(r, pool));

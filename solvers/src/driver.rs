@@ -11,7 +11,8 @@ use crate::reference::reference_hypergradient;
 use crate::trace::{Trace, TraceRow};
 use crate::{Algorithm, FixedPointAlgorithm, Iterates};
 use bilevel_kernels::{
-    ops, BilevelProblem, Counted, FixedPointProblem, KernelError, OracleCounts, ProblemMetrics, Result,
+    ops, BilevelProblem, Counted, CountingConvention, FixedPointProblem, KernelError, OracleCounts, ProblemMetrics,
+    Result,
 };
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -320,7 +321,12 @@ fn drive(
             }
         }
         let counts = counts_now().since(&start);
-        let evaluated = iteration % stop.eval_every == 0 || iteration == stop.max_iters || failure.is_some();
+        // A row the run stops at for a budget is evaluated before the observer sees it (so a
+        // streamed trace has its metrics); only an observer's stop is evaluated afterwards.
+        let budget_hit = stop.max_oracle_calls.is_some_and(|m| counts.total(CountingConvention::PairedGradF) >= m)
+            || stop.time_limit_s.is_some_and(|t| seconds >= t);
+        let evaluated =
+            iteration % stop.eval_every == 0 || iteration == stop.max_iters || failure.is_some() || budget_hit;
         last_evaluated = evaluated;
         let mut row = if evaluated { eval.evaluate(alg.iterates())? } else { TraceRow::default() };
         (row.iteration, row.seconds, row.counts) = (iteration, seconds, counts);
