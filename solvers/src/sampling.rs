@@ -78,10 +78,7 @@ struct Sampler {
 
 impl Sampler {
     fn new(n: usize, sampling: Sampling, seed: u64, stream: u64) -> Self {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        for _ in 0..stream {
-            rng.jump();
-        }
+        let rng = stream_rng(seed, stream);
         let perm = if sampling == Sampling::Epochs { (0..n).collect() } else { Vec::new() };
         // cursor = n: the first draw shuffles.
         Self { n, sampling, rng, perm, cursor: n }
@@ -102,6 +99,16 @@ impl Sampler {
             }
         }
     }
+}
+
+/// The generator of stream number `stream` of `seed`: Xoshiro256++ seeded from the seed and
+/// jumped `stream` times (for draws other than batches: truncation depths, output indices).
+pub fn stream_rng(seed: u64, stream: u64) -> Xoshiro256PlusPlus {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    for _ in 0..stream {
+        rng.jump();
+    }
+    rng
 }
 
 /// Fisher–Yates, from the top (the same permutation for the same generator state).
@@ -186,7 +193,9 @@ impl BatchStream {
             None => Batch::Full,
             Some(s) => {
                 if size > self.buf.len() {
-                    self.buf.resize(size, 0); // only if a caller outgrows the capacity it declared
+                    // Only if a caller outgrows the capacity it declared: to the next power of
+                    // two, so a growing size reallocates O(log) times in a run.
+                    self.buf.resize(size.next_power_of_two(), 0);
                 }
                 s.fill(&mut self.buf[..size]);
                 self.len = size;

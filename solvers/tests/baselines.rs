@@ -4,9 +4,10 @@
 
 use bilevel_data::stochastic_quadratic::{generate, Config, StochasticQuadratic};
 use bilevel_kernels::{ops, Batch, BilevelProblem, Counted};
-use bilevel_solvers::algorithms::bsa::{self, Bsa, BsaConfig, GhadimiWang, Horizon};
+use bilevel_solvers::algorithms::bsa::{self, Bsa, BsaConfig, Horizon};
 use bilevel_solvers::algorithms::ttsa::{self, Ttsa, TtsaConfig};
 use bilevel_solvers::algorithms::Settings;
+use bilevel_solvers::estimators::TruncatedHypergradient;
 use bilevel_solvers::{run, Algorithm, BatchSizes, Constants, StepRule, StopRule, Trace};
 use std::ops::ControlFlow;
 
@@ -51,7 +52,7 @@ fn ghadimi_wang_mean_matches_its_closed_form() {
     p.cross(&x, &y, &sum, Batch::Full, &mut cross);
     ops::axpy(-1.0, &cross, &mut expected);
     for cap in [n, 64] {
-        let mut est = GhadimiWang::new(&p, l, cap, BatchSizes::all(1), 11).unwrap();
+        let mut est = TruncatedHypergradient::new(&p, l, cap, &BatchSizes::all(1), 11).unwrap();
         let m = 40_000;
         let (mut mean, mut sq, mut out) = (vec![0.0; dx], vec![0.0; dx], vec![0.0; dx]);
         let mut depths = 0usize;

@@ -6,9 +6,10 @@
 use bilevel_data::stochastic_quadratic::{self, StochasticQuadratic};
 use bilevel_kernels::{ops, Batch, BilevelProblem, Counted};
 use bilevel_solvers::algorithms::sustain::{
-    build, AdamOption, AdamParams, Direction, Schedule, Sustain, SustainConfig, SustainOptions, TruncatedHypergradient,
+    build, AdamOption, AdamParams, Direction, Schedule, Sustain, SustainConfig, SustainOptions,
 };
 use bilevel_solvers::algorithms::Settings;
+use bilevel_solvers::estimators::TruncatedHypergradient;
 use bilevel_solvers::{run, Algorithm, BatchSizes, Constants, StepRule, StopRule, Trace};
 
 fn tiny(seed: u64) -> StochasticQuadratic {

@@ -1,7 +1,8 @@
 //! BSA — Ghadimi & Wang, *Approximation Methods for Bilevel Programming* (arXiv 1802.02246,
 //! 2018), the stochastic double-loop method, as the comparison tables of papers 001 (Table 1,
 //! row "BSA"), 002 (Table 2) and 004 (Table 1) configure it, with the Ghadimi–Wang randomized
-//! Hessian-inverse estimate ([`GhadimiWang`], shared with [`super::ttsa`]). The original paper is
+//! Hessian-inverse estimate ([`crate::estimators::TruncatedHypergradient`], shared with
+//! [`super::ttsa`] and SUSTAIN). The original paper is
 //! not in the repository: what follows is what those tables and papers state.
 //!
 //! ```text
@@ -45,17 +46,15 @@
 //! the driver does not tell an algorithm its horizon, so γ_k decreases with k (the brief's and
 //! benchopt's reading: outer exponent 0.5). benchopt's `bsa.py` warm-starts y; paper 001's table
 //! says it does not, and we follow the table. The output x̄ (a random iterate) is not drawn: the
-//! trace reports every x_k. The kernel's estimator ([`RandomizedTruncation`]) fixes its horizon
+//! trace reports every x_k. The kernel's estimator ([`RandomizedTruncation`](bilevel_kernels::linsolve::RandomizedTruncation)) fixes its horizon
 //! at construction; for a growing N_k we keep one built with the cap [`MAX_HORIZON`] and rescale
 //! its output by N_k/cap (the same vector up to one rounding), so that `step` does not allocate.
 
 use super::{initialised, stocbio, Algorithm, Iterates, Settings, StepRule, StepSizes};
 use crate::constants::{Constant, Constants};
+use crate::estimators::TruncatedHypergradient;
 use crate::sampling::{BatchSizes, BatchStream};
-use bilevel_kernels::linsolve::{draw_truncation_depth, RandomizedTruncation, Sampled};
 use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
-use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// The constants of the theory rule.
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
@@ -66,13 +65,8 @@ pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG, Constant::LOuter];
 /// theory schedule reaches it only after e^{2·10²} steps).
 pub const MAX_HORIZON: usize = 1 << 20;
 
-/// Stream numbers (independent streams of the run's seed): inner S_t, ξ, the ζ_i of the HVPs,
-/// ζ_0 of the cross product, the truncation depth q.
+/// Stream number of the inner batches S_t (the estimator's ξ, ζ_i, ζ_0 and depth use 1–4).
 const INNER_STREAM: u64 = 0;
-const OUTER_STREAM: u64 = 1;
-const HVP_STREAM: u64 = 2;
-const CROSS_STREAM: u64 = 3;
-const DEPTH_STREAM: u64 = 4;
 
 /// The Neumann horizon N_k of outer step k (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -121,107 +115,6 @@ impl Horizon {
                 reason: format!("needs 1 <= N <= {MAX_HORIZON} or a finite kappa >= 1, got {self:?}"),
             })
         }
-    }
-}
-
-/// The Ghadimi–Wang stochastic hypergradient (paper 004 eq. (7), the estimator of BSA and TTSA):
-/// `∂x f(ξ) − ∂x∂y g(ζ_0)·(N/L) ∏_{i=1..q} (I − ∂yy g(ζ_i)/L) ∂y f(ξ)`, q ~ U{0, …, N−1}, on the
-/// kernel's [`RandomizedTruncation`]. For fixed batches its mean over q is
-/// `∂x f − ∂x∂y g · H⁻¹(I − (I − H/L)^N) ∂y f` (the exact hypergradient up to a bias decaying
-/// like (1 − µ/L)^N).
-///
-/// Owns its batch streams (ξ, ζ_i, ζ_0) and the depth stream; allocation happens in
-/// [`new`](Self::new) only.
-pub struct GhadimiWang {
-    trunc: RandomizedTruncation,
-    fy: Vec<f64>,
-    p: Vec<f64>,
-    gx: Vec<f64>,
-    outer: BatchStream,
-    hvp: BatchStream,
-    cross: BatchStream,
-    depth_rng: Xoshiro256PlusPlus,
-    last_depth: usize,
-}
-
-/// Xoshiro256++ from `seed`, jumped `stream` times (the construction of [`crate::sampling`]).
-fn stream_rng(seed: u64, stream: u64) -> Xoshiro256PlusPlus {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    for _ in 0..stream {
-        rng.jump();
-    }
-    rng
-}
-
-impl GhadimiWang {
-    /// An estimator for `problem` with L = `lipschitz` (a bound on every batch Hessian),
-    /// horizons up to `cap`, batches `batches.outer` (ξ), `batches.hvp` (ζ_i), `batches.cross`
-    /// (ζ_0) and the depth drawn from streams of `seed`.
-    pub fn new(
-        problem: &dyn BilevelProblem,
-        lipschitz: f64,
-        cap: usize,
-        batches: BatchSizes,
-        seed: u64,
-    ) -> Result<Self> {
-        bilevel_kernels::error::check_positive("lipschitz", lipschitz)?;
-        Horizon::Fixed(cap).check()?;
-        let (dx, dy) = (problem.dim_x(), problem.dim_y());
-        let (n_f, n_g, s) = (problem.n_samples_f(), problem.n_samples_g(), batches.sampling);
-        Ok(Self {
-            trunc: RandomizedTruncation::new(dy, lipschitz, cap),
-            fy: vec![0.0; dy],
-            p: vec![0.0; dy],
-            gx: vec![0.0; dx],
-            outer: BatchStream::new(n_f, batches.outer, s, seed, OUTER_STREAM, 0)?,
-            hvp: BatchStream::new(n_g, batches.hvp, s, seed, HVP_STREAM, 0)?,
-            cross: BatchStream::new(n_g, batches.cross, s, seed, CROSS_STREAM, 0)?,
-            depth_rng: stream_rng(seed, DEPTH_STREAM),
-            last_depth: 0,
-        })
-    }
-
-    /// Writes the estimate at (x, y) with horizon N = `horizon` (1 ≤ N ≤ cap) into `out`
-    /// (length dim_x); returns the depth q drawn (the number of HVPs spent). No allocation.
-    pub fn estimate(
-        &mut self,
-        problem: &dyn BilevelProblem,
-        x: &[f64],
-        y: &[f64],
-        horizon: usize,
-        out: &mut [f64],
-    ) -> Result<usize> {
-        check_len("hypergradient", self.gx.len(), out.len())?;
-        let cap = self.trunc.horizon();
-        if horizon == 0 || horizon > cap {
-            return Err(KernelError::InvalidParameter {
-                name: "horizon",
-                reason: format!("must be in 1..={cap}, got {horizon}"),
-            });
-        }
-        let d_f = self.outer.draw();
-        problem.grad_y_f(x, y, d_f, &mut self.fy);
-        problem.grad_x_f(x, y, d_f, out);
-        let depth = draw_truncation_depth(&mut self.depth_rng, horizon)?;
-        let hvp = &mut self.hvp;
-        self.trunc.solve(
-            Sampled(|_: usize, v: &[f64], o: &mut [f64]| problem.hvp(x, y, v, hvp.draw(), o)),
-            &self.fy,
-            depth,
-            &mut self.p,
-        )?;
-        if horizon != cap {
-            ops::scale(horizon as f64 / cap as f64, &mut self.p);
-        }
-        problem.cross(x, y, &self.p, self.cross.draw(), &mut self.gx);
-        ops::axpy(-1.0, &self.gx, out);
-        self.last_depth = depth;
-        Ok(depth)
-    }
-
-    /// The depth q of the last estimate (its number of HVPs).
-    pub fn last_depth(&self) -> usize {
-        self.last_depth
     }
 }
 
@@ -307,7 +200,7 @@ pub fn build(rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<d
 
 /// The run state of a [`GwLoop`]: the estimator, the inner stream, y_0, a work vector and k.
 struct State {
-    est: GhadimiWang,
+    est: TruncatedHypergradient,
     inner: BatchStream,
     y0: Vec<f64>,
     work: Vec<f64>,
@@ -325,7 +218,7 @@ impl State {
         seed: u64,
     ) -> Result<Self> {
         Ok(Self {
-            est: GhadimiWang::new(problem, lipschitz, horizon.cap(), b, seed)?,
+            est: TruncatedHypergradient::new(problem, lipschitz, horizon.cap(), &b, seed)?,
             inner: BatchStream::new(problem.n_samples_g(), b.inner, b.sampling, seed, INNER_STREAM, 0)?,
             y0: y0.to_vec(),
             work: vec![0.0; problem.dim_y()],
@@ -399,7 +292,7 @@ impl<C: GwSchedule> GwLoop<C> {
     }
     /// The truncation depth q of the last step (its number of HVPs).
     pub fn last_depth(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.est.last_depth())
+        self.state.as_ref().map_or(0, |s| s.est.depth())
     }
 }
 

@@ -13,7 +13,7 @@
 //! with k ~ U{0..K−1}. Both momentum recursions are STORM's: the two points of (13) share ζ_t,
 //! the two points of (14) share ξ̄_t entirely (ξ, ζ(0), every ζ(i) and k: Lemma 3.1 needs the
 //! same sample): the sample is drawn once and replayed ([`TruncatedHypergradient`]). The
-//! product of (7) is the kernel's [`RandomizedTruncation`] (not a second implementation).
+//! product of (7) is the kernel's [`RandomizedTruncation`](bilevel_kernels::linsolve::RandomizedTruncation) (not a second implementation).
 //!
 //! Cost per iteration t ≥ 1 with η^f_t, η^g_t < 1 (§2.9 of the notes, Table 1's "per-iteration
 //! complexity" in oracle calls): 2 ∂y g, 2 (∂x f, ∂y f) pairs, 2k_t HVPs (k_t ≤ K − 1), 2 cross
@@ -56,28 +56,16 @@
 
 use super::{Iterates, Settings, StepRule, StepSizes};
 use crate::constants::{Constant, Constants};
+use crate::estimators::TruncatedHypergradient;
 use crate::sampling::{BatchSizes, BatchStream};
 use crate::Algorithm;
-use bilevel_kernels::linsolve::{RandomizedTruncation, Sampled};
-use bilevel_kernels::{check_len, Batch, BilevelProblem, KernelError, Result};
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
+use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result};
+use rand::Rng;
 
-/// Stream numbers of SUSTAIN (independent streams of one seed).
+/// Stream numbers of SUSTAIN (independent streams of one seed): ζ_t here, the estimator's
+/// (1–4) in [`crate::estimators::truncated`], the output index.
 const G_STREAM: u64 = 0;
-const F_STREAM: u64 = 1;
-const HVP_STREAM: u64 = 2;
-const CROSS_STREAM: u64 = 3;
-const DEPTH_STREAM: u64 = 4;
 const OUTPUT_STREAM: u64 = 5;
-
-fn rng_of(seed: u64, stream: u64) -> Xoshiro256PlusPlus {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    for _ in 0..stream {
-        rng.jump();
-    }
-    rng
-}
 
 fn invalid(name: &'static str, reason: String) -> KernelError {
     KernelError::InvalidParameter { name, reason }
@@ -90,7 +78,7 @@ pub fn random_output_index(seed: u64, iterations: usize) -> Result<usize> {
     if iterations == 0 {
         return Err(invalid("iterations", "T must be >= 1".into()));
     }
-    Ok(rng_of(seed, OUTPUT_STREAM).random_range(1..=iterations))
+    Ok(crate::sampling::stream_rng(seed, OUTPUT_STREAM).random_range(1..=iterations))
 }
 
 /// Theorem 3.2's K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ (‖B_t‖ ≤ 1/T), at least 1.
@@ -100,104 +88,6 @@ pub fn theorem_3_2_horizon(l_g: f64, mu_g: f64, c_gxy: f64, c_fy: f64, iteration
         k.ceil().max(1.0) as usize
     } else {
         1
-    }
-}
-
-/// The estimator (7) on a replayable sample ξ̄ = {ξ, ζ(0), ζ(1..k), k}: [`draw`](Self::draw)
-/// draws it, [`evaluate`](Self::evaluate) evaluates (7) at any (x, y) on the sample drawn last
-/// (as often as needed). Streams: ξ (∂x f and ∂y f, `batches.outer`), ζ(0) (cross,
-/// `batches.cross`), ζ(1..k) (one fresh batch of `batches.hvp` per factor), k (its own
-/// generator), all of `seed`. Allocates in `new` only.
-pub struct TruncatedHypergradient {
-    trunc: RandomizedTruncation,
-    outer: BatchStream,
-    hvp: BatchStream,
-    cross: BatchStream,
-    depth_rng: Xoshiro256PlusPlus,
-    depth: usize,
-    drawn: bool,
-    v: Vec<f64>,
-    p: Vec<f64>,
-    c: Vec<f64>,
-}
-
-impl TruncatedHypergradient {
-    /// The estimator for `problem` with Neumann scale L_g = `lipschitz` (it must bound every
-    /// batch Hessian) and K = `horizon` ≥ 1.
-    pub fn new(
-        problem: &dyn BilevelProblem,
-        lipschitz: f64,
-        horizon: usize,
-        batches: &BatchSizes,
-        seed: u64,
-    ) -> Result<Self> {
-        if !(lipschitz.is_finite() && lipschitz > 0.0) {
-            return Err(invalid("lipschitz", format!("L_g must be finite and > 0, got {lipschitz}")));
-        }
-        if horizon == 0 {
-            return Err(invalid("horizon", "K must be >= 1".into()));
-        }
-        let (n_f, n_g, s) = (problem.n_samples_f(), problem.n_samples_g(), batches.sampling);
-        let hvp_capacity = (horizon - 1).saturating_mul(batches.hvp.unwrap_or(0));
-        Ok(Self {
-            trunc: RandomizedTruncation::new(problem.dim_y(), lipschitz, horizon),
-            outer: BatchStream::new(n_f, batches.outer, s, seed, F_STREAM, 0)?,
-            hvp: BatchStream::new(n_g, batches.hvp, s, seed, HVP_STREAM, hvp_capacity)?,
-            cross: BatchStream::new(n_g, batches.cross, s, seed, CROSS_STREAM, 0)?,
-            depth_rng: rng_of(seed, DEPTH_STREAM),
-            depth: 0,
-            drawn: false,
-            v: vec![0.0; problem.dim_y()],
-            p: vec![0.0; problem.dim_y()],
-            c: vec![0.0; problem.dim_x()],
-        })
-    }
-
-    /// Draws a fresh sample ξ̄ (k first, then ξ, ζ(0), ζ(1..k)); returns k.
-    pub fn draw(&mut self) -> Result<usize> {
-        self.depth = self.trunc.draw_depth(&mut self.depth_rng)?;
-        self.outer.draw();
-        self.cross.draw();
-        let size = self.hvp.size();
-        self.hvp.draw_sized(self.depth * size);
-        self.drawn = true;
-        Ok(self.depth)
-    }
-
-    /// The depth k of the sample drawn last.
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-
-    /// K.
-    pub fn horizon(&self) -> usize {
-        self.trunc.horizon()
-    }
-
-    /// Writes (7) at (x, y) on the sample drawn last into `out` (length d_x): one ∂y f, k HVPs,
-    /// one cross product, one ∂x f. No allocation.
-    pub fn evaluate(&mut self, problem: &dyn BilevelProblem, x: &[f64], y: &[f64], out: &mut [f64]) -> Result<()> {
-        if !self.drawn {
-            return Err(invalid("sample", "draw a sample before evaluating the estimator".into()));
-        }
-        check_len("x", self.c.len(), x.len())?;
-        check_len("y", self.v.len(), y.len())?;
-        check_len("output", self.c.len(), out.len())?;
-        let xi = self.outer.last();
-        problem.grad_y_f(x, y, xi, &mut self.v);
-        let (size, rows) = (self.hvp.size(), self.hvp.last());
-        let factor = |i: usize| match rows {
-            Batch::Full => Batch::Full,
-            Batch::Rows(r) => Batch::Rows(&r[i * size..(i + 1) * size]),
-        };
-        let seq = Sampled(|i: usize, v: &[f64], o: &mut [f64]| problem.hvp(x, y, v, factor(i), o));
-        self.trunc.solve(seq, &self.v, self.depth, &mut self.p)?;
-        problem.cross(x, y, &self.p, self.cross.last(), &mut self.c);
-        problem.grad_x_f(x, y, xi, out);
-        for (o, c) in out.iter_mut().zip(&self.c) {
-            *o -= c;
-        }
-        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 //! x_{k+1} = x_k − α_k ĝ_k,   ĝ_k = the Ghadimi–Wang estimate at (x_k, y_{k+1})
 //! β_k = β_0 (k+1)^{−2/5},   α_k = α_0 (k+1)^{−3/5}
 //! ```
-//! with the estimator [`GhadimiWang`](super::bsa::GhadimiWang) of [`super::bsa`] (one ξ for ∂x f
+//! with the estimator [`TruncatedHypergradient`](crate::estimators::TruncatedHypergradient) (one ξ for ∂x f
 //! and ∂y f, a fresh ζ_i per HVP, ζ_0 for the cross product, q ~ U{0, …, N_k − 1}), batch size
 //! Θ(1) (papers 001, 004; paper 002's MNIST experiment: batch 1).
 //!

@@ -5,6 +5,8 @@
 //!   fixed-point iteration or a truncated Neumann series;
 //! - [`Itd`] ([`itd`]): iterative differentiation in reverse mode through T inner steps;
 //! - [`Sid`] ([`sid`]): SID for lower levels given as contractions (no warm start);
+//! - [`TruncatedHypergradient`] ([`truncated`]): the randomized-truncation estimator of
+//!   Ghadimi & Wang and SUSTAIN (BSA, TTSA, SUSTAIN);
 //! - [`exact_hypergradient`]: the problem's closed form, and [`crate::reference`] for problems
 //!   without one.
 //!
@@ -13,10 +15,12 @@
 pub mod aid;
 pub mod itd;
 pub mod sid;
+pub mod truncated;
 
 pub use aid::{AdjointSolver, Aid, AidConfig, AidStreams};
 pub use itd::Itd;
 pub use sid::{Sid, SidStreams};
+pub use truncated::TruncatedHypergradient;
 
 use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result};
 
