@@ -124,12 +124,15 @@ pub struct ConstantArgs {
     /// L_L, the smoothness of the outer objective L(x) = f(x, y*(x)).
     #[arg(long = "l-outer", value_parser = parse_positive)]
     pub l_outer: Option<f64>,
+    /// µ_L, the strong convexity of L (AmIGO's --average weight δ = γµ_L).
+    #[arg(long = "mu-outer", value_parser = parse_positive)]
+    pub mu_outer: Option<f64>,
 }
 
 impl ConstantArgs {
     /// As the library's overrides.
     pub fn overrides(&self) -> bilevel_solvers::Overrides {
-        bilevel_solvers::Overrides { mu_g: self.mu_g, l_g: self.l_g, l_outer: self.l_outer }
+        bilevel_solvers::Overrides { mu_g: self.mu_g, l_g: self.l_g, l_outer: self.l_outer, mu_outer: self.mu_outer }
     }
 }
 
@@ -175,6 +178,11 @@ pub struct SolveArgs {
     /// this many iterations (the first and last rows always); other rows have empty cells.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub eval_every: u64,
+    /// AmIGO (amigo-gd, amigo-cg): also report the averaged iterate x̂_k = (1 − δ)x̂_{k−1} + δx_k,
+    /// δ = γµ_L, of paper 000 Corollary 2 (trace columns avg_rel_error, avg_grad_norm; needs µ_L:
+    /// the problem's, or --mu-outer). The iterates do not change.
+    #[arg(long)]
+    pub average: bool,
     #[command(flatten)]
     pub batches: BatchArgs,
     #[command(flatten)]

@@ -114,6 +114,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         horizon: a.batches.horizon.map(|h| h as usize),
         sustain: a.sustain.options()?,
         bo_rep: a.bo_rep.options()?,
+        average: a.average,
     };
     let needs = algorithms::needs(algo, rule, &settings)?;
     if needs.contains(&bilevel_solvers::Constant::LOuter)
@@ -162,14 +163,14 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         }
     );
     let counted = Counted::new(problem);
-    let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
+    let metric_names = bilevel_solvers::driver::metric_names(counted.inner(), alg.as_ref());
     let extra = json!({
         "inner_steps": settings.inner_steps,
         "lin_steps": settings.adjoint_steps,
         "outer_step": steps.outer,
         "inner_step": steps.inner,
         "adjoint_step": steps.adjoint,
-        "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "estimated": estimated},
+        "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "mu_outer": c.known.mu_outer, "estimated": estimated},
         "seed": a.problem.generator.seed,
         "batches": settings.batches,
         "sample_seed": settings.seed,
@@ -249,6 +250,9 @@ fn execute(
         cnt.cross,
         last.seconds
     );
+    if let Some(o) = trace.output.as_ref().filter(|o| o.rule != bilevel_solvers::Output::Last) {
+        println!("output ({}): {}", output_rule(o), output_summary(o));
+    }
     // Each output on its own: a failing trace does not lose the summary.
     let trace_written = trace_file.map_or(Ok(()), |t| t.finish());
     let json_written = out.json.map_or(Ok(()), |file| {
@@ -264,6 +268,17 @@ fn execute(
             "iterations": last.iteration,
             "stop": stop_name,
             "failure": trace.failure,
+            "output": trace.output.as_ref().map(|o| json!({
+                "rule": o.rule,
+                "iteration": o.iteration,
+                "candidates": o.candidates,
+                "rel_error": o.row.rel_error,
+                "grad_norm": o.row.grad_norm,
+                "metrics": trace.metric_names.iter().zip(&o.row.metrics).map(|(n, v)| (n.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+                "mean_sq_grad_norm": o.mean_sq_grad_norm,
+                "mean_grad_norm": o.mean_grad_norm,
+                "evaluated": o.evaluated,
+            })),
         });
         if let (Some(v), serde_json::Value::Object(extra)) = (value.as_object_mut(), out.extra) {
             v.extend(extra);
@@ -285,4 +300,30 @@ fn execute(
         .into());
     }
     Ok(())
+}
+
+/// How the output was chosen, in words.
+fn output_rule(o: &bilevel_solvers::OutputPoint) -> String {
+    match o.rule {
+        bilevel_solvers::Output::Last => "the last iterate".into(),
+        bilevel_solvers::Output::Averaged => "the averaged iterate x̂_K".into(),
+        bilevel_solvers::Output::Uniform { first, .. } => {
+            format!("x_a, a drawn uniformly from {first}..{}", first + o.candidates - 1)
+        }
+    }
+}
+
+/// The output's measurements, in words.
+fn output_summary(o: &bilevel_solvers::OutputPoint) -> String {
+    let opt = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.3e}"));
+    let mut s = format!("iteration {}, rel_error {}, ‖∇L‖ {}", o.iteration, opt(o.row.rel_error), opt(o.row.grad_norm));
+    if matches!(o.rule, bilevel_solvers::Output::Uniform { .. }) {
+        s += &format!(
+            "; over the {} candidates with ‖∇L‖ measured: mean ‖∇L‖² {}, mean ‖∇L‖ {}",
+            o.evaluated,
+            opt(o.mean_sq_grad_norm),
+            opt(o.mean_grad_norm)
+        );
+    }
+    s
 }

@@ -455,3 +455,34 @@ fn eval_every_leaves_rows_unmeasured_but_not_the_last_one_of_a_budget_stop() {
     assert_eq!(json_of(&json)["stop"], "OracleBudget");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn solve_reports_the_point_each_theorem_bounds() {
+    let (dir, json, trace) = scratch("output");
+    let base = "solve --problem stochastic_quadratic --preset tiny --batch-size 8 --max-iters 60 --json";
+    // AmIGO's averaged iterate: its columns in the trace and the JSON output.
+    let out = bilevel_ok(
+        base,
+        &[json.to_str().unwrap(), "--algo", "amigo-gd", "--average", "--trace", trace.to_str().unwrap()],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("output (the averaged iterate x̂_K)"), "{text}");
+    let header = std::fs::read_to_string(&trace).unwrap();
+    assert!(header.lines().next().unwrap().ends_with("avg_rel_error,avg_grad_norm"), "{header}");
+    let v = json_of(&json);
+    assert_eq!(v["output"]["rule"]["kind"], "averaged");
+    assert_eq!(v["output"]["rel_error"], v["metrics"]["avg_rel_error"]);
+    // SUSTAIN's a(T) ~ U{1..T}: an iteration in 1..=60 and the mean over the candidates.
+    bilevel_ok(base, &[json.to_str().unwrap(), "--algo", "sustain"]);
+    let v = json_of(&json);
+    assert_eq!(v["output"]["rule"]["kind"], "uniform");
+    let i = v["output"]["iteration"].as_u64().unwrap();
+    assert!((1..=60).contains(&i) && v["output"]["candidates"] == 60, "{}", v["output"]);
+    assert!(v["output"]["mean_sq_grad_norm"].as_f64().unwrap() > 0.0);
+    // Averaging is AmIGO's only.
+    fails_with(
+        &["solve", "--problem", "stochastic_quadratic", "--preset", "tiny", "--algo", "stocbio", "--average"],
+        "AmIGO",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,8 +1,8 @@
-//! The problem constants step sizes are written in (µ_g, L_g, L_L), resolved once per run and
+//! The problem constants step sizes are written in (µ_g, L_g, L_L, µ_L), resolved once per run and
 //! shared by every command (`bilevel hypergrad`, `bilevel solve`, the harness).
 //!
 //! Where each constant comes from, first match wins:
-//! 1. the user ([`Overrides`], the CLI's `--mu-g`, `--l-g`, `--l-outer`);
+//! 1. the user ([`Overrides`], the CLI's `--mu-g`, `--l-g`, `--l-outer`, `--mu-outer`);
 //! 2. the problem itself ([`BilevelProblem::constants`]): a generator that prescribes its
 //!    spectrum knows µ_g, L_g and L_L exactly, with no eigen-solve, whatever κ;
 //! 3. an estimate at the starting point, only for the constants the chosen step-size rule needs:
@@ -31,6 +31,8 @@ pub enum Constant {
     LG,
     /// L_L, the smoothness of the outer objective L(x) = f(x, y*(x)).
     LOuter,
+    /// µ_L, the strong convexity of L (AmIGO's averaging weight; never estimated).
+    MuOuter,
 }
 
 impl Constant {
@@ -40,6 +42,7 @@ impl Constant {
             Constant::MuG => "mu_g",
             Constant::LG => "l_g",
             Constant::LOuter => "l_outer",
+            Constant::MuOuter => "mu_outer",
         }
     }
     /// The CLI flag that sets it by hand.
@@ -48,6 +51,7 @@ impl Constant {
             Constant::MuG => "--mu-g",
             Constant::LG => "--l-g",
             Constant::LOuter => "--l-outer",
+            Constant::MuOuter => "--mu-outer",
         }
     }
     fn unknown(self, why: &str) -> KernelError {
@@ -67,6 +71,8 @@ pub struct Overrides {
     pub l_g: Option<f64>,
     /// L_L.
     pub l_outer: Option<f64>,
+    /// µ_L.
+    pub mu_outer: Option<f64>,
 }
 
 /// The resolved constants of a run (what [`resolve`] could establish).
@@ -74,21 +80,22 @@ pub struct Overrides {
 pub struct Constants {
     /// Everything known: the problem's constants with the overrides and estimates filled in.
     pub known: ProblemConstants,
-    /// Which of (µ_g, L_g, L_L) were estimated at the starting point (local for non-quadratic
-    /// problems) rather than given by the problem or the user.
-    pub estimated: [bool; 3],
+    /// Which of (µ_g, L_g, L_L, µ_L) were estimated at the starting point (local for
+    /// non-quadratic problems) rather than given by the problem or the user (µ_L never is).
+    pub estimated: [bool; 4],
 }
 
 impl Constants {
     /// Constants given directly (tests, embedding users): nothing estimated.
     pub fn new(known: ProblemConstants) -> Self {
-        Self { known, estimated: [false; 3] }
+        Self { known, estimated: [false; 4] }
     }
     fn get(&self, c: Constant) -> Option<f64> {
         match c {
             Constant::MuG => self.known.mu_g,
             Constant::LG => self.known.l_g,
             Constant::LOuter => self.known.l_outer,
+            Constant::MuOuter => self.known.mu_outer,
         }
     }
     /// The value of `c`, or a typed error naming it and its flag.
@@ -106,6 +113,10 @@ impl Constants {
     /// L_L, required.
     pub fn l_outer(&self) -> Result<f64> {
         self.require(Constant::LOuter)
+    }
+    /// µ_L, required.
+    pub fn mu_outer(&self) -> Result<f64> {
+        self.require(Constant::MuOuter)
     }
     /// κ_g = L_g/µ_g when both are known.
     pub fn kappa_g(&self) -> Option<f64> {
@@ -138,11 +149,12 @@ pub fn resolve(
     overrides: &Overrides,
 ) -> Result<Constants> {
     let mut k = problem.constants();
-    let mut estimated = [false; 3];
+    let mut estimated = [false; 4];
     for (c, slot, over) in [
         (Constant::MuG, &mut k.mu_g, overrides.mu_g),
         (Constant::LG, &mut k.l_g, overrides.l_g),
         (Constant::LOuter, &mut k.l_outer, overrides.l_outer),
+        (Constant::MuOuter, &mut k.mu_outer, overrides.mu_outer),
     ] {
         if let Some(v) = over {
             *slot = Some(check_value(c, v)?);
@@ -178,6 +190,9 @@ pub fn resolve(
         let l = estimate_l_outer(problem, x0, y0).map_err(|e| Constant::LOuter.unknown(&format!("{e}")))?;
         k.l_outer = Some(check_value(Constant::LOuter, l)?);
         estimated[Constant::LOuter as usize] = true;
+    }
+    if needed(Constant::MuOuter) && k.mu_outer.is_none() {
+        return Err(Constant::MuOuter.unknown("the problem does not know it (it is not estimated)"));
     }
     Ok(Constants { known: k, estimated })
 }

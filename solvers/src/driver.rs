@@ -8,8 +8,8 @@
 //! ([`BilevelProblem::metrics`]: validation loss, accuracy, ...).
 
 use crate::reference::reference_hypergradient;
-use crate::trace::{Trace, TraceRow};
-use crate::{Algorithm, FixedPointAlgorithm, Iterates};
+use crate::trace::{OutputPoint, Trace, TraceRow};
+use crate::{Algorithm, FixedPointAlgorithm, Iterates, Output};
 use bilevel_kernels::{
     ops, BilevelProblem, Counted, CountingConvention, FixedPointProblem, KernelError, OracleCounts, ProblemMetrics,
     Result,
@@ -116,6 +116,26 @@ impl Growth {
     }
 }
 
+/// The metric columns of a run of `alg` on `problem`: the problem's own metrics, then
+/// `avg_rel_error` and `avg_grad_norm` (the measurements at [`Iterates::averaged`]) when the
+/// algorithm outputs an averaged iterate and the problem has a closed form or a Newton
+/// reference (NaN where the reference fails at x̂). Known before the run (a streamed CSV's
+/// header).
+pub fn metric_names(problem: &dyn BilevelProblem, alg: &dyn Algorithm) -> Vec<&'static str> {
+    let mut names = problem.metrics().map_or_else(Vec::new, |m| m.names().to_vec());
+    if averaged_measured(problem, alg) {
+        names.extend(AVERAGED_COLUMNS);
+    }
+    names
+}
+
+fn averaged_measured(problem: &dyn BilevelProblem, alg: &dyn Algorithm) -> bool {
+    alg.output() == Output::Averaged && (problem.exact().is_some() || problem.dim_y() <= REFERENCE_MAX_DIM)
+}
+
+/// The columns measured at the averaged iterate.
+const AVERAGED_COLUMNS: [&str; 2] = ["avg_rel_error", "avg_grad_norm"];
+
 /// What the driver can measure on a problem: on a bilevel problem its exact references or the
 /// Newton reference, and its metrics; on a fixed-point problem its metrics only.
 struct Evaluator<'a> {
@@ -123,38 +143,45 @@ struct Evaluator<'a> {
     metrics: Option<&'a dyn ProblemMetrics>,
     l0: Option<f64>,
     reference: bool,
+    averaged: bool,
     names: Vec<&'static str>,
     scratch: (Vec<f64>, Vec<f64>),
 }
 
 impl<'a> Evaluator<'a> {
-    fn new(problem: &'a dyn BilevelProblem, x0: &[f64]) -> Self {
+    fn new(problem: &'a dyn BilevelProblem, alg: &dyn Algorithm, x0: &[f64]) -> Self {
         let l0 = problem.exact().map(|e| e.value(x0));
         let reference = problem.exact().is_none() && problem.dim_y() <= REFERENCE_MAX_DIM;
-        let metrics = problem.metrics();
-        let names = metrics.map_or_else(Vec::new, |m| m.names().to_vec());
+        let names = metric_names(problem, alg);
         let scratch = (vec![0.0; x0.len()], vec![0.0; problem.dim_y()]);
-        Self { problem: Some(problem), metrics, l0, reference, names, scratch }
+        let averaged = averaged_measured(problem, alg);
+        Self { problem: Some(problem), metrics: problem.metrics(), l0, reference, averaged, names, scratch }
     }
 
     fn fixed_point(problem: &'a dyn FixedPointProblem) -> Self {
         let metrics = problem.metrics();
         let names = metrics.map_or_else(Vec::new, |m| m.names().to_vec());
-        Self { problem: None, metrics, l0: None, reference: false, names, scratch: (Vec::new(), Vec::new()) }
+        Self {
+            problem: None,
+            metrics,
+            l0: None,
+            reference: false,
+            averaged: false,
+            names,
+            scratch: (Vec::new(), Vec::new()),
+        }
     }
 
-    /// (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖, problem metrics).
-    fn evaluate(&mut self, it: &Iterates) -> Result<TraceRow> {
-        let (x, x_at_y, y) = (&it.x[..], &it.x_at_y[..], &it.y[..]);
-        let mut row = TraceRow::default();
+    /// (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖) from the closed form or the Newton reference.
+    fn exact_at(&mut self, x: &[f64], x_at_y: &[f64], y: &[f64]) -> [Option<f64>; 3] {
         let (g, ys) = &mut self.scratch;
+        let mut out = [None; 3];
         if let Some(exact) = self.problem.and_then(|p| p.exact()) {
             exact.hypergradient(x, g);
             exact.y_star(x_at_y, ys);
             ys.iter_mut().zip(y).for_each(|(a, b)| *a -= b);
-            row.rel_error =
-                exact.minimum().zip(self.l0).map(|((_, l_star), l0)| (exact.value(x) - l_star) / (l0 - l_star));
-            (row.grad_norm, row.y_error) = (Some(ops::norm2(g)), Some(ops::norm2(ys)));
+            out[0] = exact.minimum().zip(self.l0).map(|((_, l_star), l0)| (exact.value(x) - l_star) / (l0 - l_star));
+            (out[1], out[2]) = (Some(ops::norm2(g)), Some(ops::norm2(ys)));
         } else if let Some(problem) = self.problem.filter(|_| self.reference) {
             // The reference is a measurement, not part of the run: where Newton fails (an
             // iterate far from where the problem is well conditioned) the row has no value.
@@ -162,17 +189,28 @@ impl<'a> Evaluator<'a> {
             let at_y = reference_hypergradient(problem, x_at_y, y);
             if let (Ok(at_x), Ok(at_y)) = (at_x, at_y) {
                 ys.iter_mut().zip(&at_y.y_star).zip(y).for_each(|((a, s), b)| *a = s - b);
-                (row.grad_norm, row.y_error) = (Some(ops::norm2(&at_x.hypergradient)), Some(ops::norm2(ys)));
+                (out[1], out[2]) = (Some(ops::norm2(&at_x.hypergradient)), Some(ops::norm2(ys)));
             }
-        }
-        if let Some(m) = self.metrics {
-            row.metrics = vec![0.0; self.names.len()];
-            m.evaluate(x, y, &mut row.metrics);
         }
         // A measurement that cannot be made at this iterate (a reference overflowing far from
         // where the problem is well conditioned) is left out, never reported as NaN.
-        for v in [&mut row.rel_error, &mut row.grad_norm, &mut row.y_error] {
-            *v = v.filter(|v| v.is_finite());
+        out.map(|v| v.filter(|v| v.is_finite()))
+    }
+
+    /// The row of measurements at the iterates `it` (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖, the
+    /// problem's metrics, and those at the averaged iterate).
+    fn evaluate(&mut self, it: &Iterates) -> Result<TraceRow> {
+        let mut row = TraceRow::default();
+        [row.rel_error, row.grad_norm, row.y_error] = self.exact_at(&it.x, &it.x_at_y, &it.y);
+        let own = self.names.len() - if self.averaged { AVERAGED_COLUMNS.len() } else { 0 };
+        if let Some(m) = self.metrics {
+            row.metrics = vec![0.0; own];
+            m.evaluate(&it.x, &it.y, &mut row.metrics);
+        }
+        if self.averaged {
+            let avg = it.averaged.as_deref().unwrap_or(&it.x);
+            let [rel, grad, _] = self.exact_at(avg, &it.x_at_y, &it.y);
+            row.metrics.extend([rel, grad].map(|v| v.unwrap_or(f64::NAN)));
         }
         Ok(row)
     }
@@ -191,6 +229,7 @@ trait Stepping {
     fn name(&self) -> &str;
     fn step(&mut self) -> Result<()>;
     fn iterates(&self) -> &Iterates;
+    fn output(&self) -> Output;
 }
 
 struct OnBilevel<'a, P> {
@@ -208,6 +247,9 @@ impl<P: BilevelProblem> Stepping for OnBilevel<'_, P> {
     fn iterates(&self) -> &Iterates {
         self.alg.iterates()
     }
+    fn output(&self) -> Output {
+        self.alg.output()
+    }
 }
 
 struct OnFixedPoint<'a, P> {
@@ -224,6 +266,9 @@ impl<P: FixedPointProblem> Stepping for OnFixedPoint<'_, P> {
     }
     fn iterates(&self) -> &Iterates {
         self.alg.iterates()
+    }
+    fn output(&self) -> Output {
+        self.alg.output()
     }
 }
 
@@ -259,7 +304,7 @@ pub fn run<P: BilevelProblem>(
 ) -> Result<Trace> {
     check_stop(stop)?;
     alg.init(problem, x0, y0)?;
-    let eval = Evaluator::new(problem.inner(), x0);
+    let eval = Evaluator::new(problem.inner(), alg, x0);
     drive(&mut OnBilevel { alg, problem }, &|| problem.counts(), eval, stop, &mut observer)
 }
 
@@ -300,8 +345,10 @@ fn drive(
     let mut last_evaluated = true;
     let mut growth = [Growth::default(); 2];
     let factor = stop.divergence_growth.unwrap_or(f64::INFINITY);
+    let mut draw = OutputDraw::new(alg.output());
     for iteration in 0..=stop.max_iters {
         if iteration > 0 {
+            draw.offer(0, iteration - 1, alg.iterates());
             let t = Instant::now();
             let stepped = alg.step();
             seconds += t.elapsed().as_secs_f64();
@@ -315,6 +362,7 @@ fn drive(
                 (reason, failure) = (r, Some(format!("step {iteration}: {message}")));
                 break;
             }
+            draw.offer(1, iteration, it);
             if growth[0].diverged(ops::norm2(&it.grad), factor) {
                 let message = format!("the hypergradient estimate grew past {factor}× its smallest value");
                 (reason, failure) = (StopReason::Diverged, Some(format!("step {iteration}: {message}")));
@@ -359,5 +407,101 @@ fn drive(
         *last = eval.evaluate(alg.iterates())?;
         (last.iteration, last.seconds, last.counts) = (i, s, c);
     }
-    Ok(Trace { algorithm: alg.name().to_string(), metric_names: eval.names.clone(), rows, stop: reason, failure })
+    let output = draw.finish(alg.iterates(), &rows, &mut eval)?;
+    Ok(Trace {
+        algorithm: alg.name().to_string(),
+        metric_names: eval.names.clone(),
+        rows,
+        stop: reason,
+        failure,
+        output,
+    })
+}
+
+/// Stream number of the output draw (past every algorithm's batch streams).
+const OUTPUT_STREAM: u64 = 16;
+
+/// The output of a run as it goes: for [`Output::Uniform`], one iterate kept by reservoir
+/// sampling (the t-th candidate replaces the kept one with probability 1/t, so the kept one is
+/// uniform over all candidates whenever the run stops, without storing the trajectory; a copy
+/// into a buffer allocated once).
+struct OutputDraw {
+    rule: Output,
+    rng: Option<rand_xoshiro::Xoshiro256PlusPlus>,
+    seen: usize,
+    kept: Option<(usize, Iterates)>,
+}
+
+impl OutputDraw {
+    fn new(rule: Output) -> Self {
+        let rng = match rule {
+            Output::Uniform { seed, .. } => Some(crate::sampling::stream_rng(seed, OUTPUT_STREAM)),
+            _ => None,
+        };
+        Self { rule, rng, seen: 0, kept: None }
+    }
+
+    /// Offers x_`iteration` as a candidate of a uniform rule whose first candidate is `first`.
+    fn offer(&mut self, first: usize, iteration: usize, it: &Iterates) {
+        use rand::Rng;
+        let (Output::Uniform { first: f, .. }, Some(rng)) = (self.rule, self.rng.as_mut()) else { return };
+        if f != first {
+            return;
+        }
+        self.seen += 1;
+        if rng.random_range(0..self.seen) == 0 {
+            match &mut self.kept {
+                Some((i, kept)) => {
+                    *i = iteration;
+                    kept.clone_from(it);
+                }
+                None => self.kept = Some((iteration, it.clone())),
+            }
+        }
+    }
+
+    /// The output point of a run that ended at `last` with `rows`.
+    fn finish(self, last: &Iterates, rows: &[TraceRow], eval: &mut Evaluator<'_>) -> Result<Option<OutputPoint>> {
+        let end = rows.last().map_or(0, |r| r.iteration);
+        let (iteration, chosen, candidates) = match (self.rule, &self.kept) {
+            (Output::Uniform { .. }, None) => return Ok(None),
+            (Output::Uniform { .. }, Some((i, kept))) => (*i, kept.clone(), self.seen),
+            (Output::Averaged, _) => {
+                let x = last.averaged.clone().unwrap_or_else(|| last.x.clone());
+                (end, Iterates { x: x.clone(), x_at_y: x, ..last.clone() }, 1)
+            }
+            (Output::Last, _) => (end, last.clone(), 1),
+        };
+        // A run that stopped on a non-finite iterate has no last (or averaged) output.
+        if chosen.x.iter().any(|v| !v.is_finite()) {
+            return Ok(None);
+        }
+        let mut row = match (self.rule, rows.last()) {
+            (Output::Last, Some(r)) => r.clone(),
+            _ => eval.evaluate(&chosen)?,
+        };
+        if let Some(r) = rows.last() {
+            (row.iteration, row.seconds, row.counts) = (r.iteration, r.seconds, r.counts);
+        }
+        // The candidates' rows, x_first..x_{K−1+first} (a uniform rule only).
+        let norms: Vec<f64> = match self.rule {
+            Output::Uniform { first, .. } => {
+                let range = first..first + candidates;
+                rows.iter().filter(|r| range.contains(&r.iteration)).filter_map(|r| r.grad_norm).collect()
+            }
+            _ => Vec::new(),
+        };
+        let n = norms.len();
+        let mean = |f: fn(f64) -> f64| (n > 0).then(|| norms.iter().map(|&v| f(v)).sum::<f64>() / n as f64);
+        Ok(Some(OutputPoint {
+            rule: self.rule,
+            iteration,
+            x: chosen.x,
+            row,
+            candidates,
+            mean_sq_grad_norm: mean(|v| v * v),
+            mean_grad_norm: mean(|v| v),
+            evaluated: n,
+        }))
+    }
 }

@@ -3,6 +3,7 @@
 //! (the `csv` crate).
 
 use crate::driver::StopReason;
+use crate::Output;
 use bilevel_kernels::{CountingConvention, OracleCounts};
 
 /// One row of the trace.
@@ -45,6 +46,33 @@ pub struct Trace {
     pub stop: StopReason,
     /// The error or divergence that ended the run ([`StopReason::is_failure`]), as a message.
     pub failure: Option<String>,
+    /// The point the algorithm's theorem reports ([`crate::Algorithm::output`]), measured;
+    /// `None` when the run took no step the rule could draw from.
+    pub output: Option<OutputPoint>,
+}
+
+/// The output of a run ([`Output`]) and what was measured there.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OutputPoint {
+    /// Which rule chose it.
+    pub rule: Output,
+    /// The iteration of the chosen iterate (for [`Output::Averaged`], the last one: x̂_K).
+    pub iteration: usize,
+    /// The point.
+    pub x: Vec<f64>,
+    /// Its measurements (relative error, ‖∇L‖, metrics; `iteration`, `seconds` and `counts`
+    /// are those of the run's last row, what it cost to produce).
+    pub row: TraceRow,
+    /// How many iterates the rule chose among (1 for the last and averaged ones).
+    pub candidates: usize,
+    /// For [`Output::Uniform`], the mean over the candidate iterates that have ‖∇L‖ of
+    /// ‖∇L(x_t)‖²: the expectation over the draw that the theorems bound (exact when every row
+    /// is evaluated, `eval_every = 1`); `None` for the other rules.
+    pub mean_sq_grad_norm: Option<f64>,
+    /// The same mean of ‖∇L(x_t)‖ (BO-REP's Theorem 3.1 bounds this one).
+    pub mean_grad_norm: Option<f64>,
+    /// How many candidates those means are over (0 for the other rules).
+    pub evaluated: usize,
 }
 
 /// The fixed CSV columns.

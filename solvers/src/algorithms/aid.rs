@@ -20,8 +20,8 @@
 
 use crate::estimators::{AdjointSolver, Aid, AidConfig, AidStreams};
 use crate::sampling::{BatchSizes, BatchStream};
-use crate::{Algorithm, Iterates};
-use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result};
+use crate::{Algorithm, Iterates, Output};
+use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
 
 use super::StepSizes;
 
@@ -86,6 +86,14 @@ pub struct AidBilevelConfig {
     /// `|B_{Q+1−j}| = ⌈B·Q·(1−ημ)^{j−1}⌉` with B = `batches.hvp` and this ημ (`None`: B for every
     /// term).
     pub neumann_decay: Option<f64>,
+    /// AmIGO's averaged output (paper 000 §4.1, Corollary 2): x̂_k = (1 − δ)x̂_{k−1} + δx_k
+    /// with x̂_0 = x_0 and this δ ∈ (0, 1] — the recursion with u = 1 (the stochastic
+    /// setting) and η_k ≡ µ_L, so δ = γµ_L. Reported as [`Output::Averaged`]; the iterates
+    /// do not change.
+    pub average: Option<f64>,
+    /// Report stocBiO's x̄, drawn uniformly from x_0..x_{K−1} (paper 002 Def. 1, Thm 3), as
+    /// [`Output::Uniform`].
+    pub uniform_output: bool,
 }
 
 /// Stream numbers of the AID-type loop (independent streams of one seed).
@@ -117,6 +125,8 @@ impl AidBilevelConfig {
             batches: BatchSizes::full(),
             seed: 0,
             neumann_decay: None,
+            average: None,
+            uniform_output: false,
         }
     }
 
@@ -152,6 +162,18 @@ impl AidBilevel {
             return Err(KernelError::InvalidParameter { name: "inner_steps", reason: "must be >= 1".into() });
         }
         config.steps.checked()?;
+        if let Some(delta) = config.average.filter(|d| !(*d > 0.0 && *d <= 1.0)) {
+            return Err(KernelError::InvalidParameter {
+                name: "average",
+                reason: format!("the averaging weight δ = γµ_L must be in (0, 1], got {delta}"),
+            });
+        }
+        if config.average.is_some() && config.uniform_output {
+            return Err(KernelError::InvalidParameter {
+                name: "average",
+                reason: "one output: the averaged iterate or a uniformly drawn one, not both".into(),
+            });
+        }
         // Validate the adjoint configuration now (sizes come with init).
         Aid::new(
             AidConfig { solver: config.adjoint, steps: config.adjoint_steps, warm_start: config.warm_start_v },
@@ -184,6 +206,7 @@ impl Algorithm for AidBilevel {
         let (dx, dy) = (problem.dim_x(), problem.dim_y());
         self.it = Iterates::new(problem, x0, y0)?;
         let c = &self.config;
+        self.it.averaged = c.average.map(|_| x0.to_vec());
         self.aid = Some(Aid::new(
             AidConfig { solver: c.adjoint, steps: c.adjoint_steps, warm_start: c.warm_start_v },
             dx,
@@ -219,9 +242,19 @@ impl Algorithm for AidBilevel {
         problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner, self.inner.steps(c.inner_steps), &mut self.work);
         aid.estimate_sampled(problem, &it.x, &it.y, &mut self.streams, &mut it.grad)?;
         it.outer_step(c.steps.outer);
+        if let (Some(delta), Some(avg)) = (c.average, it.averaged.as_mut()) {
+            ops::axpby(delta, &it.x, 1.0 - delta, avg);
+        }
         Ok(())
     }
     fn iterates(&self) -> &Iterates {
         &self.it
+    }
+    fn output(&self) -> Output {
+        match (self.config.average, self.config.uniform_output) {
+            (Some(_), _) => Output::Averaged,
+            (None, true) => Output::Uniform { first: 0, seed: self.config.seed },
+            (None, false) => Output::Last,
+        }
     }
 }

@@ -72,7 +72,7 @@
 //! last computed at (x_0 for Epoch-SGD, x_{jI} for a refresh), the house convention. No random
 //! output iterate is drawn: the trace has every x_k.
 
-use super::{initialised, Algorithm, Iterates, Settings, StepRule, StepSizes};
+use super::{initialised, Algorithm, Iterates, Output, Settings, StepRule, StepSizes};
 use crate::constants::{Constant, Constants};
 use crate::sampling::{BatchSizes, BatchStream};
 use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, KernelError, Result};
@@ -609,5 +609,10 @@ impl Algorithm for BoRep {
     }
     fn iterates(&self) -> &Iterates {
         &self.it
+    }
+    /// Theorem 3.1 bounds (1/K) Σ_{k<K} E‖∇Φ(x_k)‖: a uniform draw from x_0..x_{K−1}, with
+    /// the mean of ‖∇L(x_k)‖ over them beside it.
+    fn output(&self) -> Output {
+        Output::Uniform { first: 0, seed: self.config.seed }
     }
 }

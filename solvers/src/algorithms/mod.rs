@@ -36,6 +36,34 @@ pub trait Algorithm {
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()>;
     /// The iterates after the last step (empty before `init`).
     fn iterates(&self) -> &Iterates;
+    /// The point the algorithm's theorem makes its claim about, which the driver reports as
+    /// [`Trace::output`](crate::Trace::output) (the last iterate unless the file says otherwise).
+    fn output(&self) -> Output {
+        Output::Last
+    }
+}
+
+/// Which point a run outputs: the one its convergence theorem bounds. It never changes the
+/// iterates; the driver computes or draws it ([`crate::driver::run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Output {
+    /// The last iterate x_K.
+    Last,
+    /// The averaged iterate the algorithm maintains ([`Iterates::averaged`]: AmIGO's x̂_k,
+    /// paper 000 §4.1 and Corollary 2).
+    Averaged,
+    /// x_a, with a drawn uniformly from {first, …, K − 1 + first} over the K steps of the run,
+    /// from its own stream of `seed` (drawing it changes no batch): first = 0 is stocBiO's x̄
+    /// over x_0..x_{K−1} (paper 002 Def. 1) and BO-REP's average over the same iterates (paper
+    /// 003 Thm 3.1), first = 1 SUSTAIN's a(T) ~ U{1..T} (paper 004 Thm 3.2). The expectation
+    /// over the draw, the mean of ‖∇L(x_t)‖² over those iterates, is reported with it.
+    Uniform {
+        /// 0 or 1: the first candidate iterate.
+        first: usize,
+        /// The run's seed.
+        seed: u64,
+    },
 }
 
 /// An algorithm that also runs on a [`FixedPointProblem`] (Grazzi, Pontil & Salzo's setting:
@@ -64,6 +92,9 @@ pub struct Iterates {
     pub x_at_y: Vec<f64>,
     /// The last hypergradient estimate (length dim_x).
     pub grad: Vec<f64>,
+    /// An average of the outer iterates, for algorithms whose theorem reports one
+    /// ([`Output::Averaged`]); `None` otherwise.
+    pub averaged: Option<Vec<f64>>,
 }
 
 impl Iterates {
@@ -81,7 +112,7 @@ impl Iterates {
         Ok(Self::at(lambda0, w0))
     }
     fn at(x0: &[f64], y0: &[f64]) -> Self {
-        Self { x: x0.to_vec(), y: y0.to_vec(), x_at_y: x0.to_vec(), grad: vec![0.0; x0.len()] }
+        Self { x: x0.to_vec(), y: y0.to_vec(), x_at_y: x0.to_vec(), grad: vec![0.0; x0.len()], averaged: None }
     }
     /// The outer gradient step x ← x − γ·grad, remembering the x that y belongs to.
     pub fn outer_step(&mut self, gamma: f64) {
@@ -186,6 +217,9 @@ pub struct Settings {
     pub sustain: sustain::SustainOptions,
     /// BO-REP's own options (period, averaged steps, radius, momentum, ...; `None`: the rule's).
     pub bo_rep: bo_rep::BoRepOptions,
+    /// AmIGO's averaged output x̂_k (paper 000 Corollary 2; `amigo-gd`, `amigo-cg` only; needs
+    /// µ_L for δ = γµ_L).
+    pub average: bool,
 }
 
 impl Default for Settings {
@@ -202,6 +236,7 @@ impl Default for Settings {
             horizon: None,
             sustain: sustain::SustainOptions::default(),
             bo_rep: bo_rep::BoRepOptions::default(),
+            average: false,
         }
     }
 }
@@ -259,7 +294,12 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
         _ if settings.neumann_decay && name == "stocbio" => stocbio::NEEDS_THEORY,
         _ => STEP_FRACTIONS_NEED,
     };
-    Ok(all.iter().copied().filter(|k| !(*k == Constant::LOuter && settings.outer_step.is_some())).collect())
+    let mut needs: Vec<Constant> =
+        all.iter().copied().filter(|k| !(*k == Constant::LOuter && settings.outer_step.is_some())).collect();
+    if settings.average {
+        needs.push(Constant::MuOuter);
+    }
+    Ok(needs)
 }
 
 /// The theorem's step sizes of algorithm `name` (BSGM's Theorem 17 fixes c₃, not the steps).
@@ -310,6 +350,14 @@ pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> 
         "bo-rep" => return bo_rep::build(rule, c, settings, &settings.bo_rep),
         _ => {}
     }
+    if settings.average && !matches!(name, "amigo-gd" | "amigo-cg") {
+        return Err(KernelError::InvalidParameter {
+            name: "average",
+            reason: format!(
+                "the averaged output is AmIGO's (paper 000 Corollary 2: amigo-gd, amigo-cg), not `{name}`'s"
+            ),
+        });
+    }
     let steps = step_sizes(name, rule, c, settings)?;
     let (t, n) = (settings.inner_steps, settings.adjoint_steps);
     if !settings.batches.is_full() && name == "itd" {
@@ -335,7 +383,12 @@ pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> 
         "stocbio" => Box::new(stocbio::build(c, settings, steps)?),
         n_ => {
             let v = aid_variant(n_).ok_or_else(|| unknown(n_))?;
-            let config = aid::AidBilevelConfig::variant(v, t, n, steps).with_batches(settings.batches, settings.seed);
+            let mut config =
+                aid::AidBilevelConfig::variant(v, t, n, steps).with_batches(settings.batches, settings.seed);
+            if settings.average {
+                // δ = η_kγ_k with η_k ≡ µ_L (paper 000 §4.1; at most 1).
+                config.average = Some((steps.outer * c.mu_outer()?).min(1.0));
+            }
             Box::new(aid::AidBilevel::new(v.name(), config)?)
         }
     })

@@ -70,5 +70,6 @@ pub fn build(c: &Constants, settings: &Settings, steps: StepSizes) -> Result<Aid
     if settings.neumann_decay {
         config.neumann_decay = Some(steps.adjoint * c.mu_g()?);
     }
+    config.uniform_output = true;
     AidBilevel::new("stocbio", config)
 }

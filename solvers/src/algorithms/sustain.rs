@@ -23,8 +23,10 @@
 //!
 //! Claimed complexity (Theorem 3.2, Table 1; squared-norm ε: E‖∇ℓ(x_{a(T)})‖² ≤ ε):
 //! Õ(ε^{-3/2}) samples of both levels, O(1) batch, K = (L_g/µ_g) log(C_gxy C_fy T/µ_g) Hessian
-//! samples per iteration. Theorem 3.2 returns x_{a(T)} with a(T) ~ U{1..T}: the driver measures
-//! every x_t, [`random_output_index`] draws a(T) for a caller who wants the theorem's output.
+//! samples per iteration. Theorem 3.2 returns x_{a(T)} with a(T) ~ U{1..T}: SUSTAIN's
+//! [`Algorithm::output`] is that draw ([`Output::Uniform`] from x_1, drawn by the driver from
+//! its own stream, with the mean of ‖∇L(x_t)‖² over t = 1..T beside it); Adam-SUSTAIN has no
+//! theorem in the paper and reports its last iterate.
 //!
 //! Step sizes ([`Schedule`]): α_t = a/(w + t)^{1/3}, β_t = c_β α_t, η^•_t = min(1, c_η• α_t²)
 //! (t ≥ 1; η_0 = 1 by Algorithm 1's input).
@@ -58,27 +60,15 @@ use super::{Iterates, Settings, StepRule, StepSizes};
 use crate::constants::{Constant, Constants};
 use crate::estimators::TruncatedHypergradient;
 use crate::sampling::{BatchSizes, BatchStream};
-use crate::Algorithm;
+use crate::{Algorithm, Output};
 use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result};
-use rand::Rng;
 
 /// Stream numbers of SUSTAIN (independent streams of one seed): ζ_t here, the estimator's
-/// (1–4) in [`crate::estimators::truncated`], the output index.
+/// (1–4) in [`crate::estimators::truncated`].
 const G_STREAM: u64 = 0;
-const OUTPUT_STREAM: u64 = 5;
 
 fn invalid(name: &'static str, reason: String) -> KernelError {
     KernelError::InvalidParameter { name, reason }
-}
-
-/// Theorem 3.2's output index a(T) ~ U{1..T} for a run of `iterations` = T ≥ 1 steps of seed
-/// `seed` (its own stream: drawing it changes no batch); the theorem's output is the trace row
-/// of that iteration.
-pub fn random_output_index(seed: u64, iterations: usize) -> Result<usize> {
-    if iterations == 0 {
-        return Err(invalid("iterations", "T must be >= 1".into()));
-    }
-    Ok(crate::sampling::stream_rng(seed, OUTPUT_STREAM).random_range(1..=iterations))
 }
 
 /// Theorem 3.2's K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ (‖B_t‖ ≤ 1/T), at least 1.
@@ -456,6 +446,12 @@ impl Algorithm for Sustain {
     }
     fn iterates(&self) -> &Iterates {
         &self.it
+    }
+    fn output(&self) -> Output {
+        match self.config.direction {
+            Direction::Storm => Output::Uniform { first: 1, seed: self.config.seed },
+            Direction::Adam(..) => Output::Last,
+        }
     }
 }
 
