@@ -375,7 +375,44 @@ pub struct ProblemArgs {
     #[arg(long, conflicts_with_all = ["problem_dir", "preset", "kappa", "dx", "dy"])]
     pub problem_file: Option<PathBuf>,
     #[command(flatten)]
+    pub file: FileArgs,
+    #[command(flatten)]
     pub generator: GeneratorArgs,
+}
+
+/// How a `--problem-file` becomes a problem (defaults: `bilevel_data::from_file::FileOptions`).
+#[derive(clap::Args, Debug, Default)]
+pub struct FileArgs {
+    /// Fraction of the file's rows for validation, the upper level [default: 0.25].
+    #[arg(long, requires = "problem_file")]
+    pub val_fraction: Option<f64>,
+    /// Fraction of the rows held out for the test metrics (0: none) [default: 0.25].
+    #[arg(long, requires = "problem_file")]
+    pub test_fraction: Option<f64>,
+    /// Hyper-cleaning: probability that a training label is replaced by a wrong class
+    /// [default: 0.3].
+    #[arg(long, requires = "problem_file")]
+    pub corruption: Option<f64>,
+    /// Hyper-cleaning: the inner ridge c of c‖y‖² [default: 1e-3].
+    #[arg(long, requires = "problem_file")]
+    pub ridge: Option<f64>,
+    /// Per-class logistic HPO: the regularizer's constant (½·scale·Σ exp(λ_k)‖θ_k‖²) [default: 1].
+    #[arg(long, requires = "problem_file")]
+    pub reg_scale: Option<f64>,
+}
+
+impl FileArgs {
+    /// The library's options with these set.
+    pub fn options(&self) -> bilevel_data::from_file::FileOptions {
+        let d = bilevel_data::from_file::FileOptions::default();
+        bilevel_data::from_file::FileOptions {
+            val_fraction: self.val_fraction.unwrap_or(d.val_fraction),
+            test_fraction: self.test_fraction.unwrap_or(d.test_fraction),
+            corruption: self.corruption.unwrap_or(d.corruption),
+            ridge: self.ridge.unwrap_or(d.ridge),
+            reg_scale: self.reg_scale.unwrap_or(d.reg_scale),
+        }
+    }
 }
 
 /// The options every generator takes: a preset, the quadratics' overrides, a seed.

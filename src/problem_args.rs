@@ -83,7 +83,7 @@ pub fn load_runnable(a: &ProblemArgs) -> Result<Runnable, DynError> {
         return Ok(Runnable::Bilevel(Loaded { name: "quadratic (loaded)".into(), problem: Box::new(p), x0: x }));
     }
     if let Some(file) = &a.problem_file {
-        return from_file(&a.name, file, a.generator.seed).map(Runnable::Bilevel);
+        return from_file(&a.name, file, &a.file.options(), a.generator.seed).map(Runnable::Bilevel);
     }
     let built = build(&a.name, &a.generator.build_options())?;
     let (name, x0, y0) = (built.name(), built.x0(a.generator.seed), built.y0());
@@ -97,14 +97,18 @@ pub fn load_runnable(a: &ProblemArgs) -> Result<Runnable, DynError> {
 }
 
 /// A problem on the rows of a LIBSVM file (`--problem-file`), x0 = 0 (the neutral weights).
-fn from_file(name: &str, file: &std::path::Path, seed: u64) -> Result<Loaded, DynError> {
-    use bilevel_data::from_file::{self, FileOptions};
+fn from_file(
+    name: &str,
+    file: &std::path::Path,
+    options: &bilevel_data::from_file::FileOptions,
+    seed: u64,
+) -> Result<Loaded, DynError> {
+    use bilevel_data::from_file;
     let data = bilevel_data::libsvm::read_path(file, Default::default())
         .map_err(|e| format!("--problem-file {}: {e}", file.display()))?;
-    let options = FileOptions::default();
     let problem: Box<dyn BilevelProblem + Send> = match name {
-        "hyperclean" => Box::new(from_file::hyperclean(&data, &options, seed)?),
-        "logreg_per_class" => Box::new(from_file::logreg_per_class(&data, &options, seed)?),
+        "hyperclean" => Box::new(from_file::hyperclean(&data, options, seed)?),
+        "logreg_per_class" => Box::new(from_file::logreg_per_class(&data, options, seed)?),
         other => {
             return Err(format!(
                 "--problem-file runs `hyperclean` or `logreg_per_class` on a file, not `{other}` (set --problem)"

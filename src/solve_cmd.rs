@@ -251,7 +251,7 @@ fn execute(
         last.seconds
     );
     if let Some(o) = trace.output.as_ref().filter(|o| o.rule != bilevel_solvers::Output::Last) {
-        println!("output ({}): {}", output_rule(o), output_summary(o));
+        println!("output ({}): {}", output_rule(o), output_summary(o, &trace.metric_names));
     }
     // Each output on its own: a failing trace does not lose the summary.
     let trace_written = trace_file.map_or(Ok(()), |t| t.finish());
@@ -314,10 +314,11 @@ fn output_rule(o: &bilevel_solvers::OutputPoint) -> String {
 }
 
 /// The output's measurements, in words.
-fn output_summary(o: &bilevel_solvers::OutputPoint) -> String {
+fn output_summary(o: &bilevel_solvers::OutputPoint, names: &[&str]) -> String {
     let opt = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{v:.3e}"));
     let mut s = format!("iteration {}, rel_error {}, ‖∇L‖ {}", o.iteration, opt(o.row.rel_error), opt(o.row.grad_norm));
-    if matches!(o.rule, bilevel_solvers::Output::Uniform { .. }) {
+    s.extend(names.iter().zip(&o.row.metrics).map(|(n, v)| format!(", {n} {v:.4e}")));
+    if matches!(o.rule, bilevel_solvers::Output::Uniform { .. }) && o.evaluated > 0 {
         s += &format!(
             "; over the {} candidates with ‖∇L‖ measured: mean ‖∇L‖² {}, mean ‖∇L‖ {}",
             o.evaluated,

@@ -486,3 +486,26 @@ fn solve_reports_the_point_each_theorem_bounds() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn problem_file_options_reach_the_problem() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/data/optdigits/optdigits.libsvm");
+    let (dir, json, _) = scratch("file-options");
+    // No corrupted label: nothing to detect (the metric is 1 by definition); a clean-label
+    // problem keeps every sample (clean_rejection 0 at x0 = 0, weights σ(0) = ½ not below ½).
+    let line = "solve --problem hyperclean --max-iters 0 --outer-step 10 --corruption 0 --val-fraction 0.2 --test-fraction 0.1 --json";
+    bilevel_ok(line, &[json.to_str().unwrap(), "--problem-file", file]);
+    let v = json_of(&json);
+    assert_eq!(v["metrics"]["corrupted_detection"], 1.0, "{v}");
+    // 1797 rows: 20% validation and 10% test leave 1258 training rows, one weight each.
+    bilevel_ok(
+        "solve --problem hyperclean --max-iters 0 --outer-step 10 --val-fraction 0.2 --test-fraction 0.1 --json",
+        &[json.to_str().unwrap(), "--problem-file", file],
+    );
+    let full = json_of(&json);
+    assert_ne!(full["metrics"]["corrupted_detection"], 1.0, "{full}");
+    fails_with(&["solve", "--problem", "hyperclean", "--problem-file", file, "--corruption", "1.5"], "corruption");
+    fails_with(&["solve", "--problem", "hyperclean", "--problem-file", file, "--val-fraction", "nan"], "val_fraction");
+    fails_with(&["solve", "--problem", "hyperclean", "--corruption", "0.5"], "--problem-file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -141,6 +141,45 @@ fn estimator_mean_is_the_truncated_neumann_closed_form() {
     assert_eq!(e, e2);
 }
 
+/// (a′) The bias of (7) decays in K as the closed form says: with full-batch oracles the only
+/// randomness is the depth k ~ U{0..K−1}, and E[(7)] − ∇L = ∂xy g H⁻¹(I − H/L)^K ∇y f, whose
+/// norm falls like (1 − µ_g/L_g)^K. For K = 2, 8, 32 the measured bias is within 5 standard
+/// errors of that closed form per coordinate, and it falls by more than 10× from K = 2 to 32.
+#[test]
+fn estimator_bias_decays_geometrically_in_the_horizon() {
+    let p = tiny(5);
+    let x = p.x0(1);
+    let y: Vec<f64> = (0..p.dim_y()).map(|i| 0.2 * (i as f64) - 0.5).collect();
+    let (l, dx) = (p.constants().l_g.unwrap(), p.dim_x());
+    let exact = closed_form(&p, &x, &y, l, None);
+    let mut measured = Vec::new();
+    for k in [2, 8, 32] {
+        let mut est = TruncatedHypergradient::new(&p, l, k, &BatchSizes::full(), 3).unwrap();
+        let n = 20_000;
+        let (mut sum, mut sum_sq, mut e) = (vec![0.0; dx], vec![0.0; dx], vec![0.0; dx]);
+        for _ in 0..n {
+            est.draw().unwrap();
+            est.evaluate(&p, &x, &y, &mut e).unwrap();
+            for i in 0..dx {
+                sum[i] += e[i];
+                sum_sq[i] += e[i] * e[i];
+            }
+        }
+        let want = closed_form(&p, &x, &y, l, Some(k));
+        let mut bias = 0.0;
+        for i in 0..dx {
+            let mean = sum[i] / n as f64;
+            let se = ((sum_sq[i] / n as f64 - mean * mean) / (n - 1) as f64).sqrt();
+            let tol = 5.0 * se + 1e-12 * want[i].abs();
+            assert!((mean - want[i]).abs() <= tol, "K = {k}, coord {i}: mean {mean}, closed form {}, se {se}", want[i]);
+            bias += (mean - exact[i]).powi(2);
+        }
+        measured.push(bias.sqrt());
+    }
+    assert!(measured[0] > measured[1] && measured[1] > measured[2], "{measured:?}");
+    assert!(measured[2] * 10.0 < measured[0], "bias from K = 2 to 32: {measured:?}");
+}
+
 /// A trace row without its wall time: (iteration, calls, rel_error, ‖∇L‖, inner error).
 type RowKey = (usize, u64, Option<f64>, Option<f64>, Option<f64>);
 
