@@ -48,7 +48,8 @@ pub enum Algo {
     /// ITD-BiO: reverse mode through the inner steps (Ji, Yang & Liang, Alg. 1).
     Itd,
     /// BSGM (paper 001 Alg. 2, deterministic, Thm 17) on the gradient map, schedule
-    /// t_s = k_s = ⌈c₃ log(s+1)⌉ with c₃ from --c3.
+    /// t_s = k_s = ⌈c₃ log(s+1)⌉ with c₃ from --c3 (or a fixed --fixed-steps T); on the
+    /// equilibrium model with --batch-size J, J examples per outer step (§7.1).
     Bsgm,
     /// stocBiO (Ji, Yang & Liang, paper 002 Alg. 2–3): inner SGD, Neumann adjoint on per-term
     /// batches, with --batch-size (full batches without it).
@@ -157,6 +158,15 @@ pub struct SolveArgs {
     /// warning otherwise.
     #[arg(long, value_parser = parse_positive)]
     pub c3: Option<f64>,
+    /// BSGM: paper 001 §7.1's fixed schedule t_s = k_s = T (the equilibrium experiments' 2)
+    /// instead of Theorem 16/17's c₃ schedules (so not with --c3 or --horizon, nor under
+    /// --steps theory). On the equilibrium model the experiments rule's default is 2.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000), conflicts_with_all = ["c3", "horizon"])]
+    pub fixed_steps: Option<u64>,
+    /// BSGM on a fixed-point problem with its own constraint set (the equilibrium model's Λ of
+    /// paper 001 §7.1: ‖θ‖_∞ ≤ 1 entrywise, ‖A‖₂ ≤ 0.5): run on R^m instead of projecting onto it.
+    #[arg(long)]
+    pub no_projection: bool,
     /// Adjoint steps N per outer step.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub lin_steps: u64,

@@ -24,11 +24,15 @@ pub fn run(a: &SolveArgs) -> Result<(), DynError> {
 /// BSGM's outer step on a fixed-point problem without `--outer-step`: paper 001 §7.1's α = 0.5.
 const FIXED_POINT_ALPHA: f64 = 0.5;
 /// The contraction factor Λ guarantees the equilibrium model (‖A‖₂ ≤ 0.5, paper 001 §7.1): the
-/// default c₃ is Theorem 17's bound 1/log(1/q) for it.
+/// theory rule's default c₃ is Theorem 17's bound 1/log(1/q) for it.
 const FIXED_POINT_Q: f64 = 0.5;
+/// Paper 001 §7.1's t_s = k_s: the experiments rule's schedule on a fixed-point problem.
+const FIXED_POINT_STEPS: usize = 2;
 
-/// `solve` on a fixed-point problem: BSGM on the map itself (paper 001 Alg. 2, deterministic
-/// form, Theorem 17), counted by `Counted`, measured by the problem's own metrics.
+/// `solve` on a fixed-point problem: BSGM on the map itself (paper 001 Alg. 2), deterministic
+/// (Theorem 17, or §7.1's "Det") or with `--batch-size J` examples per outer step (§7.1's
+/// batched runs), projected onto the problem's Λ unless `--no-projection`; counted by
+/// `Counted`, measured by the problem's own metrics.
 fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError> {
     let (name, algo) = (p.name.as_str(), a.algo.name());
     if a.algo != Algo::Bsgm {
@@ -37,9 +41,22 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
         )
         .into());
     }
-    if !a.batches.sizes().is_full() {
+    let b = &a.batches;
+    if b.batch_size_inner.is_some()
+        || b.batch_size_outer.is_some()
+        || b.batch_size_hvp.is_some()
+        || b.batch_size_cross.is_some()
+    {
         return Err(format!(
-            "--batch-size: BSGM runs on the fixed-point problem `{name}` in its deterministic form (Theorem 17) only"
+            "on the fixed-point problem `{name}` BSGM draws one batch of examples for every oracle (paper 001 §7.1): \
+             set --batch-size only, not the per-oracle --batch-size-*"
+        )
+        .into());
+    }
+    if b.horizon.is_some() || b.neumann_decay {
+        return Err(format!(
+            "--horizon/--neumann-decay: on the fixed-point problem `{name}` BSGM's batches are fixed (--batch-size, paper 001 §7.1), \
+             with the fixed (--fixed-steps) or Theorem 17 (--c3) schedule"
         )
         .into());
     }
@@ -50,8 +67,20 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
     let trace_out = OutFile::maybe("--trace", a.trace.as_ref())?;
     let rule = StepRule::from(a.steps);
     let bound = 1.0 / (1.0 / FIXED_POINT_Q).ln();
+    // Experiments: §7.1's fixed t_s = k_s = 2 unless --c3 asks for Theorem 17's schedule;
+    // theory: Theorem 17's schedule, c₃ ≥ its bound.
+    let fixed = match (a.fixed_steps, a.c3, rule) {
+        (Some(_), _, StepRule::Theory) => {
+            return Err("--fixed-steps is paper 001 §7.1's experiments schedule; --steps theory runs Theorem 17's \
+                        (t_s = k_s = ⌈c₃ log(s+1)⌉, --c3)"
+                .into())
+        }
+        (Some(t), _, _) => Some(t as usize),
+        (None, None, StepRule::Experiments) => Some(FIXED_POINT_STEPS),
+        (None, _, _) => None,
+    };
     let c3 = a.c3.unwrap_or(bound);
-    if c3 < bound {
+    if fixed.is_none() && c3 < bound {
         let message = format!("--c3 {c3} is below Theorem 17's bound 1/log(1/q) = {bound:.4e} (q = {FIXED_POINT_Q})");
         if rule == StepRule::Theory {
             return Err(message.into());
@@ -59,17 +88,33 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
         eprintln!("warning: {message}");
     }
     let alpha = a.outer_step.unwrap_or(FIXED_POINT_ALPHA);
-    let mut alg = bsgm::Bsgm::new(alpha, 1.0, c3, bsgm::Projection::None)?;
+    let mut alg = bsgm::Bsgm::new(alpha, 1.0, c3, bsgm::Projection::None)?.with_problem_projection(!a.no_projection);
+    if let Some(t) = fixed {
+        alg = alg.with_fixed_steps(t)?;
+    }
+    let sampling = b.sizes().sampling;
+    if let Some(j) = b.batch_size {
+        alg = alg.batched(bsgm::Batched { size: Some(j as usize), sampling, seed: b.sample_seed })?;
+    }
+    let constraint = if a.no_projection { None } else { p.problem.constraint_set().map(str::to_string) };
+    let batch = b.batch_size.map_or("all examples (Det)".to_string(), |j| format!("{j} examples ({sampling:?})"));
     eprintln!(
-        "steps: {rule:?} (α = {alpha:.4e}{}, c₃ = {c3:.4e}: t_s = k_s = max(1, ⌈c₃ log(s+1)⌉) map steps from w = 0); \
+        "steps: {rule:?} (α = {alpha:.4e}{}; {}, map steps from w = 0, step 1; batch: {batch}; Λ: {}); \
          counts of the fixed-point oracles: map → grad_g, ∂wΦᵀv → hvp, ∂λΦᵀv → cross, ∇wE → ∂y f, ∇λE → ∂x f",
-        if a.outer_step.is_some() { " from --outer-step" } else { ", paper 001 §7.1" }
+        if a.outer_step.is_some() { " from --outer-step" } else { ", paper 001 §7.1" },
+        alg.schedule(),
+        constraint.as_deref().unwrap_or("R^m (no projection)"),
     );
     let counted = Counted::new(p.problem);
     let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
     let extra = json!({
         "outer_step": alpha,
-        "c3": c3,
+        "c3": fixed.is_none().then_some(c3),
+        "schedule": alg.schedule(),
+        "batch_size": b.batch_size,
+        "sampling": sampling,
+        "sample_seed": b.sample_seed,
+        "constraint_set": constraint,
         "counts_mapping": {"grad_g": "map", "hvp": "vjp_w", "cross": "vjp_lambda", "grad_y_f": "upper_grad_w", "grad_x_f": "upper_grad_lambda"},
         "seed": a.problem.generator.seed,
     });
@@ -78,6 +123,17 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
     execute(a, name, algo, rule, out, |stop, observer| {
         run_fixed_point(&mut alg, &counted, &lambda0, &w0, stop, observer)
     })
+}
+
+/// Which of BSGM's schedules `settings` runs on a bilevel problem (the JSON's `schedule`,
+/// named after its source: `bsgm::Schedule`'s names).
+fn bsgm_schedule(settings: &Settings) -> &'static str {
+    match (settings.fixed_steps, settings.batches.is_full(), settings.horizon) {
+        (Some(_), _, _) => "fixed_paper001_sec7_1",
+        (None, true, _) => "theorem17_log",
+        (None, false, None) => "theorem16_anytime",
+        (None, false, Some(_)) => "theorem16_horizon",
+    }
 }
 
 /// What a run writes besides the summary: the `--json` and `--trace` files (opened before the
@@ -96,6 +152,9 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
     let algo = a.algo.name();
     let rule = StepRule::from(a.steps);
     let y0 = vec![0.0; problem.dim_y()];
+    if a.no_projection {
+        return Err(format!("--no-projection: `{name}` has no constraint set of its own (Λ = R^m)").into());
+    }
     if a.target.is_some() && problem.exact().and_then(|e| e.minimum()).is_none() {
         return Err(format!("--target needs the minimum L* of the outer problem, which `{name}` does not know").into());
     }
@@ -112,6 +171,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         seed: a.batches.sample_seed,
         neumann_decay: a.batches.neumann_decay,
         horizon: a.batches.horizon.map(|h| h as usize),
+        fixed_steps: a.fixed_steps.map(|t| t as usize),
         sustain: a.sustain.options()?,
         bo_rep: a.bo_rep.options()?,
         average: a.average,
@@ -140,6 +200,9 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
     }
     let steps = algorithms::step_sizes(algo, rule, &c, &settings)?;
     let mut alg = algorithms::build(algo, rule, &c, &settings)?;
+    if a.algo == Algo::Bsgm {
+        eprintln!("schedule: {}", bsgm_schedule(&settings));
+    }
     let estimated: Vec<&str> =
         [bilevel_solvers::Constant::MuG, bilevel_solvers::Constant::LG, bilevel_solvers::Constant::LOuter]
             .into_iter()
@@ -174,6 +237,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
         "seed": a.problem.generator.seed,
         "batches": settings.batches,
         "sample_seed": settings.seed,
+        "schedule": (a.algo == Algo::Bsgm).then(|| bsgm_schedule(&settings)),
     });
     let out = Outputs { json, trace: trace_out, metric_names, extra };
     execute(a, name, algo, rule, out, |stop, observer| drive(alg.as_mut(), &counted, &x0, &y0, stop, observer))

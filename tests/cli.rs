@@ -225,15 +225,78 @@ fn solve_runs_bsgm_on_the_equilibrium_model_with_its_metrics_json_and_trace() {
     let loss = |line: &str| line.split(',').nth(11).unwrap().parse::<f64>().unwrap();
     assert!(loss(lines[21]) < loss(lines[1]), "the training loss falls: {} -> {}", lines[1], lines[21]);
     assert!(v["metrics"]["train_loss"].as_f64().unwrap() < loss(lines[1]));
-    // Another algorithm, mini-batches, or a target are refused, naming what runs.
+    // The experiments rule's schedule is §7.1's fixed t_s = k_s = 2, projected onto Λ.
+    assert_eq!(v["schedule"]["kind"].as_str(), Some("fixed_paper001_sec7_1"), "{v}");
+    assert_eq!(v["schedule"]["steps"].as_u64(), Some(2));
+    assert!(v["constraint_set"].as_str().is_some_and(|c| c.contains("|A|_2 <= 0.5")), "{v}");
+    assert_eq!(calls["grad_g"].as_u64(), Some(40));
+    // Another algorithm, per-oracle mini-batches, or a target are refused, naming what runs.
     fails_with(&["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "amigo-cg"], "--algo bsgm");
     fails_with(
-        &["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "bsgm", "--batch-size", "2"],
-        "deterministic",
+        &["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "bsgm", "--batch-size-hvp", "2"],
+        "--batch-size only",
     );
     fails_with(
         &["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "bsgm", "--target", "1e-3"],
         "--target",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn solve_runs_batched_bsgm_on_the_equilibrium_model_with_fixed_steps() {
+    let (dir, json, trace) = scratch("equilibrium-batched");
+    let line = "solve --problem equilibrium --preset tiny --algo bsgm --batch-size 4 --fixed-steps 2 --max-iters 30 --sample-seed 5";
+    let out = bilevel_ok(line, &["--json", json.to_str().unwrap(), "--trace", trace.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("t_s = k_s = 2 (fixed, paper 001 §7.1") && stderr.contains("batch: 4 examples"),
+        "{stderr}"
+    );
+    let v = json_of(&json);
+    assert_eq!((v["iterations"].as_u64(), v["batch_size"].as_u64()), (Some(30), Some(4)), "{v}");
+    assert_eq!(v["schedule"]["kind"].as_str(), Some("fixed_paper001_sec7_1"));
+    // Per step: 2 maps and 2 ∂wΦᵀ products, one ∂λΦᵀ product, one (∇wE, ∇λE) pair.
+    let calls = &v["oracle_calls"];
+    assert_eq!(
+        (calls["grad_g"].as_u64(), calls["hvp"].as_u64(), calls["cross"].as_u64(), calls["grad_x_f"].as_u64()),
+        (Some(60), Some(60), Some(30), Some(30))
+    );
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 32, "header + row 0 + one row per iteration");
+    let loss = |line: &str| line.split(',').nth(11).unwrap().parse::<f64>().unwrap();
+    assert!(loss(lines[31]) < 0.5 * loss(lines[1]), "the training loss falls: {} -> {}", lines[1], lines[31]);
+    // Theorem 17's schedule by --c3, without projection: named in the JSON.
+    let line =
+        "solve --problem equilibrium --preset tiny --algo bsgm --batch-size 4 --c3 2 --no-projection --max-iters 3";
+    bilevel_ok(line, &["--json", json.to_str().unwrap()]);
+    let v = json_of(&json);
+    assert_eq!((v["schedule"]["kind"].as_str(), v["constraint_set"].as_str()), (Some("theorem17_log"), None), "{v}");
+    // Invalid combinations are typed errors: --fixed-steps with --c3 or --horizon (a usage error,
+    // exit 2), under --steps theory, a batch larger than the data, --no-projection on a problem
+    // without a constraint set.
+    let eq = ["solve", "--problem", "equilibrium", "--preset", "tiny", "--algo", "bsgm"];
+    for (extra, needle) in [
+        (&["--fixed-steps", "2", "--c3", "1"][..], "cannot be used with"),
+        (&["--fixed-steps", "2", "--horizon", "5"][..], "cannot be used with"),
+    ] {
+        let args: Vec<&str> = eq.iter().chain(extra).copied().collect();
+        let out = bilevel(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        fails_with(&args, needle);
+    }
+    for (extra, needle) in [
+        (&["--fixed-steps", "2", "--steps", "theory"][..], "Theorem 17"),
+        (&["--batch-size", "13"][..], "at most n"),
+        (&["--fixed-steps", "0"][..], "0"),
+    ] {
+        let args: Vec<&str> = eq.iter().chain(extra).copied().collect();
+        fails_with(&args, needle);
+    }
+    fails_with(
+        &["solve", "--problem", "quadratic", "--preset", "tiny", "--algo", "bsgm", "--no-projection"],
+        "constraint set",
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -22,11 +22,23 @@
 //! generator's law). Initial λ as in the paper: θ, A, B, a entrywise N(0, 0.01²), b = 0, states
 //! w_0 = 0. With h = 200 the initial ‖A‖₂ ≈ 0.01·2√h ≈ 0.28 < 0.5.
 //!
+//! # The constraint set Λ (paper 001 §7.1)
+//! `Λ = {‖θ‖_∞ ≤ 1} × R^K × {‖A‖₂ ≤ 0.5} × R^{h×p} × R^h`, projected onto by
+//! [`FixedPointProblem::project`]. **Reading taken**: the paper's ‖θ‖_∞ is ambiguous (the
+//! entrywise max or the induced ∞-norm, max row sum); we take the entrywise max, so P_Λ clamps
+//! every θ entry to [−1, 1] ([`THETA_BOX`]). ‖A‖₂ is the spectral norm (the paper's notation,
+//! and what makes each map a 0.5-contraction): P_Λ clips A's singular values at [`A_RADIUS`]
+//! (kernels' [`SpectralProjector`], an SVD with preallocated scratch, O(h³), once per outer
+//! step). The two blocks are independent, so the product of the two projections is the
+//! Euclidean projection onto Λ.
+//!
 //! The oracles share one kernels workspace behind a `Mutex` (sized for the full data at
 //! construction): concurrent calls on one problem serialize; no call allocates.
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
-use bilevel_kernels::models::equilibrium::{EquilibriumMap, EquilibriumWorkspace, FixedPointInfo, FixedPointParams};
+use bilevel_kernels::models::equilibrium::{
+    EquilibriumMap, EquilibriumWorkspace, FixedPointInfo, FixedPointParams, SpectralProjector,
+};
 use bilevel_kernels::models::{DenseRows, Design};
 use bilevel_kernels::{Batch, FixedPointProblem, KernelError, ProblemMetrics, Result};
 use rand::{Rng, SeedableRng};
@@ -44,6 +56,15 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 
 /// Most classes of the read-out (its logits live on the stack: no allocation per call).
 pub const MAX_CLASSES: usize = 256;
+
+/// The box of Λ on θ: every entry in [−THETA_BOX, THETA_BOX] (paper 001 §7.1's ‖θ‖_∞ ≤ 1, read
+/// entrywise: see the module doc).
+pub const THETA_BOX: f64 = 1.0;
+/// The spectral-norm radius of Λ on A (paper 001 §7.1's ‖A‖₂ ≤ 0.5).
+pub const A_RADIUS: f64 = 0.5;
+/// [`FixedPointProblem::constraint_set`]'s description.
+pub const CONSTRAINT_SET: &str =
+    "theta entrywise in [-1, 1] (the paper's |theta|_inf <= 1, read entrywise) x R^K x {|A|_2 <= 0.5} x R^(h x p) x R^h";
 
 /// Parameters of the generator. `Default` = `"mnist"` (the paper's sizes).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -109,6 +130,7 @@ pub struct EquilibriumProblem {
     labels: Vec<usize>,
     lambda0: Vec<f64>,
     ws: Mutex<EquilibriumWorkspace>,
+    projector: Mutex<SpectralProjector>,
 }
 
 /// Generates the problem (see the module doc).
@@ -138,7 +160,8 @@ pub fn generate(config: &Config, seed: u64) -> Result<EquilibriumProblem> {
     let mut lambda0: Vec<f64> = (0..dim_lambda).map(|_| config.init_std * normal(&mut rng)).collect();
     lambda0[k * h..k * h + k].fill(0.0);
     let ws = Mutex::new(map.workspace(n));
-    Ok(EquilibriumProblem { config: config.clone(), seed, map, labels, lambda0, ws })
+    let projector = Mutex::new(SpectralProjector::new(h)?);
+    Ok(EquilibriumProblem { config: config.clone(), seed, map, labels, lambda0, ws, projector })
 }
 
 impl EquilibriumProblem {
@@ -287,6 +310,20 @@ impl FixedPointProblem for EquilibriumProblem {
     }
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         Some(self)
+    }
+    fn constraint_set(&self) -> Option<&str> {
+        Some(CONSTRAINT_SET)
+    }
+    /// P_Λ of the module doc: θ clamped entrywise to [−1, 1], A's singular values clipped at 0.5,
+    /// b, B and a unchanged. NaN entries stay NaN.
+    fn project(&self, lambda: &mut [f64]) -> Result<()> {
+        bilevel_kernels::check_len("lambda", self.dim_lambda(), lambda.len())?;
+        let (h, k) = (self.config.hidden, self.config.n_classes);
+        lambda[..k * h].iter_mut().for_each(|t| *t = t.clamp(-THETA_BOX, THETA_BOX));
+        let r = self.readout_len();
+        let mut projector = self.projector.lock().unwrap_or_else(|e| e.into_inner());
+        projector.project(&mut lambda[r..r + h * h], A_RADIUS)?;
+        Ok(())
     }
     fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]) {
         if !self.batch_ok(batch) {

@@ -30,6 +30,9 @@ use super::design::{batch_row, Design};
 use crate::error::{check_finite, check_len, KernelError, Result};
 use crate::ops::{axpy_seq, dot_seq};
 use crate::problem::Batch;
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::svd::{self, ComputeSvdVectors};
+use faer::{Col, Mat, Par};
 
 /// Parallel sweeps from this many multiply-adds (len·(h² + h·nnz/row)) on.
 pub const PAR_MIN_WORK: usize = 1 << 16;
@@ -505,5 +508,117 @@ impl EquilibriumPoint<'_> {
             add_block_sums(&ws.acc[..blocks * dim], blocks, out);
         }
         Ok(())
+    }
+}
+
+/// The Euclidean (Frobenius) projection of a square h × h matrix onto the spectral-norm ball
+/// `{‖A‖₂ ≤ r}` (paper 001 §7.1's constraint on A): with `A = U Σ Vᵀ`,
+/// `P(A) = U min(Σ, r) Vᵀ`, computed as `A − Σ_{k: σ_k > r} (σ_k − r) u_k v_kᵀ` (only the clipped
+/// directions change). Buffers (the column-major copy, U, V, σ and faer's SVD scratch) are
+/// allocated once by [`new`](Self::new); [`project`](Self::project) calls faer's
+/// `svd` with that scratch and `Par::Seq` (faer 0.24.4's SVD path takes its temporaries from
+/// the scratch: the no-allocation test of `solvers/tests/bsgm_equilibrium.rs` measures it, at h = 4).
+pub struct SpectralProjector {
+    h: usize,
+    m: Mat<f64>,
+    u: Mat<f64>,
+    v: Mat<f64>,
+    s: Col<f64>,
+    mem: MemBuffer,
+}
+
+impl std::fmt::Debug for SpectralProjector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpectralProjector").field("h", &self.h).finish_non_exhaustive()
+    }
+}
+
+impl SpectralProjector {
+    /// Buffers for h × h matrices (h ≥ 1). O(h²) memory.
+    pub fn new(h: usize) -> Result<Self> {
+        if h == 0 {
+            return Err(KernelError::InvalidParameter { name: "hidden", reason: "must be >= 1".into() });
+        }
+        let req = svd::svd_scratch::<f64>(
+            h,
+            h,
+            ComputeSvdVectors::Full,
+            ComputeSvdVectors::Full,
+            Par::Seq,
+            Default::default(),
+        );
+        Ok(Self {
+            h,
+            m: Mat::zeros(h, h),
+            u: Mat::zeros(h, h),
+            v: Mat::zeros(h, h),
+            s: Col::zeros(h),
+            mem: MemBuffer::new(req),
+        })
+    }
+
+    /// h.
+    pub fn dim(&self) -> usize {
+        self.h
+    }
+
+    /// Projects the row-major h × h matrix `a` onto `{‖A‖₂ ≤ radius}` in place; returns whether
+    /// it changed. A matrix already inside is left bit for bit as it is: first the cheap proven
+    /// bound `min(‖A‖_F, √(‖A‖₁‖A‖_∞)) ≤ radius`, then the SVD's σ_max ≤ radius. A matrix with a
+    /// non-finite entry is left as it is (`Ok(false)`: the caller's non-finite check reports
+    /// it). Errors: `a.len() != h²`, a radius that is not finite and > 0, an SVD that does not
+    /// converge (`Breakdown`). O(h³).
+    pub fn project(&mut self, a: &mut [f64], radius: f64) -> Result<bool> {
+        let h = self.h;
+        check_len("spectral-ball matrix", h * h, a.len())?;
+        if !(radius.is_finite() && radius > 0.0) {
+            return Err(KernelError::InvalidParameter {
+                name: "radius",
+                reason: format!("must be finite and > 0, got {radius}"),
+            });
+        }
+        if a.iter().any(|x| !x.is_finite()) {
+            return Ok(false);
+        }
+        let frob = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let row_sum = a.chunks_exact(h).map(|r| r.iter().map(|x| x.abs()).sum::<f64>()).fold(0.0, f64::max);
+        let col_sum = (0..h).map(|l| (0..h).map(|k| a[k * h + l].abs()).sum::<f64>()).fold(0.0, f64::max);
+        if frob.min((row_sum * col_sum).sqrt()) <= radius {
+            return Ok(false);
+        }
+        for i in 0..h {
+            for j in 0..h {
+                self.m[(i, j)] = a[i * h + j];
+            }
+        }
+        let stack = MemStack::new(&mut self.mem);
+        svd::svd(
+            self.m.as_ref(),
+            self.s.as_mut().as_diagonal_mut(),
+            Some(self.u.as_mut()),
+            Some(self.v.as_mut()),
+            Par::Seq,
+            stack,
+            Default::default(),
+        )
+        .map_err(|_| KernelError::Breakdown {
+            iteration: 0,
+            reason: "the SVD of A (spectral-ball projection) did not converge",
+        })?;
+        let mut changed = false;
+        for k in 0..h {
+            let excess = self.s[k] - radius;
+            if excess > 0.0 {
+                changed = true;
+                for i in 0..h {
+                    let ui = excess * self.u[(i, k)];
+                    let row = &mut a[i * h..(i + 1) * h];
+                    for (j, aij) in row.iter_mut().enumerate() {
+                        *aij -= ui * self.v[(j, k)];
+                    }
+                }
+            }
+        }
+        Ok(changed)
     }
 }

@@ -12,7 +12,7 @@
 //! | `upper_grad_w` (∇wE) | `grad_y_f` | `samples_f` |
 //! | `upper_grad_lambda` (∇λE) | `grad_x_f` | `samples_f` |
 //!
-//! `g` is never counted. Each call adds 1 to its field and the batch's length (the problem's
+//! `g` is never counted, nor the projection [`project`](FixedPointProblem::project) (not an oracle). Each call adds 1 to its field and the batch's length (the problem's
 //! [`n_samples`](FixedPointProblem::n_samples) for [`Batch::Full`]) to its sample field: a map on
 //! all n samples touches n states. A `GradientMap` of a counted bilevel problem and a counted
 //! `GradientMap` count the same calls (the gradient map has one sample: its samples are the
@@ -67,5 +67,12 @@ impl<P: FixedPointProblem> FixedPointProblem for Counted<P> {
     }
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         self.inner.metrics()
+    }
+    fn constraint_set(&self) -> Option<&str> {
+        self.inner.constraint_set()
+    }
+    /// Not an oracle: not counted.
+    fn project(&self, lambda: &mut [f64]) -> crate::Result<()> {
+        self.inner.project(lambda)
     }
 }

@@ -527,9 +527,26 @@ pub trait FixedPointProblem: Sync {
     fn upper_grad_lambda(&self, lambda: &[f64], w: &[f64], batch: Batch<'_>, out: &mut [f64]);
 
     /// What the problem can measure at (λ, w) for a trace (training loss, accuracy, ...), `w`
-    /// the states of all samples. Evaluated outside the counted and timed work.
+    /// the states the algorithm holds (all samples' for a deterministic run; an algorithm that
+    /// runs on batches may pass only the last batch's: see its doc). Evaluated outside the
+    /// counted and timed work.
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         None
+    }
+
+    /// The problem's constraint set Λ on λ, described for reports (`None`: Λ = R^m, and
+    /// [`project`](Self::project) does nothing).
+    fn constraint_set(&self) -> Option<&str> {
+        None
+    }
+
+    /// P_Λ: projects λ onto the problem's constraint set in place (the projection of paper 001's
+    /// Algorithm 2, eq. (20)). Not an oracle (not counted); it may fail, with a typed error (a
+    /// wrong length, a decomposition that does not converge). A non-finite λ is left
+    /// non-finite, for the algorithm's non-finite check. Default: Λ = R^m, nothing to do.
+    fn project(&self, lambda: &mut [f64]) -> crate::Result<()> {
+        let _ = lambda;
+        Ok(())
     }
 }
 
@@ -567,6 +584,12 @@ impl<P: FixedPointProblem + ?Sized> FixedPointProblem for Box<P> {
     }
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         (**self).metrics()
+    }
+    fn constraint_set(&self) -> Option<&str> {
+        (**self).constraint_set()
+    }
+    fn project(&self, lambda: &mut [f64]) -> crate::Result<()> {
+        (**self).project(lambda)
     }
 }
 

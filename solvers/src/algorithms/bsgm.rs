@@ -9,7 +9,8 @@
 //! ```
 //! No warm start of w or v (the paper's point). Claimed complexity (Thm 17, α ≤ 1/L_f, c₃ ≥
 //! 1/log(1/q)): O(ε⁻¹ log ε⁻¹) in ε; O(ε⁻¹ log(ε⁻¹) κ⁵) with c₃ = Θ(κ) (Remark 18).
-//! Deviation: the printed schedule gives t_0 = ⌈c₃ log 1⌉ = 0 steps; we take at least one.
+//! The printed schedule gives t_0 = ⌈c₃ log 1⌉ = 0 steps; we take at least one. Paper 001
+//! §7.1's experiments instead fix t_s = k_s = 2 ([`Bsgm::with_fixed_steps`], [`Schedule`]).
 //!
 //! **Stochastic form** ([`Bsgm::stochastic`], Algorithm 2 with SID's stochastic Algorithm 1,
 //! Theorem 16): t_s = k_s = J_s = ⌈c₃(s+1)⌉ (anytime, (i)) or ⌈c₃S⌉ (finite horizon S, (ii));
@@ -20,9 +21,44 @@
 //! `batches.inner` and `batches.hvp` samples (1 in the paper), ∇E and ∂λΦ on J_s samples
 //! each; four independent streams. Claimed complexity: O(ε⁻²) samples (ii), Õ(ε⁻²) (i).
 //!
+//! **Batched form on a fixed-point problem with one state per sample** ([`Bsgm::batched`],
+//! paper 001 §7.1, the equilibrium model): per outer step a batch of J examples is drawn from
+//! one [`BatchStream`] (seeded from the run's seed, stream [`EXAMPLE_STREAM`], with or without
+//! replacement); SID runs on those examples' states only
+//! ([`Sid::hypergradient_batch`](crate::estimators::Sid::hypergradient_batch): states J × h,
+//! every oracle on `Batch::Rows(indices)`), the lower level and the linear system
+//! deterministic per example with step 1 (the map itself) from w = v = 0, ∇E and ∂λΦᵀ on the
+//! same J examples, then λ ← P_Λ(λ − α∇̂f). J_s = J is fixed (§7.1's batch sizes 600, 6000;
+//! no size: all examples, "Det", the deterministic iterates bit for bit). t_s = k_s follow
+//! [`Bsgm::with_fixed_steps`] (§7.1: 2) or Theorem 17's log schedule. Counts per outer step
+//! (calls, each on J examples; see `Counted`): t_s maps (`grad_y_g`), k_s ∂wΦᵀ products
+//! (`hvp`), one ∂λΦᵀ product (`cross`), one ∇wE (`grad_y_f`) and one ∇λE (`grad_x_f`);
+//! samples J·(t_s + k_s + 1) lower and 2J upper. [`Iterates::y`] holds the last batch's states
+//! (J·h values, row p the state of example [`Bsgm::last_batch`]`[p]`), not all samples'; the
+//! equilibrium metrics recompute the states of all samples from w = 0 and do not read it.
+//!
+//! **Projection**: the [`Projection`] given to [`Bsgm::new`], and the problem's own Λ
+//! ([`FixedPointProblem::project`]; the equilibrium model's ‖θ‖_∞ ≤ 1 (read entrywise) ×
+//! ‖A‖₂ ≤ 0.5, an SVD clip) after every outer step and on λ_0, unless
+//! [`Bsgm::with_problem_projection`]`(false)`. Both at once on a problem with its own Λ is an
+//! error (their composition is not the projection onto the intersection).
+//!
+//! Deviations from the paper, with the reasons:
+//! - t_0 = max(1, ⌈c₃ log 1⌉) = 1 in Theorem 17's schedule (printed: 0 steps at s = 0);
+//! - the stochastic form takes σ̃₂ = 0 (unknown), so γ = β and η_0 = 1 (see above);
+//! - the batched form's batch drives all four of SID's oracles (the states exist only for the
+//!   drawn examples), where Algorithm 1 samples them independently: §7.1's own setting, in
+//!   which the lower level is deterministic per example and only the examples are sampled;
+//! - the batched form refuses J > n (a batch larger than the training set; §7.1's batches are
+//!   subsets of it);
+//! - Λ's ‖θ‖_∞ ≤ 1 is read entrywise (a box); the paper does not say which ∞-norm.
+//!
 //! Step sizes (the map's step η makes Φ(y) = y − η∂y g a q-contraction, q = 1 − ηµ_g):
 //! - [`StepRule::Theory`]: Theorem 17: α = 1/L_f (L_f = L_L), η = 1/L_g, and c₃ ≥ 1/log(1/q)
 //!   (needs µ_g): the default c₃ is that bound, a smaller one is an error;
+//! - on the equilibrium model (`bilevel solve`): paper 001 §7.1's α = 0.5, t_s = k_s = 2, LL/LS
+//!   step 1, under the experiments rule; Theorem 17's schedule with c₃ ≥ 1/log 2 (q ≤ 0.5 on Λ)
+//!   under the theory rule (α stays 0.5: L_f is not known);
 //! - [`StepRule::Experiments`]: the paper runs no quadratic; we use paper 000 §5.1's
 //!   α = 1/L_L, η = 1/L_g, and c₃ as given (a c₃ below Thm 17's bound, where µ_g is known, is
 //!   reported by [`c3_below_theorem`] so the caller can warn).
@@ -30,9 +66,9 @@
 use super::{Iterates, StepRule};
 use crate::constants::{Constant, Constants};
 use crate::estimators::{Sid, SidStreams};
-use crate::sampling::{BatchSizes, BatchStream};
+use crate::sampling::{BatchSizes, BatchStream, Sampling};
 use crate::{Algorithm, FixedPointAlgorithm};
-use bilevel_kernels::{ops, BilevelProblem, FixedPointProblem, GradientMap, KernelError, Result};
+use bilevel_kernels::{ops, Batch, BilevelProblem, FixedPointProblem, GradientMap, KernelError, Result};
 
 /// The constants the theory rule needs (µ_g for c₃'s bound).
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
@@ -169,6 +205,71 @@ pub struct Bsgm {
     sid: Option<Sid>,
     stochastic: Option<Stochastic>,
     streams: SidStreams,
+    fixed_steps: Option<usize>,
+    batched: Option<Batched>,
+    examples: BatchStream,
+    problem_projection: bool,
+}
+
+/// The batched form on a fixed-point problem with one state per sample (paper 001 §7.1's
+/// equilibrium runs; see the module doc): each outer step draws J examples and runs SID on
+/// their states only.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Batched {
+    /// J_s = J examples every outer step (§7.1's fixed batch sizes); `None`: all examples in
+    /// order ([`Batch::Full`], the paper's "Det", the deterministic iterates bit for bit).
+    pub size: Option<usize>,
+    /// With or without replacement (epochs).
+    pub sampling: Sampling,
+    /// Seed of the example stream (its own stream number, [`EXAMPLE_STREAM`]).
+    pub seed: u64,
+}
+
+/// Where t_s = k_s comes from (named after its source; [`Bsgm::schedule`]).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind")]
+pub enum Schedule {
+    /// Paper 001 §7.1's experiments: t_s = k_s = `steps` at every outer step (2 there).
+    #[serde(rename = "fixed_paper001_sec7_1")]
+    Fixed {
+        /// t.
+        steps: usize,
+    },
+    /// Theorem 17 (deterministic): t_s = k_s = max(1, ⌈c₃ log(s+1)⌉).
+    #[serde(rename = "theorem17_log")]
+    Theorem17 {
+        /// c₃.
+        c3: f64,
+    },
+    /// Theorem 16 (i) (stochastic, anytime): t_s = k_s = J_s = ⌈c₃(s+1)⌉.
+    #[serde(rename = "theorem16_anytime")]
+    Theorem16Anytime {
+        /// c₃.
+        c3: f64,
+    },
+    /// Theorem 16 (ii) (stochastic, finite horizon S): t_s = k_s = J_s = ⌈c₃S⌉.
+    #[serde(rename = "theorem16_horizon")]
+    Theorem16Horizon {
+        /// c₃.
+        c3: f64,
+        /// S.
+        horizon: usize,
+    },
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Schedule::Fixed { steps } => write!(f, "t_s = k_s = {steps} (fixed, paper 001 §7.1's experiments)"),
+            Schedule::Theorem17 { c3 } => write!(f, "t_s = k_s = max(1, ⌈c₃ log(s+1)⌉), c₃ = {c3:.4e} (Theorem 17)"),
+            Schedule::Theorem16Anytime { c3 } => {
+                write!(f, "t_s = k_s = J_s = ⌈c₃(s+1)⌉, c₃ = {c3:.4e} (Theorem 16 (i))")
+            }
+            Schedule::Theorem16Horizon { c3, horizon } => {
+                write!(f, "t_s = k_s = J_s = ⌈c₃S⌉, c₃ = {c3:.4e}, S = {horizon} (Theorem 16 (ii))")
+            }
+        }
+    }
 }
 
 /// The stochastic form's settings (see the module doc).
@@ -191,6 +292,8 @@ pub const MAX_SCHEDULE_STEPS: usize = 100_000_000;
 
 /// Stream numbers of SID's four samplings.
 const STREAMS: [u64; 4] = [0, 1, 2, 3];
+/// Stream number of the batched form's example batches (apart from SID's four).
+pub const EXAMPLE_STREAM: u64 = 4;
 
 impl Bsgm {
     /// `alpha` ≤ 1/L_f (outer step), `eta` ≤ 1/L_g (the gradient map's step, used on bilevel
@@ -213,11 +316,74 @@ impl Bsgm {
             sid: None,
             stochastic: None,
             streams: SidStreams::full(),
+            fixed_steps: None,
+            batched: None,
+            examples: BatchStream::full(),
+            problem_projection: true,
         })
+    }
+
+    /// Paper 001 §7.1's fixed schedule t_s = k_s = `steps` (≥ 1, at most
+    /// [`MAX_SCHEDULE_STEPS`]) instead of Theorem 16/17's; c₃ is then not used. In the
+    /// stochastic form J_s = t_s = `steps` too.
+    pub fn with_fixed_steps(self, steps: usize) -> Result<Self> {
+        if !(1..=MAX_SCHEDULE_STEPS).contains(&steps) {
+            return Err(KernelError::InvalidParameter {
+                name: "fixed_steps",
+                reason: format!("must be in 1..={MAX_SCHEDULE_STEPS}, got {steps}"),
+            });
+        }
+        Ok(Self { fixed_steps: Some(steps), ..self })
+    }
+
+    /// The batched form on a fixed-point problem with one state per sample (see the module
+    /// doc); not with [`stochastic`](Self::stochastic).
+    pub fn batched(self, batched: Batched) -> Result<Self> {
+        if batched.size == Some(0) {
+            return Err(KernelError::InvalidParameter { name: "batch_size", reason: "must be >= 1".into() });
+        }
+        if self.stochastic.is_some() {
+            return Err(KernelError::InvalidParameter {
+                name: "batches",
+                reason: "BSGM's batched form (examples of a fixed-point problem) and its stochastic form (Theorem 16, sampled map rows) exclude each other".into(),
+            });
+        }
+        Ok(Self { batched: Some(batched), ..self })
+    }
+
+    /// Whether to project onto the problem's own constraint set
+    /// ([`FixedPointProblem::project`], e.g. the equilibrium model's Λ of paper 001 §7.1) after
+    /// every outer step and at the start: on by default (Λ is part of the problem's
+    /// definition); a problem without one (Λ = R^m, every bilevel problem's gradient map) is
+    /// not affected. `false` runs on R^m (the [`Projection`] still applies).
+    pub fn with_problem_projection(self, on: bool) -> Self {
+        Self { problem_projection: on, ..self }
+    }
+
+    /// The schedule t_s = k_s follows.
+    pub fn schedule(&self) -> Schedule {
+        match (self.fixed_steps, self.stochastic.map(|st| st.horizon)) {
+            (Some(steps), _) => Schedule::Fixed { steps },
+            (None, None) => Schedule::Theorem17 { c3: self.c3 },
+            (None, Some(None)) => Schedule::Theorem16Anytime { c3: self.c3 },
+            (None, Some(Some(horizon))) => Schedule::Theorem16Horizon { c3: self.c3, horizon },
+        }
+    }
+
+    /// The examples of the last outer step's batch (the batched form; [`Batch::Full`] for the
+    /// other forms). Row p of [`Iterates::y`] is the state of example `last_batch()[p]`.
+    pub fn last_batch(&self) -> Batch<'_> {
+        self.examples.last()
     }
 
     /// The stochastic form (Theorem 16) with these batches, seed, q and schedule.
     pub fn stochastic(self, stochastic: Stochastic) -> Result<Self> {
+        if self.batched.is_some() {
+            return Err(KernelError::InvalidParameter {
+                name: "batches",
+                reason: "BSGM's stochastic form (Theorem 16) and its batched form exclude each other".into(),
+            });
+        }
         if !(0.0..1.0).contains(&stochastic.q) {
             return Err(KernelError::InvalidParameter {
                 name: "q",
@@ -232,8 +398,12 @@ impl Bsgm {
         self.c3
     }
 
-    /// t_s = k_s: max(1, ⌈c₃ log(s+1)⌉) (deterministic), ⌈c₃(s+1)⌉ or ⌈c₃S⌉ (stochastic).
+    /// t_s = k_s: the fixed t (paper 001 §7.1), else max(1, ⌈c₃ log(s+1)⌉) (deterministic and
+    /// batched forms, Theorem 17), ⌈c₃(s+1)⌉ or ⌈c₃S⌉ (stochastic, Theorem 16).
     pub fn inner_steps(&self, s: usize) -> usize {
+        if let Some(t) = self.fixed_steps {
+            return t;
+        }
         let steps = match self.stochastic.map(|st| st.horizon) {
             None => self.c3 * ((s + 1) as f64).ln(),
             Some(None) => self.c3 * (s + 1) as f64,
@@ -286,6 +456,11 @@ impl Bsgm {
         let sid = super::initialised(&mut self.sid)?;
         let it = &mut self.it;
         match self.stochastic {
+            // The batched form: SID on the drawn examples' states only, η = 1 (§7.1).
+            None if self.batched.is_some() => {
+                let batch = self.examples.draw();
+                sid.hypergradient_batch(map, &it.x, t, t, batch, &mut it.grad)?
+            }
             None => sid.hypergradient(map, &it.x, t, t, &mut it.grad)?,
             Some(st) => {
                 // η_i = β/(γ + i) with β = 2/(1−q²), γ = β (see the module doc); J_s = t_s.
@@ -296,10 +471,14 @@ impl Bsgm {
                 sid.hypergradient_sampled(map, &it.x, t, t, &eta, &mut self.streams, &mut it.grad)?
             }
         }
-        // SID's inner state w_t is this step's y (copied: dim_y, against t map evaluations).
+        // SID's inner state w_t is this step's y (copied: dim_y, or the batch's J·h states,
+        // against t map evaluations).
         it.y.copy_from_slice(sid.state());
         it.outer_step(self.alpha);
         self.projection.apply(&mut it.x)?;
+        if self.problem_projection {
+            map.project(&mut it.x)?;
+        }
         self.s += 1;
         Ok(())
     }
@@ -310,6 +489,12 @@ impl Algorithm for Bsgm {
         "bsgm"
     }
     fn init(&mut self, problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<()> {
+        if self.batched.is_some() {
+            return Err(KernelError::InvalidParameter {
+                name: "batches",
+                reason: "BSGM's batched form runs on a fixed-point problem with one state per sample, not on a bilevel problem (use its stochastic form)".into(),
+            });
+        }
         let x = self.projected_start(x0)?;
         self.it = Iterates::new(problem, &x, y0)?;
         self.start(problem.dim_y(), problem.dim_x(), problem.n_samples_f(), problem.n_samples_g())
@@ -323,23 +508,64 @@ impl Algorithm for Bsgm {
     }
 }
 
-/// BSGM on a fixed-point problem itself (paper 001's setting; the map's step η is not used).
-/// Only the deterministic form (Theorem 17): the stochastic one samples the map's rows, and on
-/// a problem with one state per sample SID's states would have to follow its batches.
+/// BSGM on a fixed-point problem itself (paper 001's setting; the map's step η is not used):
+/// the deterministic form (Theorem 17, or §7.1's fixed t), or the batched form
+/// ([`Bsgm::batched`]) on a problem with one state per sample. The stochastic form of Theorem
+/// 16 samples the map's rows, and on a problem with one state per sample SID's states would
+/// have to follow its batches: it is refused there (the batched form is what §7.1 runs).
 impl FixedPointAlgorithm for Bsgm {
     fn init_fixed_point(&mut self, problem: &dyn FixedPointProblem, lambda0: &[f64], w0: &[f64]) -> Result<()> {
-        if self.stochastic.is_some() && problem.n_samples() > 1 {
+        let n = problem.n_samples();
+        if self.stochastic.is_some() && n > 1 {
             return Err(KernelError::InvalidParameter {
                 name: "batches",
-                reason: "BSGM runs on a fixed-point problem with one state per sample in its deterministic form \
-                         only (full batches; the stochastic form is not implemented there)"
+                reason: "BSGM's stochastic form (Theorem 16, sampled map rows) does not run on a fixed-point problem \
+                         with one state per sample; its batched form (Bsgm::batched, paper 001 §7.1) does"
                     .into(),
             });
         }
-        let x = self.projected_start(lambda0)?;
+        if self.problem_projection && problem.constraint_set().is_some() && self.projection != Projection::None {
+            return Err(KernelError::InvalidParameter {
+                name: "projection",
+                reason: format!(
+                    "the problem has its own constraint set ({}); turn it off to project onto {:?} instead",
+                    problem.constraint_set().unwrap_or_default(),
+                    self.projection
+                ),
+            });
+        }
+        let mut x = self.projected_start(lambda0)?;
+        if self.problem_projection {
+            problem.project(&mut x)?;
+        }
         self.it = Iterates::for_fixed_point(problem, &x, w0)?;
-        let n = problem.n_samples();
-        self.start(n * problem.dim_state(), problem.dim_lambda(), n, n)
+        let h = problem.dim_state();
+        match self.batched {
+            None => self.start(n * h, problem.dim_lambda(), n, n),
+            Some(b) => {
+                let j = b.size.unwrap_or(n);
+                if j > n {
+                    return Err(KernelError::InvalidParameter {
+                        name: "batch_size",
+                        reason: format!(
+                            "a batch of {j} examples on a problem of {n}: at most n (no size: all of them)"
+                        ),
+                    });
+                }
+                bilevel_kernels::memory::check_fits(
+                    || format!("SID's states for a batch of {j} examples"),
+                    5 * (j as u128) * (h as u128) * 8,
+                )?;
+                self.sid = Some(Sid::new(j * h, problem.dim_lambda()));
+                self.s = 0;
+                self.examples = BatchStream::new(n, b.size, b.sampling, b.seed, EXAMPLE_STREAM, j)?;
+                if b.size.is_some() {
+                    // y holds the last batch's J·h states (see the module doc).
+                    self.it.y = vec![0.0; j * h];
+                }
+                Ok(())
+            }
+        }
     }
     fn step_fixed_point(&mut self, problem: &dyn FixedPointProblem) -> Result<()> {
         self.step_on(problem)

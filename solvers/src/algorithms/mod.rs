@@ -123,7 +123,11 @@ impl Iterates {
 
 /// The state an algorithm builds in [`Algorithm::init`], or the typed error of a `step` before it.
 pub(crate) fn initialised<T>(state: &mut Option<T>) -> Result<&mut T> {
-    state.as_mut().ok_or(KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })
+    // `ok_or_else`: the error (a `String`) is built only when it is returned; `ok_or` built it
+    // on every step, one allocation per step of every algorithm.
+    state
+        .as_mut()
+        .ok_or_else(|| KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })
 }
 
 /// Which source the step sizes come from.
@@ -213,6 +217,9 @@ pub struct Settings {
     pub neumann_decay: bool,
     /// Stochastic BSGM: the finite-horizon schedule ⌈c₃S⌉ with this S (Theorem 16 (ii)).
     pub horizon: Option<usize>,
+    /// BSGM: paper 001 §7.1's fixed t_s = k_s = t instead of Theorem 16/17's schedules (not
+    /// with `c3` or `horizon`, nor under the theory rule).
+    pub fixed_steps: Option<usize>,
     /// SUSTAIN's and Adam-SUSTAIN's own options (Adam option, momentum constants).
     pub sustain: sustain::SustainOptions,
     /// BO-REP's own options (period, averaged steps, radius, momentum, ...; `None`: the rule's).
@@ -234,6 +241,7 @@ impl Default for Settings {
             seed: 0,
             neumann_decay: false,
             horizon: None,
+            fixed_steps: None,
             sustain: sustain::SustainOptions::default(),
             bo_rep: bo_rep::BoRepOptions::default(),
             average: false,
@@ -366,6 +374,25 @@ pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> 
             reason: format!("`{name}` runs on full batches here (its stochastic form is not implemented yet)"),
         });
     }
+    if let Some(t) = settings.fixed_steps {
+        let clash = match () {
+            _ if name != "bsgm" => Some(format!("`{name}` has no t_s schedule")),
+            _ if rule == StepRule::Theory => {
+                Some("it is paper 001 §7.1's experiments schedule; the theory rule runs Theorem 16/17's".to_string())
+            }
+            _ if settings.c3.is_some() || settings.horizon.is_some() => {
+                Some("c3 and horizon set Theorem 16/17's schedules, not a fixed one".to_string())
+            }
+            _ => None,
+        };
+        if let Some(why) = clash {
+            return Err(KernelError::InvalidParameter { name: "fixed_steps", reason: format!("t = {t}: {why}") });
+        }
+    }
+    let fixed = |b: bsgm::Bsgm| match settings.fixed_steps {
+        Some(t) => b.with_fixed_steps(t),
+        None => Ok(b),
+    };
     Ok(match name {
         "bsgm" if !settings.batches.is_full() => {
             // Theorem 16: c₃ > 0 tunable, Θ(1) in Remark 18.
@@ -373,7 +400,13 @@ pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> 
             let q = 1.0 - steps.inner * c.mu_g()?;
             let stochastic =
                 bsgm::Stochastic { batches: settings.batches, seed: settings.seed, q, horizon: settings.horizon };
-            Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?.stochastic(stochastic)?)
+            Box::new(
+                fixed(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?)?.stochastic(stochastic)?,
+            )
+        }
+        "bsgm" if settings.fixed_steps.is_some() => {
+            // c₃ is not used by a fixed schedule (nor its Theorem 17 bound, which needs µ_g).
+            fixed(bsgm::Bsgm::new(steps.outer, steps.inner, 1.0, settings.projection)?).map(Box::new)?
         }
         "bsgm" => {
             let c3 = bsgm::c3(rule, c, settings.c3)?;
