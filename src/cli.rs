@@ -20,7 +20,7 @@ pub enum Command {
     /// Generate a problem and write it as .npy files plus manifest.json.
     Export(ExportArgs),
     /// Compute one hypergradient at a seeded x and compare it with the exact one.
-    Hypergrad(HypergradArgs),
+    Hypergrad(Box<HypergradArgs>),
     /// Run a bilevel algorithm and report its convergence.
     Solve(Box<SolveArgs>),
 }
