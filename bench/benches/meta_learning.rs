@@ -53,9 +53,13 @@ fn bench(c: &mut Criterion) {
             if name == "seq" && *threads == 2 {
                 continue;
             }
-            let id = |oracle: &str| BenchmarkId::new(format!("{oracle}_{name}_{threads}t"), 20);
-            g.bench_function(id("hvp"), |b| b.iter(|| pool.install(|| q.hvp(&x, &y, &v, Batch::Full, &mut oy))));
-            g.bench_function(id("cross"), |b| b.iter(|| pool.install(|| q.cross(&x, &y, &v, Batch::Full, &mut ox))));
+            let id = |oracle: &str| {
+                let variant = if name == "seq" { "seq".to_string() } else { format!("par_{threads}t") };
+                BenchmarkId::new(format!("{oracle}_{variant}"), 20)
+            };
+            let run = |f: &mut (dyn FnMut() + Send)| if name == "seq" { f() } else { pool.install(f) };
+            g.bench_function(id("hvp"), |b| b.iter(|| run(&mut || q.hvp(&x, &y, &v, Batch::Full, &mut oy))));
+            g.bench_function(id("cross"), |b| b.iter(|| run(&mut || q.cross(&x, &y, &v, Batch::Full, &mut ox))));
         }
     }
     g.finish();

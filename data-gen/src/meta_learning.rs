@@ -96,7 +96,7 @@ pub const MIN_BLOCK_TASKS: usize = 4;
 /// Default work (|B| × rows per task × p × k multiply-adds of one pass) from which an oracle's
 /// blocks run in parallel: below it rayon's wake-up costs more than the second core saves
 /// (measured on the 2-core machine, docs/generators.md).
-pub const PAR_MIN_WORK: usize = 1 << 15;
+pub const PAR_MIN_WORK: usize = 1 << 17;
 
 /// Number of blocks of a batch of `len` tasks (depends on `len` only).
 fn blocks(len: usize) -> usize {
