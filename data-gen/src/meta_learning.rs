@@ -104,18 +104,22 @@ fn blocks(len: usize) -> usize {
 }
 
 /// The workspace of the sums over tasks: (BLOCKS − 1) partial sums of length p·k. Cloning gives
-/// a fresh one.
+/// a fresh one of the same size (without taking the lock).
 #[derive(Debug)]
-struct Workspace(Mutex<Vec<f64>>);
+struct Workspace {
+    len: usize,
+    buf: Mutex<Vec<f64>>,
+}
+
+impl Workspace {
+    fn new(len: usize) -> Self {
+        Self { len, buf: Mutex::new(vec![0.0; len]) }
+    }
+}
 
 impl Clone for Workspace {
     fn clone(&self) -> Self {
-        let len = match self.0.try_lock() {
-            Ok(g) => g.len(),
-            Err(TryLockError::Poisoned(p)) => p.into_inner().len(),
-            Err(TryLockError::WouldBlock) => 0,
-        };
-        Workspace(Mutex::new(vec![0.0; len]))
+        Self::new(self.len)
     }
 }
 
@@ -254,7 +258,7 @@ pub fn generate(config: &Config, seed: u64) -> Result<MetaLearning> {
     let w_test: Vec<f64> = (0..tt * k).map(|_| StandardNormal.sample(&mut rng)).collect();
     let test_support = draw(tt, &w_test, config.n_support, &mut rng);
     let test_query = draw(tt, &w_test, config.n_query, &mut rng);
-    let workspace = Workspace(Mutex::new(vec![0.0; (BLOCKS - 1) * p * k]));
+    let workspace = Workspace::new((BLOCKS - 1) * p * k);
     Ok(MetaLearning {
         config: config.clone(),
         seed,
@@ -370,7 +374,7 @@ impl MetaLearning {
         }
         let dx = out.len();
         let (mut guard, mut local);
-        let ws: &mut [f64] = match self.workspace.0.try_lock() {
+        let ws: &mut [f64] = match self.workspace.buf.try_lock() {
             Ok(g) => {
                 guard = g;
                 &mut guard[..]
