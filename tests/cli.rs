@@ -571,4 +571,39 @@ fn problem_file_options_reach_the_problem() {
     fails_with(&["solve", "--problem", "hyperclean", "--problem-file", file, "--val-fraction", "nan"], "val_fraction");
     fails_with(&["solve", "--problem", "hyperclean", "--corruption", "0.5"], "--problem-file");
     std::fs::remove_dir_all(&dir).unwrap();
+
+/// A stochastic run on a data problem with `--eval-every 5`: every metric column (the
+/// validation and test metrics as well as ‖∇L‖) is filled on rows 0, 5, 10, … and on the last
+/// row, and empty on every other row; the counters are filled on all rows.
+#[test]
+fn eval_every_fills_the_data_metrics_of_a_stochastic_run_every_kth_row() {
+    for (problem, algo) in [("hyperclean", "stocbio"), ("logreg_text", "sustain"), ("meta_learning", "bsgm")] {
+        let (dir, _, trace) = scratch(&format!("eval-data-{problem}"));
+        let line = format!(
+            "solve --problem {problem} --preset tiny --algo {algo} --batch-size 3 --max-iters 23 --eval-every 5 \
+             --outer-step 0.01 --divergence-growth inf --trace"
+        );
+        bilevel_ok(&line, &[trace.to_str().unwrap()]);
+        let csv = std::fs::read_to_string(&trace).unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len(), 24, "{problem}: {} rows", rows.len());
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}: {header:?}"));
+        let mut metrics = vec![col("grad_norm"), col("val_loss")];
+        if problem != "meta_learning" {
+            metrics.extend([col("val_accuracy"), col("test_loss"), col("test_accuracy")]);
+        }
+        for (k, r) in rows.iter().enumerate() {
+            let measured = k % 5 == 0 || k == rows.len() - 1;
+            for &c in &metrics {
+                assert_eq!(!r[c].is_empty(), measured, "{problem} row {k}, column {}: {r:?}", header[c]);
+                if measured {
+                    assert!(r[c].parse::<f64>().unwrap().is_finite(), "{problem} row {k}: {r:?}");
+                }
+            }
+            assert!(!r[col("hvp")].is_empty() && !r[col("seconds")].is_empty(), "{problem} row {k}: {r:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

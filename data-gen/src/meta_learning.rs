@@ -21,13 +21,39 @@
 //! # Generation (seeded `Xoshiro256PlusPlus`, in this order)
 //! E* ∈ R^{p×k} with orthonormal columns (Haar), heads w_t* ~ N(0, I_k), inputs x ~ N(0, I_p),
 //! targets y = x·E* w_t* + σ·ε with ε ~ N(0, 1): the tasks share the k-dimensional subspace
-//! spanned by E*, which the outer problem has to find.
+//! spanned by E*, which the outer problem has to find. Support rows of every task, then query
+//! rows; then the held-out (meta-test) tasks, drawn last so that they do not change the
+//! training tasks: their heads, support rows, query rows.
+//!
+//! # Metrics (outside the counted work)
+//! `val_loss` = f(E, w) on every training task, `val_loss_at_optimum` = L(E), and
+//! `test_loss_at_optimum`: the meta-test loss — on `n_test_tasks` held-out tasks, heads fitted
+//! exactly to E on their support rows (the k×k ridge solve), loss on their query rows (the
+//! regression counterpart of paper 001 §7.2's meta-test accuracy after the lower-level fit).
 //!
 //! The derivatives are the kernels' (`bilevel_kernels::models::embedding_ridge`, one task's
-//! loss). Oracles run task by task, sequentially, in task order (deterministic; a k ≤
-//! [`MAX_K`] stack buffer per row, no allocation). Batch indices are the caller's precondition
-//! (an index ≥ n_tasks panics, as slice indexing does). Per-task parallelism is left for later:
-//! the tasks of the presets are small (a few hundred flops each).
+//! loss, a k ≤ [`MAX_K`] stack buffer per row). Batch indices are the caller's precondition
+//! (an index ≥ n_tasks panics).
+//!
+//! # Parallelism (deterministic: the same bits with 1 or N threads)
+//! - The heads' outputs (∂w f, ∂w g, the HVP) are disjoint per task: the head space is cut
+//!   into fixed task ranges, and each range walks the batch in order and adds the
+//!   contributions of its own tasks (a task repeated in a batch adds up in batch order). Every
+//!   head slot therefore gets the same additions in the same order as the sequential loop:
+//!   the bits do not depend on the cut, the thread count, or whether it ran in parallel.
+//! - The sums over tasks (f, g, ∂E f, the cross product) cut the batch's positions into
+//!   `blocks(|B|)` contiguous blocks ([`par::row_blocks`], at most [`BLOCKS`], a number that
+//!   depends on |B| only; batches of fewer than 2·[`MIN_BLOCK_TASKS`] tasks are one block);
+//!   block 0 accumulates into the output, block b ≥ 1 into its slot of a workspace sized at
+//!   construction ((BLOCKS − 1)·p·k values behind a `Mutex`; scalars in a stack array), and the
+//!   slots are added in block order. Blocks run in parallel (rayon, on the current pool) when
+//!   the batch's work, |B|·rows·p·k, reaches [`MetaLearning::par_min_work`] (default
+//!   [`PAR_MIN_WORK`], measured in docs/generators.md); the block structure is the same either
+//!   way, so the threshold changes speed, never bits.
+//! - No allocation per oracle call, except when two oracle calls on one problem overlap (from
+//!   two threads, or a rayon job that runs an oracle while waiting inside another): the second
+//!   one does not wait for the workspace (which could deadlock inside rayon) but allocates its
+//!   own for that call.
 //!
 //! Error policy (the kernels' `BilevelProblem` doc): nothing here panics on the values of a
 //! point. The oracles are sums of products, so a non-finite or overflowing E or w gives
@@ -40,13 +66,16 @@
 use crate::dataset::{Array, Dataset, GeneratorInfo};
 use crate::random_matrix::{gaussian_mat, haar_orthonormal};
 use bilevel_kernels::models::embedding_ridge::EmbeddedRidge;
+use bilevel_kernels::par;
 use bilevel_kernels::{Batch, BilevelProblem, ExactReference, KernelError, ProblemConstants, ProblemMetrics, Result};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, MatMut, MatRef};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use serde_json::{Map, Value};
+use std::sync::{Mutex, TryLockError};
 
 /// Catalogue entry.
 pub const INFO: GeneratorInfo = GeneratorInfo {
@@ -57,6 +86,42 @@ pub const INFO: GeneratorInfo = GeneratorInfo {
 
 /// Largest embedding dimension k (the per-row scratch lives on the stack).
 pub const MAX_K: usize = bilevel_kernels::models::embedding_ridge::MAX_EMBED;
+
+/// Most blocks a batch's sum over tasks is cut into (a constant, never the thread count).
+pub const BLOCKS: usize = 8;
+
+/// Fewest tasks per block: a batch of |B| tasks has clamp(|B| / MIN_BLOCK_TASKS, 1, BLOCKS) blocks.
+pub const MIN_BLOCK_TASKS: usize = 4;
+
+/// Default work (|B| × rows per task × p × k multiply-adds of one pass) from which an oracle's
+/// blocks run in parallel: below it rayon's wake-up costs more than the second core saves
+/// (measured on the 2-core machine, docs/generators.md).
+pub const PAR_MIN_WORK: usize = 1 << 17;
+
+/// Number of blocks of a batch of `len` tasks (depends on `len` only).
+fn blocks(len: usize) -> usize {
+    (len / MIN_BLOCK_TASKS).clamp(1, BLOCKS)
+}
+
+/// The workspace of the sums over tasks: (BLOCKS − 1) partial sums of length p·k. Cloning gives
+/// a fresh one of the same size (without taking the lock).
+#[derive(Debug)]
+struct Workspace {
+    len: usize,
+    buf: Mutex<Vec<f64>>,
+}
+
+impl Workspace {
+    fn new(len: usize) -> Self {
+        Self { len, buf: Mutex::new(vec![0.0; len]) }
+    }
+}
+
+impl Clone for Workspace {
+    fn clone(&self) -> Self {
+        Self::new(self.len)
+    }
+}
 
 /// Parameters of the generator. `Default` = the `"default"` preset.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -75,20 +140,40 @@ pub struct Config {
     pub ridge: f64,
     /// Standard deviation σ of the target noise.
     pub noise: f64,
+    /// Held-out (meta-test) tasks for the `test_loss_at_optimum` metric (0: no such metric).
+    pub n_test_tasks: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { n_tasks: 200, dim_input: 100, dim_embed: 5, n_support: 10, n_query: 15, ridge: 0.1, noise: 0.1 }
+        Self {
+            n_tasks: 200,
+            dim_input: 100,
+            dim_embed: 5,
+            n_support: 10,
+            n_query: 15,
+            ridge: 0.1,
+            noise: 0.1,
+            n_test_tasks: 100,
+        }
     }
 }
 
 impl Config {
-    /// `"tiny"` (4 tasks, p = 6, k = 2), `"small"` (20 tasks, p = 20, k = 3), `"default"`.
+    /// `"tiny"` (4 tasks, p = 6, k = 2, 3 test tasks), `"small"` (20 tasks, p = 20, k = 3, 20
+    /// test tasks), `"default"` (200 tasks, p = 100, k = 5, 100 test tasks).
     pub fn preset(name: &str) -> Result<Self> {
         match name {
-            "tiny" => Ok(Self { n_tasks: 4, dim_input: 6, dim_embed: 2, n_support: 5, n_query: 4, ..Self::default() }),
-            "small" => Ok(Self { n_tasks: 20, dim_input: 20, dim_embed: 3, ..Self::default() }),
+            "tiny" => Ok(Self {
+                n_tasks: 4,
+                dim_input: 6,
+                dim_embed: 2,
+                n_support: 5,
+                n_query: 4,
+                n_test_tasks: 3,
+                ..Self::default()
+            }),
+            "small" => Ok(Self { n_tasks: 20, dim_input: 20, dim_embed: 3, n_test_tasks: 20, ..Self::default() }),
             "default" => Ok(Self::default()),
             _ => Err(INFO.unknown_preset(name)),
         }
@@ -137,8 +222,13 @@ pub struct MetaLearning {
     seed: u64,
     support: TaskData,
     query: TaskData,
+    /// The held-out tasks' support and query rows.
+    test_support: TaskData,
+    test_query: TaskData,
     e_star: Mat<f64>,
     w_star: Vec<f64>,
+    workspace: Workspace,
+    par_min_work: usize,
 }
 
 /// Generates the problem (see the module doc).
@@ -148,7 +238,7 @@ pub fn generate(config: &Config, seed: u64) -> Result<MetaLearning> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let e_star = haar_orthonormal(p, k, &mut rng)?;
     let w_star: Vec<f64> = (0..t * k).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let draw = |n: usize, rng: &mut Xoshiro256PlusPlus| {
+    let draw = |t: usize, w_star: &[f64], n: usize, rng: &mut Xoshiro256PlusPlus| {
         let x = gaussian_mat(t * n, p, rng);
         let mut xs = Vec::with_capacity(t * n * p);
         let mut ys = Vec::with_capacity(t * n);
@@ -162,9 +252,25 @@ pub fn generate(config: &Config, seed: u64) -> Result<MetaLearning> {
         }
         TaskData { n, x: xs, y: ys }
     };
-    let support = draw(config.n_support, &mut rng);
-    let query = draw(config.n_query, &mut rng);
-    Ok(MetaLearning { config: config.clone(), seed, support, query, e_star, w_star })
+    let support = draw(t, &w_star, config.n_support, &mut rng);
+    let query = draw(t, &w_star, config.n_query, &mut rng);
+    let tt = config.n_test_tasks;
+    let w_test: Vec<f64> = (0..tt * k).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let test_support = draw(tt, &w_test, config.n_support, &mut rng);
+    let test_query = draw(tt, &w_test, config.n_query, &mut rng);
+    let workspace = Workspace::new((BLOCKS - 1) * p * k);
+    Ok(MetaLearning {
+        config: config.clone(),
+        seed,
+        support,
+        query,
+        test_support,
+        test_query,
+        e_star,
+        w_star,
+        workspace,
+        par_min_work: PAR_MIN_WORK,
+    })
 }
 
 /// The standard deviation 1/√p of the starting embedding's entries.
@@ -172,11 +278,11 @@ pub fn x0_scale(config: &Config) -> f64 {
     1.0 / (config.dim_input as f64).sqrt()
 }
 
-/// The tasks of a batch (all of them for `Batch::Full`), in order.
-fn tasks(batch: Batch<'_>, n_tasks: usize) -> impl Iterator<Item = usize> + '_ {
+/// The tasks at positions `range` of a batch (all tasks for `Batch::Full`), in order.
+fn tasks(batch: Batch<'_>, range: std::ops::Range<usize>) -> impl Iterator<Item = usize> + '_ {
     let (full, rows) = match batch {
-        Batch::Full => (0..n_tasks, &[][..]),
-        Batch::Rows(r) => (0..0, r),
+        Batch::Full => (range, &[][..]),
+        Batch::Rows(r) => (0..0, &r[range]),
     };
     full.chain(rows.iter().copied())
 }
@@ -197,8 +303,132 @@ impl MetaLearning {
         crate::quadratic::gaussian_x0(self.dim_x(), seed).into_iter().map(|v| s * v).collect()
     }
 
+    /// The work from which oracles run their blocks in parallel (see the module doc).
+    pub fn par_min_work(&self) -> usize {
+        self.par_min_work
+    }
+    /// Sets the parallel threshold (0: always parallel when a batch has two blocks or more;
+    /// `usize::MAX`: never). Changes the speed, never the results.
+    pub fn with_par_min_work(mut self, work: usize) -> Self {
+        self.par_min_work = work;
+        self
+    }
+
     fn k(&self) -> usize {
         self.config.dim_embed
+    }
+
+    /// Whether a pass over `len` tasks of `rows` rows each is worth running in parallel.
+    fn parallel(&self, len: usize, rows: usize) -> bool {
+        len.saturating_mul(rows).saturating_mul(self.dim_x()) >= self.par_min_work
+    }
+
+    /// Panics, naming it, on a batch index ≥ n_tasks (the caller's precondition), before a
+    /// parallel pass that would otherwise skip it.
+    fn check_rows(&self, batch: Batch<'_>) {
+        if let Batch::Rows(r) = batch {
+            let n = self.config.n_tasks;
+            if let Some(&t) = r.iter().find(|&&t| t >= n) {
+                panic!("batch index {t} out of range for {n} tasks");
+            }
+        }
+    }
+
+    /// out (T·k) = Σ over the batch's positions of `add(t, head_t)` (each call adds into the
+    /// head of its task t). Parallel over fixed task ranges of the heads; the bits of every
+    /// head do not depend on it (module doc).
+    fn per_head(&self, batch: Batch<'_>, rows: usize, out: &mut [f64], add: impl Fn(usize, &mut [f64]) + Sync) {
+        let (n, k) = (self.config.n_tasks, self.k());
+        let len = batch.len(n);
+        out.fill(0.0);
+        if blocks(len) < 2 || !self.parallel(len, rows) {
+            for t in tasks(batch, 0..len) {
+                add(t, &mut out[t * k..(t + 1) * k]);
+            }
+            return;
+        }
+        self.check_rows(batch);
+        let per = n.div_ceil(BLOCKS);
+        out.par_chunks_mut(per * k).enumerate().for_each(|(c, heads)| {
+            let lo = c * per;
+            let hi = lo + heads.len() / k;
+            match batch {
+                Batch::Full => (lo..hi).for_each(|t| add(t, &mut heads[(t - lo) * k..(t - lo + 1) * k])),
+                Batch::Rows(r) => r
+                    .iter()
+                    .filter(|&&t| (lo..hi).contains(&t))
+                    .for_each(|&t| add(t, &mut heads[(t - lo) * k..(t - lo + 1) * k])),
+            }
+        });
+    }
+
+    /// out (p·k) = Σ over the batch's positions of `add(t, ·)` (each call adds into its
+    /// argument), by blocks of positions summed in block order (module doc).
+    fn sum_vec(&self, batch: Batch<'_>, rows: usize, out: &mut [f64], add: impl Fn(usize, &mut [f64]) + Sync) {
+        let len = batch.len(self.config.n_tasks);
+        let nb = blocks(len);
+        out.fill(0.0);
+        if nb < 2 {
+            tasks(batch, 0..len).for_each(|t| add(t, out));
+            return;
+        }
+        let dx = out.len();
+        let (mut guard, mut local);
+        let ws: &mut [f64] = match self.workspace.buf.try_lock() {
+            Ok(g) => {
+                guard = g;
+                &mut guard[..]
+            }
+            Err(TryLockError::Poisoned(p)) => {
+                guard = p.into_inner();
+                &mut guard[..]
+            }
+            Err(TryLockError::WouldBlock) => {
+                local = vec![0.0; (BLOCKS - 1) * dx];
+                &mut local[..]
+            }
+        };
+        let slots = &mut ws[..(nb - 1) * dx];
+        slots.fill(0.0);
+        let block = |b: usize, acc: &mut [f64]| {
+            let r = par::row_blocks(len, nb).nth(b).expect("b < nb");
+            tasks(batch, r).for_each(|t| add(t, acc));
+        };
+        if self.parallel(len, rows) {
+            self.check_rows(batch);
+            rayon::join(
+                || block(0, out),
+                || slots.par_chunks_mut(dx).enumerate().for_each(|(b, acc)| block(b + 1, acc)),
+            );
+        } else {
+            block(0, out);
+            slots.chunks_mut(dx).enumerate().for_each(|(b, acc)| block(b + 1, acc));
+        }
+        for acc in slots.chunks(dx) {
+            out.iter_mut().zip(acc).for_each(|(o, a)| *o += a);
+        }
+    }
+
+    /// Σ over the batch's positions of `value(t)`: per block in task order, the blocks' partial
+    /// sums in block order (module doc).
+    fn sum_scalar(&self, batch: Batch<'_>, rows: usize, value: impl Fn(usize) -> f64 + Sync) -> f64 {
+        let len = batch.len(self.config.n_tasks);
+        let nb = blocks(len);
+        if nb < 2 {
+            return tasks(batch, 0..len).map(&value).sum();
+        }
+        let mut partial = [0.0; BLOCKS];
+        let block = |(b, s): (usize, &mut f64)| {
+            let r = par::row_blocks(len, nb).nth(b).expect("b < nb");
+            *s = tasks(batch, r).map(&value).sum();
+        };
+        if self.parallel(len, rows) {
+            self.check_rows(batch);
+            partial[..nb].par_iter_mut().enumerate().for_each(block);
+        } else {
+            partial[..nb].iter_mut().enumerate().for_each(block);
+        }
+        partial[..nb].iter().sum()
     }
 
     /// Task t's rows of `data` as the kernels' ridge model (ridge µ for g, 0 for f).
@@ -225,24 +455,35 @@ impl MetaLearning {
     /// rhs_t = Z_tᵀy_t/n_s (`rhs = None`) or `rhs[t]`. A k×k Cholesky per task; if it fails
     /// (E non-finite: H_t is positive definite for every finite E since µ > 0), the task's head
     /// is NaN — the error policy's numerical-failure path, never a panic.
+    /// Tasks are independent (disjoint heads, each with its own stack scratch): in parallel over
+    /// fixed task ranges above the work threshold, the same bits either way.
     fn solve_heads(&self, e: &[f64], h_scale: f64, rhs: Option<&[f64]>, out: &mut [f64]) {
-        let k = self.k();
-        let (mut h, mut b) = ([0.0; MAX_K * MAX_K], [0.0; MAX_K]);
-        let (h, b) = (&mut h[..k * k], &mut b[..k]);
-        for t in 0..self.config.n_tasks {
-            self.support(t).normal_equations(e, h, b);
-            h.iter_mut().for_each(|v| *v *= h_scale);
-            if let Some(rhs) = rhs {
-                b.copy_from_slice(self.head(rhs, t));
-            }
-            let o = &mut out[t * k..(t + 1) * k];
-            match MatRef::from_column_major_slice(h, k, k).llt(faer::Side::Lower) {
-                Ok(llt) => {
-                    o.copy_from_slice(b);
-                    llt.solve_in_place(MatMut::from_column_major_slice_mut(o, k, 1));
+        let (n, k) = (self.config.n_tasks, self.k());
+        let range = |(c, heads): (usize, &mut [f64])| {
+            let per = n.div_ceil(BLOCKS);
+            let (mut h, mut b) = ([0.0; MAX_K * MAX_K], [0.0; MAX_K]);
+            let (h, b) = (&mut h[..k * k], &mut b[..k]);
+            for (i, o) in heads.chunks_exact_mut(k).enumerate() {
+                let t = c * per + i;
+                self.support(t).normal_equations(e, h, b);
+                h.iter_mut().for_each(|v| *v *= h_scale);
+                if let Some(rhs) = rhs {
+                    b.copy_from_slice(self.head(rhs, t));
                 }
-                Err(_) => o.fill(f64::NAN),
+                match MatRef::from_column_major_slice(h, k, k).llt(faer::Side::Lower) {
+                    Ok(llt) => {
+                        o.copy_from_slice(b);
+                        llt.solve_in_place(MatMut::from_column_major_slice_mut(o, k, 1));
+                    }
+                    Err(_) => o.fill(f64::NAN),
+                }
             }
+        };
+        let chunk = n.div_ceil(BLOCKS) * k;
+        if self.parallel(n, self.config.n_support) {
+            out[..n * k].par_chunks_mut(chunk).enumerate().for_each(range);
+        } else {
+            out[..n * k].chunks_mut(chunk).enumerate().for_each(range);
         }
     }
 }
@@ -262,44 +503,33 @@ impl BilevelProblem for MetaLearning {
     }
     fn f(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
         let s = self.scale(batch);
-        tasks(batch, self.config.n_tasks).map(|t| s * self.query(t).value(x, self.head(y, t))).sum()
+        self.sum_scalar(batch, self.query.n, |t| s * self.query(t).value(x, self.head(y, t)))
     }
     fn g(&self, x: &[f64], y: &[f64], batch: Batch<'_>) -> f64 {
         let s = self.scale(batch);
-        tasks(batch, self.config.n_tasks).map(|t| s * self.support(t).value(x, self.head(y, t))).sum()
+        self.sum_scalar(batch, self.support.n, |t| s * self.support(t).value(x, self.head(y, t)))
     }
     fn grad_x_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
         let s = self.scale(batch);
-        out.fill(0.0);
-        tasks(batch, self.config.n_tasks).for_each(|t| self.query(t).grad_e(x, self.head(y, t), s, out));
+        self.sum_vec(batch, 2 * self.query.n, out, |t, acc| self.query(t).grad_e(x, self.head(y, t), s, acc));
     }
     fn grad_y_f(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let (s, k) = (self.scale(batch), self.k());
-        out.fill(0.0);
-        for t in tasks(batch, self.config.n_tasks) {
-            self.query(t).grad_w(x, self.head(y, t), s, &mut out[t * k..(t + 1) * k]);
-        }
+        let s = self.scale(batch);
+        self.per_head(batch, self.query.n, out, |t, o| self.query(t).grad_w(x, self.head(y, t), s, o));
     }
     fn grad_y_g(&self, x: &[f64], y: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let (s, k) = (self.scale(batch), self.k());
-        out.fill(0.0);
-        for t in tasks(batch, self.config.n_tasks) {
-            self.support(t).grad_w(x, self.head(y, t), s, &mut out[t * k..(t + 1) * k]);
-        }
+        let s = self.scale(batch);
+        self.per_head(batch, self.support.n, out, |t, o| self.support(t).grad_w(x, self.head(y, t), s, o));
     }
     fn hvp(&self, x: &[f64], _y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
-        let (s, k) = (self.scale(batch), self.k());
-        out.fill(0.0);
-        for t in tasks(batch, self.config.n_tasks) {
-            self.support(t).hvp_w(x, self.head(v, t), s, &mut out[t * k..(t + 1) * k]);
-        }
+        let s = self.scale(batch);
+        self.per_head(batch, self.support.n, out, |t, o| self.support(t).hvp_w(x, self.head(v, t), s, o));
     }
     fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
         let s = self.scale(batch);
-        out.fill(0.0);
-        for t in tasks(batch, self.config.n_tasks) {
-            self.support(t).cross_ew(x, self.head(y, t), self.head(v, t), s, out);
-        }
+        self.sum_vec(batch, 2 * self.support.n, out, |t, acc| {
+            self.support(t).cross_ew(x, self.head(y, t), self.head(v, t), s, acc)
+        });
     }
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(self)
@@ -314,15 +544,50 @@ impl BilevelProblem for MetaLearning {
     }
 }
 
+impl MetaLearning {
+    /// The meta-test loss at E: the mean over the held-out tasks of the query loss of the head
+    /// fitted exactly to E on the task's support rows (NaN where the k×k Cholesky fails; NaN
+    /// without test tasks). Per-task values in parallel, summed in task order.
+    pub fn test_loss_at_optimum(&self, e: &[f64]) -> f64 {
+        let (tt, k) = (self.config.n_test_tasks, self.k());
+        let one = |t: usize| {
+            let (mut h, mut b) = ([0.0; MAX_K * MAX_K], [0.0; MAX_K]);
+            let (h, b) = (&mut h[..k * k], &mut b[..k]);
+            self.task(&self.test_support, t, self.config.ridge).normal_equations(e, h, b);
+            match MatRef::from_column_major_slice(h, k, k).llt(faer::Side::Lower) {
+                Ok(llt) => {
+                    llt.solve_in_place(MatMut::from_column_major_slice_mut(b, k, 1));
+                    self.task(&self.test_query, t, 0.0).value(e, b)
+                }
+                Err(_) => f64::NAN,
+            }
+        };
+        let values: Vec<f64> = if self.parallel(tt, self.config.n_support + self.config.n_query) {
+            (0..tt).into_par_iter().map(one).collect()
+        } else {
+            (0..tt).map(one).collect()
+        };
+        values.iter().sum::<f64>() / tt as f64
+    }
+}
+
 impl ProblemMetrics for MetaLearning {
     /// `val_loss`: the query loss f(E, w) on every task; `val_loss_at_optimum`: L(E) = f(E, w*(E)),
-    /// the query loss of the heads fitted exactly to E.
+    /// the query loss of the heads fitted exactly to E; `test_loss_at_optimum` (with test
+    /// tasks): the same on the held-out tasks ([`MetaLearning::test_loss_at_optimum`]).
     fn names(&self) -> &[&'static str] {
-        &["val_loss", "val_loss_at_optimum"]
+        if self.config.n_test_tasks > 0 {
+            &["val_loss", "val_loss_at_optimum", "test_loss_at_optimum"]
+        } else {
+            &["val_loss", "val_loss_at_optimum"]
+        }
     }
     fn evaluate(&self, x: &[f64], y: &[f64], out: &mut [f64]) {
         out[0] = self.f(x, y, Batch::Full);
         out[1] = ExactReference::value(self, x);
+        if self.config.n_test_tasks > 0 {
+            out[2] = self.test_loss_at_optimum(x);
+        }
     }
 }
 
@@ -374,6 +639,10 @@ impl Dataset for MetaLearning {
             Array::f64("y_support", vec![t * s.n], s.y.clone()),
             Array::f64("X_query", vec![t * q.n, p], q.x.clone()),
             Array::f64("y_query", vec![t * q.n], q.y.clone()),
+            Array::f64("X_test_support", vec![self.config.n_test_tasks * s.n, p], self.test_support.x.clone()),
+            Array::f64("y_test_support", vec![self.config.n_test_tasks * s.n], self.test_support.y.clone()),
+            Array::f64("X_test_query", vec![self.config.n_test_tasks * q.n, p], self.test_query.x.clone()),
+            Array::f64("y_test_query", vec![self.config.n_test_tasks * q.n], self.test_query.y.clone()),
         ]
     }
 }

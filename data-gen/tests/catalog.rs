@@ -151,10 +151,13 @@ fn meta_learning_knows_its_strong_convexity_and_measures_the_query_loss() {
     let e = hessian_eigenvalues(&p, &x, &y, Batch::Full);
     assert!(p.constants().mu_g.unwrap() <= e[0]);
     let m = p.metrics().unwrap();
-    let mut out = vec![0.0; 2];
+    assert_eq!(m.names(), ["val_loss", "val_loss_at_optimum", "test_loss_at_optimum"]);
+    let mut out = vec![0.0; 3];
     m.evaluate(&x, &y, &mut out);
     assert_eq!(out[0], p.f(&x, &y, Batch::Full));
     assert_eq!(out[1], p.exact().unwrap().value(&x));
+    assert_eq!(out[2], p.test_loss_at_optimum(&x));
+    assert!(out[2].is_finite() && out[2] > 0.0);
 }
 
 #[test]

@@ -83,6 +83,17 @@ fn the_true_embedding_beats_a_random_one() {
     let e_star: Vec<f64> = (0..p.dim_x()).map(|i| p.e_star()[(i / 3, i % 3)]).collect();
     let exact = p.exact().unwrap();
     assert!(exact.value(&e_star) < 0.5 * exact.value(&p.x0(1)));
+    // On the held-out tasks too (the meta-test metric).
+    assert!(p.test_loss_at_optimum(&e_star) < 0.5 * p.test_loss_at_optimum(&p.x0(1)));
+    // Without test tasks the metric is not reported, and the training tasks do not change.
+    let c = Config { n_test_tasks: 0, ..Config::preset("small").unwrap() };
+    let q = generate(&c, 5).unwrap();
+    assert_eq!(q.metrics().unwrap().names(), ["val_loss", "val_loss_at_optimum"]);
+    let train = |p: &bilevel_data::meta_learning::MetaLearning| {
+        use bilevel_data::Dataset;
+        p.arrays().into_iter().filter(|a| !a.name.contains("test")).collect::<Vec<_>>()
+    };
+    assert!(train(&p) == train(&q));
 }
 
 #[test]
