@@ -23,6 +23,35 @@ pub enum Command {
     Hypergrad(Box<HypergradArgs>),
     /// Run a bilevel algorithm and report its convergence.
     Solve(Box<SolveArgs>),
+    /// Measure how each method's cost grows with κ, d, nnz and 1/ε and hold it against the
+    /// papers' claims (the complexity harness; report in --out).
+    Scaling(ScalingArgs),
+}
+
+/// `bilevel scaling`: the sweeps, fits and verdicts of the theory table (bench/claims.csv).
+#[derive(clap::Args, Debug)]
+pub struct ScalingArgs {
+    /// Every claim at reduced range (minutes on 2 cores) instead of the full ranges.
+    #[arg(long, conflicts_with = "test_size")]
+    pub quick: bool,
+    /// The smallest sweeps (seconds; what the test suite runs).
+    #[arg(long = "test-size", hide = true)]
+    pub test_size: bool,
+    /// Only these claims (ids of bench/claims.csv, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Only these algorithms (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub algos: Vec<String>,
+    /// The report directory: report.md, report.html, points.json, points.csv, the SVG plots.
+    #[arg(long, default_value = "target/bilevel-report")]
+    pub out: PathBuf,
+    /// Keep the points already in --out and measure the missing ones.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many new points (the rest with --resume later).
+    #[arg(long, hide = true)]
+    pub max_new_points: Option<usize>,
 }
 
 /// Algorithms of `bilevel solve`.
@@ -563,6 +592,7 @@ pub fn run(cli: Cli) -> Result<(), DynError> {
         }
         Command::Hypergrad(a) => crate::hypergrad_cmd::run(&a),
         Command::Solve(a) => crate::solve_cmd::run(&a),
+        Command::Scaling(a) => crate::scaling_cmd::run(&a),
     }
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod hypergrad_cmd;
 mod output;
 mod problem_args;
+mod scaling_cmd;
 mod solve_cmd;
 
 fn main() {

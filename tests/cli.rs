@@ -571,6 +571,7 @@ fn problem_file_options_reach_the_problem() {
     fails_with(&["solve", "--problem", "hyperclean", "--problem-file", file, "--val-fraction", "nan"], "val_fraction");
     fails_with(&["solve", "--problem", "hyperclean", "--corruption", "0.5"], "--problem-file");
     std::fs::remove_dir_all(&dir).unwrap();
+}
 
 /// A stochastic run on a data problem with `--eval-every 5`: every metric column (the
 /// validation and test metrics as well as ‖∇L‖) is filled on rows 0, 5, 10, … and on the last

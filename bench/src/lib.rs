@@ -1,5 +1,11 @@
 //! Benchmark support shared by the criterion benches and the complexity harness: seeded
-//! synthetic inputs of controlled size.
+//! synthetic inputs of controlled size; the complexity claims of the papers as data
+//! ([`claims`]), the log-log slope fit with its verdict ([`fit`]), and the harness behind
+//! `bilevel scaling` ([`scaling`]).
+
+pub mod claims;
+pub mod fit;
+pub mod scaling;
 
 use bilevel_data::random_matrix;
 use bilevel_kernels::CsrMatrix;

@@ -1,0 +1,159 @@
+//! The measured points of a scaling run and their store on disk (`points.json`, `points.csv`),
+//! rewritten after every point so an interrupted run loses nothing and `--resume` continues.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What identifies a point: the same task measured twice is the same point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The claim's id (the theory table's `id`).
+    pub claim: String,
+    /// The algorithm or linear solver.
+    pub algorithm: String,
+    /// The sweep variable's value: κ, d, nnz, 1/ε or the thread count.
+    pub x: f64,
+    /// The seed (stochastic methods run several).
+    pub seed: u64,
+}
+
+impl Task {
+    /// A key equal for equal tasks (x by its bits).
+    pub fn key(&self) -> (String, String, u64, u64) {
+        (self.claim.clone(), self.algorithm.clone(), self.x.to_bits(), self.seed)
+    }
+}
+
+/// One measured point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// What was measured.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Whether the target was reached within the budget (unreached points are kept, and left
+    /// out of the fits).
+    pub reached: bool,
+    /// The claim's cost measure (oracle calls in its convention, steps, samples or seconds).
+    pub cost: f64,
+    /// Outer iterations (solver steps for the per-solve claims).
+    pub iterations: u64,
+    /// ∂x f, ∂y f, ∂y g, HVP and cross-product calls, and samples of f and g.
+    pub grad_x_f: u64,
+    /// ∂y f calls.
+    pub grad_y_f: u64,
+    /// ∂y g calls.
+    pub grad_y_g: u64,
+    /// HVPs.
+    pub hvp: u64,
+    /// Cross products.
+    pub cross: u64,
+    /// Samples of f and of g touched.
+    pub samples: u64,
+    /// Wall time of the measured work, seconds.
+    pub seconds: f64,
+    /// The inner and linear step counts of the best run of the grid, where one was searched.
+    pub inner_steps: Option<usize>,
+    /// See `inner_steps`.
+    pub adjoint_steps: Option<usize>,
+    /// The batch size of the best run, for stochastic methods.
+    pub batch: Option<usize>,
+}
+
+/// The points of a run, kept in `dir`.
+pub struct Store {
+    dir: PathBuf,
+    /// Every point so far, in measurement order.
+    pub points: Vec<Point>,
+}
+
+impl Store {
+    /// A store in `dir` (created); with `resume`, the points of an earlier run there.
+    pub fn open(dir: &Path, resume: bool) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("points.json");
+        let points = if resume && path.exists() {
+            serde_json::from_str(&std::fs::read_to_string(&path)?)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
+        } else {
+            Vec::new()
+        };
+        Ok(Self { dir: dir.to_path_buf(), points })
+    }
+
+    /// Whether `task` was measured.
+    pub fn has(&self, task: &Task) -> bool {
+        let key = task.key();
+        self.points.iter().any(|p| p.task.key() == key)
+    }
+
+    /// Adds a point and rewrites both files (a temporary sibling renamed over each, so a
+    /// crash mid-write leaves the previous version).
+    pub fn push(&mut self, point: Point) -> std::io::Result<()> {
+        self.points.push(point);
+        self.write()
+    }
+
+    fn write(&self) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(&self.points).map_err(std::io::Error::other)?;
+        replace(&self.dir.join("points.json"), json.as_bytes())?;
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for p in &self.points {
+            w.serialize(CsvPoint::from(p)).map_err(std::io::Error::other)?;
+        }
+        let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+        replace(&self.dir.join("points.csv"), &bytes)
+    }
+}
+
+/// The CSV row of a point (the csv crate does not flatten).
+#[derive(Serialize)]
+struct CsvPoint<'a> {
+    claim: &'a str,
+    algorithm: &'a str,
+    x: f64,
+    seed: u64,
+    reached: bool,
+    cost: f64,
+    iterations: u64,
+    grad_x_f: u64,
+    grad_y_f: u64,
+    grad_y_g: u64,
+    hvp: u64,
+    cross: u64,
+    samples: u64,
+    seconds: f64,
+    inner_steps: Option<usize>,
+    adjoint_steps: Option<usize>,
+    batch: Option<usize>,
+}
+
+impl<'a> From<&'a Point> for CsvPoint<'a> {
+    fn from(p: &'a Point) -> Self {
+        Self {
+            claim: &p.task.claim,
+            algorithm: &p.task.algorithm,
+            x: p.task.x,
+            seed: p.task.seed,
+            reached: p.reached,
+            cost: p.cost,
+            iterations: p.iterations,
+            grad_x_f: p.grad_x_f,
+            grad_y_f: p.grad_y_f,
+            grad_y_g: p.grad_y_g,
+            hvp: p.hvp,
+            cross: p.cross,
+            samples: p.samples,
+            seconds: p.seconds,
+            inner_steps: p.inner_steps,
+            adjoint_steps: p.adjoint_steps,
+            batch: p.batch,
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary sibling renamed over it.
+pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
