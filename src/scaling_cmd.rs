@@ -55,7 +55,7 @@ pub fn run(a: &ScalingArgs) -> Result<(), DynError> {
     if !outcome.complete {
         header += "- **incomplete**: stopped before every point was measured; `--resume` continues\n";
     }
-    let md = report::markdown(&report, &header);
+    let md = report::markdown(&report, &header) + &report::threads_markdown(&outcome.threads);
     let write = |name: &str, bytes: &[u8]| {
         scaling::points::replace(&a.out.join(name), bytes).map_err(|e| format!("{}: {e}", a.out.join(name).display()))
     };

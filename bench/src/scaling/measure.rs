@@ -1,8 +1,10 @@
 //! What one point of a sweep costs: the measurements behind every claim of the theory table.
 //!
 //! - [`solve_steps`]: steps of a linear solver (CG, GD/Richardson, the fixed point, Neumann) to a
-//!   relative residual on a diagonal SPD operator with eigenvalues spaced linearly in [1/κ, 1]
-//!   (the spacing under which CG's √κ bound is tight; a log-spaced spectrum lets CG do better).
+//!   relative residual on a diagonal SPD operator with its eigenvalues at the Chebyshev nodes of
+//!   [1/κ, 1] (the arcsine density, dense at both ends: the spectrum on which CG's √κ bound is
+//!   tight for d above the step count; with linear or log spacing CG removes the isolated
+//!   smallest eigenvalues early and does better than √κ).
 //!   Krylov and stationary iterations are invariant under an orthogonal change of basis, so the
 //!   step count is a dense rotated matrix's, at O(d) per product.
 //! - [`to_target`]: a registered algorithm on a problem, run by the driver until a target
@@ -39,7 +41,8 @@ pub struct Measured {
 pub const SOLVERS: &[&str] = &["cg", "gd", "fixed-point", "neumann"];
 
 /// Steps of `solver` to ‖Hx − b‖ ≤ `rel_tol`·‖b‖ on the diagonal operator of dimension `dim`
-/// with eigenvalues linear in [1/κ, 1] (step 1/L = 1 for the stationary ones), b seeded.
+/// with eigenvalues at the Chebyshev nodes of [1/κ, 1] (step 1/L = 1 for the stationary
+/// ones), b seeded.
 pub fn solve_steps(
     solver: &str,
     kappa: f64,
@@ -55,7 +58,11 @@ pub fn solve_steps(
         });
     }
     let mu = 1.0 / kappa;
-    let diag: Vec<f64> = (0..dim).map(|i| mu + (1.0 - mu) * i as f64 / (dim - 1) as f64).collect();
+    // λ_i = (1 + µ)/2 − (1 − µ)/2·cos(π(i + ½)/d), then the ends set to µ and 1 exactly.
+    let mut diag: Vec<f64> = (0..dim)
+        .map(|i| 0.5 * (1.0 + mu) - 0.5 * (1.0 - mu) * (std::f64::consts::PI * (i as f64 + 0.5) / dim as f64).cos())
+        .collect();
+    (diag[0], diag[dim - 1]) = (mu, 1.0);
     let op = FnOp::symmetric(dim, |v: &[f64], out: &mut [f64]| {
         out.iter_mut().zip(v).zip(&diag).for_each(|((o, v), d)| *o = d * v);
     });
@@ -100,6 +107,19 @@ pub fn run_once<P: BilevelProblem>(
     target: Target,
     max_iters: usize,
 ) -> Result<Measured> {
+    run_budgeted(name, problem, x0, settings, target, max_iters, None)
+}
+
+/// [`run_once`] that also stops at `max_calls` oracle calls (paper 000's count).
+pub fn run_budgeted<P: BilevelProblem>(
+    name: &str,
+    problem: P,
+    x0: &[f64],
+    settings: &Settings,
+    target: Target,
+    max_iters: usize,
+    max_calls: Option<u64>,
+) -> Result<Measured> {
     let y0 = vec![0.0; problem.dim_y()];
     let rule = StepRule::Experiments;
     let need = algorithms::needs(name, rule, settings)?;
@@ -108,6 +128,7 @@ pub fn run_once<P: BilevelProblem>(
     let counted = Counted::new(problem);
     let mut stop = StopRule::iterations(max_iters);
     stop.divergence_growth = None;
+    stop.max_oracle_calls = max_calls;
     match target {
         Target::RelError(t) => stop.target_rel_error = Some(t),
         Target::GradNormSq(t) => stop.target_grad_norm = Some(t.sqrt()),
@@ -190,22 +211,44 @@ pub fn curve<P: BilevelProblem>(
     })
 }
 
+/// The oracle-call budget of one run of the grid (paper 000's count): a run that would need
+/// more is reported as not reaching the target.
+pub const MAX_CALLS: u64 = 2_000_000;
+
+/// Runs already made in this invocation, by a key naming the algorithm, the problem, the
+/// settings and the target: claims that count different oracles of the same runs (ITD's
+/// gradients, HVPs and cross products) share them.
+pub type RunCache = std::collections::HashMap<String, Measured>;
+
 /// The cheapest run to the target over the grid of (T, N) (`cost` ranks them; unreached runs
-/// lose to reached ones); `make` builds the problem afresh for each run.
+/// lose to reached ones); `make` builds the problem afresh for each run not in `cache`,
+/// `problem_key` names it there.
+#[allow(clippy::too_many_arguments)]
 pub fn to_target<P: BilevelProblem>(
     name: &str,
+    problem_key: &str,
     make: &dyn Fn() -> Result<(P, Vec<f64>)>,
     base: &Settings,
     grid: &[(usize, usize)],
     target: Target,
     max_iters: usize,
     cost: &dyn Fn(&OracleCounts) -> f64,
+    cache: &mut RunCache,
 ) -> Result<Measured> {
     let mut best: Option<Measured> = None;
     for &(t, n) in grid {
         let settings = Settings { inner_steps: t, adjoint_steps: n, ..*base };
-        let (problem, x0) = make()?;
-        let m = run_once(name, problem, &x0, &settings, target, max_iters)?;
+        let key =
+            format!("{name}|{problem_key}|{t}|{n}|{:?}|{}|{target:?}|{max_iters}", settings.batches, settings.seed);
+        let m = match cache.get(&key) {
+            Some(m) => m.clone(),
+            None => {
+                let (problem, x0) = make()?;
+                let m = run_budgeted(name, problem, &x0, &settings, target, max_iters, Some(MAX_CALLS))?;
+                cache.insert(key, m.clone());
+                m
+            }
+        };
         let better = match &best {
             None => true,
             Some(b) => (m.reached && !b.reached) || (m.reached == b.reached && cost(&m.counts) < cost(&b.counts)),
@@ -274,4 +317,26 @@ pub fn cost_of(measure: &str, counts: &OracleCounts, convention: CountingConvent
         "samples" => (counts.samples_f + counts.samples_g) as f64,
         _ => return None,
     })
+}
+
+/// Seconds of one HVP with 1, 2 and all threads: the dense one-triangle product at `dim` and the
+/// sparse logistic one at `nnz` (the per-oracle cost the harness reports beside the claims).
+pub fn thread_scaling(dim: usize, nnz: usize, repeats: usize) -> Result<Vec<(String, usize, f64)>> {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut counts = vec![1, 2, all];
+    counts.dedup();
+    let mut out = Vec::new();
+    for threads in counts {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| KernelError::InvalidParameter { name: "threads", reason: e.to_string() })?;
+        let dense = pool.install(|| dense_hvp_seconds(dim, repeats))?;
+        out.push((format!("dense HVP, d = {dim}"), threads, dense));
+        let per_row = 20;
+        let rows = nnz / per_row;
+        let sparse = pool.install(|| sparse_hvp_seconds(rows, rows / 2, per_row, repeats))?;
+        out.push((format!("sparse logistic HVP, nnz = {nnz:e}"), threads, sparse));
+    }
+    Ok(out)
 }

@@ -167,10 +167,11 @@ fn run_target(claim: &Claim, task: &Task) -> Result<Target> {
 /// The F.1 quadratic of `mode`'s size at condition number κ (the generator's exact constants,
 /// no eigen-solve) and its x0.
 fn quadratic(kappa: f64, mode: Mode) -> Result<(bilevel_data::quadratic::QuadraticProblem, Vec<f64>)> {
+    // The κ sweeps count oracle calls, which do not depend on d: `small` (d_x = 200, d_y = 100)
+    // keeps the full sweep to κ = 1e7 within hours; the dimension sweep is separate.
     let preset = match mode {
         Mode::Test => "tiny",
-        Mode::Quick => "small",
-        Mode::Full => "paper",
+        Mode::Quick | Mode::Full => "small",
     };
     let config = bilevel_data::quadratic::Config { kappa_g: kappa, ..bilevel_data::quadratic::Config::preset(preset)? };
     let p = bilevel_data::quadratic::generate(&config, 0)?;
@@ -179,7 +180,7 @@ fn quadratic(kappa: f64, mode: Mode) -> Result<(bilevel_data::quadratic::Quadrat
 }
 
 /// Measures one task.
-pub fn measure_task(task: &Task, claim: &Claim, mode: Mode) -> Result<Point> {
+pub fn measure_task(task: &Task, claim: &Claim, mode: Mode, cache: &mut measure::RunCache) -> Result<Point> {
     let conv = convention(claim);
     let measure = claim.measure.as_str();
     let (m, batch) = match (claim.sweep.as_str(), measure) {
@@ -193,7 +194,7 @@ pub fn measure_task(task: &Task, claim: &Claim, mode: Mode) -> Result<Point> {
             let kappa = if sweep == "kappa" { task.x } else { 100.0 };
             (measure::solve_steps(&task.algorithm, kappa, dim, threshold(claim, task), 100_000_000, task.seed)?, None)
         }
-        (_, _) if stochastic(claim) => stochastic_point(task, claim, mode)?,
+        (_, _) if stochastic(claim) => stochastic_point(task, claim, mode, cache)?,
         ("kappa" | "epsilon", _) => {
             let grid: &[(usize, usize)] = match mode {
                 Mode::Test => &[(10, 10)],
@@ -202,14 +203,16 @@ pub fn measure_task(task: &Task, claim: &Claim, mode: Mode) -> Result<Point> {
             };
             let max_iters = match mode {
                 Mode::Test => 5_000,
-                Mode::Quick => 20_000,
-                Mode::Full => 200_000,
+                Mode::Quick => 5_000,
+                Mode::Full => 100_000,
             };
             let cost = |c: &OracleCounts| measure::cost_of(measure, c, conv).unwrap_or(f64::INFINITY);
             let kappa = if claim.sweep.as_str() == "kappa" { task.x } else { 100.0 };
             let make = || quadratic(kappa, mode);
             let target = run_target(claim, task)?;
-            (measure::to_target(&task.algorithm, &make, &Settings::default(), grid, target, max_iters, &cost)?, None)
+            let key = format!("quadratic:{kappa:e}:{mode:?}");
+            let base = Settings::default();
+            (measure::to_target(&task.algorithm, &key, &make, &base, grid, target, max_iters, &cost, cache)?, None)
         }
         ("dim", _) => {
             let repeats = if mode == Mode::Test { 5 } else { 21 };
@@ -272,7 +275,12 @@ pub fn measure_task(task: &Task, claim: &Claim, mode: Mode) -> Result<Point> {
 /// the task in a κ sweep, the preset's 10 otherwise) to the claim's target (‖∇L(x)‖² ≤ ε, or
 /// ε² for a claim in ‖∇L‖ units), the cheapest over a grid of batch sizes (every oracle's batch
 /// the same), seeded by the task.
-fn stochastic_point(task: &Task, claim: &Claim, mode: Mode) -> Result<(Measured, Option<usize>)> {
+fn stochastic_point(
+    task: &Task,
+    claim: &Claim,
+    mode: Mode,
+    cache: &mut measure::RunCache,
+) -> Result<(Measured, Option<usize>)> {
     let mut config = stochastic_quadratic::Config::preset("tiny")?;
     if claim.sweep.as_str() == "kappa" {
         config.mu = 1.0 / task.x;
@@ -290,16 +298,17 @@ fn stochastic_point(task: &Task, claim: &Claim, mode: Mode) -> Result<(Measured,
     };
     let max_iters = match mode {
         Mode::Test => 3_000,
-        Mode::Quick => 20_000,
-        Mode::Full => 200_000,
+        Mode::Quick => 5_000,
+        Mode::Full => 100_000,
     };
     // Ranked by the samples touched (the stochastic papers' unit).
     let cost = |m: &Measured| (m.counts.samples_f + m.counts.samples_g) as f64;
     let mut best: Option<(Measured, usize)> = None;
+    let key = format!("stochastic_quadratic:tiny:mu={:e}", config.mu);
     for &b in batches {
-        let settings = Settings { batches: BatchSizes::all(b), seed: task.seed, ..Settings::default() };
-        let (p, x0) = make()?;
-        let m = measure::run_once(&task.algorithm, p, &x0, &settings, target, max_iters)?;
+        let base = Settings { batches: BatchSizes::all(b), seed: task.seed, ..Settings::default() };
+        let grid = [(base.inner_steps, base.adjoint_steps)];
+        let m = measure::to_target(&task.algorithm, &key, &make, &base, &grid, target, max_iters, &|_| 0.0, cache)?;
         let better = match &best {
             None => true,
             Some((bm, _)) => (m.reached && !bm.reached) || (m.reached == bm.reached && cost(&m) < cost(bm)),
@@ -352,6 +361,8 @@ pub struct Outcome {
     pub curves: Vec<measure::Curve>,
     /// Whether every planned point is measured.
     pub complete: bool,
+    /// Seconds per HVP by thread count ([`measure::thread_scaling`]; empty when incomplete).
+    pub threads: Vec<(String, usize, f64)>,
 }
 
 /// Runs the plan of `options`, writing every point as it is measured, then the convergence
@@ -372,6 +383,7 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&Progress<'_>)) -> Result
     let tasks = plan(&table, options);
     let start = Instant::now();
     let mut new = 0;
+    let mut cache = measure::RunCache::new();
     for (i, task) in tasks.iter().enumerate() {
         if store.has(task) {
             continue;
@@ -381,15 +393,25 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&Progress<'_>)) -> Result
         }
         progress(&Progress { done: i, total: tasks.len(), current: task, elapsed: start.elapsed().as_secs_f64() });
         let claim = table.iter().find(|c| c.id == task.claim).expect("planned from the table");
-        let point = measure_task(task, claim, options.mode)?;
+        let point = measure_task(task, claim, options.mode, &mut cache)?;
         store.push(point).map_err(io)?;
         new += 1;
     }
     let complete = tasks.iter().all(|t| store.has(t));
-    let curves = if complete { curves(options)? } else { Vec::new() };
+    let (mut curves_out, mut threads) = (Vec::new(), Vec::new());
     if complete {
-        let json = serde_json::to_string_pretty(&curves).map_err(|e| io(std::io::Error::other(e)))?;
-        points::replace(&options.out.join("curves.json"), json.as_bytes()).map_err(io)?;
+        curves_out = curves(options)?;
+        let (dim, nnz, repeats) = match options.mode {
+            Mode::Test => (400, 100_000, 5),
+            Mode::Quick => (4_000, 1_000_000, 11),
+            Mode::Full => (8_000, 10_000_000, 21),
+        };
+        threads = measure::thread_scaling(dim, nnz, repeats)?;
+        let json_err = |e: serde_json::Error| io(std::io::Error::other(e));
+        let curves_json = serde_json::to_string_pretty(&curves_out).map_err(json_err)?;
+        points::replace(&options.out.join("curves.json"), curves_json.as_bytes()).map_err(io)?;
+        let threads_json = serde_json::to_string_pretty(&threads).map_err(json_err)?;
+        points::replace(&options.out.join("threads.json"), threads_json.as_bytes()).map_err(io)?;
     }
-    Ok(Outcome { store, curves, complete })
+    Ok(Outcome { store, curves: curves_out, complete, threads })
 }

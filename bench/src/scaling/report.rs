@@ -225,3 +225,16 @@ pub fn markdown(report: &Report, header: &str) -> String {
     }
     s
 }
+
+/// The per-oracle cost by thread count, as a Markdown section.
+pub fn threads_markdown(rows: &[(String, usize, f64)]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n## Per-oracle cost by thread count\n\nMedian wall time of one product; speed-up over one thread.\n\n| product | threads | seconds | speed-up |\n|---|---|---|---|\n");
+    for (what, threads, secs) in rows {
+        let one = rows.iter().find(|(w, t, _)| w == what && *t == 1).map_or(*secs, |r| r.2);
+        s += &format!("| {what} | {threads} | {secs:.3e} | {:.2} |\n", one / secs);
+    }
+    s
+}

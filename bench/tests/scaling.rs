@@ -1,0 +1,87 @@
+//! The harness: an interrupted run resumed gives the points of an uninterrupted one, and the
+//! per-solve claims come out as the theory says on the reduced sweeps.
+
+use bilevel_bench::claims;
+use bilevel_bench::fit::FitOptions;
+use bilevel_bench::scaling::{self, report, Mode, Options, Point};
+
+fn options(out: &std::path::Path, only: &[&str]) -> Options {
+    Options {
+        mode: Mode::Test,
+        only: only.iter().map(|s| s.to_string()).collect(),
+        algos: Vec::new(),
+        out: out.to_path_buf(),
+        resume: false,
+        max_new_points: None,
+    }
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bilevel-scaling-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A point without its wall time (the only part of a point that is not reproducible).
+fn strip(p: &Point) -> Point {
+    Point { seconds: 0.0, ..p.clone() }
+}
+
+#[test]
+fn an_interrupted_run_resumed_gives_the_same_points() {
+    let only = ["cg-sqrt-kappa", "amigo-kappa", "stocbio-grad-g-eps"];
+    let (whole, parts) = (scratch("whole"), scratch("parts"));
+    let all = scaling::run(&options(&whole, &only), &mut |_| {}).unwrap();
+    assert!(all.complete && !all.curves.is_empty());
+    // Three points, then the rest in two resumed runs.
+    let mut o = options(&parts, &only);
+    o.max_new_points = Some(3);
+    let first = scaling::run(&o, &mut |_| {}).unwrap();
+    assert!(!first.complete);
+    assert_eq!(first.store.points.len(), 3);
+    o.resume = true;
+    o.max_new_points = Some(4);
+    let mut seen = 0;
+    let second = scaling::run(&o, &mut |_| seen += 1).unwrap();
+    assert_eq!((second.store.points.len(), seen), (7, 4), "the resumed run measures only missing points");
+    o.max_new_points = None;
+    let last = scaling::run(&o, &mut |_| {}).unwrap();
+    assert!(last.complete);
+    let a: Vec<Point> = all.store.points.iter().map(strip).collect();
+    let b: Vec<Point> = last.store.points.iter().map(strip).collect();
+    assert_eq!(a, b);
+    // What is on disk is what was returned.
+    let on_disk: Vec<Point> =
+        serde_json::from_str(&std::fs::read_to_string(parts.join("points.json")).unwrap()).unwrap();
+    assert_eq!(on_disk.iter().map(strip).collect::<Vec<_>>(), b);
+    let csv = std::fs::read_to_string(parts.join("points.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + b.len());
+    for d in [whole, parts] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
+
+#[test]
+fn the_linear_solver_claims_agree_on_the_reduced_sweeps() {
+    let out = scratch("solvers");
+    let only = ["cg-sqrt-kappa", "gd-kappa", "neumann-kappa"];
+    let outcome = scaling::run(&options(&out, &only), &mut |_| {}).unwrap();
+    let table = claims::table().unwrap();
+    let r = report::analyze(&table, &outcome.store.points, &FitOptions::default());
+    assert_eq!(r.findings.len(), 3);
+    for f in &r.findings {
+        assert_eq!(f.verdict, "agrees", "{}: {} ({:?})", f.claim.id, f.reason, f.fit);
+    }
+    // CG's slope is well below GD's: the test sees the difference of √κ and κ.
+    let slope = |id: &str| r.findings.iter().find(|f| f.claim.id == id).unwrap().fit.as_ref().unwrap().slope;
+    assert!(slope("cg-sqrt-kappa") < 0.7 && slope("gd-kappa") > 0.85);
+    std::fs::remove_dir_all(out).unwrap();
+}
+
+#[test]
+fn unknown_claims_are_refused_with_the_list() {
+    let out = scratch("unknown");
+    let err = scaling::run(&options(&out, &["no-such-claim"]), &mut |_| {}).err().unwrap().to_string();
+    assert!(err.contains("no-such-claim") && err.contains("cg-sqrt-kappa"), "{err}");
+    let _ = std::fs::remove_dir_all(out);
+}
