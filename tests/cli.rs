@@ -608,3 +608,24 @@ fn eval_every_fills_the_data_metrics_of_a_stochastic_run_every_kth_row() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[test]
+fn scaling_writes_its_report_and_the_cg_claim_agrees() {
+    let (dir, _, _) = scratch("scaling");
+    let out = bilevel_ok(
+        "scaling --test-size --only cg-sqrt-kappa,gd-kappa,amigo-kappa,aid-cg-beats-amigo-cg-large-kappa --out",
+        &[dir.to_str().unwrap()],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# bilevel scaling report"), "{text}");
+    let row = text.lines().find(|l| l.starts_with("| `cg-sqrt-kappa`")).unwrap();
+    assert!(row.contains("**agrees**"), "{row}");
+    for file in ["report.md", "report.json", "points.json", "points.csv", "curves.json", "threads.json"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    let points: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("points.json")).unwrap()).unwrap();
+    assert!(points.as_array().unwrap().len() >= 14, "{points}");
+    // A bad claim id is a clean error naming the known ones.
+    fails_with(&["scaling", "--test-size", "--only", "nope", "--out", dir.to_str().unwrap()], "cg-sqrt-kappa");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
