@@ -187,7 +187,24 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             problem.dim_y()
         );
     }
-    let c = constants::resolve(&problem, &x0, &y0, &needs, &a.constants.overrides())?;
+    let mut c = constants::resolve(&problem, &x0, &y0, &needs, &a.constants.overrides())?;
+    // On mini-batches of a problem without a per-sample bound, the steps must respect the
+    // batches' curvature, not the full batch's (docs/solvers.md, "Step sizes on mini-batches").
+    let g_batch = [settings.batches.inner, settings.batches.hvp].into_iter().flatten().min();
+    if let Some(b) = g_batch.filter(|_| {
+        needs.contains(&bilevel_solvers::Constant::LG) && a.constants.l_g.is_none() && c.known.l_g_sample.is_none()
+    }) {
+        let l = constants::batch_smoothness_at(&problem, &x0, &y0, b, settings.seed)?;
+        if c.known.l_g.is_some_and(|full| l > full) {
+            eprintln!(
+                "L_g = {l:.4e}: the largest λ_max of ∂yy g over {} batches of {b} at x0 (the full batch's is {:.4e});                  set --l-g to override",
+                constants::SMOOTHNESS_DRAWS,
+                c.known.l_g.unwrap_or(0.0)
+            );
+            c.known.l_g = Some(l);
+            c.estimated[bilevel_solvers::Constant::LG as usize] = true;
+        }
+    }
     if let (Some(g), Some(l)) = (a.outer_step, c.known.l_outer) {
         if g >= 2.0 / l {
             return Err(format!("--outer-step must be in (0, 2/L_L) = (0, {:.4e}), got {g}", 2.0 / l).into());

@@ -629,3 +629,16 @@ fn scaling_writes_its_report_and_the_cg_claim_agrees() {
     fails_with(&["scaling", "--test-size", "--only", "nope", "--out", dir.to_str().unwrap()], "cg-sqrt-kappa");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn mini_batch_steps_respect_the_batches_curvature() {
+    // Meta-learning on batches of 16 of 200 tasks: a head's Hessian block is 200/16 times the
+    // full batch's, so 1/L_g of the full batch diverges; L_g is taken over batches instead.
+    let line = "solve --problem meta_learning --algo amigo-gd --batch-size 16 --max-iters 200 --eval-every 50";
+    let out = bilevel_ok(line, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("over 8 batches of 16 at x0"), "{err}");
+    // With --l-g by hand nothing is estimated.
+    let out = bilevel_ok(&format!("{line} --l-g 0.4"), &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("batches of 16"));
+}
