@@ -61,8 +61,11 @@ pub fn run(a: &ScalingArgs) -> Result<(), DynError> {
     };
     write("report.md", md.as_bytes())?;
     write("report.json", serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let figures = scaling::plots::figures(&table, &store.points, &report, &outcome.curves)?;
+    let svgs = scaling::plots::write(&a.out, &figures)?;
+    write("report.html", scaling::html::render(&md, &scaling::plots::titled(&figures)).as_bytes())?;
     println!("{md}");
-    eprintln!("report, points and plots in {}", a.out.display());
+    eprintln!("report, points, report.html and {} plots (plots/*.svg) in {}", svgs.len(), a.out.display());
     Ok(())
 }
 

@@ -10,7 +10,9 @@
 //! continues where it stopped and gives the same points (their oracle counts are
 //! deterministic; only wall times differ).
 
+pub mod html;
 pub mod measure;
+pub mod plots;
 pub mod points;
 pub mod report;
 
