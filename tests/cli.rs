@@ -620,10 +620,31 @@ fn scaling_writes_its_report_and_the_cg_claim_agrees() {
     assert!(text.starts_with("# bilevel scaling report"), "{text}");
     let row = text.lines().find(|l| l.starts_with("| `cg-sqrt-kappa`")).unwrap();
     assert!(row.contains("**agrees**"), "{row}");
-    for file in ["report.md", "report.json", "points.json", "points.csv", "curves.json", "threads.json"] {
+    for file in ["report.md", "report.html", "report.json", "points.json", "points.csv", "curves.json", "threads.json"]
+    {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
-    let points: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("points.json")).unwrap()).unwrap();
+    // One SVG per claim run (three slopes, one comparison) and per convergence figure, all
+    // inlined in the HTML report.
+    let svgs: Vec<String> = std::fs::read_dir(dir.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".svg"))
+        .collect();
+    for want in [
+        "cg-sqrt-kappa",
+        "gd-kappa",
+        "amigo-kappa",
+        "aid-cg-beats-amigo-cg-large-kappa",
+        "deterministic-kappa-1e3",
+        "stochastic",
+    ] {
+        assert!(svgs.iter().any(|n| n == &format!("{want}.svg")), "{want}.svg missing: {svgs:?}");
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), svgs.len());
+    let points: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("points.json")).unwrap()).unwrap();
     assert!(points.as_array().unwrap().len() >= 14, "{points}");
     // A bad claim id is a clean error naming the known ones.
     fails_with(&["scaling", "--test-size", "--only", "nope", "--out", dir.to_str().unwrap()], "cg-sqrt-kappa");

@@ -162,8 +162,9 @@ pub struct Curve {
 }
 
 /// The curve of one run of `name` on `problem` (experiments rule, `settings`), `max_iters`
-/// iterations, every `every`-th row: relative error against total calls where the problem
-/// knows L*, else ‖∇L‖² against samples.
+/// iterations, every `every`-th row: relative error against total calls (`samples = false`,
+/// needs L*), or ‖∇L‖² against the samples touched (`samples = true`).
+#[allow(clippy::too_many_arguments)]
 pub fn curve<P: BilevelProblem>(
     figure: &str,
     name: &str,
@@ -172,6 +173,7 @@ pub fn curve<P: BilevelProblem>(
     settings: &Settings,
     max_iters: usize,
     every: usize,
+    samples: bool,
 ) -> Result<Curve> {
     let y0 = vec![0.0; problem.dim_y()];
     let rule = StepRule::Experiments;
@@ -184,7 +186,7 @@ pub fn curve<P: BilevelProblem>(
     stop.target_rel_error = Some(1e-12);
     stop.divergence_growth = None;
     let trace = run(alg.as_mut(), &counted, x0, &y0, &stop, |_| ControlFlow::Continue(()))?;
-    let relative = trace.rows.first().is_some_and(|r| r.rel_error.is_some());
+    let relative = !samples;
     let points = trace
         .rows
         .iter()

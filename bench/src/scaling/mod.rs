@@ -343,14 +343,14 @@ pub fn curves(options: &Options) -> Result<Vec<measure::Curve>> {
     let mut out = Vec::new();
     for name in DETERMINISTIC_CURVES.iter().filter(|a| wanted(a)) {
         let (p, x0) = quadratic(1e3, options.mode)?;
-        out.push(measure::curve("deterministic-kappa-1e3", name, p, &x0, &Settings::default(), iters, every)?);
+        out.push(measure::curve("deterministic-kappa-1e3", name, p, &x0, &Settings::default(), iters, every, false)?);
     }
     let config = stochastic_quadratic::Config::preset("tiny")?;
     for name in STOCHASTIC_CURVES.iter().filter(|a| wanted(a)) {
         let p = stochastic_quadratic::generate(&config, 0)?;
         let x0 = p.x0(1);
         let settings = Settings { batches: BatchSizes::all(16), ..Settings::default() };
-        out.push(measure::curve("stochastic", name, p, &x0, &settings, stoch_iters, every)?);
+        out.push(measure::curve("stochastic", name, p, &x0, &settings, stoch_iters, every, true)?);
     }
     Ok(out)
 }
