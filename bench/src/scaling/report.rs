@@ -23,6 +23,26 @@ pub struct Finding {
     pub verdict: String,
     /// Why.
     pub reason: String,
+    /// Per x: the median, smallest and largest cost over the seeds that reached the target,
+    /// how many reached it and how many ran.
+    pub per_x: Vec<Spread>,
+}
+
+/// The spread of one x over the seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spread {
+    /// The swept value.
+    pub x: f64,
+    /// Median cost of the reached seeds (`None`: none reached).
+    pub median: Option<f64>,
+    /// Smallest cost of the reached seeds.
+    pub min: Option<f64>,
+    /// Largest cost of the reached seeds.
+    pub max: Option<f64>,
+    /// Seeds that reached the target.
+    pub reached: usize,
+    /// Seeds run.
+    pub runs: usize,
 }
 
 /// A comparison claim's outcome: the cost of each method at each x and who wins where.
@@ -94,7 +114,34 @@ fn finding(claim: &Claim, algorithm: &str, pts: &[&&Point], options: &FitOptions
             (None, "inconclusive".to_string(), format!("{reached} of {} points reached the target: {e}", pts.len()))
         }
     };
-    Finding { claim: claim.clone(), algorithm: algorithm.to_string(), points: pts.len(), reached, fit, verdict, reason }
+    let mut xs: Vec<f64> = pts.iter().map(|p| p.task.x).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let per_x = xs
+        .into_iter()
+        .map(|x| {
+            let at: Vec<&&&Point> = pts.iter().filter(|p| p.task.x == x).collect();
+            let costs: Vec<f64> = at.iter().filter(|p| p.reached).map(|p| p.cost).collect();
+            Spread {
+                x,
+                median: median(costs.clone()),
+                min: costs.iter().copied().reduce(f64::min),
+                max: costs.iter().copied().reduce(f64::max),
+                reached: costs.len(),
+                runs: at.len(),
+            }
+        })
+        .collect();
+    Finding {
+        claim: claim.clone(),
+        algorithm: algorithm.to_string(),
+        points: pts.len(),
+        reached,
+        fit,
+        verdict,
+        reason,
+        per_x,
+    }
 }
 
 fn comparison(claim: &Claim, pts: &[&Point]) -> Comparison {
@@ -146,7 +193,9 @@ fn comparison(claim: &Claim, pts: &[&Point]) -> Comparison {
 }
 
 fn number(v: f64) -> String {
-    if v.abs() >= 1e4 || (v != 0.0 && v.abs() < 1e-2) {
+    if v.fract() == 0.0 && v.abs() < 1e4 {
+        format!("{v}")
+    } else if v.abs() >= 1e4 || (v != 0.0 && v.abs() < 1e-2) {
         format!("{v:.2e}")
     } else {
         format!("{v:.3}")
@@ -193,6 +242,33 @@ pub fn markdown(report: &Report, header: &str) -> String {
             f.verdict,
             f.reason.replace('|', "/")
         );
+    }
+    let seeded: Vec<&Finding> = report.findings.iter().filter(|f| f.per_x.iter().any(|p| p.runs > 1)).collect();
+    if !seeded.is_empty() {
+        s += "\n## Seeds\n\nFor the stochastic methods, per swept value: the median cost over the seeds that \
+              reached the target, [smallest, largest], and how many of the seeds reached it.\n\n";
+        s += "| claim | method | per x: median [min, max] (reached/runs) |\n|---|---|---|\n";
+        for f in seeded {
+            let cells: Vec<String> = f
+                .per_x
+                .iter()
+                .map(|p| match (p.median, p.min, p.max) {
+                    (Some(m), Some(lo), Some(hi)) => {
+                        format!(
+                            "x = {}: {} [{}, {}] ({}/{})",
+                            number(p.x),
+                            number(m),
+                            number(lo),
+                            number(hi),
+                            p.reached,
+                            p.runs
+                        )
+                    }
+                    _ => format!("x = {}: — (0/{})", number(p.x), p.runs),
+                })
+                .collect();
+            s += &format!("| `{}` | {} | {} |\n", f.claim.id, f.algorithm, cells.join("; "));
+        }
     }
     if !report.comparisons.is_empty() {
         s += "\n## Comparisons\n\n";
