@@ -207,7 +207,7 @@ fn number(v: f64) -> String {
 pub fn markdown(report: &Report, header: &str) -> String {
     let mut s = String::from(header);
     s += "\n## Slopes\n\nThe cost of each method against the swept quantity, fitted on log-log axes \
-          (cost ∝ x^a (ln x)^b with the claim's b), the interval a percentile bootstrap \
+          (cost ∝ x^a (ln x)^b with the claim's b), the interval a 95% residual bootstrap \
           (see docs/complexity.md). \"better than claimed\" means the cost grows more slowly \
           than the theorem's bound, which a worst-case bound allows.\n\n";
     s +=
