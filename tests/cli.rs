@@ -623,7 +623,8 @@ fn scaling_writes_its_report_and_the_cg_claim_agrees() {
     for file in ["report.md", "report.json", "points.json", "points.csv", "curves.json", "threads.json"] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
-    let points: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("points.json")).unwrap()).unwrap();
+    let points: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("points.json")).unwrap()).unwrap();
     assert!(points.as_array().unwrap().len() >= 14, "{points}");
     // A bad claim id is a clean error naming the known ones.
     fails_with(&["scaling", "--test-size", "--only", "nope", "--out", dir.to_str().unwrap()], "cg-sqrt-kappa");
