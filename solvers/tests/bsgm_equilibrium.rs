@@ -9,8 +9,6 @@ use bilevel_kernels::{Batch, Counted, FixedPointProblem};
 use bilevel_solvers::algorithms::bsgm::{Batched, Bsgm, Projection, Schedule};
 use bilevel_solvers::{run_fixed_point, Algorithm, FixedPointAlgorithm, Sampling, Sid, StopReason, StopRule};
 use faer::Mat;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::ops::ControlFlow;
 
 fn problem(preset: &str, seed: u64) -> EquilibriumProblem {
@@ -283,36 +281,8 @@ fn bad_configurations_are_typed_errors() {
     assert!(alg.init(&q, &q.x0(0), &y0).is_err());
 }
 
-/// Counts allocations of the current thread while marked.
-struct Counting;
-thread_local! {
-    static ACTIVE: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-fn note() {
-    if ACTIVE.try_with(Cell::get).unwrap_or(false) {
-        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-    }
-}
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../kernels/tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[test]
 fn a_batched_step_with_its_spectral_projection_does_not_allocate() {
@@ -322,12 +292,11 @@ fn a_batched_step_with_its_spectral_projection_does_not_allocate() {
     let mut alg = sec71(Some(4), Sampling::Epochs, 1);
     alg.init_fixed_point(&p, p.lambda0(), &w0(&p)).unwrap();
     alg.step_fixed_point(&p).unwrap();
-    COUNT.with(|c| c.set(0));
-    ACTIVE.with(|a| a.set(true));
-    for _ in 0..10 {
-        alg.step_fixed_point(&p).unwrap();
-    }
-    ACTIVE.with(|a| a.set(false));
-    assert_eq!(COUNT.with(Cell::get), 0, "allocations inside step");
+    let ((), allocations) = counting_alloc::count_allocations(|| {
+        for _ in 0..10 {
+            alg.step_fixed_point(&p).unwrap();
+        }
+    });
+    assert_eq!(allocations, 0, "allocations inside step");
     assert!((spectral_norm(&a_block(&p, &alg.iterates().x)) - A_RADIUS).abs() < 1e-9, "the ball binds");
 }

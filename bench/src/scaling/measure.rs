@@ -88,6 +88,24 @@ pub fn solve_steps(
     Ok(Measured { reached: report.converged, counts, iterations: report.iterations as u64, seconds, steps: None })
 }
 
+/// Algorithm `name` under its experiments rule (constants from the problem, estimated where
+/// it has none) run by the driver on `problem` from (x0, 0) until `stop`.
+fn run_experiments<P: BilevelProblem>(
+    name: &str,
+    problem: P,
+    x0: &[f64],
+    settings: &Settings,
+    stop: &StopRule,
+) -> Result<bilevel_solvers::Trace> {
+    let y0 = vec![0.0; problem.dim_y()];
+    let rule = StepRule::Experiments;
+    let need = algorithms::needs(name, rule, settings)?;
+    let c = constants::resolve(&problem, x0, &y0, &need, &Overrides::default())?;
+    let mut alg = algorithms::build(name, rule, &c, settings)?;
+    let counted = Counted::new(problem);
+    run(alg.as_mut(), &counted, x0, &y0, stop, |_| ControlFlow::Continue(()))
+}
+
 /// The target of a run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {
@@ -120,12 +138,6 @@ pub fn run_budgeted<P: BilevelProblem>(
     max_iters: usize,
     max_calls: Option<u64>,
 ) -> Result<Measured> {
-    let y0 = vec![0.0; problem.dim_y()];
-    let rule = StepRule::Experiments;
-    let need = algorithms::needs(name, rule, settings)?;
-    let c = constants::resolve(&problem, x0, &y0, &need, &Overrides::default())?;
-    let mut alg = algorithms::build(name, rule, &c, settings)?;
-    let counted = Counted::new(problem);
     let mut stop = StopRule::iterations(max_iters);
     stop.divergence_growth = None;
     stop.max_oracle_calls = max_calls;
@@ -133,7 +145,7 @@ pub fn run_budgeted<P: BilevelProblem>(
         Target::RelError(t) => stop.target_rel_error = Some(t),
         Target::GradNormSq(t) => stop.target_grad_norm = Some(t.sqrt()),
     }
-    let trace = run(alg.as_mut(), &counted, x0, &y0, &stop, |_| ControlFlow::Continue(()))?;
+    let trace = run_experiments(name, problem, x0, settings, &stop)?;
     let last = trace.last();
     Ok(Measured {
         reached: trace.stop == bilevel_solvers::StopReason::Target,
@@ -175,17 +187,11 @@ pub fn curve<P: BilevelProblem>(
     every: usize,
     samples: bool,
 ) -> Result<Curve> {
-    let y0 = vec![0.0; problem.dim_y()];
-    let rule = StepRule::Experiments;
-    let need = algorithms::needs(name, rule, settings)?;
-    let c = constants::resolve(&problem, x0, &y0, &need, &Overrides::default())?;
-    let mut alg = algorithms::build(name, rule, &c, settings)?;
-    let counted = Counted::new(problem);
     let mut stop = StopRule::iterations(max_iters);
     stop.eval_every = every.max(1);
     stop.target_rel_error = Some(1e-12);
     stop.divergence_growth = None;
-    let trace = run(alg.as_mut(), &counted, x0, &y0, &stop, |_| ControlFlow::Continue(()))?;
+    let trace = run_experiments(name, problem, x0, settings, &stop)?;
     let relative = !samples;
     let points = trace
         .rows
