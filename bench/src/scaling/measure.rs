@@ -10,7 +10,7 @@
 //! - [`to_target`]: a registered algorithm on a problem, run by the driver until a target
 //!   (relative error or ‖∇L‖²), with the oracle counts at the first row that met it; the best
 //!   over a grid of inner/linear step counts where the paper tunes them.
-//! - [`oracle_seconds`]: wall time of one Hessian-vector product, dense (one triangle of a d×d
+//! - [`dense_hvp_seconds`], [`sparse_hvp_seconds`]: wall time of one Hessian-vector product, dense (one triangle of a d×d
 //!   matrix) or sparse (a logistic model with a given number of non-zeros), median of repeats.
 
 use bilevel_kernels::linop::{DenseSym, FnOp, Operator};
@@ -31,7 +31,7 @@ pub struct Measured {
     pub counts: OracleCounts,
     /// Outer iterations (or solver steps).
     pub iterations: u64,
-    /// Wall time, seconds (the steps only for algorithms; one product for `oracle_seconds`).
+    /// Wall time, seconds (the steps only for algorithms; one product for the per-oracle timings).
     pub seconds: f64,
     /// The inner and linear step counts (T, N) that gave this cost, where a grid was searched.
     pub steps: Option<(usize, usize)>,

@@ -13,7 +13,7 @@
 //!   error against oracle calls, log y, paper 000's Fig. 1–2 style; `stochastic`: ‖∇L‖²
 //!   against samples, log-log), one line per algorithm.
 //!
-//! [`figures`] renders them in memory (for `report.html`), [`write`] writes them, and
+//! [`figures`] renders them in memory (for `report.html`), [`write()`] writes them, and
 //! [`write_all`] does both.
 
 use super::measure::Curve;
