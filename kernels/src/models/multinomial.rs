@@ -48,6 +48,7 @@ use super::logistic::sigmoid;
 use crate::error::{check_finite, check_len, check_positive, KernelError, Result};
 use crate::par;
 use crate::problem::Batch;
+use crate::sparse::CsrMatrix;
 use rayon::prelude::*;
 
 /// A sweep parallelizes over blocks of rows from this many multiply-adds (|B|·nnz/row·K) on:
@@ -109,6 +110,9 @@ impl Hyper {
 #[derive(Clone, Debug)]
 pub struct MultinomialLogistic {
     x: Design,
+    /// Xᵀ as CSR (X's CSC form) for a sparse X: the full-batch HVP's transposed product
+    /// gathers from it instead of scattering into per-block accumulators.
+    xt: Option<CsrMatrix>,
     labels: Vec<usize>,
     n_classes: usize,
     hyper: Hyper,
@@ -143,7 +147,11 @@ impl MultinomialLogistic {
                 }
             }
         }
-        Ok(Self { x, labels, n_classes, hyper })
+        let xt = match &x {
+            Design::Sparse(csr) => Some(csr.transpose()),
+            Design::Dense(_) => None,
+        };
+        Ok(Self { x, xt, labels, n_classes, hyper })
     }
     /// The design X (samples as rows).
     pub fn design(&self) -> &Design {
@@ -429,11 +437,12 @@ pub struct MultinomialWorkspace {
     reg_coef: Vec<f64>,
     block_scratch: Vec<f64>,
     acc: Vec<f64>,
+    hrows: Vec<f64>,
 }
 
 impl MultinomialWorkspace {
     /// Scratch for a d-feature, K-class model and batches of at most `capacity` positions.
-    /// Memory: capacity·(K + 5) + max(d, K) + blocks·(d·K + 2K) values, with `blocks` =
+    /// Memory: capacity·(2K + 5) + max(d, K) + blocks·(d·K + 2K) values, with `blocks` =
     /// min([`MAX_BLOCKS`], [`ACC_BUDGET`]/(d·K)) (accumulators only when blocks > 1).
     pub fn new(n_features: usize, n_classes: usize, capacity: usize) -> Self {
         let dk = (n_features * n_classes).max(1);
@@ -444,6 +453,7 @@ impl MultinomialWorkspace {
             capacity,
             blocks,
             probs: vec![0.0; capacity * n_classes],
+            hrows: vec![0.0; capacity * n_classes],
             losses: vec![0.0; capacity],
             weights: vec![0.0; capacity],
             dweights: vec![0.0; capacity],
@@ -572,6 +582,11 @@ impl MultinomialPoint<'_> {
         check_len("hvp out", d * k, out.len())?;
         check_finite("v", v)?;
         let (batch, x) = (self.batch, &m.x);
+        if let (Batch::Full, Some(xt)) = (batch, m.xt.as_ref()) {
+            self.hvp_gather(xt, v, out);
+            m.add_reg_term(&self.ws.reg_coef, v, out);
+            return Ok(());
+        }
         self.scatter_sweep(out, &|r, s, w, scratch, acc| {
             let (u, h) = scratch.split_at_mut(k);
             for (local, p) in r.enumerate() {
@@ -586,6 +601,51 @@ impl MultinomialPoint<'_> {
         });
         m.add_reg_term(&self.ws.reg_coef, v, out);
         Ok(())
+    }
+
+    /// The full-batch HVP of a sparse design without accumulators: h_i = w_i H_i(Vᵀx_i) for
+    /// every row (rows independent), then out[j, ·] = Σ_{i ∋ j} x_ij h_i from Xᵀ's rows (each
+    /// output row by one task, its column in ascending i: the same bits with 1 or N threads).
+    /// Bytes: X twice (CSR and CSC), V, the n×K rows h and out once — against X, V and
+    /// `blocks` accumulators of d·K zeroed, scattered into and summed for the scatter sweep.
+    fn hvp_gather(&mut self, xt: &CsrMatrix, v: &[f64], out: &mut [f64]) {
+        let (m, k, len) = (self.model, self.model.n_classes, self.len);
+        let ws = &mut *self.ws;
+        let x = &m.x;
+        let rows_leaf = (par::LEAF / (k * 8)).max(1);
+        let row = |(chunk, (h, (s, w))): (usize, (&mut [f64], (&[f64], &[f64])))| {
+            for (local, ((h, s), &wp)) in h.chunks_exact_mut(k).zip(s.chunks_exact(k)).zip(w).enumerate() {
+                x.row_gemv_t(chunk * rows_leaf + local, v, h);
+                let su = crate::ops::dot_seq(s, h);
+                h.iter_mut().zip(s).for_each(|(h, s)| *h = wp * s * (*h - su));
+            }
+        };
+        let (h, s, w) = (&mut ws.hrows[..len * k], &ws.probs[..len * k], &ws.weights[..len]);
+        if self.parallel {
+            h.par_chunks_mut(rows_leaf * k)
+                .zip(s.par_chunks(rows_leaf * k).zip(w.par_chunks(rows_leaf)))
+                .enumerate()
+                .for_each(row);
+        } else {
+            h.chunks_mut(rows_leaf * k).zip(s.chunks(rows_leaf * k).zip(w.chunks(rows_leaf))).enumerate().for_each(row);
+        }
+        let h = &ws.hrows[..len * k];
+        let feat_leaf = (par::LEAF / (k * 8)).max(1);
+        let column = |(chunk, o): (usize, &mut [f64])| {
+            for (local, o) in o.chunks_exact_mut(k).enumerate() {
+                o.fill(0.0);
+                let (rows, vals) = xt.row(chunk * feat_leaf + local);
+                for (&i, &xij) in rows.iter().zip(vals) {
+                    let i = i as usize;
+                    crate::ops::axpy_seq(xij, &h[i * k..(i + 1) * k], o);
+                }
+            }
+        };
+        if self.parallel {
+            out.par_chunks_mut(feat_leaf * k).enumerate().for_each(column);
+        } else {
+            out.chunks_mut(feat_leaf * k).enumerate().for_each(column);
+        }
     }
 
     /// The cross product ∂λ∂Θ·V = ∇λ⟨∂Θ, V⟩ (V of length d·K, out of length dim λ).
