@@ -55,6 +55,9 @@ use rayon::prelude::*;
 /// below it, spawning tasks and summing accumulators costs more than it saves.
 pub const PAR_MIN_WORK: usize = 1 << 16;
 
+/// One chunk of rows of the gathered HVP: its index, h (written), probabilities, weights.
+type RowChunk<'a> = (usize, (&'a mut [f64], (&'a [f64], &'a [f64])));
+
 /// Most accumulation blocks a workspace uses (the parallel width of a scatter).
 pub const MAX_BLOCKS: usize = 8;
 
@@ -613,7 +616,7 @@ impl MultinomialPoint<'_> {
         let ws = &mut *self.ws;
         let x = &m.x;
         let rows_leaf = (par::LEAF / (k * 8)).max(1);
-        let row = |(chunk, (h, (s, w))): (usize, (&mut [f64], (&[f64], &[f64])))| {
+        let row = |(chunk, (h, (s, w))): RowChunk<'_>| {
             for (local, ((h, s), &wp)) in h.chunks_exact_mut(k).zip(s.chunks_exact(k)).zip(w).enumerate() {
                 x.row_gemv_t(chunk * rows_leaf + local, v, h);
                 let su = crate::ops::dot_seq(s, h);
