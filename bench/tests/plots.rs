@@ -14,7 +14,7 @@ fn claim(id: &str) -> Claim {
 
 fn point(claim: &str, algorithm: &str, x: f64, seed: u64, reached: bool, cost: f64) -> Point {
     Point {
-        task: Task { claim: claim.into(), algorithm: algorithm.into(), x, seed },
+        task: Task { claim: claim.into(), algorithm: algorithm.into(), x, seed, claim_version: 0 },
         reached,
         cost,
         iterations: cost as u64,

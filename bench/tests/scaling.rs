@@ -85,3 +85,23 @@ fn unknown_claims_are_refused_with_the_list() {
     assert!(err.contains("no-such-claim") && err.contains("cg-sqrt-kappa"), "{err}");
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn a_resumed_run_remeasures_the_points_of_a_changed_claim() {
+    // Points stored under another version of a claim's row (here: version 0, as written by
+    // an older build) are dropped on resume and measured again.
+    let out = scratch("stale");
+    let only = ["gd-kappa"];
+    let first = scaling::run(&options(&out, &only), &mut |_| {}).unwrap();
+    let n = first.store.points.len();
+    let mut stale: Vec<Point> = first.store.points.clone();
+    stale.iter_mut().for_each(|p| p.task.claim_version = 0);
+    std::fs::write(out.join("points.json"), serde_json::to_string(&stale).unwrap()).unwrap();
+    let mut o = options(&out, &only);
+    o.resume = true;
+    let mut measured = 0;
+    let again = scaling::run(&o, &mut |_| measured += 1).unwrap();
+    assert_eq!((measured, again.store.points.len()), (n, n));
+    assert!(again.store.points.iter().all(|p| p.task.claim_version != 0));
+    std::fs::remove_dir_all(out).unwrap();
+}

@@ -130,7 +130,8 @@ pub fn plan(claims: &[Claim], options: &Options) -> Vec<Task> {
         for algorithm in claim.algorithms.iter().filter(|a| options.algos.is_empty() || options.algos.contains(a)) {
             for x in grid(claim, algorithm, options.mode) {
                 for seed in 0..seeds(claim, options.mode) {
-                    tasks.push(Task { claim: claim.id.clone(), algorithm: algorithm.clone(), x, seed });
+                    let claim_version = points::claim_version(claim);
+                    tasks.push(Task { claim: claim.id.clone(), algorithm: algorithm.clone(), x, seed, claim_version });
                 }
             }
         }
@@ -382,6 +383,13 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&Progress<'_>)) -> Result
     }
     let io = |e: std::io::Error| KernelError::InvalidParameter { name: "out", reason: e.to_string() };
     let mut store = Store::open(&options.out, options.resume).map_err(io)?;
+    // Points of an earlier version of a claim's row (another target, measure, problem) are
+    // stale: dropped, and measured again if planned.
+    let current =
+        |p: &Point| table.iter().any(|c| c.id == p.task.claim && points::claim_version(c) == p.task.claim_version);
+    if !store.points.iter().all(current) {
+        store.retain(current).map_err(io)?;
+    }
     let tasks = plan(&table, options);
     let start = Instant::now();
     let mut new = 0;

@@ -15,13 +15,24 @@ pub struct Task {
     pub x: f64,
     /// The seed (stochastic methods run several).
     pub seed: u64,
+    /// A fingerprint of the claim's row ([`claim_version`]): a point measured for another
+    /// version of the row (another target, measure or problem) is not this task's, and a
+    /// resumed run measures it again.
+    #[serde(default)]
+    pub claim_version: u64,
 }
 
 impl Task {
     /// A key equal for equal tasks (x by its bits).
-    pub fn key(&self) -> (String, String, u64, u64) {
-        (self.claim.clone(), self.algorithm.clone(), self.x.to_bits(), self.seed)
+    pub fn key(&self) -> (String, String, u64, u64, u64) {
+        (self.claim.clone(), self.algorithm.clone(), self.x.to_bits(), self.seed, self.claim_version)
     }
+}
+
+/// FNV-1a of the claim's row as the table parses it (stable across builds and platforms).
+pub fn claim_version(claim: &crate::claims::Claim) -> u64 {
+    let text = serde_json::to_string(claim).unwrap_or_default();
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// One measured point.
@@ -90,6 +101,12 @@ impl Store {
     /// crash mid-write leaves the previous version).
     pub fn push(&mut self, point: Point) -> std::io::Result<()> {
         self.points.push(point);
+        self.write()
+    }
+
+    /// Keeps the points `keep` accepts and rewrites both files.
+    pub fn retain(&mut self, keep: impl Fn(&Point) -> bool) -> std::io::Result<()> {
+        self.points.retain(|p| keep(p));
         self.write()
     }
 
