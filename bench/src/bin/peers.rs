@@ -158,14 +158,9 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{stem}{suffix}"))
 }
 
-fn median(mut t: Vec<f64>) -> f64 {
-    t.sort_by(f64::total_cmp);
-    let n = t.len();
-    if n % 2 == 1 {
-        t[n / 2]
-    } else {
-        0.5 * (t[n / 2 - 1] + t[n / 2])
-    }
+/// The median of the timings (at least one repeat is enforced by the argument parser).
+fn median(t: Vec<f64>) -> f64 {
+    bilevel_bench::scaling::report::median(t).unwrap_or(f64::NAN)
 }
 
 fn counts_json(c: &OracleCounts) -> Value {

@@ -116,19 +116,8 @@ pub enum Target {
 }
 
 /// Runs algorithm `name` (experiments rule, `settings`) on `problem` from (x0, 0) until
-/// `target` or `max_iters`; the counts are those of the first row that met the target.
-pub fn run_once<P: BilevelProblem>(
-    name: &str,
-    problem: P,
-    x0: &[f64],
-    settings: &Settings,
-    target: Target,
-    max_iters: usize,
-) -> Result<Measured> {
-    run_budgeted(name, problem, x0, settings, target, max_iters, None)
-}
-
-/// [`run_once`] that also stops at `max_calls` oracle calls (paper 000's count).
+/// `target`, `max_iters` or `max_calls` oracle calls (paper 000's count); the counts are those
+/// of the first row that met the target.
 pub fn run_budgeted<P: BilevelProblem>(
     name: &str,
     problem: P,

@@ -18,7 +18,7 @@
 
 use super::measure::Curve;
 use super::points::Point;
-use super::report::{Comparison, Finding, Report};
+use super::report::{median, Comparison, Finding, Report};
 use crate::claims::{Claim, Kind, Measure, Sweep, TargetMetric, Unit};
 use plotters::coord::ranged1d::{AsRangedCoord, Ranged, ValueFormatter};
 use plotters::element::DashedPathElement;
@@ -291,15 +291,6 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         lines.push(line);
     }
     lines
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) })
 }
 
 fn plot_error(e: impl std::fmt::Display) -> std::io::Error {

@@ -67,7 +67,8 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// The median of `v` (the mean of the middle two for an even count; `None` when empty).
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
