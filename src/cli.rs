@@ -2,6 +2,7 @@
 
 use bilevel_data::catalog::{build, catalog, BuildOptions};
 use bilevel_data::export::write_dir;
+use bilevel_data::stochastic_quadratic;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -406,12 +407,12 @@ pub struct ProblemArgs {
     pub name: String,
     /// Load a quadratic from a directory written by `bilevel export` (or by hand); an `x0.npy`
     /// there (length d_x) is the starting point.
-    #[arg(long, conflicts_with_all = ["name", "preset", "kappa", "dx", "dy"])]
+    #[arg(long, conflicts_with_all = ["name", "preset", "kappa", "dx", "dy", "layout"])]
     pub problem_dir: Option<PathBuf>,
     /// Your own data: a LIBSVM file with integer class labels, for `--problem hyperclean` or
     /// `--problem logreg_per_class` (rows split 50/25/25 into training, validation and test by
     /// the --seed; features scaled by their column's largest |value|). data/optdigits/ ships one.
-    #[arg(long, conflicts_with_all = ["problem_dir", "preset", "kappa", "dx", "dy"])]
+    #[arg(long, conflicts_with_all = ["problem_dir", "preset", "kappa", "dx", "dy", "layout"])]
     pub problem_file: Option<PathBuf>,
     #[command(flatten)]
     pub file: FileArgs,
@@ -470,9 +471,22 @@ pub struct GeneratorArgs {
     /// Inner dimension d_y, ≥ 1 (quadratic generators).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub dy: Option<u64>,
+    /// How the per-sample matrices are stored (`stochastic_quadratic`): rank-one factors, or
+    /// benchopt's dense d×d matrices per sample (n·(d_y² + d_x² + d_x·d_y) numbers).
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
     /// Seed of the generator (and of x0).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// `--layout` of the stochastic quadratic.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum LayoutArg {
+    /// The factors h_i, p_i, u_i, w_i (d numbers per sample and term; the default).
+    RankOne,
+    /// Dense per-sample matrices, as benchopt stores them.
+    Dense,
 }
 
 impl GeneratorArgs {
@@ -483,6 +497,10 @@ impl GeneratorArgs {
             kappa: self.kappa,
             dim_x: self.dx.map(|d| d as usize),
             dim_y: self.dy.map(|d| d as usize),
+            layout: self.layout.map(|l| match l {
+                LayoutArg::RankOne => stochastic_quadratic::Layout::RankOne,
+                LayoutArg::Dense => stochastic_quadratic::Layout::Dense,
+            }),
             seed: self.seed,
         }
     }

@@ -41,6 +41,12 @@ fn export_writes_a_loadable_problem_directory() {
     assert_eq!(loaded.arrays.iter().find(|a| a.name == "B_g").unwrap().shape, vec![7, 12]);
     assert_eq!(loaded.parameters.get("seed").and_then(|s| s.as_u64()), Some(4));
     std::fs::remove_dir_all(&dir).unwrap();
+    // The stochastic quadratic in benchopt's dense layout: one d_y×d_y matrix per sample.
+    bilevel_ok("export --problem stochastic_quadratic --preset tiny --layout dense --out", &[dir.to_str().unwrap()]);
+    let loaded = bilevel::data::export::load_dir(&dir).unwrap();
+    assert_eq!(loaded.arrays.iter().find(|a| a.name == "g_hess_y").unwrap().shape, vec![32, 8, 8]);
+    assert_eq!(loaded.parameters.get("layout").and_then(|s| s.as_str()), Some("dense"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -52,6 +58,8 @@ fn bad_input_fails_cleanly_with_a_message() {
         (&["export", "--problem", "quadratic", "--dx", "-3", "--out", "/tmp/unused-bilevel"][..], "-3"),
         (&["export", "--problem", "hyperclean", "--kappa", "10", "--out", "/tmp/unused-bilevel"][..], "kappa"),
         (&["export", "--problem", "quadratic", "--preset", "huge", "--out", "/tmp/unused-bilevel"][..], "huge"),
+        (&["export", "--problem", "quadratic", "--layout", "dense", "--out", "/tmp/unused-bilevel"][..], "layout"),
+        (&["export", "--problem", "hyperclean", "--layout", "dense", "--out", "/tmp/unused-bilevel"][..], "layout"),
         (&["frobnicate"][..], "unrecognized subcommand"),
     ] {
         let out = bilevel(args);

@@ -9,7 +9,9 @@ Checks (tolerances and why in docs/performance.md):
 - amigo: the same iteration count to the target (exact), and ‖x_side − x_rust‖/‖x_rust‖ ≤
   X_TOL at that count;
 - cli: `bilevel hypergrad --problem-dir` reports the peers binary's relative error (the two
-  Rust paths compute the same estimate) and `bilevel solve --problem-dir` the same K.
+  Rust paths compute the same estimate) and `bilevel solve --problem-dir` the same K;
+- stocbio: ‖x_K,side − x_K,rust‖/‖x_K,rust‖ ≤ X_TOL after the same K iterations on the same
+  batches (the Python sides replay the Rust run's recorded batches).
 """
 import glob
 import json
@@ -39,7 +41,7 @@ def main(results, report_path):
             runs[(row, side, int(t[1:]))] = (json.load(fh), f[:-5])
     meta = json.load(open(os.path.join(results, "meta.json")))
     failures, lines, notes = [], [], []
-    keys = sorted({(r, t) for (r, _, t) in runs if r != "logistic"}, key=lambda k: (meta["rows"][k[0]]["order"], k[1]))
+    keys = sorted({(r, t) for (r, _, t) in runs if r != "logistic" and not r.startswith("stocbio")}, key=lambda k: (meta["rows"][k[0]]["order"], k[1]))
     for row, t in keys:
         info = meta["rows"][row]
         ref, ref_prefix = runs.get((row, "rust", t), (None, None))
@@ -114,6 +116,7 @@ def main(results, report_path):
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + lines + [""]
     out += [f"- {n}" for n in notes] + [""] if notes else []
     out += sparse
+    out += stocbio_table(runs, failures)
     out += [f"Checks: hypergradient relative difference ≤ the row's tolerance (default {HYPERGRAD_TOL:.0e}) with the same CG iteration count; "
             f"AmIGO-CG the same iteration count K to the target and x_K within {X_TOL:.0e}; "
             "`bilevel hypergrad`/`solve --problem-dir` agree with the peers binary; sparse HVPs within "
@@ -153,6 +156,45 @@ def logistic_table(runs, failures):
             "form (one thread: SciPy's sparse products are sequential).")
     return [head, "", "| row | threads | Rust ms | SciPy ms | SciPy/Rust | byte floor MB | Rust GB/s | "
             "rel diff |", "|---|---|---|---|---|---|---|---|"] + lines + [""]
+
+
+def stocbio_table(runs, failures):
+    """Goal 4: one row per layout and thread count, Rust against NumPy and JAX, per iteration."""
+    lines = []
+    for row, t in sorted({(r, t) for (r, _, t) in runs if r.startswith("stocbio")}):
+        rust, _ = runs.get((row, "rust", t), (None, None))
+        if rust is None:
+            failures.append(f"{row} t{t}: no Rust run")
+            continue
+        per_it = {s: runs[(row, s, t)][0]["seconds_per_iteration"] for s in ("rust", "numpy", "jax") if (row, s, t) in runs}
+        checks = []
+        for s in ("numpy", "jax"):
+            if (row, s, t) in runs:
+                e = runs[(row, s, t)][0]["rel_diff_x_vs_rust"]
+                checks.append(f"{s} {e:.0e}")
+                if not e <= X_TOL:
+                    failures.append(f"{row} t{t} {s}: x_K differs from Rust's by {e:.2e} (tol {X_TOL:.0e})")
+        T, Q, B, dx, dy = (rust[k] for k in ("inner_steps", "neumann_terms", "batch", "dim_x", "dim_y"))
+        if rust["layout"] == "dense":
+            # One triangle of each symmetric sample matrix, the cross matrix B_i once per use.
+            tri_y, tri_x, cr = dy * (dy + 1) // 2, dx * (dx + 1) // 2, dx * dy
+            per = T * (tri_y + cr + dy) + (tri_y + 2 * cr + tri_x + dy + dx) + Q * tri_y + cr
+        else:
+            per = T * (3 * dy + dx) + (3 * dy + 3 * dx) + Q * dy + (dy + dx)
+        floor = per * B * 8
+        r = per_it["rust"]
+        cell = lambda s: f"{per_it[s]*1e3:.3f}" if s in per_it else "–"
+        ratio = lambda s: f"{per_it[s]/r:.2f}" if s in per_it else "–"
+        lines.append(f"| 4: stocBiO iteration, {rust['layout']} samples | {t} | {cell('rust')} | {cell('numpy')} | "
+                     f"{cell('jax')} | {ratio('numpy')} | {ratio('jax')} | {floor/1e6:.2f} | {floor/r/1e9:.1f} | "
+                     f"{'; '.join(checks)} |")
+    if not lines:
+        return []
+    head = ("stocBiO on the stochastic quadratic (benchopt's: n = 1024 samples per level, d_y = 100, d_x = 10, "
+            f"batch {B}, T = {T}, Q = {Q}), K = {rust['iterations']} iterations on the batches the Rust run "
+            "drew; times per iteration.")
+    return [head, "", "| row | threads | Rust ms | NumPy ms | JAX ms | NumPy/Rust | JAX/Rust | byte floor MB | "
+            "Rust GB/s | x_K vs Rust |", "|---|---|---|---|---|---|---|---|---|---|"] + lines + [""]
 
 
 def load():

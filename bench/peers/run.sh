@@ -8,7 +8,7 @@
 # `peers` binary in release, exports the quadratic instances with `bilevel export`, runs the
 # Rust, NumPy, SciPy-dsymv, JAX and jaxopt sides pinned to 1 and 2 cores (taskset), checks
 # that they agree, and writes target/peers/report.md. Exits non-zero when a check fails.
-# Environment: GOALS ("1 2 3": which goals of the issue to run; the results of the others, from
+# Environment: GOALS ("1 2 3 4": which goals of the issue to run; the results of the others, from
 # an earlier run, stay and are reported), PYTHON (python3), THREADS ("1 2"), KAPPAS ("10 1e3 1e5"), REPEATS (7),
 # AMIGO_REPEATS (3), CARGO_TARGET_DIR, PEERS_OUT (target/peers), PEERS_VENV (target/peers/venv).
 set -euo pipefail
@@ -22,7 +22,8 @@ THREADS=${THREADS:-"1 2"}
 KAPPAS=${KAPPAS:-"10 1e3 1e5"}
 REPEATS=${REPEATS:-7}
 AMIGO_REPEATS=${AMIGO_REPEATS:-3}
-GOALS=${GOALS:-"1 2 3"}
+GOALS=${GOALS:-"1 2 3 4"}
+STOCH_ITERS=${STOCH_ITERS:-50}
 DX=${DX:-2000}
 DY=${DY:-1000}
 HG_KAPPA=1e3
@@ -51,11 +52,20 @@ if goal 3 && [ ! -f "$TEXT/manifest.json" ]; then
   "$BIN/bilevel" export --problem text --preset 20news --seed 0 --out "$TEXT"
 fi
 
+if goal 4; then
+  for layout in dense rank-one; do
+    d="$OUT/stoch-$layout"
+    [ -f "$d/manifest.json" ] || "$BIN/bilevel" export --problem stochastic_quadratic --preset benchopt --dx 10 \
+      --layout "$layout" --seed 0 --out "$d"
+  done
+fi
+
 RES="$OUT/results"
 mkdir -p "$RES"
 goal 1 && rm -f "$RES"/hg-* "$RES"/cli-hypergrad.json
 goal 2 && rm -f "$RES"/amigo-* "$RES"/cli-amigo-*
 goal 3 && rm -f "$RES"/logistic__*
+goal 4 && rm -f "$RES"/stocbio-*
 pin() { local t=$1; shift; taskset -c "0-$((t - 1))" "$@"; }
 
 # side runner: ROW SIDE THREADS ARGS...
@@ -97,6 +107,22 @@ if goal 3; then
     echo "   logistic scipy t$t"
     pin "$t" "$PY" bench/peers/peers_sparse.py --dir "$TEXT" --rust "$RES/logistic__rust__t$t" \
       --threads "$t" --repeats "$REPEATS" --out "$RES/logistic__scipy__t$t"
+  done
+fi
+
+if goal 4; then
+  # The Rust run records its batches; the Python sides replay them. One thread: the
+  # mini-batch oracles are sequential on every side (a batch of 64 is too small to split).
+  echo "== goal 4: stocBiO on benchopt's stochastic quadratic (d_y = 100, d_x = 10, batch 64, T = Q = 10)"
+  for layout in dense rank-one; do
+    row="stocbio-$layout"
+    side "$row" rust 1 stocbio --dir "$OUT/stoch-$layout" --repeats "$REPEATS" --inner-steps 10 --lin-steps 10 \
+      --batch 64 --iters "$STOCH_ITERS"
+    for s in numpy jax; do
+      echo "   $row $s t1"
+      pin 1 "$PY" bench/peers/peers_stoch.py --dir "$OUT/stoch-$layout" --rust "$RES/${row}__rust__t1" \
+        --variant "$s" --threads 1 --repeats "$REPEATS" --out "$RES/${row}__${s}__t1"
+    done
   done
 fi
 

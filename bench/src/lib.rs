@@ -1,10 +1,12 @@
 //! Benchmark support shared by the criterion benches and the complexity harness: seeded
 //! synthetic inputs of controlled size; the complexity claims of the papers as data
-//! ([`claims`]), the log-log slope fit with its verdict ([`fit`]), and the harness behind
-//! `bilevel scaling` ([`scaling`]).
+//! ([`claims`]), the log-log slope fit with its verdict ([`fit`]), the harness behind
+//! `bilevel scaling` ([`scaling`]), and an oracle-call [`recorder`] for replaying stochastic
+//! runs elsewhere.
 
 pub mod claims;
 pub mod fit;
+pub mod recorder;
 pub mod scaling;
 
 use bilevel_data::random_matrix;

@@ -202,3 +202,121 @@ fn the_logistic_products_agree_with_the_scipy_formulas() {
     assert!(rel(&got, &want) < 1e-12, "multinomial HVP differs by {}", rel(&got, &want));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// bench/peers/peers_stoch.py's dense NumPy side as plain loops: the mean over the batch rows
+/// of M_i v for the stacked row-major `rows × cols` sample matrices `m`.
+fn batch_mv(m: &[f64], rows: usize, cols: usize, idx: &[i64], v: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; rows];
+    for &i in idx {
+        let block = &m[i as usize * rows * cols..(i as usize + 1) * rows * cols];
+        mv(block, rows, cols, v).iter().zip(&mut out).for_each(|(a, o)| *o += a / idx.len() as f64);
+    }
+    out
+}
+
+fn batch_mtv(m: &[f64], rows: usize, cols: usize, idx: &[i64], v: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; cols];
+    for &i in idx {
+        let block = &m[i as usize * rows * cols..(i as usize + 1) * rows * cols];
+        mtv(block, rows, cols, v).iter().zip(&mut out).for_each(|(a, o)| *o += a / idx.len() as f64);
+    }
+    out
+}
+
+fn batch_mean_rows(m: &[f64], cols: usize, idx: &[i64]) -> Vec<f64> {
+    let mut out = vec![0.0; cols];
+    for &i in idx {
+        m[i as usize * cols..(i as usize + 1) * cols]
+            .iter()
+            .zip(&mut out)
+            .for_each(|(a, o)| *o += a / idx.len() as f64);
+    }
+    out
+}
+
+#[test]
+fn the_stocbio_run_replays_on_its_recorded_batches() {
+    let dir = scratch("stoch");
+    let data = dir.join("data");
+    let options = BuildOptions {
+        preset: Some("tiny".into()),
+        layout: Some(bilevel_data::stochastic_quadratic::Layout::Dense),
+        seed: 3,
+        ..Default::default()
+    };
+    export("stochastic_quadratic", &options, &data);
+    let prefix = dir.join("run");
+    let (k, t, q, b) = (6, 3, 4, 5);
+    let r = peers(&[
+        "stocbio",
+        "--dir",
+        data.to_str().unwrap(),
+        "--out",
+        prefix.to_str().unwrap(),
+        "--repeats",
+        "2",
+        "--inner-steps",
+        "3",
+        "--lin-steps",
+        "4",
+        "--batch",
+        "5",
+        "--iters",
+        "6",
+    ]);
+    let (_, a) = arrays(&data);
+    let (dx, dy) = (r["dim_x"].as_u64().unwrap() as usize, r["dim_y"].as_u64().unwrap() as usize);
+    let load = |name: &str| -> Vec<i64> {
+        let file = dir.join(r["batch_files"][name].as_str().unwrap());
+        match read_array(name, &file).unwrap().data {
+            ArrayData::I64(v) => v,
+            ArrayData::F64(_) => panic!("{name}: floats"),
+        }
+    };
+    let (inner, outer, hvp, cross) = (load("inner"), load("outer"), load("hvp"), load("cross"));
+    assert_eq!((inner.len(), outer.len(), hvp.len(), cross.len()), (k * t * b, k * b, k * q * b, k * b));
+    let steps = &r["steps"];
+    let (alpha, eta, beta) =
+        (steps["inner"].as_f64().unwrap(), steps["adjoint"].as_f64().unwrap(), steps["outer"].as_f64().unwrap());
+    let g = |s: &str| f(get(&a, &format!("g_{s}"))).to_vec();
+    let fl = |s: &str| f(get(&a, &format!("f_{s}"))).to_vec();
+    let x0 = f64s(&data.join("x0.npy"));
+    let add = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<f64>>();
+    // ∂y q_i = A_i y + B_i x + c_i, ∂x q_i = P_i x + B_iᵀ y + d_i (B_i of yᵀB_i x, d_y × d_x).
+    let grad_y = |l: &dyn Fn(&str) -> Vec<f64>, x: &[f64], y: &[f64], idx: &[i64]| {
+        let hy = add(&batch_mv(&l("hess_y"), dy, dy, idx, y), &batch_mv(&l("cross"), dy, dx, idx, x));
+        add(&hy, &batch_mean_rows(&l("lin_y"), dy, idx))
+    };
+    let replay = |inner: &[i64], outer: &[i64], hvp: &[i64], cross: &[i64]| {
+        let (mut x, mut y) = (x0.clone(), vec![0.0; dy]);
+        for it in 0..k {
+            for s in 0..t {
+                let gy = grad_y(&g, &x, &y, &inner[(it * t + s) * b..(it * t + s + 1) * b]);
+                y.iter_mut().zip(&gy).for_each(|(y, g)| *y -= alpha * g);
+            }
+            let d_f = &outer[it * b..(it + 1) * b];
+            let mut r_ = grad_y(&fl, &x, &y, d_f);
+            let mut v = r_.clone();
+            for j in 0..q {
+                let h = batch_mv(&g("hess_y"), dy, dy, &hvp[(it * q + j) * b..(it * q + j + 1) * b], &r_);
+                r_.iter_mut().zip(&h).for_each(|(r, h)| *r -= eta * h);
+                v.iter_mut().zip(&r_).for_each(|(v, r)| *v += r);
+            }
+            v.iter_mut().for_each(|v| *v *= eta);
+            let px = add(&batch_mv(&fl("hess_x"), dx, dx, d_f, &x), &batch_mtv(&fl("cross"), dy, dx, d_f, &y));
+            let gx = add(&px, &batch_mean_rows(&fl("lin_x"), dx, d_f));
+            let cr = batch_mtv(&g("cross"), dy, dx, &cross[it * b..(it + 1) * b], &v);
+            x.iter_mut().zip(gx.iter().zip(&cr)).for_each(|(x, (gx, c))| *x -= beta * (gx - c));
+        }
+        x
+    };
+    let x_rust = f64s(&dir.join(r["x_file"].as_str().unwrap()));
+    let x = replay(&inner, &outer, &hvp, &cross);
+    assert!(rel(&x, &x_rust) < 1e-12, "replayed x_K differs by {:.2e}", rel(&x, &x_rust));
+    // The comparison sees the batches: other Neumann batches give another x_K.
+    let n_g = r["n_samples_g"].as_u64().unwrap() as i64;
+    let shifted: Vec<i64> = hvp.iter().map(|i| (i + 1) % n_g).collect();
+    let other = replay(&inner, &outer, &shifted, &cross);
+    assert!(rel(&other, &x_rust) > 1e-6, "shifted Neumann batches moved x_K by only {:.1e}", rel(&other, &x_rust));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

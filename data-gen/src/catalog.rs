@@ -44,6 +44,8 @@ pub struct BuildOptions {
     pub dim_x: Option<usize>,
     /// Inner dimension (quadratic generators only).
     pub dim_y: Option<usize>,
+    /// How the per-sample matrices are stored (`stochastic_quadratic` only).
+    pub layout: Option<stochastic_quadratic::Layout>,
     /// Seed of the generator's draws.
     pub seed: u64,
 }
@@ -51,8 +53,12 @@ pub struct BuildOptions {
 impl BuildOptions {
     /// Refuses the overrides a generator without them does not take (it has presets only).
     fn only_preset(&self, name: &str) -> Result<()> {
-        for (set, what) in [(self.kappa.is_some(), "kappa"), (self.dim_x.is_some(), "dx"), (self.dim_y.is_some(), "dy")]
-        {
+        for (set, what) in [
+            (self.kappa.is_some(), "kappa"),
+            (self.dim_x.is_some(), "dx"),
+            (self.dim_y.is_some(), "dy"),
+            (self.layout.is_some(), "layout"),
+        ] {
             if set {
                 return Err(KernelError::InvalidParameter {
                     name: what,
@@ -218,11 +224,17 @@ fn bilevel(name: &'static str, p: impl BilevelDataset + 'static, start: Start) -
 
 /// Builds the generator `name` (see [`catalog`]) with `options`. Errors: an unknown name or
 /// preset, an override the generator does not take (`kappa`, `dx`, `dy` are for the two
-/// quadratics only), and every error of the generator's config validation.
+/// quadratics only, `layout` for the stochastic one), and every error of the generator's config validation.
 pub fn build(name: &str, options: &BuildOptions) -> Result<Built> {
     let seed = options.seed;
     if !matches!(name, "quadratic" | "stochastic_quadratic") {
         options.only_preset(name)?;
+    }
+    if name == "quadratic" && options.layout.is_some() {
+        return Err(KernelError::InvalidParameter {
+            name: "layout",
+            reason: "only the `stochastic_quadratic` generator stores per-sample matrices".into(),
+        });
     }
     Ok(match name {
         "quadratic" => {
@@ -237,6 +249,7 @@ pub fn build(name: &str, options: &BuildOptions) -> Result<Built> {
                 c = c.with_kappa(kappa)?;
             }
             options.sizes(&mut c.dim_x, &mut c.dim_y);
+            c.layout = options.layout.unwrap_or(c.layout);
             bilevel(
                 stochastic_quadratic::INFO.name,
                 stochastic_quadratic::generate(&c, seed)?,

@@ -21,7 +21,7 @@ use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// How eigenvalues are spread between µ = L/κ and L.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Spacing {
     /// λ_k = µ^{1−t_k} L^{t_k}, t_k = k/(d−1): geometric, uniform in log scale (the default).

@@ -115,42 +115,65 @@ pub fn sym_lower_matvec(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64]) {
     sym_lower_columns(a, v, 0..a.ncols(), out);
 }
 
+/// `out += A v` for a symmetric column-major `a`, reading only its lower triangle (sequential):
+/// the per-sample kernel of sums of small symmetric matrices (a row-major symmetric matrix is
+/// its own column-major form, so either storage works).
+pub fn sym_lower_matvec_add(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64]) {
+    sym_lower_columns(a, v, 0..a.ncols(), out);
+}
+
 /// Adds the contribution of lower-triangle columns `cols` of a symmetric `a` to `out = A v`.
 ///
-/// Columns go by panels of four ([`ops::sym_panel4`]): one pass over the rows below the panel
-/// adds the panel's contribution to `out` and takes the four dots `A[i.., j]ᵀ v[i..]` that
+/// Columns go by panels of four ([`ops::sym_panel4_simd`]): one pass over the rows below the
+/// panel adds the panel's contribution to `out` and takes the four dots `A[i.., j]ᵀ v[i..]` that
 /// stand for the (unread) upper triangle. The 4×4 diagonal blocks and the last < 4 columns
-/// are done in scalar code.
+/// are done in scalar code. One SIMD dispatch for all the panels.
 fn sym_lower_columns(a: MatRef<'_, f64>, v: &[f64], cols: std::ops::Range<usize>, out: &mut [f64]) {
-    let n = a.nrows();
-    let col = |j: usize| a.col(j).try_as_col_major().expect("dense operators are stored column-major").as_slice();
-    let mut j = cols.start;
-    while j + 4 <= cols.end {
-        let panel = [col(j), col(j + 1), col(j + 2), col(j + 3)];
-        // Diagonal block (rows j..j+4): entry (i, k) with i ≥ k is read from column k.
-        for k in 0..4 {
-            for i in k..4 {
-                let aik = panel[k][j + i];
-                out[j + i] += aik * v[j + k];
-                if i != k {
-                    out[j + k] += aik * v[j + i];
+    ops::arch().dispatch(SymLowerColumns { a, v, cols, out })
+}
+
+struct SymLowerColumns<'a> {
+    a: MatRef<'a, f64>,
+    v: &'a [f64],
+    cols: std::ops::Range<usize>,
+    out: &'a mut [f64],
+}
+
+impl ops::WithSimd for SymLowerColumns<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: ops::Simd>(self, simd: S) {
+        let Self { a, v, cols, out } = self;
+        let n = a.nrows();
+        let col = |j: usize| a.col(j).try_as_col_major().expect("dense operators are stored column-major").as_slice();
+        let mut j = cols.start;
+        while j + 4 <= cols.end {
+            let panel = [col(j), col(j + 1), col(j + 2), col(j + 3)];
+            // Diagonal block (rows j..j+4): entry (i, k) with i ≥ k is read from column k.
+            for k in 0..4 {
+                for i in k..4 {
+                    let aik = panel[k][j + i];
+                    out[j + i] += aik * v[j + k];
+                    if i != k {
+                        out[j + k] += aik * v[j + i];
+                    }
                 }
             }
+            let below = j + 4;
+            let vj = [v[j], v[j + 1], v[j + 2], v[j + 3]];
+            let dots = ops::sym_panel4_simd(simd, panel.map(|c| &c[below..]), vj, &v[below..], &mut out[below..]);
+            for k in 0..4 {
+                out[j + k] += dots[k];
+            }
+            j += 4;
         }
-        let below = j + 4;
-        let vj = [v[j], v[j + 1], v[j + 2], v[j + 3]];
-        let dots = ops::sym_panel4(panel.map(|c| &c[below..]), vj, &v[below..], &mut out[below..]);
-        for k in 0..4 {
-            out[j + k] += dots[k];
-        }
-        j += 4;
-    }
-    for j in j..cols.end {
-        let c = col(j);
-        out[j] += c[j] * v[j];
-        for i in j + 1..n {
-            out[i] += c[i] * v[j];
-            out[j] += c[i] * v[i];
+        for j in j..cols.end {
+            let c = col(j);
+            out[j] += c[j] * v[j];
+            for i in j + 1..n {
+                out[i] += c[i] * v[j];
+                out[j] += c[i] * v[i];
+            }
         }
     }
 }

@@ -9,10 +9,11 @@
 //! operators) check sizes once and return [`KernelError`](crate::KernelError) instead.
 
 use crate::par::{self, Split};
-use pulp::{Arch, Simd, WithSimd};
+pub use pulp::{Arch, Simd, WithSimd};
 
+/// The SIMD dispatcher (AVX-512, AVX2+FMA, NEON or scalar, picked at run time).
 #[inline]
-fn arch() -> Arch {
+pub fn arch() -> Arch {
     Arch::new()
 }
 
@@ -397,6 +398,40 @@ pub fn dot_axpy(col: &[f64], v: &[f64], alpha: f64, out: &mut [f64]) -> f64 {
     arch().dispatch(DotAxpy { col, v, alpha, out })
 }
 
+/// [`sym_panel4`] inside a caller's SIMD context: for kernels that run many panels per
+/// dispatch (a per-panel runtime dispatch costs as much as a short panel's arithmetic).
+#[inline(always)]
+pub fn sym_panel4_simd<S: Simd>(simd: S, cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], out: &mut [f64]) -> [f64; 4] {
+    let n = v.len();
+    let [c0, c1, c2, c3] = cols.map(|c| S::as_simd_f64s(&c[..n]));
+    let (vs, vt) = S::as_simd_f64s(v);
+    let (o, ot) = S::as_mut_simd_f64s(&mut out[..n]);
+    let m = vs.len();
+    let (c0h, c1h, c2h, c3h, o) = (&c0.0[..m], &c1.0[..m], &c2.0[..m], &c3.0[..m], &mut o[..m]);
+    let b = vj.map(|x| simd.splat_f64s(x));
+    let mut acc = [simd.splat_f64s(0.0); 4];
+    for i in 0..m {
+        let (a0, a1, a2, a3, vi) = (c0h[i], c1h[i], c2h[i], c3h[i], vs[i]);
+        let t = simd.mul_add_e_f64s(a0, b[0], o[i]);
+        let t = simd.mul_add_e_f64s(a1, b[1], t);
+        let t = simd.mul_add_e_f64s(a2, b[2], t);
+        o[i] = simd.mul_add_e_f64s(a3, b[3], t);
+        acc[0] = simd.mul_add_e_f64s(a0, vi, acc[0]);
+        acc[1] = simd.mul_add_e_f64s(a1, vi, acc[1]);
+        acc[2] = simd.mul_add_e_f64s(a2, vi, acc[2]);
+        acc[3] = simd.mul_add_e_f64s(a3, vi, acc[3]);
+    }
+    let mut dots = acc.map(|a| simd.reduce_sum_f64s(a));
+    let tails = [c0.1, c1.1, c2.1, c3.1];
+    for (i, (&vi, oi)) in vt.iter().zip(ot.iter_mut()).enumerate() {
+        for k in 0..4 {
+            *oi = tails[k][i].mul_add(vj[k], *oi);
+            dots[k] = tails[k][i].mul_add(vi, dots[k]);
+        }
+    }
+    dots
+}
+
 struct SymPanel4<'a> {
     cols: [&'a [f64]; 4],
     vj: [f64; 4],
@@ -407,34 +442,7 @@ impl WithSimd for SymPanel4<'_> {
     type Output = [f64; 4];
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) -> [f64; 4] {
-        let n = self.v.len();
-        let [c0, c1, c2, c3] = self.cols.map(|c| S::as_simd_f64s(&c[..n]));
-        let (v, vt) = S::as_simd_f64s(self.v);
-        let (o, ot) = S::as_mut_simd_f64s(&mut self.out[..n]);
-        let m = v.len();
-        let (c0h, c1h, c2h, c3h, o) = (&c0.0[..m], &c1.0[..m], &c2.0[..m], &c3.0[..m], &mut o[..m]);
-        let b = self.vj.map(|x| simd.splat_f64s(x));
-        let mut acc = [simd.splat_f64s(0.0); 4];
-        for i in 0..m {
-            let (a0, a1, a2, a3, vi) = (c0h[i], c1h[i], c2h[i], c3h[i], v[i]);
-            let t = simd.mul_add_e_f64s(a0, b[0], o[i]);
-            let t = simd.mul_add_e_f64s(a1, b[1], t);
-            let t = simd.mul_add_e_f64s(a2, b[2], t);
-            o[i] = simd.mul_add_e_f64s(a3, b[3], t);
-            acc[0] = simd.mul_add_e_f64s(a0, vi, acc[0]);
-            acc[1] = simd.mul_add_e_f64s(a1, vi, acc[1]);
-            acc[2] = simd.mul_add_e_f64s(a2, vi, acc[2]);
-            acc[3] = simd.mul_add_e_f64s(a3, vi, acc[3]);
-        }
-        let mut dots = acc.map(|a| simd.reduce_sum_f64s(a));
-        let tails = [c0.1, c1.1, c2.1, c3.1];
-        for (i, (&vi, oi)) in vt.iter().zip(ot.iter_mut()).enumerate() {
-            for k in 0..4 {
-                *oi = tails[k][i].mul_add(self.vj[k], *oi);
-                dots[k] = tails[k][i].mul_add(vi, dots[k]);
-            }
-        }
-        dots
+        sym_panel4_simd(simd, self.cols, self.vj, self.v, self.out)
     }
 }
 
@@ -448,6 +456,113 @@ pub fn sym_panel4(cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], out: &mut [f64]) -
     }
     same_len(v.len(), out.len());
     arch().dispatch(SymPanel4 { cols, vj, v, out })
+}
+
+struct AxpyPanel4<'a> {
+    cols: [&'a [f64]; 4],
+    coef: [f64; 4],
+    out: &'a mut [f64],
+}
+impl WithSimd for AxpyPanel4<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let n = self.out.len();
+        let [c0, c1, c2, c3] = self.cols.map(|c| S::as_simd_f64s(&c[..n]));
+        let (o, ot) = S::as_mut_simd_f64s(self.out);
+        let m = o.len();
+        let (c0h, c1h, c2h, c3h) = (&c0.0[..m], &c1.0[..m], &c2.0[..m], &c3.0[..m]);
+        let b = self.coef.map(|x| simd.splat_f64s(x));
+        for i in 0..m {
+            let t = simd.mul_add_e_f64s(c0h[i], b[0], o[i]);
+            let t = simd.mul_add_e_f64s(c1h[i], b[1], t);
+            let t = simd.mul_add_e_f64s(c2h[i], b[2], t);
+            o[i] = simd.mul_add_e_f64s(c3h[i], b[3], t);
+        }
+        let tails = [c0.1, c1.1, c2.1, c3.1];
+        for (i, oi) in ot.iter_mut().enumerate() {
+            for (tail, &c) in tails.iter().zip(&self.coef) {
+                *oi = tail[i].mul_add(c, *oi);
+            }
+        }
+    }
+}
+
+/// `out += Σ_k coef[k]·cols[k]` in one pass over `out` (four columns per pass keep the output
+/// traffic a quarter of the matrix traffic): the kernel of the dense column-major `B x`.
+/// Each entry is the same chain of fused multiply-adds in k, whatever the slice boundaries, so
+/// splitting the rows between threads does not change the bits. Sequential.
+pub fn axpy_panel4(cols: [&[f64]; 4], coef: [f64; 4], out: &mut [f64]) {
+    for c in &cols {
+        same_len(c.len(), out.len());
+    }
+    arch().dispatch(AxpyPanel4 { cols, coef, out })
+}
+
+/// Asks the memory system to bring `data` into the L2 cache ahead of its use: for loops that
+/// jump between blocks too short for the hardware prefetcher to follow (the dense per-sample
+/// matrices of a mini-batch). A hint: no effect on any result; a no-op off x86-64.
+#[inline]
+pub fn prefetch(data: &[f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // One address per 64-byte line (8 values), and the last value's line.
+        let last = data.len().checked_sub(1).map(|k| &data[k]);
+        for p in data.iter().step_by(8).chain(last) {
+            // SAFETY: a prefetch is only a hint: it neither faults nor reads architecturally,
+            // and the address is that of a live element of `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>((p as *const f64).cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
+struct RowsMatvec<'a> {
+    m: &'a [f64],
+    x: &'a [f64],
+    out: &'a mut [f64],
+}
+impl WithSimd for RowsMatvec<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        for (row, o) in self.m.chunks_exact(self.x.len().max(1)).zip(self.out.iter_mut()) {
+            *o += Dot(row, self.x).with_simd(simd);
+        }
+    }
+}
+
+/// `out[r] += M[r, :]·x` for a row-major `M` of `out.len()` rows and `x.len()` columns, one
+/// SIMD dispatch for all rows (the same bits as a [`dot_seq`] per row). Sequential.
+pub fn rows_matvec_add(m: &[f64], x: &[f64], out: &mut [f64]) {
+    same_len(m.len(), out.len() * x.len());
+    arch().dispatch(RowsMatvec { m, x, out })
+}
+
+struct RowsMatvecT<'a> {
+    m: &'a [f64],
+    v: &'a [f64],
+    out: &'a mut [f64],
+}
+impl WithSimd for RowsMatvecT<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let cols = self.out.len().max(1);
+        for (row, &alpha) in self.m.chunks_exact(cols).zip(self.v) {
+            Axpby { alpha, x: row, beta: 1.0, y: &mut *self.out }.with_simd(simd);
+        }
+    }
+}
+
+/// `out += Mᵀv = Σ_r v[r]·M[r, :]` for a row-major `M` of `v.len()` rows and `out.len()`
+/// columns, one SIMD dispatch for all rows (the same bits as an [`axpy_seq`] per row).
+/// Sequential.
+pub fn rows_matvec_t_add(m: &[f64], v: &[f64], out: &mut [f64]) {
+    same_len(m.len(), out.len() * v.len());
+    arch().dispatch(RowsMatvecT { m, v, out })
 }
 
 /// Sequential dot product of short slices (no parallel dispatch); used inside row kernels.
@@ -537,6 +652,28 @@ mod tests {
             }
             assert!(close(rr, r.iter().map(|v| v * v).sum(), n as f64));
 
+            let (rows, cols) = (n % 7 + 1, n / 7);
+            if cols > 0 && rows <= n {
+                let m = &x0[..rows * cols];
+                let mut o = r0[..rows].to_vec();
+                rows_matvec_add(m, &p[..cols], &mut o);
+                for r in 0..rows {
+                    assert_eq!(o[r], r0[r] + dot_seq(&m[r * cols..(r + 1) * cols], &p[..cols]));
+                }
+                let mut o = r0[..cols].to_vec();
+                rows_matvec_t_add(m, &p[..rows], &mut o);
+                let mut want = r0[..cols].to_vec();
+                for r in 0..rows {
+                    axpy_seq(p[r], &m[r * cols..(r + 1) * cols], &mut want);
+                }
+                assert_eq!(o, want);
+            }
+            let mut out = x0.clone();
+            axpy_panel4([&p, &hp, &r0, &x0], [0.5, -1.0, 2.0, 0.25], &mut out);
+            for i in 0..n {
+                let want = x0[i] + 0.5 * p[i] - hp[i] + 2.0 * r0[i] + 0.25 * x0[i];
+                assert!(close(out[i], want, 4.0), "axpy_panel4 n={n} i={i}");
+            }
             let mut out = x0.clone();
             let d = dot_axpy(&p, &hp, 0.5, &mut out);
             assert!(close(d, p.iter().zip(&hp).map(|(a, b)| a * b).sum(), n as f64));

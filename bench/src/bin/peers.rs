@@ -13,6 +13,8 @@
 //! peers amigo     --dir D --out P [--threads n] [--repeats r] [--inner-steps T] [--lin-steps N]
 //!                 [--target ε] [--max-iters K]
 //! peers logistic  --dir D --out P [--threads n] [--repeats r]
+//! peers stocbio   --dir D --out P [--repeats r] [--inner-steps T] [--lin-steps Q] [--batch B]
+//!                 [--iters K]
 //! ```
 //! `hypergrad`: one AID-CG hypergradient at x0 exactly as `bilevel hypergrad --method aid-cg`
 //! computes it (T GD steps on g from y = 0 with step 1/L_g, B_g x hoisted; N CG steps on
@@ -30,16 +32,29 @@
 //! the directions and the products as `P_{theta,v,hvp}_{binary,multinomial}.npy`. Only the
 //! product is timed (the point's sweep, logits and softmax, is set-up, as in an algorithm that
 //! takes several products at one point).
+//! `stocbio`: on a `bilevel export --problem stochastic_quadratic` directory (either layout),
+//! K iterations of the library's stocBiO (paper 002 Alg. 2 with the Neumann estimator of Alg. 3:
+//! T inner SGD steps on fresh batches, Q Neumann terms on fresh batches, batches of B for every
+//! oracle, drawn with replacement from the run's seeded streams) from x0 (written as `x0.npy`)
+//! and y = 0, with Theorem 3's steps on the per-sample smoothness L_s: α = 2/(L_s + µ),
+//! η = 1/L_s, β = 1/(4L_L). The instance is regenerated from the manifest's config and seed and
+//! checked bit for bit against the exported sample arrays. One untimed pass logs every oracle
+//! call with its rows ([`bilevel_bench::recorder`]) and writes them as `P_{inner,outer,hvp,cross}.npy`
+//! ([K, T, B], [K, B], [K, Q, B], [K, B]) for the Python sides to replay; the timed passes
+//! (which also draw their batches) must end at the same x_K, bit for bit; writes `P_x.npy`.
 //! Set-up (loading, the exact references) is never timed.
 
+use bilevel_bench::recorder::{Call, Oracle, Recorder};
 use bilevel_data::export::load_dir;
 use bilevel_data::npy::write_npy;
 use bilevel_data::quadratic::{gaussian_x0, QuadraticProblem};
-use bilevel_data::Array;
+use bilevel_data::{stochastic_quadratic, Array, Dataset};
 use bilevel_kernels::models::multinomial::{self, MultinomialLogistic};
 use bilevel_kernels::models::{Design, Hyper, LogisticModel};
 use bilevel_kernels::{Batch, BilevelProblem, Counted, CsrMatrix, OracleCounts, StepBatches};
-use bilevel_solvers::{AdjointSolver, Aid, AidBilevel, AidBilevelConfig, AidConfig, AidVariant, Algorithm, StepSizes};
+use bilevel_solvers::{
+    AdjointSolver, Aid, AidBilevel, AidBilevelConfig, AidConfig, AidVariant, Algorithm, BatchSizes, StepSizes,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -56,13 +71,15 @@ struct Args {
     lin_steps: usize,
     target: f64,
     max_iters: usize,
+    batch: usize,
+    iters: usize,
 }
 
 fn parse() -> Result<Args, DynError> {
     let mut it = std::env::args().skip(1);
-    let command = it.next().ok_or("usage: peers hypergrad|amigo --dir DIR --out PREFIX [options]")?;
-    if !matches!(command.as_str(), "hypergrad" | "amigo" | "logistic") {
-        return Err(format!("unknown command `{command}` (hypergrad, amigo or logistic)").into());
+    let command = it.next().ok_or("usage: peers hypergrad|amigo|logistic|stocbio --dir DIR --out PREFIX [options]")?;
+    if !matches!(command.as_str(), "hypergrad" | "amigo" | "logistic" | "stocbio") {
+        return Err(format!("unknown command `{command}` (hypergrad, amigo, logistic or stocbio)").into());
     }
     let mut a = Args {
         command,
@@ -74,6 +91,8 @@ fn parse() -> Result<Args, DynError> {
         lin_steps: 10,
         target: 1e-6,
         max_iters: 10_000,
+        batch: 64,
+        iters: 50,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -86,6 +105,8 @@ fn parse() -> Result<Args, DynError> {
             "--inner-steps" => a.inner_steps = num(&value)?,
             "--lin-steps" => a.lin_steps = num(&value)?,
             "--max-iters" => a.max_iters = num(&value)?,
+            "--batch" => a.batch = num(&value)?,
+            "--iters" => a.iters = num(&value)?,
             "--target" => a.target = value.parse().map_err(|e| format!("--target: {e}"))?,
             _ => return Err(format!("unknown flag {flag}").into()),
         }
@@ -93,8 +114,8 @@ fn parse() -> Result<Args, DynError> {
     if a.dir.as_os_str().is_empty() || a.out.as_os_str().is_empty() {
         return Err("--dir and --out are required".into());
     }
-    if a.threads == 0 || a.repeats == 0 || a.inner_steps == 0 || a.lin_steps == 0 {
-        return Err("--threads, --repeats, --inner-steps and --lin-steps must be >= 1".into());
+    if [a.threads, a.repeats, a.inner_steps, a.lin_steps, a.batch, a.iters].contains(&0) {
+        return Err("--threads, --repeats, --inner-steps, --lin-steps, --batch and --iters must be >= 1".into());
     }
     if !(a.target.is_finite() && a.target > 0.0) {
         return Err(format!("--target must be > 0, got {}", a.target).into());
@@ -113,8 +134,9 @@ fn run() -> Result<(), DynError> {
     let a = parse()?;
     let loaded = load_dir(&a.dir).map_err(|e| format!("{}: {e}", a.dir.display()))?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads).build()?;
-    if a.command == "logistic" {
-        let mut report = pool.install(|| logistic(&a, &loaded).map_err(|e| e.to_string()))?;
+    if a.command == "logistic" || a.command == "stocbio" {
+        let task = if a.command == "logistic" { logistic } else { stocbio };
+        let mut report = pool.install(|| task(&a, &loaded).map_err(|e| e.to_string()))?;
         return finish(&a, &mut report);
     }
     let param = |name: &str| loaded.parameters.get(name).cloned().unwrap_or(Value::Null);
@@ -337,4 +359,121 @@ fn logistic(a: &Args, loaded: &bilevel_data::export::LoadedDataset) -> Result<Va
         "seconds_multinomial": median(times_m.clone()), "seconds_multinomial_all": times_m,
         "files": files,
     }))
+}
+
+/// K iterations of stocBiO on the exported stochastic quadratic (see the module doc).
+fn stocbio(a: &Args, loaded: &bilevel_data::export::LoadedDataset) -> Result<Value, DynError> {
+    if loaded.generator != stochastic_quadratic::INFO.name {
+        return Err(format!("`stocbio` runs on a stochastic_quadratic export, not `{}`", loaded.generator).into());
+    }
+    let config: stochastic_quadratic::Config = serde_json::from_value(Value::Object(loaded.parameters.clone()))
+        .map_err(|e| format!("the manifest's parameters are not a stochastic_quadratic config: {e}"))?;
+    let seed = loaded.parameters.get("seed").and_then(Value::as_u64).ok_or("the manifest has no integer `seed`")?;
+    let problem = stochastic_quadratic::generate(&config, seed)?;
+    // The samples must be the exported ones, bit for bit (the references x_star, L_star come
+    // from a parallel Cholesky and are not compared).
+    for want in problem.arrays().into_iter().filter(|x| x.name.starts_with("g_") || x.name.starts_with("f_")) {
+        let got = loaded.arrays.iter().find(|x| x.name == want.name).ok_or(format!("no array `{}`", want.name))?;
+        if got != &want {
+            return Err(format!("array `{}` differs from the instance regenerated from the manifest", want.name).into());
+        }
+    }
+    let x0 = problem.x0(seed);
+    write_vec(&a.dir.join("x0.npy"), "x0", &x0)?;
+    let y0 = vec![0.0; problem.dim_y()];
+    let c = problem.constants();
+    let (l_s, mu, l_outer) =
+        (c.l_g_sample.ok_or("no per-sample smoothness")?, c.mu_g.ok_or("no µ_g")?, c.l_outer.ok_or("no L_L")?);
+    let steps = StepSizes { inner: 2.0 / (l_s + mu), adjoint: 1.0 / l_s, outer: 1.0 / (4.0 * l_outer) };
+    let (t, q, b, k) = (a.inner_steps, a.lin_steps, a.batch, a.iters);
+    let config = AidBilevelConfig::variant(AidVariant::AidNeumann, t, q, steps).with_batches(BatchSizes::all(b), seed);
+    let run = |p: &dyn BilevelProblem| -> Result<Vec<f64>, DynError> {
+        let mut alg = AidBilevel::new("stocbio", config)?;
+        alg.init(p, &x0, &y0)?;
+        for _ in 0..k {
+            alg.step(p)?;
+        }
+        Ok(alg.iterates().x.clone())
+    };
+    let recorder = Recorder::new(&problem);
+    let x_recorded = run(&recorder)?;
+    let batches = replay_batches(&recorder.calls(), k, t, q, b)?;
+    let mut times = Vec::with_capacity(a.repeats);
+    let mut x = Vec::new();
+    for _ in 0..a.repeats {
+        let start = Instant::now();
+        x = run(&problem)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    if x != x_recorded {
+        return Err("the timed run did not end where the recorded run did".into());
+    }
+    let file = |s: &str| sibling(&a.out, s).file_name().map(|s| s.to_string_lossy().into_owned());
+    write_vec(&sibling(&a.out, "_x.npy"), "x", &x)?;
+    let mut files = serde_json::Map::new();
+    for (name, shape, rows) in batches {
+        let path = sibling(&a.out, &format!("_{name}.npy"));
+        let f = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let data = rows.into_iter().map(|i| i as i64).collect();
+        write_npy(&Array::i64(name, shape, data), std::io::BufWriter::new(f))?;
+        files.insert(name.into(), json!(file(&format!("_{name}.npy"))));
+    }
+    let seconds = median(times.clone());
+    Ok(json!({
+        "side": "rust", "task": "stocbio", "layout": config_layout(&loaded.parameters),
+        "inner_steps": t, "neumann_terms": q, "batch": b, "iterations": k,
+        "dim_x": problem.dim_x(), "dim_y": problem.dim_y(),
+        "n_samples_f": problem.n_samples_f(), "n_samples_g": problem.n_samples_g(),
+        "steps": {"rule": "stocBiO Theorem 3 on the per-sample smoothness", "inner": steps.inner,
+                  "adjoint": steps.adjoint, "outer": steps.outer},
+        "seconds": seconds, "seconds_per_iteration": seconds / k as f64, "seconds_all": times,
+        "x_file": file("_x.npy"), "batch_files": files,
+    }))
+}
+
+fn config_layout(p: &serde_json::Map<String, Value>) -> Value {
+    p.get("layout").cloned().unwrap_or(Value::Null)
+}
+
+/// The rows of each oracle's batches, checked against stocBiO's call pattern per iteration
+/// (T × ∂y g, ∂y f, Q HVPs, one cross product, ∂x f on ∂y f's batch), as (name, shape, rows)
+/// for `inner` [K, T, B], `outer` [K, B], `hvp` [K, Q, B], `cross` [K, B].
+type Batches = Vec<(&'static str, Vec<usize>, Vec<usize>)>;
+fn replay_batches(calls: &[Call], k: usize, t: usize, q: usize, b: usize) -> Result<Batches, DynError> {
+    let pattern: Vec<Oracle> = std::iter::repeat_n(Oracle::GradYG, t)
+        .chain([Oracle::GradYF])
+        .chain(std::iter::repeat_n(Oracle::Hvp, q))
+        .chain([Oracle::Cross, Oracle::GradXF])
+        .collect();
+    if calls.len() != k * pattern.len() {
+        return Err(format!("{} oracle calls, stocBiO's pattern needs {}", calls.len(), k * pattern.len()).into());
+    }
+    let (mut inner, mut outer, mut hvp, mut cross) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut d_f: &[usize] = &[];
+    for (i, (call, want)) in calls.iter().zip(pattern.iter().cycle()).enumerate() {
+        let rows = match (call.oracle == *want, call.rows.as_deref().filter(|r| r.len() == b)) {
+            (true, Some(r)) => r,
+            _ => {
+                let got = (call.oracle, call.rows.as_ref().map(Vec::len));
+                return Err(format!("call {i} is {got:?}, stocBiO's pattern wants {want:?} on {b} rows").into());
+            }
+        };
+        match want {
+            Oracle::GradYG => inner.extend_from_slice(rows),
+            Oracle::GradYF => {
+                outer.extend_from_slice(rows);
+                d_f = rows;
+            }
+            Oracle::Hvp => hvp.extend_from_slice(rows),
+            Oracle::Cross => cross.extend_from_slice(rows),
+            Oracle::GradXF if rows != d_f => return Err(format!("call {i}: ∂x f and ∂y f on different batches").into()),
+            _ => {}
+        }
+    }
+    Ok(vec![
+        ("inner", vec![k, t, b], inner),
+        ("outer", vec![k, b], outer),
+        ("hvp", vec![k, q, b], hvp),
+        ("cross", vec![k, b], cross),
+    ])
 }

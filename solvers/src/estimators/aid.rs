@@ -162,7 +162,6 @@ impl Aid {
         super::check_sizes(problem, x, y, out, (self.gx.len(), self.v.len()))?;
         let d_f = streams.outer.draw();
         problem.grad_y_f(x, y, d_f, &mut self.fy);
-        problem.grad_x_f(x, y, d_f, out);
         if !self.config.warm_start {
             self.v.fill(0.0);
         }
@@ -187,6 +186,10 @@ impl Aid {
             )?,
         };
         problem.cross(x, y, &self.v, streams.cross.draw(), &mut self.gx);
+        // ∂x f last: the cross product then reads ∂xy g while the adjoint solve's products
+        // have left ∂yy g's neighbour in cache, and a large ∂x f (the quadratic's A_f) does not
+        // evict both from the cache between them. Same bits in either order.
+        problem.grad_x_f(x, y, streams.outer.last(), out);
         ops::axpy(-1.0, &self.gx, out);
         Ok(EstimateReport { iterations: report.iterations, residual_norm: report.residual_norm })
     }
