@@ -317,6 +317,41 @@ fn batch_mean(
     ops::scale(inv_len(rows.len()), out);
 }
 
+/// One rank-one term (a_i·v) b_i of a sample's derivative: the factors a (dotted with v) and b.
+type RankOneTerm<'a> = (&'a DenseRows, &'a [f64], &'a DenseRows);
+
+/// The batch mean of Σ_terms (a_i·v) b_i (+ lin_i) over `rows`, in the order of the per-sample
+/// code (each term, then lin) under one SIMD dispatch: per-sample dispatches cost as much as
+/// the arithmetic of these d-length rows.
+fn rank_one_mean(rows: &[usize], terms: [Option<RankOneTerm<'_>>; 2], lin: Option<&DenseRows>, out: &mut [f64]) {
+    out.fill(0.0);
+    ops::arch().dispatch(RankOneSum { rows, terms, lin, out: &mut *out });
+    ops::scale(inv_len(rows.len()), out);
+}
+
+struct RankOneSum<'a> {
+    rows: &'a [usize],
+    terms: [Option<RankOneTerm<'a>>; 2],
+    lin: Option<&'a DenseRows>,
+    out: &'a mut [f64],
+}
+
+impl ops::WithSimd for RankOneSum<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: ops::Simd>(self, simd: S) {
+        for &i in self.rows {
+            for (a, v, b) in self.terms.iter().flatten() {
+                let c = ops::dot_simd(simd, a.row(i), v);
+                ops::axpy_simd(simd, c, b.row(i), self.out);
+            }
+            if let Some(lin) = self.lin {
+                ops::axpy_simd(simd, 1.0, lin.row(i), self.out);
+            }
+        }
+    }
+}
+
 /// How many samples ahead of the one being added [`batch_mean`] prefetches.
 const PREFETCH_AHEAD: usize = 2;
 
@@ -366,6 +401,13 @@ impl Level {
             Var::Y => (y, x, &self.lin_y),
             Var::X => (x, y, &self.lin_x),
         };
+        if let Samples::RankOne { h, p, u, w } = &self.samples {
+            let (hess, cross) = match var {
+                Var::Y => ((h, own, h), (u, other, w)),
+                Var::X => ((p, own, p), (w, other, u)),
+            };
+            return rank_one_mean(rows, [Some(hess), Some(cross)], Some(lin), out);
+        }
         batch_mean(
             rows,
             out,
@@ -379,10 +421,16 @@ impl Level {
     }
 
     fn hvp(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
+        if let Samples::RankOne { h, .. } = &self.samples {
+            return rank_one_mean(rows, [Some((h, v, h)), None], None, out);
+        }
         batch_mean(rows, out, |i| self.prefetch(Some(Var::Y), false, i), |i, out| self.add_hess(Var::Y, i, v, out));
     }
 
     fn cross(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
+        if let Samples::RankOne { u, w, .. } = &self.samples {
+            return rank_one_mean(rows, [Some((w, v, u)), None], None, out);
+        }
         batch_mean(rows, out, |i| self.prefetch(None, true, i), |i, out| self.add_cross(Var::X, i, v, out));
     }
 

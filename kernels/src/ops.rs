@@ -409,6 +409,8 @@ pub fn sym_panel4_simd<S: Simd>(simd: S, cols: [&[f64]; 4], vj: [f64; 4], v: &[f
     let m = vs.len();
     let (c0h, c1h, c2h, c3h, o) = (&c0.0[..m], &c1.0[..m], &c2.0[..m], &c3.0[..m], &mut o[..m]);
     let b = vj.map(|x| simd.splat_f64s(x));
+    // Four dot chains: with the four broadcasts, four column vectors, v and out they fill
+    // AVX2's 16 registers (a second set of accumulators spilled and ran 1.7× slower).
     let mut acc = [simd.splat_f64s(0.0); 4];
     for i in 0..m {
         let (a0, a1, a2, a3, vi) = (c0h[i], c1h[i], c2h[i], c3h[i], vs[i]);
@@ -563,6 +565,21 @@ impl WithSimd for RowsMatvecT<'_> {
 pub fn rows_matvec_t_add(m: &[f64], v: &[f64], out: &mut [f64]) {
     same_len(m.len(), out.len() * v.len());
     arch().dispatch(RowsMatvecT { m, v, out })
+}
+
+/// [`dot_seq`] inside a caller's SIMD context (same bits): for kernels that loop over many
+/// short rows under one dispatch.
+#[inline(always)]
+pub fn dot_simd<S: Simd>(simd: S, a: &[f64], b: &[f64]) -> f64 {
+    same_len(a.len(), b.len());
+    Dot(a, b).with_simd(simd)
+}
+
+/// [`axpy_seq`] inside a caller's SIMD context (same bits).
+#[inline(always)]
+pub fn axpy_simd<S: Simd>(simd: S, alpha: f64, x: &[f64], y: &mut [f64]) {
+    same_len(x.len(), y.len());
+    Axpby { alpha, x, beta: 1.0, y }.with_simd(simd)
 }
 
 /// Sequential dot product of short slices (no parallel dispatch); used inside row kernels.
