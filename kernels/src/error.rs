@@ -99,6 +99,9 @@ pub fn check_len(what: &'static str, expected: usize, got: usize) -> Result<()> 
 
 /// `Ok` if every entry is finite, else [`KernelError::NonFinite`] at the first bad entry.
 pub fn check_finite(what: &'static str, v: &[f64]) -> Result<()> {
+    if crate::ops::all_finite(v) {
+        return Ok(());
+    }
     match v.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
         Some(index) => Err(KernelError::NonFinite { what, index }),

@@ -567,6 +567,141 @@ pub fn rows_matvec_t_add(m: &[f64], v: &[f64], out: &mut [f64]) {
     arch().dispatch(RowsMatvecT { m, v, out })
 }
 
+struct GatherAxpy<'a> {
+    idx: &'a [u32],
+    vals: &'a [f64],
+    m: &'a [f64],
+    out: &'a mut [f64],
+    /// Add to `out` (else overwrite it).
+    add: bool,
+}
+impl WithSimd for GatherAxpy<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let Self { idx, vals, m, out, add } = self;
+        let (k, lanes) = (out.len(), S::F64_LANES);
+        if !add {
+            // Only the scalar tail below reads `out` before writing it.
+            out[k / lanes * lanes..].fill(0.0);
+        }
+        let mut off = 0;
+        while off + 8 * lanes <= k {
+            gather_block::<S, 8>(simd, idx, vals, m, off, out, add);
+            off += 8 * lanes;
+        }
+        match (k - off) / lanes {
+            0 => {}
+            1 => gather_block::<S, 1>(simd, idx, vals, m, off, out, add),
+            2 => gather_block::<S, 2>(simd, idx, vals, m, off, out, add),
+            3 => gather_block::<S, 3>(simd, idx, vals, m, off, out, add),
+            4 => gather_block::<S, 4>(simd, idx, vals, m, off, out, add),
+            5 => gather_block::<S, 5>(simd, idx, vals, m, off, out, add),
+            6 => gather_block::<S, 6>(simd, idx, vals, m, off, out, add),
+            _ => gather_block::<S, 7>(simd, idx, vals, m, off, out, add),
+        }
+        off += (k - off) / lanes * lanes;
+        for e in off..k {
+            for (&j, &alpha) in idx.iter().zip(vals) {
+                out[e] = alpha.mul_add(m[j as usize * k + e], out[e]);
+            }
+        }
+    }
+}
+
+/// Columns `off..off + NV·lanes` of [`gather_axpy`], the NV output vectors held in registers
+/// across all entries (a per-entry axpy through memory waited on store-to-load forwarding at
+/// every entry). Each output element is the same chain of fused multiply-adds in t as an
+/// [`axpy_seq`] per entry, so the bits are the same.
+#[inline(always)]
+fn gather_block<S: Simd, const NV: usize>(
+    simd: S,
+    idx: &[u32],
+    vals: &[f64],
+    m: &[f64],
+    off: usize,
+    out: &mut [f64],
+    add: bool,
+) {
+    let (k, lanes) = (out.len(), S::F64_LANES);
+    let (o, _) = S::as_mut_simd_f64s(&mut out[off..off + NV * lanes]);
+    let mut acc = [simd.splat_f64s(0.0); NV];
+    if add {
+        acc.copy_from_slice(o);
+    }
+    for (&j, &alpha) in idx.iter().zip(vals) {
+        let (row, _) = S::as_simd_f64s(&m[j as usize * k + off..j as usize * k + off + NV * lanes]);
+        let a = simd.splat_f64s(alpha);
+        for v in 0..NV {
+            acc[v] = simd.mul_add_e_f64s(a, row[v], acc[v]);
+        }
+    }
+    o.copy_from_slice(&acc);
+}
+
+/// `out += Σ_t vals[t]·M[idx[t], :]` for a row-major `M` with `out.len()` columns: a sparse
+/// row times a dense matrix, one SIMD dispatch for all its entries, the output in registers
+/// (the same bits as an [`axpy_seq`] per entry, which ran 3× slower). Sequential.
+pub fn gather_axpy(idx: &[u32], vals: &[f64], m: &[f64], out: &mut [f64]) {
+    same_len(idx.len(), vals.len());
+    arch().dispatch(GatherAxpy { idx, vals, m, out, add: true })
+}
+
+/// [`gather_axpy`] into a zeroed `out` (`out = Σ_t vals[t]·M[idx[t], :]`) without reading it:
+/// the same bits as zeroing it first.
+pub fn gather_set(idx: &[u32], vals: &[f64], m: &[f64], out: &mut [f64]) {
+    same_len(idx.len(), vals.len());
+    arch().dispatch(GatherAxpy { idx, vals, m, out, add: false })
+}
+
+struct ScatterAxpy<'a> {
+    idx: &'a [u32],
+    vals: &'a [f64],
+    g: &'a [f64],
+    out: &'a mut [f64],
+}
+impl WithSimd for ScatterAxpy<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let k = self.g.len();
+        for (&j, &alpha) in self.idx.iter().zip(self.vals) {
+            let j = j as usize;
+            Axpby { alpha, x: self.g, beta: 1.0, y: &mut self.out[j * k..(j + 1) * k] }.with_simd(simd);
+        }
+    }
+}
+
+/// `out[idx[t], :] += vals[t]·g` for a row-major `out` with `g.len()` columns: the outer
+/// product of a sparse row with g added in place, one SIMD dispatch (the same bits as an
+/// [`axpy_seq`] per entry). Sequential.
+pub fn scatter_axpy(idx: &[u32], vals: &[f64], g: &[f64], out: &mut [f64]) {
+    same_len(idx.len(), vals.len());
+    arch().dispatch(ScatterAxpy { idx, vals, g, out })
+}
+
+struct OuterAdd<'a> {
+    x: &'a [f64],
+    g: &'a [f64],
+    out: &'a mut [f64],
+}
+impl WithSimd for OuterAdd<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        for (&alpha, block) in self.x.iter().zip(self.out.chunks_exact_mut(self.g.len().max(1))) {
+            Axpby { alpha, x: self.g, beta: 1.0, y: block }.with_simd(simd);
+        }
+    }
+}
+
+/// `out += x ⊗ g` for a row-major `x.len() × g.len()` `out`, one SIMD dispatch (the same
+/// bits as an [`axpy_seq`] per row). Sequential.
+pub fn outer_add(x: &[f64], g: &[f64], out: &mut [f64]) {
+    same_len(out.len(), x.len() * g.len());
+    arch().dispatch(OuterAdd { x, g, out })
+}
+
 /// [`dot_seq`] inside a caller's SIMD context (same bits): for kernels that loop over many
 /// short rows under one dispatch.
 #[inline(always)]
@@ -580,6 +715,25 @@ pub fn dot_simd<S: Simd>(simd: S, a: &[f64], b: &[f64]) -> f64 {
 pub fn axpy_simd<S: Simd>(simd: S, alpha: f64, x: &[f64], y: &mut [f64]) {
     same_len(x.len(), y.len());
     Axpby { alpha, x, beta: 1.0, y }.with_simd(simd)
+}
+
+struct AllFinite<'a>(&'a [f64]);
+impl WithSimd for AllFinite<'_> {
+    type Output = bool;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> bool {
+        // x·0 is 0 for a finite x and NaN for ±∞ or NaN, and NaN survives the sums.
+        let (v, vt) = S::as_simd_f64s(self.0);
+        let zero = simd.splat_f64s(0.0);
+        let s = simd_sum4!(simd, v.len(), |i| |acc| simd.mul_add_e_f64s(v[i], zero, acc));
+        (s + vt.iter().map(|x| x * 0.0).sum::<f64>()) == 0.0
+    }
+}
+
+/// Whether every value is finite, in one SIMD pass (the fast path of
+/// [`check_finite`](crate::error::check_finite), which then finds the index only on failure).
+pub fn all_finite(v: &[f64]) -> bool {
+    arch().dispatch(AllFinite(v))
 }
 
 /// Sequential dot product of short slices (no parallel dispatch); used inside row kernels.
@@ -614,6 +768,24 @@ mod tests {
 
     fn close(a: f64, b: f64, scale: f64) -> bool {
         (a - b).abs() <= 1e-12 * scale.max(1.0)
+    }
+
+    #[test]
+    fn all_finite_sees_every_non_finite_value() {
+        for n in SIZES {
+            let mut v = vecs(n, 7);
+            v.iter_mut().for_each(|x| *x *= 1e300);
+            assert!(all_finite(&v), "n={n}");
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                for i in [0, n / 2, n.saturating_sub(1)] {
+                    if n > 0 {
+                        let mut w = v.clone();
+                        w[i] = bad;
+                        assert!(!all_finite(&w), "n={n} i={i} {bad}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -682,6 +854,36 @@ mod tests {
                 let mut want = r0[..cols].to_vec();
                 for r in 0..rows {
                     axpy_seq(p[r], &m[r * cols..(r + 1) * cols], &mut want);
+                }
+                assert_eq!(o, want);
+            }
+            if n >= 12 {
+                let (idx, vals) = ([2u32, 0, 2], [0.5, -1.0, 3.0]);
+                let (m, k) = (&x0[..12], 4);
+                let mut o = r0[..k].to_vec();
+                gather_axpy(&idx, &vals, m, &mut o);
+                let mut set = r0[..k].to_vec();
+                gather_set(&idx, &vals, m, &mut set);
+                let mut zeroed = vec![0.0; k];
+                gather_axpy(&idx, &vals, m, &mut zeroed);
+                assert_eq!(set, zeroed);
+                let mut want = r0[..k].to_vec();
+                for (&j, &a) in idx.iter().zip(&vals) {
+                    axpy_seq(a, &m[j as usize * k..(j as usize + 1) * k], &mut want);
+                }
+                assert_eq!(o, want);
+                let mut o = r0[..12].to_vec();
+                scatter_axpy(&idx, &vals, &p[..k], &mut o);
+                let mut want = r0[..12].to_vec();
+                for (&j, &a) in idx.iter().zip(&vals) {
+                    axpy_seq(a, &p[..k], &mut want[j as usize * k..(j as usize + 1) * k]);
+                }
+                assert_eq!(o, want);
+                let mut o = r0[..12].to_vec();
+                outer_add(&hp[..3], &p[..k], &mut o);
+                let mut want = r0[..12].to_vec();
+                for r in 0..3 {
+                    axpy_seq(hp[r], &p[..k], &mut want[r * k..(r + 1) * k]);
                 }
                 assert_eq!(o, want);
             }

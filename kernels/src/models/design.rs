@@ -106,17 +106,10 @@ impl Design {
         let k = out.len();
         out.fill(0.0);
         match self {
-            Design::Dense(d) => {
-                for (&x, block) in d.row(i).iter().zip(m.chunks_exact(k)) {
-                    ops::axpy_seq(x, block, out);
-                }
-            }
+            Design::Dense(d) => ops::rows_matvec_t_add(&m[..d.row(i).len() * k], d.row(i), out),
             Design::Sparse(s) => {
                 let (cols, vals) = s.row(i);
-                for (&j, &x) in cols.iter().zip(vals) {
-                    let j = j as usize;
-                    ops::axpy_seq(x, &m[j * k..(j + 1) * k], out);
-                }
+                ops::gather_set(cols, vals, m, out);
             }
         }
     }
@@ -127,17 +120,10 @@ impl Design {
     pub fn row_outer_axpy(&self, i: usize, g: &[f64], out: &mut [f64]) {
         let k = g.len();
         match self {
-            Design::Dense(d) => {
-                for (&x, block) in d.row(i).iter().zip(out.chunks_exact_mut(k)) {
-                    ops::axpy_seq(x, g, block);
-                }
-            }
+            Design::Dense(d) => ops::outer_add(d.row(i), g, &mut out[..d.row(i).len() * k]),
             Design::Sparse(s) => {
                 let (cols, vals) = s.row(i);
-                for (&j, &x) in cols.iter().zip(vals) {
-                    let j = j as usize;
-                    ops::axpy_seq(x, g, &mut out[j * k..(j + 1) * k]);
-                }
+                ops::scatter_axpy(cols, vals, g, out);
             }
         }
     }

@@ -636,12 +636,8 @@ impl MultinomialPoint<'_> {
         let feat_leaf = (par::LEAF / (k * 8)).max(1);
         let column = |(chunk, o): (usize, &mut [f64])| {
             for (local, o) in o.chunks_exact_mut(k).enumerate() {
-                o.fill(0.0);
                 let (rows, vals) = xt.row(chunk * feat_leaf + local);
-                for (&i, &xij) in rows.iter().zip(vals) {
-                    let i = i as usize;
-                    crate::ops::axpy_seq(xij, &h[i * k..(i + 1) * k], o);
-                }
+                crate::ops::gather_set(rows, vals, h, o);
             }
         };
         if self.parallel {
