@@ -579,32 +579,40 @@ impl WithSimd for GatherAxpy<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let Self { idx, vals, m, out, add } = self;
-        let (k, lanes) = (out.len(), S::F64_LANES);
-        if !add {
-            // Only the scalar tail below reads `out` before writing it.
-            out[k / lanes * lanes..].fill(0.0);
-        }
-        let mut off = 0;
-        while off + 8 * lanes <= k {
-            gather_block::<S, 8>(simd, idx, vals, m, off, out, add);
-            off += 8 * lanes;
-        }
-        match (k - off) / lanes {
-            0 => {}
-            1 => gather_block::<S, 1>(simd, idx, vals, m, off, out, add),
-            2 => gather_block::<S, 2>(simd, idx, vals, m, off, out, add),
-            3 => gather_block::<S, 3>(simd, idx, vals, m, off, out, add),
-            4 => gather_block::<S, 4>(simd, idx, vals, m, off, out, add),
-            5 => gather_block::<S, 5>(simd, idx, vals, m, off, out, add),
-            6 => gather_block::<S, 6>(simd, idx, vals, m, off, out, add),
-            _ => gather_block::<S, 7>(simd, idx, vals, m, off, out, add),
-        }
-        off += (k - off) / lanes * lanes;
-        for e in off..k {
-            for (&j, &alpha) in idx.iter().zip(vals) {
-                out[e] = alpha.mul_add(m[j as usize * k + e], out[e]);
-            }
+        gather_simd(simd, self.idx, self.vals, self.m, self.out, self.add)
+    }
+}
+
+/// [`gather_axpy`] (`add`) or [`gather_set`] inside a caller's SIMD context: for kernels that
+/// gather many short sparse rows under one dispatch (a dispatch per row of a sparse matrix
+/// with mostly one- or two-entry rows cost more than the rows' arithmetic).
+#[inline(always)]
+pub fn gather_simd<S: Simd>(simd: S, idx: &[u32], vals: &[f64], m: &[f64], out: &mut [f64], add: bool) {
+    same_len(idx.len(), vals.len());
+    let (k, lanes) = (out.len(), S::F64_LANES);
+    if !add {
+        // Only the scalar tail below reads `out` before writing it.
+        out[k / lanes * lanes..].fill(0.0);
+    }
+    let mut off = 0;
+    while off + 8 * lanes <= k {
+        gather_block::<S, 8>(simd, idx, vals, m, off, out, add);
+        off += 8 * lanes;
+    }
+    match (k - off) / lanes {
+        0 => {}
+        1 => gather_block::<S, 1>(simd, idx, vals, m, off, out, add),
+        2 => gather_block::<S, 2>(simd, idx, vals, m, off, out, add),
+        3 => gather_block::<S, 3>(simd, idx, vals, m, off, out, add),
+        4 => gather_block::<S, 4>(simd, idx, vals, m, off, out, add),
+        5 => gather_block::<S, 5>(simd, idx, vals, m, off, out, add),
+        6 => gather_block::<S, 6>(simd, idx, vals, m, off, out, add),
+        _ => gather_block::<S, 7>(simd, idx, vals, m, off, out, add),
+    }
+    off += (k - off) / lanes * lanes;
+    for e in off..k {
+        for (&j, &alpha) in idx.iter().zip(vals) {
+            out[e] = alpha.mul_add(m[j as usize * k + e], out[e]);
         }
     }
 }

@@ -635,10 +635,7 @@ impl MultinomialPoint<'_> {
         let h = &ws.hrows[..len * k];
         let feat_leaf = (par::LEAF / (k * 8)).max(1);
         let column = |(chunk, o): (usize, &mut [f64])| {
-            for (local, o) in o.chunks_exact_mut(k).enumerate() {
-                let (rows, vals) = xt.row(chunk * feat_leaf + local);
-                crate::ops::gather_set(rows, vals, h, o);
-            }
+            crate::ops::arch().dispatch(GatherRows { xt, first: chunk * feat_leaf, k, h, out: o });
         };
         if self.parallel {
             out.par_chunks_mut(feat_leaf * k).enumerate().for_each(column);
@@ -646,7 +643,31 @@ impl MultinomialPoint<'_> {
             out.chunks_mut(feat_leaf * k).enumerate().for_each(column);
         }
     }
+}
 
+/// Rows `first..` of Xᵀ (as many as `out` holds K-blocks) times h: `out[j, ·] = Σ_i x_ij h_i`,
+/// one SIMD dispatch for the whole chunk (most of Xᵀ's rows, the rare words, hold one or two
+/// entries: a dispatch per row cost as much as the gathers).
+struct GatherRows<'a> {
+    xt: &'a CsrMatrix,
+    first: usize,
+    k: usize,
+    h: &'a [f64],
+    out: &'a mut [f64],
+}
+
+impl crate::ops::WithSimd for GatherRows<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: crate::ops::Simd>(self, simd: S) {
+        for (local, o) in self.out.chunks_exact_mut(self.k).enumerate() {
+            let (rows, vals) = self.xt.row(self.first + local);
+            crate::ops::gather_simd(simd, rows, vals, self.h, o, false);
+        }
+    }
+}
+
+impl MultinomialPoint<'_> {
     /// The cross product ∂λ∂Θ·V = ∇λ⟨∂Θ, V⟩ (V of length d·K, out of length dim λ).
     /// Per-feature and per-class: closed forms in Θ and V, no sweep over X. Per-sample weights:
     /// one sweep; entries of samples outside the batch are set to zero. Errors on wrong lengths
