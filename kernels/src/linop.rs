@@ -122,6 +122,13 @@ pub fn sym_lower_matvec_add(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64]) {
     sym_lower_columns(a, v, 0..a.ncols(), out);
 }
 
+/// [`sym_lower_matvec_add`] that also prefetches the lower triangle of `next` (the
+/// column-major storage of another matrix of the same size), one column per column done: for
+/// sums over many small matrices stored apart, whose next one the hardware cannot anticipate.
+pub fn sym_lower_matvec_add_prefetching(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64], next: &[f64]) {
+    ops::arch().dispatch(SymLowerColumns { a, v, cols: 0..a.ncols(), out, next: Some(next) })
+}
+
 /// Adds the contribution of lower-triangle columns `cols` of a symmetric `a` to `out = A v`.
 ///
 /// Columns go by panels of four ([`ops::sym_panel4_simd`]): one pass over the rows below the
@@ -129,7 +136,7 @@ pub fn sym_lower_matvec_add(a: MatRef<'_, f64>, v: &[f64], out: &mut [f64]) {
 /// stand for the (unread) upper triangle. The 4×4 diagonal blocks and the last < 4 columns
 /// are done in scalar code. One SIMD dispatch for all the panels.
 fn sym_lower_columns(a: MatRef<'_, f64>, v: &[f64], cols: std::ops::Range<usize>, out: &mut [f64]) {
-    ops::arch().dispatch(SymLowerColumns { a, v, cols, out })
+    ops::arch().dispatch(SymLowerColumns { a, v, cols, out, next: None })
 }
 
 struct SymLowerColumns<'a> {
@@ -137,17 +144,25 @@ struct SymLowerColumns<'a> {
     v: &'a [f64],
     cols: std::ops::Range<usize>,
     out: &'a mut [f64],
+    /// A matrix to prefetch column by column (see [`sym_lower_matvec_add_prefetching`]).
+    next: Option<&'a [f64]>,
 }
 
 impl ops::WithSimd for SymLowerColumns<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: ops::Simd>(self, simd: S) {
-        let Self { a, v, cols, out } = self;
+        let Self { a, v, cols, out, next } = self;
         let n = a.nrows();
+        let fetch = |c: usize| {
+            if let Some(m) = next {
+                ops::prefetch(&m[c * n + c..(c + 1) * n]);
+            }
+        };
         let col = |j: usize| a.col(j).try_as_col_major().expect("dense operators are stored column-major").as_slice();
         let mut j = cols.start;
         while j + 4 <= cols.end {
+            (j..j + 4).for_each(fetch);
             let panel = [col(j), col(j + 1), col(j + 2), col(j + 3)];
             // Diagonal block (rows j..j+4): entry (i, k) with i ≥ k is read from column k.
             for k in 0..4 {
@@ -168,6 +183,7 @@ impl ops::WithSimd for SymLowerColumns<'_> {
             j += 4;
         }
         for j in j..cols.end {
+            fetch(j);
             let c = col(j);
             out[j] += c[j] * v[j];
             for i in j + 1..n {
