@@ -398,10 +398,18 @@ pub fn dot_axpy(col: &[f64], v: &[f64], alpha: f64, out: &mut [f64]) -> f64 {
     arch().dispatch(DotAxpy { col, v, alpha, out })
 }
 
-/// [`sym_panel4`] inside a caller's SIMD context: for kernels that run many panels per
-/// dispatch (a per-panel runtime dispatch costs as much as a short panel's arithmetic).
+/// The panel kernel of the one-triangle symmetric product, inside the caller's SIMD context
+/// (the caller dispatches once for all its panels: a per-panel runtime dispatch cost as much
+/// as a short panel's arithmetic): for four lower-triangle columns `cols` (their parts below
+/// the 4×4 diagonal block, all of `v.len()` rows), one pass that does
+/// `out += Σ_k vj[k]·cols[k]` and returns the four dots `cols[k]ᵀv`. Reading four columns per
+/// pass of `out` keeps the output traffic a quarter of the matrix traffic. Sequential.
 #[inline(always)]
 pub fn sym_panel4_simd<S: Simd>(simd: S, cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], out: &mut [f64]) -> [f64; 4] {
+    for c in &cols {
+        same_len(c.len(), v.len());
+    }
+    same_len(v.len(), out.len());
     let n = v.len();
     let [c0, c1, c2, c3] = cols.map(|c| S::as_simd_f64s(&c[..n]));
     let (vs, vt) = S::as_simd_f64s(v);
@@ -432,32 +440,6 @@ pub fn sym_panel4_simd<S: Simd>(simd: S, cols: [&[f64]; 4], vj: [f64; 4], v: &[f
         }
     }
     dots
-}
-
-struct SymPanel4<'a> {
-    cols: [&'a [f64]; 4],
-    vj: [f64; 4],
-    v: &'a [f64],
-    out: &'a mut [f64],
-}
-impl WithSimd for SymPanel4<'_> {
-    type Output = [f64; 4];
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) -> [f64; 4] {
-        sym_panel4_simd(simd, self.cols, self.vj, self.v, self.out)
-    }
-}
-
-/// The panel kernel of the one-triangle symmetric product: for four lower-triangle columns
-/// `cols` (their parts below the 4×4 diagonal block, all of `v.len()` rows), one pass that
-/// does `out += Σ_k vj[k]·cols[k]` and returns the four dots `cols[k]ᵀv`. Reading four columns
-/// per pass of `out` keeps the output traffic a quarter of the matrix traffic.
-pub fn sym_panel4(cols: [&[f64]; 4], vj: [f64; 4], v: &[f64], out: &mut [f64]) -> [f64; 4] {
-    for c in &cols {
-        same_len(c.len(), v.len());
-    }
-    same_len(v.len(), out.len());
-    arch().dispatch(SymPanel4 { cols, vj, v, out })
 }
 
 struct AxpyPanel4<'a> {
@@ -567,76 +549,60 @@ pub fn rows_matvec_t_add(m: &[f64], v: &[f64], out: &mut [f64]) {
     arch().dispatch(RowsMatvecT { m, v, out })
 }
 
-struct GatherAxpy<'a> {
+struct GatherSet<'a> {
     idx: &'a [u32],
     vals: &'a [f64],
     m: &'a [f64],
     out: &'a mut [f64],
-    /// Add to `out` (else overwrite it).
-    add: bool,
 }
-impl WithSimd for GatherAxpy<'_> {
+impl WithSimd for GatherSet<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        gather_simd(simd, self.idx, self.vals, self.m, self.out, self.add)
+        gather_simd(simd, self.idx, self.vals, self.m, self.out)
     }
 }
 
-/// [`gather_axpy`] (`add`) or [`gather_set`] inside a caller's SIMD context: for kernels that
-/// gather many short sparse rows under one dispatch (a dispatch per row of a sparse matrix
-/// with mostly one- or two-entry rows cost more than the rows' arithmetic).
+/// [`gather_set`] inside a caller's SIMD context: for kernels that gather many short sparse
+/// rows under one dispatch (a dispatch per row of a sparse matrix with mostly one- or
+/// two-entry rows cost more than the rows' arithmetic).
 #[inline(always)]
-pub fn gather_simd<S: Simd>(simd: S, idx: &[u32], vals: &[f64], m: &[f64], out: &mut [f64], add: bool) {
+pub fn gather_simd<S: Simd>(simd: S, idx: &[u32], vals: &[f64], m: &[f64], out: &mut [f64]) {
     same_len(idx.len(), vals.len());
     let (k, lanes) = (out.len(), S::F64_LANES);
-    if !add {
-        // Only the scalar tail below reads `out` before writing it.
-        out[k / lanes * lanes..].fill(0.0);
-    }
     let mut off = 0;
     while off + 8 * lanes <= k {
-        gather_block::<S, 8>(simd, idx, vals, m, off, out, add);
+        gather_block::<S, 8>(simd, idx, vals, m, off, out);
         off += 8 * lanes;
     }
     match (k - off) / lanes {
         0 => {}
-        1 => gather_block::<S, 1>(simd, idx, vals, m, off, out, add),
-        2 => gather_block::<S, 2>(simd, idx, vals, m, off, out, add),
-        3 => gather_block::<S, 3>(simd, idx, vals, m, off, out, add),
-        4 => gather_block::<S, 4>(simd, idx, vals, m, off, out, add),
-        5 => gather_block::<S, 5>(simd, idx, vals, m, off, out, add),
-        6 => gather_block::<S, 6>(simd, idx, vals, m, off, out, add),
-        _ => gather_block::<S, 7>(simd, idx, vals, m, off, out, add),
+        1 => gather_block::<S, 1>(simd, idx, vals, m, off, out),
+        2 => gather_block::<S, 2>(simd, idx, vals, m, off, out),
+        3 => gather_block::<S, 3>(simd, idx, vals, m, off, out),
+        4 => gather_block::<S, 4>(simd, idx, vals, m, off, out),
+        5 => gather_block::<S, 5>(simd, idx, vals, m, off, out),
+        6 => gather_block::<S, 6>(simd, idx, vals, m, off, out),
+        _ => gather_block::<S, 7>(simd, idx, vals, m, off, out),
     }
     off += (k - off) / lanes * lanes;
     for e in off..k {
+        out[e] = 0.0;
         for (&j, &alpha) in idx.iter().zip(vals) {
             out[e] = alpha.mul_add(m[j as usize * k + e], out[e]);
         }
     }
 }
 
-/// Columns `off..off + NV·lanes` of [`gather_axpy`], the NV output vectors held in registers
+/// Columns `off..off + NV·lanes` of [`gather_set`], the NV output vectors held in registers
 /// across all entries (a per-entry axpy through memory waited on store-to-load forwarding at
 /// every entry). Each output element is the same chain of fused multiply-adds in t as an
-/// [`axpy_seq`] per entry, so the bits are the same.
+/// [`axpy_seq`] per entry into zeros, so the bits are the same.
 #[inline(always)]
-fn gather_block<S: Simd, const NV: usize>(
-    simd: S,
-    idx: &[u32],
-    vals: &[f64],
-    m: &[f64],
-    off: usize,
-    out: &mut [f64],
-    add: bool,
-) {
+fn gather_block<S: Simd, const NV: usize>(simd: S, idx: &[u32], vals: &[f64], m: &[f64], off: usize, out: &mut [f64]) {
     let (k, lanes) = (out.len(), S::F64_LANES);
     let (o, _) = S::as_mut_simd_f64s(&mut out[off..off + NV * lanes]);
     let mut acc = [simd.splat_f64s(0.0); NV];
-    if add {
-        acc.copy_from_slice(o);
-    }
     for (&j, &alpha) in idx.iter().zip(vals) {
         let (row, _) = S::as_simd_f64s(&m[j as usize * k + off..j as usize * k + off + NV * lanes]);
         let a = simd.splat_f64s(alpha);
@@ -647,19 +613,13 @@ fn gather_block<S: Simd, const NV: usize>(
     o.copy_from_slice(&acc);
 }
 
-/// `out += Σ_t vals[t]·M[idx[t], :]` for a row-major `M` with `out.len()` columns: a sparse
-/// row times a dense matrix, one SIMD dispatch for all its entries, the output in registers
-/// (the same bits as an [`axpy_seq`] per entry, which ran 3× slower). Sequential.
-pub fn gather_axpy(idx: &[u32], vals: &[f64], m: &[f64], out: &mut [f64]) {
-    same_len(idx.len(), vals.len());
-    arch().dispatch(GatherAxpy { idx, vals, m, out, add: true })
-}
-
-/// [`gather_axpy`] into a zeroed `out` (`out = Σ_t vals[t]·M[idx[t], :]`) without reading it:
-/// the same bits as zeroing it first.
+/// `out = Σ_t vals[t]·M[idx[t], :]` for a row-major `M` with `out.len()` columns (`out` is
+/// written, not read): a sparse row times a dense matrix, one SIMD dispatch for all its
+/// entries, the output in registers (the same bits as an [`axpy_seq`] per entry into zeros,
+/// which ran 3× slower). Sequential.
 pub fn gather_set(idx: &[u32], vals: &[f64], m: &[f64], out: &mut [f64]) {
     same_len(idx.len(), vals.len());
-    arch().dispatch(GatherAxpy { idx, vals, m, out, add: false })
+    arch().dispatch(GatherSet { idx, vals, m, out })
 }
 
 struct ScatterAxpy<'a> {
@@ -865,21 +825,21 @@ mod tests {
                 }
                 assert_eq!(o, want);
             }
-            if n >= 12 {
+            if n >= 18 {
                 let (idx, vals) = ([2u32, 0, 2], [0.5, -1.0, 3.0]);
                 let (m, k) = (&x0[..12], 4);
-                let mut o = r0[..k].to_vec();
-                gather_axpy(&idx, &vals, m, &mut o);
-                let mut set = r0[..k].to_vec();
-                gather_set(&idx, &vals, m, &mut set);
-                let mut zeroed = vec![0.0; k];
-                gather_axpy(&idx, &vals, m, &mut zeroed);
-                assert_eq!(set, zeroed);
-                let mut want = r0[..k].to_vec();
-                for (&j, &a) in idx.iter().zip(&vals) {
-                    axpy_seq(a, &m[j as usize * k..(j as usize + 1) * k], &mut want);
+                // Written, not accumulated: whatever `o` held before does not matter. Widths
+                // below, at and above one AVX2 vector (the scalar tail included).
+                for kk in [3, 4, 6] {
+                    let mm = &x0[..3 * kk];
+                    let mut o = r0[..kk].to_vec();
+                    gather_set(&idx, &vals, mm, &mut o);
+                    let mut want = vec![0.0; kk];
+                    for (&j, &a) in idx.iter().zip(&vals) {
+                        axpy_seq(a, &mm[j as usize * kk..(j as usize + 1) * kk], &mut want);
+                    }
+                    assert_eq!(o, want, "k = {kk}");
                 }
-                assert_eq!(o, want);
                 let mut o = r0[..12].to_vec();
                 scatter_axpy(&idx, &vals, &p[..k], &mut o);
                 let mut want = r0[..12].to_vec();

@@ -104,9 +104,11 @@ impl Design {
     #[inline]
     pub fn row_gemv_t(&self, i: usize, m: &[f64], out: &mut [f64]) {
         let k = out.len();
-        out.fill(0.0);
         match self {
-            Design::Dense(d) => ops::rows_matvec_t_add(&m[..d.row(i).len() * k], d.row(i), out),
+            Design::Dense(d) => {
+                out.fill(0.0);
+                ops::rows_matvec_t_add(&m[..d.row(i).len() * k], d.row(i), out)
+            }
             Design::Sparse(s) => {
                 let (cols, vals) = s.row(i);
                 ops::gather_set(cols, vals, m, out);

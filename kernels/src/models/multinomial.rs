@@ -662,7 +662,7 @@ impl crate::ops::WithSimd for GatherRows<'_> {
     fn with_simd<S: crate::ops::Simd>(self, simd: S) {
         for (local, o) in self.out.chunks_exact_mut(self.k).enumerate() {
             let (rows, vals) = self.xt.row(self.first + local);
-            crate::ops::gather_simd(simd, rows, vals, self.h, o, false);
+            crate::ops::gather_simd(simd, rows, vals, self.h, o);
         }
     }
 }
