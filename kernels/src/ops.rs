@@ -827,7 +827,7 @@ mod tests {
             }
             if n >= 18 {
                 let (idx, vals) = ([2u32, 0, 2], [0.5, -1.0, 3.0]);
-                let (m, k) = (&x0[..12], 4);
+                let k = 4;
                 // Written, not accumulated: whatever `o` held before does not matter. Widths
                 // below, at and above one AVX2 vector (the scalar tail included).
                 for kk in [3, 4, 6] {
