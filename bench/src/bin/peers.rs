@@ -420,7 +420,7 @@ fn stocbio(a: &Args, loaded: &bilevel_data::export::LoadedDataset) -> Result<Val
     }
     let seconds = median(times.clone());
     Ok(json!({
-        "side": "rust", "task": "stocbio", "layout": config_layout(&loaded.parameters),
+        "side": "rust", "task": "stocbio", "layout": loaded.parameters.get("layout"),
         "inner_steps": t, "neumann_terms": q, "batch": b, "iterations": k,
         "dim_x": problem.dim_x(), "dim_y": problem.dim_y(),
         "n_samples_f": problem.n_samples_f(), "n_samples_g": problem.n_samples_g(),
@@ -429,10 +429,6 @@ fn stocbio(a: &Args, loaded: &bilevel_data::export::LoadedDataset) -> Result<Val
         "seconds": seconds, "seconds_per_iteration": seconds / k as f64, "seconds_all": times,
         "x_file": file("_x.npy"), "batch_files": files,
     }))
-}
-
-fn config_layout(p: &serde_json::Map<String, Value>) -> Value {
-    p.get("layout").cloned().unwrap_or(Value::Null)
 }
 
 /// The rows of each oracle's batches, checked against stocBiO's call pattern per iteration
