@@ -297,13 +297,15 @@ impl QuadraticProblem {
         bilevel_kernels::linop::check_symmetric(a_g.as_ref()).map_err(|e| named("A_g", e))?;
         let constants = match &source {
             Source::Generated { config: c, .. } => {
-                let l_g = Some(c.l_g);
+                let (mu_g, l_g) = (Some(c.l_g / c.kappa_g), Some(c.l_g));
+                // One sample: the per-sample constants are the problem's.
                 ProblemConstants {
-                    mu_g: Some(c.l_g / c.kappa_g),
+                    mu_g,
                     l_g,
                     l_outer: Some(c.l_f),
                     mu_outer: Some(c.l_f / c.kappa_f),
                     l_g_sample: l_g,
+                    mu_g_sample: mu_g,
                 }
             }
             Source::Loaded { .. } => ProblemConstants::default(),

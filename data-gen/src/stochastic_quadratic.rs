@@ -840,6 +840,8 @@ impl BilevelProblem for StochasticQuadratic {
             l_outer: Some(self.measured_value.l),
             mu_outer: Some(self.measured_value.mu),
             l_g_sample: Some(self.l_g_sample),
+            // Rank-one sample Hessians h_i h_iᵀ are singular (d_y > 1).
+            mu_g_sample: Some(0.0),
         }
     }
 }

@@ -91,3 +91,32 @@ fn every_call_is_counted_in_its_field_with_its_samples() {
     p.map(&l, &w, Batch::Full, &mut out);
     assert_eq!((p.counts().grad_y_g, p.counts().samples_g), (1, 3));
 }
+
+#[test]
+fn replayed_calls_count_as_calls_but_not_their_samples() {
+    let p = Counted::new(Affine { n: 5 });
+    let (l, w) = ([0.3], [1.0, 2.0, 3.0, 4.0, 5.0]);
+    let (mut out, mut g) = (vec![0.0; 5], vec![0.0; 1]);
+    let two = Batch::Rows(&[4, 1]);
+    p.upper_grad_w(&l, &w, two, &mut out);
+    p.replay(&mut || p.upper_grad_lambda(&l, &w, two, &mut g));
+    let c = p.counts();
+    assert_eq!((c.grad_y_f, c.grad_x_f, c.samples_f), (1, 1, 2), "∇λE on ∇wE's examples: one access");
+    // Outside replay, counting is back on.
+    p.upper_grad_lambda(&l, &w, two, &mut g);
+    assert_eq!((p.counts().grad_x_f, p.counts().samples_f), (2, 4));
+    // Through a bilevel problem's gradient map of a counted problem, and a box: forwarded.
+    use bilevel_kernels::models::{QuadraticBilevel, QuadraticForm};
+    use bilevel_kernels::{BilevelProblem, GradientMap};
+    let a = faer::Mat::<f64>::identity(2, 2);
+    let q = QuadraticBilevel::new(QuadraticForm::new(1, 2).with_a(a.clone()).unwrap(), QuadraticForm::new(1, 2).with_a(a).unwrap()).unwrap();
+    let boxed: Box<dyn BilevelProblem> = Box::new(q);
+    let counted = Counted::new(boxed);
+    let map = GradientMap { problem: &counted, eta: 0.5 };
+    let (x, y) = ([1.0], [0.5, -0.5]);
+    let (mut gy, mut gx) = (vec![0.0; 2], vec![0.0; 1]);
+    map.upper_grad_w(&x, &y, Batch::Full, &mut gy);
+    map.replay(&mut || map.upper_grad_lambda(&x, &y, Batch::Full, &mut gx));
+    let c = counted.counts();
+    assert_eq!((c.grad_y_f, c.grad_x_f, c.samples_f), (1, 1, 1));
+}

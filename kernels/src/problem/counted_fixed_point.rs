@@ -75,4 +75,7 @@ impl<P: FixedPointProblem> FixedPointProblem for Counted<P> {
     fn project(&self, lambda: &mut [f64]) -> crate::Result<()> {
         self.inner.project(lambda)
     }
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        self.replaying(calls)
+    }
 }

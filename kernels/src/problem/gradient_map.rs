@@ -53,4 +53,7 @@ impl<P: BilevelProblem + ?Sized> FixedPointProblem for GradientMap<'_, P> {
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         self.problem.metrics()
     }
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        self.problem.replay(calls)
+    }
 }

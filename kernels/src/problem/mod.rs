@@ -147,6 +147,27 @@ pub trait BilevelProblem: Sync {
         ProblemConstants::default()
     }
 
+    /// The lower-level constants at `x`, for a problem whose µ_g and L_g depend on x (a
+    /// regularizer exp(λ), an embedding): bounds that hold at this x for every y, cheap to
+    /// evaluate (no oracle call, not counted). Algorithms rescale their lower-level steps by
+    /// them along the run, so a step set at x_0 stays stable where the curvature grows.
+    /// `None` (the default): the constants do not depend on x, [`constants`](Self::constants)
+    /// holds everywhere.
+    fn constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        let _ = x;
+        None
+    }
+
+    /// Runs `calls` with oracle calls that read samples already drawn and counted in this
+    /// iteration: ∂x f after ∂y f on the same batch at the same point, a product on the batch
+    /// of another at the same point, or the same sample at a second point (SUSTAIN's replay).
+    /// The papers count such a sample once (paper 002: Gc(F) = K·D_f; paper 004 App. A: "two
+    /// gradients for each sample accessed"). Calls still count as calls; only [`Counted`]
+    /// skips their samples (`calls` captures the problem it calls). Default: runs `calls`.
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        calls()
+    }
+
     /// What the problem can measure at (x, y) for a trace besides the exact references
     /// (validation loss, test accuracy, ...). Evaluated outside the counted and timed work.
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
@@ -170,6 +191,10 @@ pub struct ProblemConstants {
     /// For a finite sum g = (1/n) Σ g_i: max_i λ_max(∂yy g_i), the per-sample smoothness the
     /// stochastic theorems bound their steps by (above L_g in general).
     pub l_g_sample: Option<f64>,
+    /// For a finite sum: min_i λ_min(∂yy g_i), the per-sample strong convexity the stochastic
+    /// theorems assume (paper 002 Assumption 1: every G(x, ·; ζ) µ-strongly convex); 0 when a
+    /// sample's Hessian is singular (rank-one samples), so no such theorem applies.
+    pub mu_g_sample: Option<f64>,
 }
 
 /// Quantities a problem can report at (x, y) for a trace (e.g. validation loss and accuracy of
@@ -276,6 +301,8 @@ struct Counters {
     cross: AtomicU64,
     samples_f: AtomicU64,
     samples_g: AtomicU64,
+    /// Inside [`BilevelProblem::replay`]: calls count, their samples do not.
+    replaying: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
@@ -329,10 +356,19 @@ impl<P> Counted<P> {
     pub fn reset(&self) {
         self.c.reset()
     }
+    /// `calls` with sample counting off (the calls still count): [`BilevelProblem::replay`].
+    fn replaying(&self, calls: &mut dyn FnMut()) {
+        let was = self.c.replaying.swap(true, Relaxed);
+        calls();
+        self.c.replaying.store(was, Relaxed);
+    }
     /// Adds `n` calls to `calls` and their samples (`total` for a full batch) to the upper or
     /// lower sample count.
     fn tick_samples(&self, calls: &AtomicU64, n: u64, upper: bool, batch: Batch<'_>, total: usize) {
         calls.fetch_add(n, Relaxed);
+        if self.c.replaying.load(Relaxed) {
+            return;
+        }
         let samples = if upper { &self.c.samples_f } else { &self.c.samples_g };
         samples.fetch_add(n * batch.len(total) as u64, Relaxed);
     }
@@ -397,6 +433,12 @@ impl<P: BilevelProblem> BilevelProblem for Counted<P> {
     }
     fn constants(&self) -> ProblemConstants {
         self.inner.constants()
+    }
+    fn constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        self.inner.constants_at(x)
+    }
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        self.replaying(calls)
     }
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         self.inner.metrics()
@@ -486,6 +528,12 @@ impl<P: BilevelProblem + ?Sized> BilevelProblem for Box<P> {
     fn constants(&self) -> ProblemConstants {
         (**self).constants()
     }
+    fn constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        (**self).constants_at(x)
+    }
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        (**self).replay(calls)
+    }
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         (**self).metrics()
     }
@@ -548,6 +596,13 @@ pub trait FixedPointProblem: Sync {
         let _ = lambda;
         Ok(())
     }
+
+    /// Runs `calls` with oracle calls that read samples already counted (∇λE after ∇wE on the
+    /// same examples at the same point: paper 001 counts them once); as
+    /// [`BilevelProblem::replay`].
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        calls()
+    }
 }
 
 /// A boxed fixed-point problem is one (the catalogue returns `Box<dyn FixedPointProblem + Send>`).
@@ -590,6 +645,9 @@ impl<P: FixedPointProblem + ?Sized> FixedPointProblem for Box<P> {
     }
     fn project(&self, lambda: &mut [f64]) -> crate::Result<()> {
         (**self).project(lambda)
+    }
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        (**self).replay(calls)
     }
 }
 
