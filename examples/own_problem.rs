@@ -18,7 +18,7 @@
 
 use bilevel::kernels::{ops, Batch, BilevelProblem, Counted};
 use bilevel::solvers::algorithms::{self, Settings};
-use bilevel::solvers::{constants, run, Overrides, StepRule, StopRule};
+use bilevel::solvers::{constants, run, Context, Overrides, StepRule, StopRule};
 use std::ops::ControlFlow;
 
 /// The weight of ½‖x‖² in f: keeps the learned log-ridges finite (without it, the ridge of a
@@ -144,11 +144,11 @@ fn example() -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
     let gap = derivative_check(&problem, &x0, &v, &v);
     println!("derivatives against finite differences: largest relative gap {gap:.1e}");
 
-    // Paper 000's experiments take α = β = 1/L_g and γ = 1/L_L. L_g is estimated at x0 (Lanczos
-    // on the Hessian). L_L at x0 is ≈ 5e-4, but the curvature of L grows as the ridges shrink,
-    // and 1/L_L at x0 diverges within a few steps (the driver stops it: `Diverged`): the outer
-    // step is set by hand, and L_L is then not estimated.
-    let rule = StepRule::Experiments;
+    // The default rule takes α = 1/L_g and γ = 1/L_L (paper 000 §5.1's values). L_g is estimated
+    // at x0 (Lanczos on the Hessian). L_L at x0 is ≈ 5e-4, but the curvature of L grows as the
+    // ridges shrink, and 1/L_L at x0 diverges within a few steps (the driver stops it:
+    // `Diverged`): the outer step is set by hand, and L_L is then not estimated.
+    let rule = StepRule::Default;
     let settings = Settings { outer_step: Some(300.0), ..Settings::default() };
     let c = constants::resolve(
         &problem,
@@ -157,7 +157,10 @@ fn example() -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
         &algorithms::needs("amigo-cg", rule, &settings)?,
         &Overrides::default(),
     )?;
-    let mut alg = algorithms::build("amigo-cg", rule, &c, &settings)?;
+    let ctx = Context { problem: &problem, family: "", constants: &c, x0: &x0 };
+    let built = algorithms::build("amigo-cg", rule, &ctx, &settings)?;
+    print!("parameters:\n{}", built.params.render());
+    let mut alg = built.algorithm;
     let counted = Counted::new(problem);
     let trace = run(alg.as_mut(), &counted, &x0, &y0, &StopRule::iterations(300), |_| ControlFlow::Continue(()))?;
     let (first, last) = (trace.rows[0].grad_norm.unwrap_or(f64::NAN), trace.last().grad_norm.unwrap_or(f64::NAN));

@@ -124,19 +124,30 @@ impl Algo {
     }
 }
 
-/// Where step sizes come from.
+/// Where the parameters come from (`solve` prints each with its source; docs/solvers.md lists
+/// them per algorithm).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Steps {
-    /// The paper's experiments (paper 000 §5.1 on the quadratics: α = β = 1/L_g, γ = 1/L_L).
+    /// Ours, written in the problem's constants: 1/L-type steps, the expected smoothness of
+    /// mini-batches (Gower et al. 2019), followed along the run where the constants depend on x
+    /// (the paper's values where they are these, cited).
+    Default,
+    /// The values of the paper's own experiment on this problem (section cited); an error where
+    /// no paper ran the algorithm on it.
     Experiments,
-    /// The algorithm's convergence theorem (e.g. AmIGO Thm 1: β = 1/(2L_g); AID-BiO Thm 1:
-    /// γ = 1/(8L_L); ITD-BiO Thm 2: γ = 1/(4L_L); BSGM Thm 17: c₃ ≥ 1/log(1/q)).
+    /// The algorithm's convergence theorem: what it prescribes from the problem's constants,
+    /// or a refusal naming what the problem cannot bound.
     Theory,
+    /// A short seeded search over the outer and inner steps around the default's (docs/cli.md):
+    /// the chosen values are printed and written to the JSON, to rerun without searching.
+    Search,
 }
 
-impl From<Steps> for bilevel_solvers::StepRule {
-    fn from(s: Steps) -> Self {
-        match s {
+impl Steps {
+    /// The library's rule (the search runs the default rule with searched steps).
+    pub fn rule(self) -> bilevel_solvers::StepRule {
+        match self {
+            Steps::Default | Steps::Search => bilevel_solvers::StepRule::Default,
             Steps::Experiments => bilevel_solvers::StepRule::Experiments,
             Steps::Theory => bilevel_solvers::StepRule::Theory,
         }
@@ -176,13 +187,21 @@ pub struct SolveArgs {
     pub constants: ConstantArgs,
     #[arg(long, value_enum, default_value = "amigo-cg")]
     pub algo: Algo,
-    /// Step sizes from the paper's experiments or from the algorithm's theorem (the output
-    /// says which ran, with the values).
-    #[arg(long, value_enum, default_value = "experiments")]
+    /// Where the parameters come from (the output lists each with its source).
+    #[arg(long, value_enum, default_value = "default")]
     pub steps: Steps,
-    /// Inner gradient steps T per outer step.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub inner_steps: u64,
+    /// The theory rules' target ε (each theorem's measure: docs/solvers.md).
+    #[arg(long, value_parser = parse_positive)]
+    pub epsilon: Option<f64>,
+    /// Inner gradient steps T per outer step [default: the rule's, 10 for most].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub inner_steps: Option<u64>,
+    /// The inner (lower-level) step α, replacing the rule's.
+    #[arg(long, value_parser = parse_positive)]
+    pub inner_step: Option<f64>,
+    /// The adjoint step (AmIGO's β, a Neumann series' η), replacing the rule's.
+    #[arg(long, value_parser = parse_positive)]
+    pub adjoint_step: Option<f64>,
     /// BSGM's c₃ (schedule t_s = k_s = ⌈c₃ log(s+1)⌉). Theorem 17 needs c₃ ≥ 1/log(1/q),
     /// q = 1 − µ_g/L_g: the default; a smaller value is an error under --steps theory and a
     /// warning otherwise.
@@ -197,9 +216,10 @@ pub struct SolveArgs {
     /// paper 001 §7.1: ‖θ‖_∞ ≤ 1 entrywise, ‖A‖₂ ≤ 0.5): run on R^m instead of projecting onto it.
     #[arg(long)]
     pub no_projection: bool,
-    /// Adjoint steps N per outer step.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub lin_steps: u64,
+    /// Adjoint steps N per outer step (Neumann terms Q, SUSTAIN's K) [default: the rule's, 10 for
+    /// most].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lin_steps: Option<u64>,
     /// Outer step γ, replacing the rule's (must be < 2/L_L where L_L is known).
     #[arg(long, value_parser = parse_positive)]
     pub outer_step: Option<f64>,
@@ -292,6 +312,9 @@ pub struct SustainArgs {
     /// SUSTAIN's c_β (β_t = c_β α_t), replacing the rule's.
     #[arg(long, value_parser = parse_positive)]
     pub momentum_c_beta: Option<f64>,
+    /// SUSTAIN: momentum on the upper level only (η^g ≡ 1), the paper's remark's variant.
+    #[arg(long)]
+    pub upper_momentum_only: bool,
 }
 
 impl SustainArgs {
@@ -306,6 +329,7 @@ impl SustainArgs {
             w: self.momentum_w,
             c_eta: self.momentum_c_eta,
             c_beta: self.momentum_c_beta,
+            upper_only: self.upper_momentum_only,
         })
     }
 }
@@ -331,18 +355,9 @@ pub struct BoRepArgs {
     /// The lower-level step γ of the periodic updates.
     #[arg(long, value_parser = parse_positive)]
     pub lower_step: Option<f64>,
-    /// Experiments rule: SGD steps of the initialization refinement.
+    /// SGD steps of the initialization refinement [default: 10].
     #[arg(long)]
     pub init_steps: Option<u64>,
-    /// Theory rule: Theorem 3.1's target ε (‖∇Φ‖ units).
-    #[arg(long, value_parser = parse_positive)]
-    pub epsilon: Option<f64>,
-    /// Theory rule: the failure probability δ.
-    #[arg(long, value_parser = parse_positive)]
-    pub delta: Option<f64>,
-    /// Theory rule: the oracles' noise level σ.
-    #[arg(long)]
-    pub noise: Option<f64>,
 }
 
 impl BoRepArgs {
@@ -354,9 +369,6 @@ impl BoRepArgs {
         if let Some(b) = self.momentum_beta.filter(|b| !(0.0..1.0).contains(b)) {
             return Err(format!("--momentum-beta must be in [0, 1), got {b}"));
         }
-        if let Some(n) = self.noise.filter(|n| !(n.is_finite() && *n >= 0.0)) {
-            return Err(format!("--noise must be finite and >= 0, got {n}"));
-        }
         Ok(bilevel_solvers::algorithms::bo_rep::BoRepOptions {
             period: self.period.map(|v| v as usize),
             lower_steps: self.lower_steps.map(|v| v as usize),
@@ -365,9 +377,7 @@ impl BoRepArgs {
             z_step: self.z_step,
             lower_step: self.lower_step,
             init_steps: self.init_steps.map(|v| v as usize),
-            epsilon: self.epsilon,
-            delta: self.delta,
-            sigma: self.noise,
+            ..Default::default()
         })
     }
 }

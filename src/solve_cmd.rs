@@ -5,8 +5,11 @@ use crate::cli::{Algo, SolveArgs};
 use crate::output::OutFile;
 use crate::problem_args::{LoadedFixedPoint, Runnable};
 use bilevel_kernels::{BilevelProblem, Counted, CountingConvention, FixedPointProblem};
-use bilevel_solvers::algorithms::{self, bsgm, Settings};
-use bilevel_solvers::{constants, run as drive, run_fixed_point, StepRule, StopReason, StopRule, Trace, TraceRow};
+use bilevel_solvers::algorithms::{self, bsgm};
+use bilevel_solvers::{
+    run as drive, run_fixed_point, Constant, Context, Params, Settings, Source, StepRule, StopReason, StopRule, Trace,
+    TraceRow,
+};
 use serde_json::json;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,18 +68,20 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
     }
     let json = OutFile::maybe("--json", a.json.as_ref())?;
     let trace_out = OutFile::maybe("--trace", a.trace.as_ref())?;
-    let rule = StepRule::from(a.steps);
+    let rule = a.steps.rule();
     let bound = 1.0 / (1.0 / FIXED_POINT_Q).ln();
-    // Experiments: §7.1's fixed t_s = k_s = 2 unless --c3 asks for Theorem 17's schedule;
-    // theory: Theorem 17's schedule, c₃ ≥ its bound.
+    // Default and experiments: §7.1's fixed t_s = k_s = 2 unless --c3 asks for Theorem 17's
+    // schedule; theory: Theorem 17's schedule, c₃ ≥ its bound.
     let fixed = match (a.fixed_steps, a.c3, rule) {
         (Some(_), _, StepRule::Theory) => {
             return Err("--fixed-steps is paper 001 §7.1's experiments schedule; --steps theory runs Theorem 17's \
                         (t_s = k_s = ⌈c₃ log(s+1)⌉, --c3)"
                 .into())
         }
-        (Some(t), _, _) => Some(t as usize),
-        (None, None, StepRule::Experiments) => Some(FIXED_POINT_STEPS),
+        (Some(t), _, _) => Some((t as usize, Source::user("--fixed-steps"))),
+        (None, None, StepRule::Experiments | StepRule::Default) => {
+            Some((FIXED_POINT_STEPS, Source::experiments("paper 001 §7.1: t_s = k_s = 2")))
+        }
         (None, _, _) => None,
     };
     let c3 = a.c3.unwrap_or(bound);
@@ -89,27 +94,59 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
     }
     let alpha = a.outer_step.unwrap_or(FIXED_POINT_ALPHA);
     let mut alg = bsgm::Bsgm::new(alpha, 1.0, c3, bsgm::Projection::None)?.with_problem_projection(!a.no_projection);
-    if let Some(t) = fixed {
+    let mut params = Params::new(rule.name());
+    let alpha_source = if a.outer_step.is_some() {
+        Source::user("--outer-step")
+    } else {
+        Source::experiments("paper 001 §7.1: α = 0.5 (L_f of the equilibrium model is not known)")
+    };
+    params.set("outer_step", "α, the outer step (paper 001's α)", alpha, alpha_source);
+    params.set(
+        "lower_step",
+        "the map's step (LL and LS steps)",
+        1.0,
+        Source::experiments("paper 001 §7.1: the map itself, step 1, from w = 0"),
+    );
+    if let Some((t, source)) = fixed.clone() {
         alg = alg.with_fixed_steps(t)?;
+        params.set("fixed_steps", "t_s = k_s", t, source);
+    } else {
+        let source = match a.c3 {
+            Some(_) => Source::user("--c3"),
+            None => Source::theorem("paper 001 Thm 17: c₃ ≥ 1/log(1/q), q = 0.5 on Λ (‖A‖₂ ≤ 0.5)"),
+        };
+        params.set("c3", "c₃ of t_s = k_s = max(1, ⌈c₃ log(s+1)⌉)", c3, source);
     }
     let sampling = b.sizes().sampling;
     if let Some(j) = b.batch_size {
         alg = alg.batched(bsgm::Batched { size: Some(j as usize), sampling, seed: b.sample_seed })?;
+        params.set("batch", "J, examples per outer step", j as usize, Source::user("--batch-size"));
+    } else {
+        params.set("batch", "J, examples per outer step", "all (Det)", Source::experiments("paper 001 §7.1's Det"));
     }
     let constraint = if a.no_projection { None } else { p.problem.constraint_set().map(str::to_string) };
-    let batch = b.batch_size.map_or("all examples (Det)".to_string(), |j| format!("{j} examples ({sampling:?})"));
-    eprintln!(
-        "steps: {rule:?} (α = {alpha:.4e}{}; {}, map steps from w = 0, step 1; batch: {batch}; Λ: {}); \
-         counts of the fixed-point oracles: map → grad_g, ∂wΦᵀv → hvp, ∂λΦᵀv → cross, ∇wE → ∂y f, ∇λE → ∂x f",
-        if a.outer_step.is_some() { " from --outer-step" } else { ", paper 001 §7.1" },
-        alg.schedule(),
+    params.set(
+        "constraint_set",
+        "Λ, the projection",
         constraint.as_deref().unwrap_or("R^m (no projection)"),
+        if a.no_projection { Source::user("--no-projection") } else { Source::experiments("paper 001 §7.1") },
     );
+    params.set(
+        "schedule",
+        "t_s = k_s",
+        alg.schedule().to_string(),
+        Source::default_because("the schedule the rule runs"),
+    );
+    params.note(
+        "counts of the fixed-point oracles: map → grad_g, ∂wΦᵀv → hvp, ∂λΦᵀv → cross, ∇wE → ∂y f, ∇λE → ∂x f \
+         (∇λE reads ∇wE's examples: counted once)",
+    );
+    eprint!("parameters ({} rule):\n{}", rule.name(), params.render());
     let counted = Counted::new(p.problem);
     let metric_names = counted.inner().metrics().map_or_else(Vec::new, |m| m.names().to_vec());
     let extra = json!({
-        "outer_step": alpha,
-        "c3": fixed.is_none().then_some(c3),
+        "parameters": params.params,
+        "notes": params.notes,
         "schedule": alg.schedule(),
         "batch_size": b.batch_size,
         "sampling": sampling,
@@ -123,17 +160,6 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
     execute(a, name, algo, rule, out, |stop, observer| {
         run_fixed_point(&mut alg, &counted, &lambda0, &w0, stop, observer)
     })
-}
-
-/// Which of BSGM's schedules `settings` runs on a bilevel problem (the JSON's `schedule`,
-/// named after its source: `bsgm::Schedule`'s names).
-fn bsgm_schedule(settings: &Settings) -> &'static str {
-    match (settings.fixed_steps, settings.batches.is_full(), settings.horizon) {
-        (Some(_), _, _) => "fixed_paper001_sec7_1",
-        (None, true, _) => "theorem17_log",
-        (None, false, None) => "theorem16_anytime",
-        (None, false, Some(_)) => "theorem16_horizon",
-    }
 }
 
 /// What a run writes besides the summary: the `--json` and `--trace` files (opened before the
@@ -150,7 +176,7 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>) -> Result<(), DynError> {
     let algo = a.algo.name();
-    let rule = StepRule::from(a.steps);
+    let rule = a.steps.rule();
     let y0 = vec![0.0; problem.dim_y()];
     if a.no_projection {
         return Err(format!("--no-projection: `{name}` has no constraint set of its own (Λ = R^m)").into());
@@ -161,52 +187,19 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
     // The outputs exist before the run: a path that cannot be written fails now.
     let json = OutFile::maybe("--json", a.json.as_ref())?;
     let trace_out = OutFile::maybe("--trace", a.trace.as_ref())?;
-    let settings = Settings {
-        inner_steps: a.inner_steps as usize,
-        adjoint_steps: a.lin_steps as usize,
-        c3: a.c3,
-        projection: bsgm::Projection::None,
-        outer_step: a.outer_step,
-        batches: a.batches.sizes(),
-        seed: a.batches.sample_seed,
-        neumann_decay: a.batches.neumann_decay,
-        horizon: a.batches.horizon.map(|h| h as usize),
-        fixed_steps: a.fixed_steps.map(|t| t as usize),
-        sustain: a.sustain.options()?,
-        bo_rep: a.bo_rep.options()?,
-        average: a.average,
-    };
+    let settings = settings(a)?;
     let needs = algorithms::needs(algo, rule, &settings)?;
-    if needs.contains(&bilevel_solvers::Constant::LOuter)
-        && problem.constants().l_outer.is_none()
-        && a.constants.l_outer.is_none()
-    {
+    if needs.contains(&Constant::LOuter) && problem.constants().l_outer.is_none() && a.constants.l_outer.is_none() {
         eprintln!(
             "estimating L_L at x0 (Lanczos on finite differences of the reference hypergradient, d_y = {}); \
              set --outer-step or --l-outer to skip it",
             problem.dim_y()
         );
     }
-    let mut c = constants::resolve(&problem, &x0, &y0, &needs, &a.constants.overrides())?;
-    // On mini-batches of a problem without a per-sample bound, the steps must respect the
-    // batches' curvature, not the full batch's (docs/solvers.md, "Step sizes on mini-batches").
-    let g_batch = [settings.batches.inner, settings.batches.hvp].into_iter().flatten().min();
-    if let Some(b) = g_batch.filter(|_| {
-        needs.contains(&bilevel_solvers::Constant::LG) && a.constants.l_g.is_none() && c.known.l_g_sample.is_none()
-    }) {
-        let l = constants::batch_smoothness_at(&problem, &x0, &y0, b, settings.seed)?;
-        if c.known.l_g.is_some_and(|full| l > full) {
-            eprintln!(
-                "L_g = {l:.4e}: the largest λ_max of ∂yy g over {} batches of {b} at x0 (the full batch's is {:.4e});                  set --l-g to override",
-                constants::SMOOTHNESS_DRAWS,
-                c.known.l_g.unwrap_or(0.0)
-            );
-            c.known.l_g = Some(l);
-            c.estimated[bilevel_solvers::Constant::LG as usize] = true;
-        }
-    }
+    let overrides = a.constants.overrides();
+    let (c, notes) = algorithms::constants_for(algo, rule, &problem, &x0, &y0, &overrides, &settings)?;
     if let (Some(g), Some(l)) = (a.outer_step, c.known.l_outer) {
-        if g >= 2.0 / l {
+        if g >= 2.0 / l && a.algo != Algo::BoRep && a.algo != Algo::Sustain && a.algo != Algo::AdamSustain {
             return Err(format!("--outer-step must be in (0, 2/L_L) = (0, {:.4e}), got {g}", 2.0 / l).into());
         }
     }
@@ -215,49 +208,88 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
             eprintln!("warning: --c3 {} is below Theorem 17's bound 1/log(1/q) = {bound:.4e}", a.c3.unwrap_or(0.0));
         }
     }
-    let steps = algorithms::step_sizes(algo, rule, &c, &settings)?;
-    let mut alg = algorithms::build(algo, rule, &c, &settings)?;
-    if a.algo == Algo::Bsgm {
-        eprintln!("schedule: {}", bsgm_schedule(&settings));
-    }
-    let estimated: Vec<&str> =
-        [bilevel_solvers::Constant::MuG, bilevel_solvers::Constant::LG, bilevel_solvers::Constant::LOuter]
-            .into_iter()
-            .filter(|k| c.is_estimated(*k))
-            .map(|k| k.name())
-            .collect();
-    eprintln!(
-        "steps: {rule:?} (α = {:.4e}, β = {:.4e}, γ = {:.4e}{}){}",
-        steps.inner,
-        steps.adjoint,
-        steps.outer,
-        if a.outer_step.is_some() { ", γ from --outer-step" } else { "" },
-        if estimated.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; estimated at x0: {} (a step from a constant at x0 may be too large where the curvature grows: \
-                 the run stops as Diverged; set --outer-step or --l-outer)",
-                estimated.join(", ")
-            )
+    let family = name.split(' ').next().unwrap_or(name);
+    let ctx = Context { problem: &problem, family, constants: &c, x0: &x0 };
+    let (settings, search) = if a.steps == crate::cli::Steps::Search {
+        let iterations = (a.max_iters / 10).clamp(10, 200);
+        eprintln!(
+            "searching the steps: {} trials of {iterations} iterations (docs/cli.md, `--steps search`)",
+            bilevel_solvers::search::OUTER_FACTORS.len() * bilevel_solvers::search::INNER_FACTORS.len()
+        );
+        let (chosen, report) = bilevel_solvers::search::search(
+            algo,
+            &ctx,
+            &y0,
+            &settings,
+            bilevel_solvers::search::SearchConfig { iterations },
+        )?;
+        for t in &report.trials {
+            eprintln!(
+                "  trial: inner {} outer {} → {} ({})",
+                t.inner_step.map_or("user's".into(), |v| format!("{v:.3e}")),
+                t.outer_step.map_or("user's".into(), |v| format!("{v:.3e}")),
+                t.score.map_or("failed".into(), |v| format!("{v:.6e}")),
+                t.stop
+            );
         }
-    );
+        (chosen, Some(report))
+    } else {
+        (settings, None)
+    };
+    let built = algorithms::build(algo, rule, &ctx, &settings)?;
+    let (mut alg, mut params) = (built.algorithm, built.params);
+    params.notes.extend(notes);
+    let estimated: Vec<&str> = [Constant::MuG, Constant::LG, Constant::LOuter]
+        .into_iter()
+        .filter(|k| c.is_estimated(*k))
+        .map(|k| k.name())
+        .collect();
+    eprint!("parameters ({} rule):\n{}", rule.name(), params.render());
     let counted = Counted::new(problem);
     let metric_names = bilevel_solvers::driver::metric_names(counted.inner(), alg.as_ref());
     let extra = json!({
-        "inner_steps": settings.inner_steps,
-        "lin_steps": settings.adjoint_steps,
-        "outer_step": steps.outer,
-        "inner_step": steps.inner,
-        "adjoint_step": steps.adjoint,
-        "constants": {"mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "mu_outer": c.known.mu_outer, "estimated": estimated},
+        "parameters": params.params,
+        "notes": params.notes,
+        "search": search,
+        "constants": {
+            "mu_g": c.known.mu_g, "l_g": c.known.l_g, "l_outer": c.known.l_outer, "mu_outer": c.known.mu_outer,
+            "l_g_sample": c.known.l_g_sample, "mu_g_sample": c.known.mu_g_sample,
+            "estimated": estimated, "at_x0": c.at_x0,
+        },
         "seed": a.problem.generator.seed,
         "batches": settings.batches,
         "sample_seed": settings.seed,
-        "schedule": (a.algo == Algo::Bsgm).then(|| bsgm_schedule(&settings)),
     });
     let out = Outputs { json, trace: trace_out, metric_names, extra };
     execute(a, name, algo, rule, out, |stop, observer| drive(alg.as_mut(), &counted, &x0, &y0, stop, observer))
+}
+
+/// The library's settings from the command line (`None` where the flag is not given: the
+/// rule's value).
+fn settings(a: &SolveArgs) -> Result<Settings, DynError> {
+    Ok(Settings {
+        inner_steps: a.inner_steps.map(|t| t as usize),
+        adjoint_steps: a.lin_steps.map(|n| n as usize),
+        inner_step: a.inner_step,
+        adjoint_step: a.adjoint_step,
+        outer_step: a.outer_step,
+        c3: a.c3,
+        projection: bsgm::Projection::None,
+        batches: a.batches.sizes(),
+        explicit_batches: {
+            let b = &a.batches;
+            [b.batch_size_inner, b.batch_size_outer, b.batch_size_hvp, b.batch_size_cross].map(|v| v.is_some())
+        },
+        seed: a.batches.sample_seed,
+        neumann_decay: a.batches.neumann_decay,
+        horizon: a.batches.horizon.map(|h| h as usize),
+        fixed_steps: a.fixed_steps.map(|t| t as usize),
+        sustain: a.sustain.options()?,
+        bo_rep: a.bo_rep.options()?,
+        average: a.average,
+        epsilon: a.epsilon,
+        searched: [false; 2],
+    })
 }
 
 /// The part of `solve` both problem kinds share: the stop rule, Ctrl-C, the progress bar, the
@@ -340,7 +372,7 @@ fn execute(
         let mut value = json!({
             "problem": name,
             "algo": algo,
-            "steps": rule,
+            "steps": rule.name(),
             "rel_error": last.rel_error,
             "grad_norm": last.grad_norm,
             "metrics": trace.metric_names.iter().zip(&last.metrics).map(|(n, v)| (n.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),

@@ -1,7 +1,7 @@
 //! One outer iteration (`Algorithm::step`) of every algorithm in `algorithms::NAMES`, after
 //! `init` outside the timed loop, built as the solvers' tests build them:
 //! `algorithms::needs` + `constants::resolve` + `algorithms::build` with
-//! `StepRule::Experiments` and the default settings (T = N = 10).
+//! `StepRule::Default` and the default settings (T = N = 10).
 //!
 //! Problems:
 //! - `quadratic_small`: the F.1 quadratic (data-gen `quadratic`, `small` preset: d_x = 200,
@@ -33,7 +33,7 @@
 use bilevel_data::catalog::{build, BuildOptions};
 use bilevel_kernels::BilevelProblem;
 use bilevel_solvers::algorithms::{self, Algorithm, Settings};
-use bilevel_solvers::{constants, BatchSizes, Overrides, StepRule};
+use bilevel_solvers::{constants, BatchSizes, Context, Overrides, StepRule};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 
@@ -50,10 +50,12 @@ fn ready(
     y0: &[f64],
     settings: &Settings,
 ) -> Result<Box<dyn Algorithm>, String> {
-    let rule = StepRule::Experiments;
+    let rule = StepRule::Default;
     let need = algorithms::needs(name, rule, settings).map_err(|e| e.to_string())?;
     let c = constants::resolve(p, x0, y0, &need, &Overrides::default()).map_err(|e| e.to_string())?;
-    let mut alg = algorithms::build(name, rule, &c, settings).map_err(|e| e.to_string())?;
+    let mut alg = algorithms::build(name, rule, &Context { problem: p, family: "", constants: &c, x0 }, settings)
+        .map(|b| b.algorithm)
+        .map_err(|e| e.to_string())?;
     alg.init(p, x0, y0).map_err(|e| e.to_string())?;
     Ok(alg)
 }
@@ -67,7 +69,8 @@ fn group(c: &mut Criterion, problem: &str, preset: &str, runs: &[(&str, Settings
     g.throughput(Throughput::Elements(1));
     for (batch, settings) in runs {
         for &name in algorithms::NAMES {
-            let fixed = Settings { fixed_steps: Some(settings.inner_steps), ..*settings };
+            let fixed =
+                Settings { fixed_steps: Some(settings.inner_steps.unwrap_or(algorithms::DEFAULT_STEPS)), ..*settings };
             let settings = if name == "bsgm" { &fixed } else { settings };
             match ready(name, p, &x0, &y0, settings) {
                 Ok(mut alg) => {

@@ -29,7 +29,7 @@ use bilevel_kernels::models::logistic::Point;
 use bilevel_kernels::models::{Design, Hyper, LogisticModel};
 use bilevel_kernels::{linop, ops, Batch};
 use bilevel_solvers::algorithms::{self, Algorithm, Settings};
-use bilevel_solvers::{constants, Overrides, StepRule};
+use bilevel_solvers::{constants, Context, Overrides, StepRule};
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
 use std::hint::black_box;
 
@@ -142,9 +142,16 @@ fn initialised(name: &str, preset: &str) -> (Built, Box<dyn Algorithm>) {
     let (x0, y0) = (built.x0(1), built.y0());
     let p = built.problem().as_bilevel().unwrap();
     let settings = Settings::default();
-    let need = algorithms::needs(name, StepRule::Experiments, &settings).unwrap();
+    let need = algorithms::needs(name, StepRule::Default, &settings).unwrap();
     let c = constants::resolve(p, &x0, &y0, &need, &Overrides::default()).unwrap();
-    let mut alg = algorithms::build(name, StepRule::Experiments, &c, &settings).unwrap();
+    let mut alg = algorithms::build(
+        name,
+        StepRule::Default,
+        &Context { problem: p, family: "", constants: &c, x0: &x0 },
+        &settings,
+    )
+    .map(|b| b.algorithm)
+    .unwrap();
     alg.init(p, &x0, &y0).unwrap();
     (built, alg)
 }

@@ -27,6 +27,8 @@
 //! Real data: MNIST-shaped synthetic images (class means + noise, the hyper-cleaning law);
 //! initial synthetic points: N(0, 1) entries, λ = 0. No exact references (g is strictly but not
 //! uniformly convex in W for λ fixed: the regularizer makes it strongly convex).
+//! The lower-level constants depend on x (the points' scale and e^λ): `constants_at` bounds
+//! them at x, full batch and per class (see its doc); `constants` knows none.
 //! The derivatives are the kernels' (`bilevel_kernels::models::softmax_linear`: the classifier
 //! as a function of its weights and of the point, and the per-feature regularizer). Oracles run
 //! sequentially over points with stack buffers of K ≤ [`MAX_CLASSES`] logits: no allocation.
@@ -34,9 +36,10 @@
 //! indexing does).
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
+use crate::logreg_hpo::bounds::{dense_gram_bound, exp_range, DesignBounds};
 use bilevel_kernels::models::design::batch_rows;
 use bilevel_kernels::models::softmax_linear::{FeatureRidge, SoftmaxLinear};
-use bilevel_kernels::{Batch, BilevelProblem, KernelError, ProblemMetrics, Result};
+use bilevel_kernels::{Batch, BilevelProblem, KernelError, ProblemConstants, ProblemMetrics, Result};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -223,6 +226,27 @@ impl BilevelProblem for Distillation {
         batch_rows(batch, k)
             .for_each(|c| m.add_cross_point(y, self.point(points, c), c, v, s, &mut out_points[c * d..(c + 1) * d]));
         self.ridge().cross_lambda(lambda, y, v, out_lambda);
+    }
+    /// Bounds at x = (synthetic points X ∈ R^{K×d}, λ). Every batch adds the regularizer
+    /// once, with the diagonal Hessian (2/(K·d))·e^{λ_j} on row j of W; a point's
+    /// cross-entropy Hessian is (x_c x_cᵀ) ⊗ H_c with 0 ⪯ H_c = diag(s) − ssᵀ ⪯ ½I (Popoviciu,
+    /// as [`crate::hyperclean`]), for every W. So with G ≥ λ_max(XᵀX) (a K×K Gram eigen-solve
+    /// raised by its rounding bound: O(K·dim x), `logreg_hpo/bounds.rs`):
+    /// - full batch (the mean over the K classes): µ_g = (2/(K·d))·min_j e^{λ_j},
+    ///   L_g = G/(2K) + (2/(K·d))·max_j e^{λ_j};
+    /// - one class c (CE_c + R): µ_g,sample = (2/(K·d))·min e^λ,
+    ///   L_g,sample = max_c ‖x_c‖²/2 + (2/(K·d))·max e^λ.
+    ///
+    /// At W = 0 (s uniform) the data part's λ_max is λ_max(XᵀX)/K²: the bound is loose by at
+    /// most K/2 there. Both grow with the points' scale and with λ; `constants` knows none.
+    fn constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        let (d, k) = (self.config.n_features, self.config.n_classes);
+        let (points, lambda) = self.split(x);
+        let max_row_sq = points.chunks_exact(d).map(|r| r.iter().map(|v| v * v).sum::<f64>()).fold(0.0, f64::max);
+        let bounds = DesignBounds { n: k, gram: dense_gram_bound(points, k, d), max_row_sq };
+        let (lo, hi) = exp_range(lambda);
+        let c = 2.0 * self.ridge().c;
+        Some(bounds.constants(0.5, c * lo, c * hi))
     }
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         Some(self)

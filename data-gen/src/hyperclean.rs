@@ -37,7 +37,7 @@
 //! 35,000·784·8 B ≈ 220 MB).
 
 use crate::dataset::{parameters_of, Array, Dataset, GeneratorInfo};
-use crate::logreg_hpo::{check_classes, check_range, check_sizes, row_sq_norms, Evaluation, MultinomialHpo, Split};
+use crate::logreg_hpo::{check_classes, check_range, check_sizes, Evaluation, MultinomialHpo, Split};
 use crate::text::label_array;
 use bilevel_kernels::models::multinomial::Hyper;
 use bilevel_kernels::models::{DenseRows, Design};
@@ -248,14 +248,9 @@ pub fn from_splits(data: Splits, corruption: f64, ridge: f64, rng: &mut Xoshiro2
     }
     let hyper = Hyper::SampleWeights { ridge };
     let problem = MultinomialHpo::new((train_x, noisy), val, test, k, hyper)?;
-    let sq = row_sq_norms(problem.inner_model().design());
     let two_c = 2.0 * ridge;
-    let constants = ProblemConstants {
-        mu_g: Some(two_c),
-        l_g: Some(sq.iter().sum::<f64>() / (2.0 * sq.len() as f64) + two_c),
-        l_g_sample: Some(sq.iter().fold(0.0, |m: f64, &v| m.max(v)) / 2.0 + two_c),
-        ..ProblemConstants::default()
-    };
+    let constants =
+        crate::logreg_hpo::bounds::DesignBounds::of(problem.inner_model().design()).constants(0.5, two_c, two_c);
     let mut metric_names = problem.metrics().expect("MultinomialHpo has metrics").names().to_vec();
     metric_names.extend(["train_clean_accuracy", "corrupted_detection", "clean_rejection"]);
     Ok(HyperCleaning { problem, constants, metric_names, clean_labels, corrupted })
@@ -263,11 +258,17 @@ pub fn from_splits(data: Splits, corruption: f64, ridge: f64, rng: &mut Xoshiro2
 
 impl BilevelProblem for HyperCleaning {
     bilevel_kernels::forward_oracles!(problem);
-    /// Bounds that hold for every x (σ(x_i) ∈ (0, 1)). The per-sample cross-entropy Hessian is
-    /// (a_i a_iᵀ) ⊗ (diag(s) − ssᵀ), and λ_max(diag(s) − ssᵀ) ≤ ½ (a variance of a unit vector's
-    /// entries, Popoviciu), so ∂yy g ⪯ (1/(2n)) Σ ‖a_i‖² I + 2c I: L_g ≤ ‖X‖_F²/(2n) + 2c
-    /// (Frobenius, so no eigen-solve), per sample ‖a_i‖²/2 + 2c; the loss part is positive
-    /// semi-definite, so µ_g ≥ 2c. The outer constants are not known.
+    /// Bounds that hold for every x (σ(x_i) ∈ (0, 1)), so `constants_at` is `None`. The
+    /// per-sample cross-entropy Hessian is (a_i a_iᵀ) ⊗ (diag(s) − ssᵀ), and
+    /// λ_max(diag(s) − ssᵀ) ≤ ½ (a variance of a unit vector's entries, Popoviciu), so
+    /// ∂yy g ⪯ (1/(2n)) XᵀΣX ⊗ I + 2c I with Σ = diag(σ(x_i)) ⪯ I: L_g ≤ G/(2n) + 2c with G
+    /// an upper bound on λ_max(XᵀX) computed once (`DesignBounds`:
+    /// the smallest of ‖X‖_F², a dense Gram eigen-solve and a Collatz–Wielandt bound; the
+    /// weights need σ ≤ 1). One sample's g_i is
+    /// σ(x_i)·CE_i + c‖y‖² (the ridge is added once per batch), with Hessian between 2c·I
+    /// (the loss part is positive semi-definite, σ > 0) and (‖a_i‖²/2 + 2c)·I: µ_g,sample = 2c
+    /// (attained: the loss part has rank < d·K) and L_g,sample = max_i ‖a_i‖²/2 + 2c; the full
+    /// batch likewise has µ_g ≥ 2c. The outer constants are not known.
     fn constants(&self) -> ProblemConstants {
         self.constants
     }

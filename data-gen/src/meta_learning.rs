@@ -64,6 +64,7 @@
 //! ±1e300).
 
 use crate::dataset::{Array, Dataset, GeneratorInfo};
+use crate::logreg_hpo::bounds::dense_gram_bound;
 use crate::random_matrix::{gaussian_mat, haar_orthonormal};
 use bilevel_kernels::models::embedding_ridge::EmbeddedRidge;
 use bilevel_kernels::par;
@@ -229,6 +230,9 @@ pub struct MetaLearning {
     w_star: Vec<f64>,
     workspace: Workspace,
     par_min_work: usize,
+    /// max_t of an upper bound on λ_max(X_tᵀX_t)/n_s over the support designs, computed once
+    /// ([`crate::logreg_hpo::bounds::dense_gram_bound`]): the data part of `constants_at`.
+    support_gram_max: f64,
 }
 
 /// Generates the problem (see the module doc).
@@ -259,6 +263,9 @@ pub fn generate(config: &Config, seed: u64) -> Result<MetaLearning> {
     let test_support = draw(tt, &w_test, config.n_support, &mut rng);
     let test_query = draw(tt, &w_test, config.n_query, &mut rng);
     let workspace = Workspace::new((BLOCKS - 1) * p * k);
+    let ns = config.n_support;
+    let support_gram_max =
+        support.x.chunks_exact(ns * p).map(|xt| dense_gram_bound(xt, ns, p) / ns as f64).fold(0.0, f64::max);
     Ok(MetaLearning {
         config: config.clone(),
         seed,
@@ -270,6 +277,7 @@ pub fn generate(config: &Config, seed: u64) -> Result<MetaLearning> {
         w_star,
         workspace,
         par_min_work: PAR_MIN_WORK,
+        support_gram_max,
     })
 }
 
@@ -534,10 +542,42 @@ impl BilevelProblem for MetaLearning {
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(self)
     }
-    /// µ_g ≥ µ/T (full batch: the ridge of each head, times 1/T; the data part is positive
-    /// semi-definite). L_g and the outer constants grow with ‖E‖: not known.
+    /// The x-independent constants: µ_g ≥ µ/T (full batch: the ridge of each head, times 1/T;
+    /// the data part is positive semi-definite) and µ_g,sample = 0 (a sample is a task, and
+    /// one task's g_t does not involve the other heads: its Hessian is zero on them; on its
+    /// own head it is µ-strongly convex). L_g and the outer constants grow with ‖E‖: see
+    /// [`constants_at`](Self::constants_at).
     fn constants(&self) -> ProblemConstants {
-        ProblemConstants { mu_g: Some(self.config.ridge / self.config.n_tasks as f64), ..Default::default() }
+        ProblemConstants {
+            mu_g: Some(self.config.ridge / self.config.n_tasks as f64),
+            mu_g_sample: Some(0.0),
+            ..Default::default()
+        }
+    }
+    /// Bounds at E. The Hessian is block-diagonal over the heads; on a batch B of tasks head t
+    /// gets (c_t/|B|)·H_t, c_t its count in B, with H_t = EᵀX_tᵀX_tE/n_s + µI and
+    /// λ_max(EᵀX_tᵀX_tE) = ‖X_tE‖₂² ≤ ‖X_t‖₂²‖E‖₂². With S = max_t ‖X_t‖₂²/n_s (an upper
+    /// bound computed once per task at construction: a dense Gram eigen-solve in
+    /// min(n_s, p) dimensions, `logreg_hpo/bounds.rs`) and ‖E‖₂² = λ_max(EᵀE) (a k×k
+    /// eigen-solve, raised by its rounding bound: O(p·k²) = O(k·dim x)):
+    /// - full batch: µ_g = µ/T, L_g = (S·‖E‖₂² + µ)/T;
+    /// - one task (g_t alone, |B| = 1): L_g,sample = S·‖E‖₂² + µ, µ_g,sample = 0 (see
+    ///   [`constants`](Self::constants)).
+    ///
+    /// The Hessian does not depend on w. The bound is attained where E = u·e_1ᵀ with u the
+    /// top right singular vector of the task with the largest ‖X_t‖₂²/n_s; for a generic E it
+    /// is loose by at most max_t ‖X_t‖₂²‖E‖₂² / max_t ‖X_tE‖₂² (measured up to 3.4 for random E
+    /// at the tiny preset, tests/constants_at.rs).
+    fn constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        let (t, p, k, mu) = (self.config.n_tasks as f64, self.config.dim_input, self.k(), self.config.ridge);
+        let sample = self.support_gram_max * dense_gram_bound(x, p, k) + mu;
+        Some(ProblemConstants {
+            mu_g: Some(mu / t),
+            l_g: Some(sample / t),
+            l_g_sample: Some(sample),
+            mu_g_sample: Some(0.0),
+            ..Default::default()
+        })
     }
     fn metrics(&self) -> Option<&dyn ProblemMetrics> {
         Some(self)

@@ -1,18 +1,32 @@
 //! The finite-sum quadratic of benchopt's `benchmark_bilevel` (`datasets/simulated.py`,
 //! `benchmark_utils/gen_matrices.py`; notes/prior-art.md §1.4), with samples stored as their
-//! rank-one factors.
+//! rank-one factors, and optionally every sample of g strongly convex.
 //!
 //! ```text
-//! q_i(x, y) = ½ (h_iᵀy)² + ½ (p_iᵀx)² + (w_iᵀy)(u_iᵀx) + c_iᵀy + d_iᵀx
+//! q_i(x, y) = ½ (h_iᵀy)² + ½ s‖y‖² + ½ (p_iᵀx)² + (w_iᵀy)(u_iᵀx) + c_iᵀy + d_iᵀx
 //! g = (1/n_g) Σ_{i<n_g} q_i^g,   f = (1/n_f) Σ_{i<n_f} q_i^f,    over a batch B: (1/|B|) Σ_{i∈B}
-//! ∂y q_i = h_i(h_iᵀy) + w_i(u_iᵀx) + c_i,   ∂x q_i = p_i(p_iᵀx) + u_i(w_iᵀy) + d_i
-//! ∂yy q_i·v = h_i(h_iᵀv),   ∂x∂y q_i·v = u_i(w_iᵀv)
+//! ∂y q_i = h_i(h_iᵀy) + s y + w_i(u_iᵀx) + c_i,   ∂x q_i = p_i(p_iᵀx) + u_i(w_iᵀy) + d_i
+//! ∂yy q_i·v = h_i(h_iᵀv) + s v,   ∂x∂y q_i·v = u_i(w_iᵀv)
 //! ```
 //!
 //! i.e. benchopt's q_i(z, x) = ½zᵀA_i z + ½xᵀB_i x + xᵀC_i z + a_iᵀz + b_iᵀx with z = y,
-//! A_i = h_i h_iᵀ, B_i = p_i p_iᵀ, C_i = u_i w_iᵀ (all rank one, as in benchopt). A mini-batch
-//! HVP reads |B|·d_y numbers, not |B|·d_y² ([`Layout::RankOne`]); [`Layout::Dense`] stores the
-//! per-sample matrices as benchopt does (n·(d_y² + d_x² + d_x d_y) numbers), for like-for-like
+//! A_i = h_i h_iᵀ + sI, B_i = p_i p_iᵀ, C_i = u_i w_iᵀ. The shift s ([`Config::sample_mu`]) is
+//! set by [`Config::sample_hessian`] and only in g (f's samples have s = 0):
+//!
+//! - [`SampleHessian::RankOne`], s = 0: benchopt's instance, every matrix rank one. A sample
+//!   Hessian is singular (d_y > 1), and so is every mini-batch Hessian of fewer than d_y
+//!   samples: no per-sample strong convexity (the stochastic papers' assumption, e.g. paper 002's
+//!   Assumption 1, does not hold), and CG on a small batch may break down. Presets `benchopt`,
+//!   `benchopt-best` (comparability with benchopt).
+//! - [`SampleHessian::StronglyConvex`], s = µ: every sample's lower-level Hessian
+//!   h_i h_iᵀ + µI has its spectrum in [µ, ‖h_i‖² + µ], so every mini-batch Hessian is
+//!   µ-strongly convex. The rank-one parts are whitened to average A_g − µI instead of A_g
+//!   (spectrum λ_y − µ, one zero eigenvalue; below), so the mean problem, and with it every
+//!   exact reference, is the one prescribed, as with s = 0. Presets `tiny`, `small`.
+//!
+//! A mini-batch HVP reads |B|·d_y numbers, not |B|·d_y² ([`Layout::RankOne`]; the s·v term is
+//! added once per batch inside the same pass); [`Layout::Dense`] stores the per-sample matrices
+//! as benchopt does (n·(d_y² + d_x² + d_x d_y) numbers, A_i = h_i h_iᵀ + sI), for like-for-like
 //! comparisons.
 //!
 //! # Construction (each level; g first, then f; seeded `Xoshiro256PlusPlus`)
@@ -22,8 +36,10 @@
 //! n×d Haar matrix with orthonormal columns ([`haar_orthonormal`]), ξ_i = √n·W[i, :]ᵀ, so
 //! (1/n) Σ ξ_i ξ_iᵀ = WᵀW = I exactly, and every mean below is exact (to rounding):
 //!
-//! - inner Hessian: h_i = Q_y diag(√λ_y) ξ_i, λ_y = [`spectrum`](µ, L_yy, d_y) (log-spaced by
-//!   default), Q_y Haar on O(d_y): (1/n) Σ h_i h_iᵀ = Q_y diag(λ_y) Q_yᵀ;
+//! - inner Hessian: h_i = Q_y diag(√(λ_y − s)) ξ_i, λ_y = [`spectrum`](µ, L_yy, d_y) (log-spaced
+//!   by default), Q_y Haar on O(d_y): (1/n) Σ h_i h_iᵀ = Q_y diag(λ_y − s) Q_yᵀ, and the mean
+//!   Hessian (1/n) Σ (h_i h_iᵀ + sI) = Q_y diag(λ_y) Q_yᵀ whatever s (f: s = 0); the draws are
+//!   the same for both forms, so one seed gives the same mean problem in both (to rounding);
 //! - outer Hessian: p_i likewise with λ_x = [0, spectrum(µ, L_xx, d_x − 1)] (singular, as
 //!   benchopt's `r_[0, logspace(...)]`);
 //! - cross: ξ_i ∈ R^{d_y} whitened, u_i = U_c D ξ_i (D = d_x×d_y, diagonal σ =
@@ -72,7 +88,8 @@ use std::sync::OnceLock;
 /// Catalogue entry.
 pub const INFO: GeneratorInfo = GeneratorInfo {
     name: "stochastic_quadratic",
-    summary: "benchopt's finite-sum quadratic: rank-one sample Hessians with exact log-spaced means, mini-batches",
+    summary: "benchopt's finite-sum quadratic, exact log-spaced means, mini-batches; sample Hessians h_i h_iᵀ + µI \
+              (tiny, small: every sample µ-strongly convex) or rank-one h_i h_iᵀ (benchopt, benchopt-best)",
     presets: &["tiny", "small", "benchopt", "benchopt-best"],
 };
 
@@ -102,6 +119,29 @@ impl Layout {
     }
 }
 
+/// The form of every sample's lower-level Hessian ∂yy g_i (module doc). The mean Hessian is the
+/// prescribed one (spectrum [µ, L_yy]) in both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleHessian {
+    /// A_i = h_i h_iᵀ, as benchopt: rank one, singular for d_y > 1 (per-sample µ = 0).
+    #[default]
+    RankOne,
+    /// A_i = h_i h_iᵀ + µI, µ the prescribed smallest eigenvalue of the mean: every sample
+    /// µ-strongly convex, the rank-one parts averaging to A_g − µI.
+    StronglyConvex,
+}
+
+impl SampleHessian {
+    /// The name used in configs and the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleHessian::RankOne => "rank_one",
+            SampleHessian::StronglyConvex => "strongly_convex",
+        }
+    }
+}
+
 /// Largest eigenvalues of one level's mean matrices (benchopt's `L_inner`, `L_outer`,
 /// `L_cross` of one `gen_matrices` call).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -122,7 +162,8 @@ impl Default for LevelScales {
 }
 
 /// Generator settings. `Default` is benchopt's `simulated` dataset: d_x = d_y = 100,
-/// n_f = n_g = 1024, µ = 0.1 (κ = 10), L's = 1, L_cross = 0.1, log-spaced, rank-one layout.
+/// n_f = n_g = 1024, µ = 0.1 (κ = 10), L's = 1, L_cross = 0.1, log-spaced, rank-one sample
+/// Hessians, rank-one layout.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     /// Outer dimension (benchopt `dim_outer`).
@@ -144,6 +185,12 @@ pub struct Config {
     pub spacing: Spacing,
     /// How the per-sample matrices are stored.
     pub layout: Layout,
+    /// The form of every sample's lower-level Hessian: rank one h_i h_iᵀ (benchopt; the
+    /// default, and what a manifest without the field means) or h_i h_iᵀ + µI (every sample
+    /// µ-strongly convex; the shift follows µ, so [`with_kappa`](Self::with_kappa) keeps it
+    /// equal to the new µ). The mean problem is the same in both. See [`sample_mu`](Self::sample_mu).
+    #[serde(default)]
+    pub sample_hessian: SampleHessian,
 }
 
 impl Default for Config {
@@ -158,23 +205,36 @@ impl Default for Config {
             f: LevelScales::default(),
             spacing: Spacing::Log,
             layout: Layout::RankOne,
+            sample_hessian: SampleHessian::RankOne,
         }
     }
 }
 
 impl Config {
-    /// `"tiny"` (d_x = 4, d_y = 8, n_f = 16, n_g = 32), `"small"` (10, 50, 256, 1024),
-    /// `"benchopt"` (the default), `"benchopt-best"` (benchopt's
-    /// `config/quadratics_021424_best_params.yml`: d_x = 10, d_y = 100, n_f = 1024, n_g = 32768).
+    /// `"tiny"` (d_x = 4, d_y = 8, n_f = 16, n_g = 32), `"small"` (10, 50, 256, 1024), both with
+    /// µ-strongly convex samples ([`SampleHessian::StronglyConvex`]); `"benchopt"` (the default),
+    /// `"benchopt-best"` (benchopt's `config/quadratics_021424_best_params.yml`: d_x = 10,
+    /// d_y = 100, n_f = 1024, n_g = 32768), both rank-one like benchopt.
     pub fn preset(name: &str) -> Result<Self> {
-        let (dim_x, dim_y, n_samples_f, n_samples_g) = match name {
-            "tiny" => (4, 8, 16, 32),
-            "small" => (10, 50, 256, 1024),
-            "benchopt" => (100, 100, 1024, 1024),
-            "benchopt-best" => (10, 100, 1024, 32768),
+        use SampleHessian::{RankOne, StronglyConvex};
+        let (dim_x, dim_y, n_samples_f, n_samples_g, sample_hessian) = match name {
+            "tiny" => (4, 8, 16, 32, StronglyConvex),
+            "small" => (10, 50, 256, 1024, StronglyConvex),
+            "benchopt" => (100, 100, 1024, 1024, RankOne),
+            "benchopt-best" => (10, 100, 1024, 32768, RankOne),
             _ => return Err(INFO.unknown_preset(name)),
         };
-        Ok(Self { dim_x, dim_y, n_samples_f, n_samples_g, ..Self::default() })
+        Ok(Self { dim_x, dim_y, n_samples_f, n_samples_g, sample_hessian, ..Self::default() })
+    }
+
+    /// The shift s of every sample's lower-level Hessian h_i h_iᵀ + sI: µ with
+    /// [`SampleHessian::StronglyConvex`], 0 with [`SampleHessian::RankOne`]. It is the per-sample
+    /// strong-convexity constant (`mu_g_sample` of the problem's constants).
+    pub fn sample_mu(&self) -> f64 {
+        match self.sample_hessian {
+            SampleHessian::RankOne => 0.0,
+            SampleHessian::StronglyConvex => self.mu,
+        }
     }
 
     /// Sets µ = g.l_yy / κ: the condition number κ_g of the mean lower-level Hessian (the one
@@ -261,8 +321,8 @@ enum Samples {
         w: DenseRows,
     },
     Dense {
-        /// A_i = h_i h_iᵀ, row-major d_y×d_y blocks; P_i = p_i p_iᵀ (d_x×d_x); B_i = w_i u_iᵀ
-        /// (d_y×d_x, the yᵀB_i x orientation).
+        /// A_i = h_i h_iᵀ + sI (s = the level's `shift`), row-major d_y×d_y blocks;
+        /// P_i = p_i p_iᵀ (d_x×d_x); B_i = w_i u_iᵀ (d_y×d_x, the yᵀB_i x orientation).
         a: Vec<f64>,
         p: Vec<f64>,
         b: Vec<f64>,
@@ -283,6 +343,9 @@ struct Level {
     dx: usize,
     dy: usize,
     samples: Samples,
+    /// s of ∂yy q_i = h_i h_iᵀ + sI ([`Config::sample_mu`] for g, 0 for f). The rank-one layout
+    /// adds it in its kernels; the dense layout has it in its stored A_i.
+    shift: f64,
     /// c_i (n×d_y) and d_i (n×d_x).
     lin_y: DenseRows,
     lin_x: DenseRows,
@@ -322,17 +385,28 @@ fn batch_mean(
 /// One rank-one term (a_i·v) b_i of a sample's derivative: the factors a (dotted with v) and b.
 type RankOneTerm<'a> = (&'a DenseRows, &'a [f64], &'a DenseRows);
 
-/// The batch mean of Σ_terms (a_i·v) b_i (+ lin_i) over `rows`, in the order of the per-sample
-/// code (each term, then lin) under one SIMD dispatch: per-sample dispatches cost as much as
-/// the arithmetic of these d-length rows.
-fn rank_one_mean(rows: &[usize], terms: [Option<RankOneTerm<'_>>; 2], lin: Option<&DenseRows>, out: &mut [f64]) {
+/// The batch mean of s·z + Σ_terms (a_i·v) b_i (+ lin_i) over `rows`, with `shift` = (s, z)
+/// (the sI part of h_i h_iᵀ + sI, the same for every sample: started at |B|·s·z, not added per
+/// sample), in the order of the per-sample code (each term, then lin) under one SIMD dispatch:
+/// per-sample dispatches cost as much as the arithmetic of these d-length rows.
+fn rank_one_mean(
+    rows: &[usize],
+    shift: Option<(f64, &[f64])>,
+    terms: [Option<RankOneTerm<'_>>; 2],
+    lin: Option<&DenseRows>,
+    out: &mut [f64],
+) {
     out.fill(0.0);
-    ops::arch().dispatch(RankOneSum { rows, terms, lin, out: &mut *out });
+    // An empty batch stays 0 (no shift either).
+    let shift = shift.filter(|&(s, _)| s != 0.0 && !rows.is_empty()).map(|(s, z)| (s * rows.len() as f64, z));
+    ops::arch().dispatch(RankOneSum { rows, shift, terms, lin, out: &mut *out });
     ops::scale(inv_len(rows.len()), out);
 }
 
 struct RankOneSum<'a> {
     rows: &'a [usize],
+    /// (|B|·s, z): the batch's sum of the s·z terms.
+    shift: Option<(f64, &'a [f64])>,
     terms: [Option<RankOneTerm<'a>>; 2],
     lin: Option<&'a DenseRows>,
     out: &'a mut [f64],
@@ -342,6 +416,9 @@ impl ops::WithSimd for RankOneSum<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: ops::Simd>(self, simd: S) {
+        if let Some((c, z)) = self.shift {
+            ops::axpy_simd(simd, c, z, self.out);
+        }
         for &i in self.rows {
             for (a, v, b) in self.terms.iter().flatten() {
                 let c = ops::dot_simd(simd, a.row(i), v);
@@ -401,6 +478,11 @@ fn inv_len(len: usize) -> f64 {
 impl Level {
     fn value(&self, x: &[f64], y: &[f64], rows: &[usize]) -> f64 {
         let (dx, dy) = (self.dx, self.dy);
+        // ½ s‖y‖², the same for every sample (in the dense layout's A_i already).
+        let shifted = match self.samples {
+            Samples::RankOne { .. } if self.shift != 0.0 && !rows.is_empty() => 0.5 * self.shift * ops::dot_seq(y, y),
+            _ => 0.0,
+        };
         let mut s = 0.0;
         for &i in rows {
             s += match &self.samples {
@@ -417,7 +499,7 @@ impl Level {
             };
             s += ops::dot_seq(self.lin_y.row(i), y) + ops::dot_seq(self.lin_x.row(i), x);
         }
-        s * inv_len(rows.len())
+        s * inv_len(rows.len()) + shifted
     }
 
     fn grad_y(&self, x: &[f64], y: &[f64], rows: &[usize], out: &mut [f64]) {
@@ -428,8 +510,8 @@ impl Level {
         self.grad(Var::X, x, y, rows, out)
     }
 
-    /// The mean gradient in `var`: per sample ∂var∂var q_i · var + the cross term in the other
-    /// variable + the linear coefficient (c_i or d_i).
+    /// The mean gradient in `var`: per sample ∂var∂var q_i · var (with s·y in y) + the cross term
+    /// in the other variable + the linear coefficient (c_i or d_i).
     fn grad(&self, var: Var, x: &[f64], y: &[f64], rows: &[usize], out: &mut [f64]) {
         let (own, other, lin) = match var {
             Var::Y => (y, x, &self.lin_y),
@@ -437,11 +519,11 @@ impl Level {
         };
         match &self.samples {
             Samples::RankOne { h, p, u, w } => {
-                let (hess, cross) = match var {
-                    Var::Y => ((h, own, h), (u, other, w)),
-                    Var::X => ((p, own, p), (w, other, u)),
+                let (hess, cross, shift) = match var {
+                    Var::Y => ((h, own, h), (u, other, w), Some((self.shift, own))),
+                    Var::X => ((p, own, p), (w, other, u), None),
                 };
-                rank_one_mean(rows, [Some(hess), Some(cross)], Some(lin), out)
+                rank_one_mean(rows, shift, [Some(hess), Some(cross)], Some(lin), out)
             }
             Samples::Dense { a, p, b } => {
                 let hess = match var {
@@ -464,7 +546,9 @@ impl Level {
 
     fn hvp(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
         match &self.samples {
-            Samples::RankOne { h, .. } => rank_one_mean(rows, [Some((h, v, h)), None], None, out),
+            Samples::RankOne { h, .. } => {
+                rank_one_mean(rows, Some((self.shift, v)), [Some((h, v, h)), None], None, out)
+            }
             Samples::Dense { a, .. } => {
                 batch_mean(rows, out, |_| (), |i, ahead, out| dense_hess_add(a, i, ahead, v, out))
             }
@@ -473,7 +557,7 @@ impl Level {
 
     fn cross(&self, v: &[f64], rows: &[usize], out: &mut [f64]) {
         match &self.samples {
-            Samples::RankOne { u, w, .. } => rank_one_mean(rows, [Some((w, v, u)), None], None, out),
+            Samples::RankOne { u, w, .. } => rank_one_mean(rows, None, [Some((w, v, u)), None], None, out),
             Samples::Dense { b, .. } => {
                 let n = v.len() * out.len();
                 batch_mean(rows, out, |i| prefetch_cross(b, n, i), |i, _, out| dense_cross_add(b, Var::X, i, v, out))
@@ -504,8 +588,10 @@ impl Level {
     }
 }
 
-/// One level's draw, as faer matrices (n rows), plus its exact mean quadratic form.
+/// One level's draw, as faer matrices (n rows): the factors, and `shift` = s of the sample
+/// y-Hessians h_i h_iᵀ + sI.
 struct Draw {
+    shift: f64,
     h: Mat<f64>,
     p: Mat<f64>,
     u: Mat<f64>,
@@ -526,16 +612,22 @@ fn factors(n: usize, lambda: &[f64], rng: &mut Xoshiro256PlusPlus) -> Result<Mat
     Ok(out)
 }
 
+/// One level: `shift` = s ≤ µ of the y-Hessians h_i h_iᵀ + sI, whose rank-one parts are
+/// whitened to the spectrum λ_y − s so that the mean y-Hessian has the spectrum λ_y.
+#[allow(clippy::too_many_arguments)]
 fn draw_level(
     n: usize,
     dx: usize,
     dy: usize,
     mu: f64,
+    shift: f64,
     s: &LevelScales,
     spacing: Spacing,
     rng: &mut Xoshiro256PlusPlus,
 ) -> Result<Draw> {
-    let h = factors(n, &spectrum(mu, s.l_yy, dy, spacing), rng)?;
+    // λ_y ≥ µ ≥ shift: the max only guards the sign of an exact zero.
+    let lambda_y: Vec<f64> = spectrum(mu, s.l_yy, dy, spacing).into_iter().map(|l| (l - shift).max(0.0)).collect();
+    let h = factors(n, &lambda_y, rng)?;
     let mut lambda_x = vec![0.0];
     lambda_x.extend(spectrum(mu, s.l_xx, dx - 1, spacing));
     let p = factors(n, &lambda_x, rng)?;
@@ -551,7 +643,7 @@ fn draw_level(
     matmul(w.as_mut(), Accum::Replace, xi.as_ref(), vc.transpose(), 1.0, Par::Seq);
     let c = gaussian_mat(n, dy, rng);
     let d = gaussian_mat(n, dx, rng);
-    Ok(Draw { h, p, u, w, c, d })
+    Ok(Draw { shift, h, p, u, w, c, d })
 }
 
 /// (1/n) XᵀY, sequential.
@@ -580,9 +672,14 @@ struct Means {
 }
 
 impl Draw {
+    /// The means; A = (1/n) Σ h_i h_iᵀ + sI.
     fn means(&self) -> Means {
+        let mut a = symmetrize(&mean_product(self.h.as_ref(), self.h.as_ref()));
+        for j in 0..a.ncols() {
+            a[(j, j)] += self.shift;
+        }
         Means {
-            a: symmetrize(&mean_product(self.h.as_ref(), self.h.as_ref())),
+            a,
             p: symmetrize(&mean_product(self.p.as_ref(), self.p.as_ref())),
             b: mean_product(self.w.as_ref(), self.u.as_ref()),
             c: column_means(&self.c),
@@ -600,20 +697,25 @@ impl Draw {
                 w: rows_of(&self.w)?,
             },
             Layout::Dense => {
-                let outer = |l: &Mat<f64>, r: &Mat<f64>| -> Vec<f64> {
+                // l_i r_iᵀ + diag·I (diag only for square blocks).
+                let outer = |l: &Mat<f64>, r: &Mat<f64>, diag: f64| -> Vec<f64> {
                     let (nl, nr) = (l.ncols(), r.ncols());
                     let mut v = Vec::with_capacity(n * nl * nr);
                     for i in 0..n {
                         for a in 0..nl {
-                            v.extend((0..nr).map(|b| l[(i, a)] * r[(i, b)]));
+                            v.extend((0..nr).map(|b| l[(i, a)] * r[(i, b)] + if a == b { diag } else { 0.0 }));
                         }
                     }
                     v
                 };
-                Samples::Dense { a: outer(&self.h, &self.h), p: outer(&self.p, &self.p), b: outer(&self.w, &self.u) }
+                Samples::Dense {
+                    a: outer(&self.h, &self.h, self.shift),
+                    p: outer(&self.p, &self.p, 0.0),
+                    b: outer(&self.w, &self.u, 0.0),
+                }
             }
         };
-        Ok(Level { n, dx, dy, samples, lin_y: rows_of(&self.c)?, lin_x: rows_of(&self.d)? })
+        Ok(Level { n, dx, dy, samples, shift: self.shift, lin_y: rows_of(&self.c)?, lin_x: rows_of(&self.d)? })
     }
 }
 
@@ -644,7 +746,7 @@ pub struct StochasticQuadratic {
     g: Level,
     /// The mean problem: full-batch oracles and exact references.
     reference: QuadraticBilevel,
-    /// max_i ‖h_i‖² of g's samples: max_i λ_max(∂yy g_i) (rank one).
+    /// max_i ‖h_i‖² + s of g's samples: max_i λ_max(∂yy g_i) (h_i h_iᵀ + sI).
     l_g_sample: f64,
     measured_g: OnceLock<Measured>,
     measured_f: OnceLock<Measured>,
@@ -688,8 +790,9 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut last_min = f64::NAN;
     for tries in 1..=MAX_TRIES {
-        let dg = draw_level(config.n_samples_g, dx, dy, config.mu, &config.g, config.spacing, &mut rng)?;
-        let df = draw_level(config.n_samples_f, dx, dy, config.mu, &config.f, config.spacing, &mut rng)?;
+        let (mu, spacing) = (config.mu, config.spacing);
+        let dg = draw_level(config.n_samples_g, dx, dy, mu, config.sample_mu(), &config.g, spacing, &mut rng)?;
+        let df = draw_level(config.n_samples_f, dx, dy, mu, 0.0, &config.f, spacing, &mut rng)?;
         let (mg, mf) = (dg.means(), df.means());
         let Some(h) = value_hessian(&mg, &mf) else { continue };
         let measured_value = Measured::of(h.as_ref())?;
@@ -699,7 +802,8 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
         }
         let h = dg.h.as_ref();
         let l_g_sample =
-            (0..h.nrows()).map(|i| (0..h.ncols()).map(|j| h[(i, j)] * h[(i, j)]).sum::<f64>()).fold(0.0, f64::max);
+            (0..h.nrows()).map(|i| (0..h.ncols()).map(|j| h[(i, j)] * h[(i, j)]).sum::<f64>()).fold(0.0, f64::max)
+                + dg.shift;
         let reference = QuadraticBilevel::new(form(dx, dy, mf)?, form(dx, dy, mg)?)?;
         return Ok(StochasticQuadratic {
             config: config.clone(),
@@ -741,7 +845,7 @@ impl StochasticQuadratic {
     pub fn reference(&self) -> &QuadraticBilevel {
         &self.reference
     }
-    /// Measured spectrum of the mean lower-level Hessian ∂yy g = (1/n_g) Σ h_i h_iᵀ (κ_g).
+    /// Measured spectrum of the mean lower-level Hessian ∂yy g = (1/n_g) Σ h_i h_iᵀ + sI (κ_g).
     /// (A dense eigen-decomposition, once, on first request.)
     pub fn measured_g(&self) -> &Measured {
         self.measured_g.get_or_init(|| Measured::of_or_nan(self.reference.lower().a().expect("g has A").matrix()))
@@ -830,9 +934,12 @@ impl BilevelProblem for StochasticQuadratic {
     fn exact(&self) -> Option<&dyn ExactReference> {
         Some(&self.reference)
     }
-    /// µ_g = µ and L_g = g.l_yy as prescribed (the whitened means are exact to rounding);
-    /// `l_g_sample` = max_i ‖h_i‖² (λ_max of the rank-one h_i h_iᵀ, exact); µ_L and L_L from
-    /// the eigen-decomposition of H_L that the rejection test ran anyway.
+    /// µ_g = µ and L_g = g.l_yy as prescribed (the whitened means are exact to rounding, in
+    /// both sample forms); `l_g_sample` = max_i ‖h_i‖² + s and `mu_g_sample` = s, the extreme
+    /// eigenvalues of the sample Hessians h_i h_iᵀ + sI (exact; s = [`Config::sample_mu`]: µ
+    /// for [`SampleHessian::StronglyConvex`], 0 for the rank-one form, whose sample Hessians
+    /// are singular); µ_L and L_L from the eigen-decomposition of H_L that the rejection test
+    /// ran anyway.
     fn constants(&self) -> ProblemConstants {
         ProblemConstants {
             mu_g: Some(self.config.mu),
@@ -840,8 +947,8 @@ impl BilevelProblem for StochasticQuadratic {
             l_outer: Some(self.measured_value.l),
             mu_outer: Some(self.measured_value.mu),
             l_g_sample: Some(self.l_g_sample),
-            // Rank-one sample Hessians h_i h_iᵀ are singular (d_y > 1).
-            mu_g_sample: Some(0.0),
+            // λ_min(h_i h_iᵀ + sI) = s (d_y > 1): 0 for singular rank-one samples.
+            mu_g_sample: Some(self.g.shift),
         }
     }
 }
@@ -850,10 +957,13 @@ impl Dataset for StochasticQuadratic {
     fn generator(&self) -> &'static str {
         INFO.name
     }
-    /// The config and seed, `tries`, the measured spectra `measured_g`, `measured_f` (mean
-    /// y-Hessians) and `measured_value` (H_L), each {mu, l, kappa}, and `l_star`.
+    /// The config (with `sample_hessian`) and seed, `sample_mu` (s of the sample y-Hessians
+    /// h_i h_iᵀ + sI of g, see [`Config::sample_mu`]), `tries`, the measured spectra
+    /// `measured_g`, `measured_f` (mean y-Hessians) and `measured_value` (H_L), each
+    /// {mu, l, kappa}, and `l_star`.
     fn parameters(&self) -> Map<String, Value> {
         let mut m = crate::dataset::parameters_of(&self.config, Some(self.seed));
+        m.insert("sample_mu".into(), json!(self.config.sample_mu()));
         m.insert("tries".into(), json!(self.tries));
         m.insert("measured_g".into(), json!(self.measured_g()));
         m.insert("measured_f".into(), json!(self.measured_f()));
@@ -863,11 +973,12 @@ impl Dataset for StochasticQuadratic {
         }
         m
     }
-    /// Per level (`g_`, `f_` prefixes), rank-one layout: `hess_y_factors` `[n, d_y]` (h_i),
+    /// Per level (`g_`, `f_` prefixes), rank-one layout: `hess_y_factors` `[n, d_y]` (h_i; the
+    /// sample y-Hessian is h_i h_iᵀ + sI with s the parameter `sample_mu` for g, 0 for f),
     /// `hess_x_factors` `[n, d_x]` (p_i), `cross_x_factors` `[n, d_x]` (u_i), `cross_y_factors`
-    /// `[n, d_y]` (w_i); dense layout: `hess_y` `[n, d_y, d_y]`, `hess_x` `[n, d_x, d_x]`, `cross`
-    /// `[n, d_y, d_x]` (B_i of yᵀB_i x); both: `lin_y` `[n, d_y]` (c_i), `lin_x` `[n, d_x]` (d_i).
-    /// Then `x_star` `[d_x]` and `L_star` `[1]`.
+    /// `[n, d_y]` (w_i); dense layout: `hess_y` `[n, d_y, d_y]` (h_i h_iᵀ + sI), `hess_x`
+    /// `[n, d_x, d_x]`, `cross` `[n, d_y, d_x]` (B_i of yᵀB_i x); both: `lin_y` `[n, d_y]` (c_i),
+    /// `lin_x` `[n, d_x]` (d_i). Then `x_star` `[d_x]` and `L_star` `[1]`.
     fn arrays(&self) -> Vec<Array> {
         let mut out = Vec::new();
         self.g.arrays("g", &mut out);

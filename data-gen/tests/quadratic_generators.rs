@@ -5,7 +5,7 @@
 use bilevel_data::quadratic::{
     self, gaussian_x0, haar_orthonormal, spectrum, Config, CrossLaw, QuadraticProblem, Spacing,
 };
-use bilevel_data::stochastic_quadratic::{self as sq, Layout};
+use bilevel_data::stochastic_quadratic::{self as sq, Layout, SampleHessian};
 use bilevel_data::{Array, ArrayData, Dataset};
 use bilevel_kernels::{Batch, BilevelProblem, KernelError, StepBatches};
 use faer::{Mat, Side};
@@ -303,26 +303,47 @@ fn invalid_configs_are_rejected() {
 
 // ---------------------------------------------------------------- stochastic quadratic
 
+/// The `tiny` preset (per-sample strongly convex) with `layout`.
 fn sq_tiny(layout: Layout) -> sq::Config {
     sq::Config { layout, ..sq::Config::preset("tiny").unwrap() }
 }
 
+/// Both sample forms: the preset's h_i h_iᵀ + µI and benchopt's rank-one h_i h_iᵀ.
+const FORMS: [SampleHessian; 2] = [SampleHessian::StronglyConvex, SampleHessian::RankOne];
+
+/// [`sq_tiny`] with the sample form `form`.
+fn sq_tiny_form(layout: Layout, form: SampleHessian) -> sq::Config {
+    sq::Config { sample_hessian: form, ..sq_tiny(layout) }
+}
+
 #[test]
 fn stochastic_mean_spectra_are_exactly_the_prescribed_ones() {
-    for mu in [0.1, 1e-3] {
-        let cfg = sq::Config { mu, ..sq_tiny(Layout::RankOne) };
+    for (mu, form) in FORMS.iter().flat_map(|&f| [(0.1, f), (1e-3, f)]) {
+        let cfg = sq::Config { mu, ..sq_tiny_form(Layout::RankOne, form) };
+        let s = cfg.sample_mu();
         let p = sq::generate(&cfg, 3).unwrap();
         let (n, dx, dy) = (32, 4, 8);
         let arrays = p.arrays();
         // Mean of the stored rank-one factors, computed here from the exported arrays.
         let mean = |name: &str, d: usize| {
             let h = mat_of(array(&arrays, name));
+            let n = if name.starts_with("f_") { 16 } else { n };
             assert_eq!((h.nrows(), h.ncols()), (n, d));
             h.transpose() * &h * (1.0 / n as f64)
         };
+        // The rank-one parts average to A_g − sI: spectrum λ_y − s (one zero eigenvalue when
+        // s = µ), so that the mean sample Hessian h_i h_iᵀ + sI has the prescribed λ_y.
         let want_y = spectrum(mu, 1.0, dy, Spacing::Log);
         for (g, w) in eig(&mean("g_hess_y_factors", dy)).iter().zip(&want_y) {
-            assert!((g - w).abs() < 1e-13, "mean h hᵀ eigenvalue {g} vs {w}");
+            assert!((g - (w - s)).abs() < 1e-13, "{form:?}: mean h hᵀ eigenvalue {g} vs {w} − {s}");
+        }
+        let a_g = p.reference().lower().a().unwrap().matrix().to_owned();
+        for (g, w) in eig(&a_g).iter().zip(&want_y) {
+            assert!((g - w).abs() < 1e-13, "{form:?}: mean ∂yy g eigenvalue {g} vs {w}");
+        }
+        // f's samples are never shifted.
+        for (g, w) in eig(&mean("f_hess_y_factors", dy)).iter().zip(&want_y) {
+            assert!((g - w).abs() < 1e-13, "{form:?}: mean f h hᵀ eigenvalue {g} vs {w}");
         }
         let mut want_x = vec![0.0];
         want_x.extend(spectrum(mu, 1.0, dx - 1, Spacing::Log));
@@ -347,17 +368,19 @@ fn batch_cases(p: &sq::StochasticQuadratic, rng: &mut Xoshiro256PlusPlus) -> (Ve
     (randn(p.dim_x(), rng), randn(p.dim_y(), rng), randn(p.dim_y(), rng))
 }
 
-/// Runs `check` on the tiny problem of each layout (seed `seed`) at a random (x, y, v) from
+/// Runs `check` on the tiny problem of each layout and sample form (seed `seed`) at a random (x, y, v) from
 /// [`batch_cases`]; `check` may draw more from `rng`.
 fn for_each_layout(
     seed: u64,
     rng: &mut Xoshiro256PlusPlus,
     mut check: impl FnMut(Layout, &sq::StochasticQuadratic, (Vec<f64>, Vec<f64>, Vec<f64>), &mut Xoshiro256PlusPlus),
 ) {
-    for layout in [Layout::RankOne, Layout::Dense] {
-        let p = sq::generate(&sq_tiny(layout), seed).unwrap();
-        let case = batch_cases(&p, rng);
-        check(layout, &p, case, rng);
+    for form in FORMS {
+        for layout in [Layout::RankOne, Layout::Dense] {
+            let p = sq::generate(&sq_tiny_form(layout, form), seed).unwrap();
+            let case = batch_cases(&p, rng);
+            check(layout, &p, case, rng);
+        }
     }
 }
 
@@ -397,44 +420,56 @@ fn minibatch_oracles_over_all_samples_equal_the_full_batch_oracles() {
 
 #[test]
 fn full_batch_hvp_equals_the_dense_mean_matrix_product() {
-    let p = sq::generate(&sq_tiny(Layout::RankOne), 4).unwrap();
-    let arrays = p.arrays();
-    let h = mat_of(array(&arrays, "g_hess_y_factors"));
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
-    let v = randn(8, &mut rng);
-    // (1/n) Σ_i h_i (h_iᵀ v), by a plain loop over the exported factors.
-    let mut want = vec![0.0; 8];
-    for i in 0..32 {
-        let hi: Vec<f64> = (0..8).map(|j| h[(i, j)]).collect();
-        want = add(&want, dot(&hi, &v) / 32.0, &hi);
+    for form in FORMS {
+        let cfg = sq_tiny_form(Layout::RankOne, form);
+        let p = sq::generate(&cfg, 4).unwrap();
+        let arrays = p.arrays();
+        let h = mat_of(array(&arrays, "g_hess_y_factors"));
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let v = randn(8, &mut rng);
+        // (1/n) Σ_i (h_i (h_iᵀ v) + s v), by a plain loop over the exported factors.
+        let mut want = vec![0.0; 8];
+        for i in 0..32 {
+            let hi: Vec<f64> = (0..8).map(|j| h[(i, j)]).collect();
+            want = add(&want, dot(&hi, &v) / 32.0, &hi);
+            want = add(&want, cfg.sample_mu() / 32.0, &v);
+        }
+        let mut got = vec![0.0; 8];
+        p.hvp(&[0.0; 4], &[0.0; 8], &v, Batch::Full, &mut got);
+        assert!(rel_diff(&got, &want) < 1e-13, "{form:?}");
+        let a = p.reference().lower().a().unwrap().matrix();
+        let av: Vec<f64> = (0..8).map(|i| (0..8).map(|j| a[(i, j)] * v[j]).sum()).collect();
+        assert!(rel_diff(&av, &want) < 1e-13, "{form:?}");
     }
-    let mut got = vec![0.0; 8];
-    p.hvp(&[0.0; 4], &[0.0; 8], &v, Batch::Full, &mut got);
-    assert!(rel_diff(&got, &want) < 1e-13);
-    let a = p.reference().lower().a().unwrap().matrix();
-    let av: Vec<f64> = (0..8).map(|i| (0..8).map(|j| a[(i, j)] * v[j]).sum()).collect();
-    assert!(rel_diff(&av, &want) < 1e-13);
 }
 
 #[test]
 fn dense_and_rank_one_layouts_agree() {
-    let (r, d) =
-        (sq::generate(&sq_tiny(Layout::RankOne), 6).unwrap(), sq::generate(&sq_tiny(Layout::Dense), 6).unwrap());
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
-    let (x, y, v) = batch_cases(&r, &mut rng);
-    let (bf, bg) = (vec![3, 0, 15, 3], vec![31, 7, 8, 2, 2]);
-    let a = oracles(&r, &x, &y, &v, Batch::Rows(&bf), Batch::Rows(&bg));
-    let b = oracles(&d, &x, &y, &v, Batch::Rows(&bf), Batch::Rows(&bg));
-    for (k, (a, b)) in a.iter().zip(&b).enumerate() {
-        assert!(rel_diff(a, b) < 1e-13, "oracle {k}");
+    for form in FORMS {
+        let (r, d) = (
+            sq::generate(&sq_tiny_form(Layout::RankOne, form), 6).unwrap(),
+            sq::generate(&sq_tiny_form(Layout::Dense, form), 6).unwrap(),
+        );
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+        let (x, y, v) = batch_cases(&r, &mut rng);
+        let (bf, bg) = (vec![3, 0, 15, 3], vec![31, 7, 8, 2, 2]);
+        let a = oracles(&r, &x, &y, &v, Batch::Rows(&bf), Batch::Rows(&bg));
+        let b = oracles(&d, &x, &y, &v, Batch::Rows(&bf), Batch::Rows(&bg));
+        for (k, (a, b)) in a.iter().zip(&b).enumerate() {
+            assert!(rel_diff(a, b) < 1e-13, "{form:?} oracle {k}");
+        }
+        // The dense arrays are the outer products of the rank-one factors (+ sI for g's y-Hessians).
+        let (ra, da) = (r.arrays(), d.arrays());
+        let (h, a_i) = (mat_of(array(&ra, "f_hess_y_factors")), f64s(array(&da, "f_hess_y")));
+        assert_eq!(array(&da, "f_hess_y").shape, vec![16, 8, 8]);
+        assert_eq!(a_i[(5 * 8 + 2) * 8 + 6], h[(5, 2)] * h[(5, 6)]);
+        assert_eq!(a_i[(5 * 8 + 2) * 8 + 2], h[(5, 2)] * h[(5, 2)]);
+        let (h, a_i) = (mat_of(array(&ra, "g_hess_y_factors")), f64s(array(&da, "g_hess_y")));
+        assert_eq!(a_i[(5 * 8 + 2) * 8 + 6], h[(5, 2)] * h[(5, 6)]);
+        assert_eq!(a_i[(5 * 8 + 2) * 8 + 2], h[(5, 2)] * h[(5, 2)] + r.config().sample_mu());
+        // Same means, same references, bit for bit.
+        assert_eq!(f64s(array(&ra, "x_star")), f64s(array(&da, "x_star")));
     }
-    // The dense arrays are the outer products of the rank-one factors.
-    let (ra, da) = (r.arrays(), d.arrays());
-    let (h, a_i) = (mat_of(array(&ra, "f_hess_y_factors")), f64s(array(&da, "f_hess_y")));
-    assert_eq!(array(&da, "f_hess_y").shape, vec![16, 8, 8]);
-    assert_eq!(a_i[(5 * 8 + 2) * 8 + 6], h[(5, 2)] * h[(5, 6)]);
-    // Same means, same references, bit for bit.
-    assert_eq!(f64s(array(&ra, "x_star")), f64s(array(&da, "x_star")));
 }
 
 #[test]
@@ -512,7 +547,13 @@ fn minibatch_derivatives_match_finite_differences() {
 
 #[test]
 fn stochastic_exact_references_are_right() {
-    let p = sq::generate(&sq::Config { mu: 1e-2, ..sq_tiny(Layout::RankOne) }, 5).unwrap();
+    for form in FORMS {
+        stochastic_exact_references_are_right_for(form);
+    }
+}
+
+fn stochastic_exact_references_are_right_for(form: SampleHessian) {
+    let p = sq::generate(&sq::Config { mu: 1e-2, ..sq_tiny_form(Layout::RankOne, form) }, 5).unwrap();
     let ex = p.exact().unwrap();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(12);
     let x = p.x0(2);
@@ -521,7 +562,13 @@ fn stochastic_exact_references_are_right() {
     // ∂y g(x, y*) = 0 on the full batch, and as the mean of all samples.
     let all: Vec<usize> = (0..32).collect();
     p.grad_y_g(&x, &y, Batch::Rows(&all), &mut r);
-    assert!(norm(&r) < 1e-11 * norm(&y), "‖∂y g(x, y*)‖ = {}", norm(&r));
+    assert!(norm(&r) < 1e-11 * norm(&y), "{form:?}: ‖∂y g(x, y*)‖ = {}", norm(&r));
+    // v* solves ∂yy g · v* = ∂y f at (x, y*), with the mean of the sample HVPs.
+    let (mut v, mut hv, mut gyf) = (vec![0.0; 8], vec![0.0; 8], vec![0.0; 8]);
+    ex.v_star(&x, &mut v);
+    p.hvp(&x, &y, &v, Batch::Rows(&all), &mut hv);
+    p.grad_y_f(&x, &y, Batch::Full, &mut gyf);
+    assert!(rel_diff(&hv, &gyf) < 1e-11, "{form:?}: ‖H v* − ∂y f‖ / ‖∂y f‖ = {}", rel_diff(&hv, &gyf));
     ex.hypergradient(&x, &mut grad);
     for _ in 0..3 {
         let d = randn(4, &mut rng);

@@ -165,6 +165,36 @@ fn dominant_krylov_schur(op: &(impl SymmetricOperator + ?Sized), tol: f64) -> Re
     Ok(vals[0])
 }
 
+/// The spectral radius max |λ| of a symmetric operator (definite or not): the smoothness
+/// constant of a function whose Hessian it is. Dense up to [`DENSE_MAX_DIM`]; above it the
+/// larger of λ_max(H) and λ_max(−H) by Lanczos.
+pub fn spectral_radius(op: &(impl SymmetricOperator + ?Sized), tol: f64) -> Result<f64> {
+    let n = op.dim();
+    check_dim(n)?;
+    if n <= DENSE_MAX_DIM {
+        let eig = dense_eigenvalues(op)?;
+        return Ok(eig[0].abs().max(eig[n - 1].abs()));
+    }
+    let top = largest_eigenvalue(op, tol)?;
+    let bottom = largest_eigenvalue(&Negated(op), tol)?;
+    Ok(top.abs().max(bottom.abs()))
+}
+
+/// −H.
+struct Negated<'a, O: ?Sized>(&'a O);
+
+impl<O: SymmetricOperator + ?Sized> crate::linop::Operator for Negated<'_, O> {
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn apply(&self, x: &[f64], out: &mut [f64]) {
+        self.0.apply(x, out);
+        ops::scale(-1.0, out);
+    }
+}
+
+impl<O: SymmetricOperator + ?Sized> SymmetricOperator for Negated<'_, O> {}
+
 /// `(λ_min, λ_max)` of a symmetric positive semi-definite operator: from the dense matrix up to
 /// [`DENSE_MAX_DIM`]; above it L by [`largest_eigenvalue`] and λ_min = L − (dominant eigenvalue
 /// of L·I − H) by Krylov–Schur (slow, and possibly failing, for large κ).
@@ -215,6 +245,16 @@ mod tests {
         }
         let neg = Diagonal::new(vec![-1.0, -2.0, -3.0]).unwrap();
         assert!(matches!(extreme_eigenvalues(&neg, 1e-12), Err(KernelError::NotPositiveDefinite { .. })));
+    }
+
+    #[test]
+    fn the_spectral_radius_sees_a_negative_end() {
+        for n in [40, 3000] {
+            // Eigenvalues −3 … 1: the radius is 3, λ_max only 1.
+            let vals: Vec<f64> = (0..n).map(|i| -3.0 + 4.0 * i as f64 / (n - 1) as f64).collect();
+            let r = spectral_radius(&Diagonal::new(vals).unwrap(), 1e-10).unwrap();
+            assert!((r - 3.0).abs() < 1e-7, "n = {n}: {r}");
+        }
     }
 
     #[test]

@@ -109,7 +109,11 @@ fn replayed_calls_count_as_calls_but_not_their_samples() {
     use bilevel_kernels::models::{QuadraticBilevel, QuadraticForm};
     use bilevel_kernels::{BilevelProblem, GradientMap};
     let a = faer::Mat::<f64>::identity(2, 2);
-    let q = QuadraticBilevel::new(QuadraticForm::new(1, 2).with_a(a.clone()).unwrap(), QuadraticForm::new(1, 2).with_a(a).unwrap()).unwrap();
+    let q = QuadraticBilevel::new(
+        QuadraticForm::new(1, 2).with_a(a.clone()).unwrap(),
+        QuadraticForm::new(1, 2).with_a(a).unwrap(),
+    )
+    .unwrap();
     let boxed: Box<dyn BilevelProblem> = Box::new(q);
     let counted = Counted::new(boxed);
     let map = GradientMap { problem: &counted, eta: 0.5 };

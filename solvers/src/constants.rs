@@ -18,7 +18,7 @@
 
 use crate::reference::reference_hypergradient;
 use bilevel_kernels::linop::FnOp;
-use bilevel_kernels::spectrum::{self, extreme_eigenvalues, largest_eigenvalue};
+use bilevel_kernels::spectrum::{self, extreme_eigenvalues, largest_eigenvalue, spectral_radius};
 use bilevel_kernels::{Batch, BilevelProblem, HessianOp, KernelError, ProblemConstants, Result};
 use std::sync::Mutex;
 
@@ -83,12 +83,16 @@ pub struct Constants {
     /// Which of (µ_g, L_g, L_L, µ_L) were estimated at the starting point (local for
     /// non-quadratic problems) rather than given by the problem or the user (µ_L never is).
     pub estimated: [bool; 4],
+    /// Whether the lower-level constants are the problem's bounds at x_0
+    /// ([`BilevelProblem::constants_at`]): they move with x, and the algorithms rescale their
+    /// lower-level steps along the run.
+    pub at_x0: bool,
 }
 
 impl Constants {
     /// Constants given directly (tests, embedding users): nothing estimated.
     pub fn new(known: ProblemConstants) -> Self {
-        Self { known, estimated: [false; 4] }
+        Self { known, estimated: [false; 4], at_x0: false }
     }
     fn get(&self, c: Constant) -> Option<f64> {
         match c {
@@ -149,6 +153,13 @@ pub fn resolve(
     overrides: &Overrides,
 ) -> Result<Constants> {
     let mut k = problem.constants();
+    let at = problem.constants_at(x0);
+    if let Some(at) = at {
+        k.mu_g = k.mu_g.or(at.mu_g);
+        k.l_g = k.l_g.or(at.l_g);
+        k.l_g_sample = k.l_g_sample.or(at.l_g_sample);
+        k.mu_g_sample = k.mu_g_sample.or(at.mu_g_sample);
+    }
     let mut estimated = [false; 4];
     for (c, slot, over) in [
         (Constant::MuG, &mut k.mu_g, overrides.mu_g),
@@ -194,11 +205,13 @@ pub fn resolve(
     if needed(Constant::MuOuter) && k.mu_outer.is_none() {
         return Err(Constant::MuOuter.unknown("the problem does not know it (it is not estimated)"));
     }
-    Ok(Constants { known: k, estimated })
+    Ok(Constants { known: k, estimated, at_x0: at.is_some() })
 }
 
-/// λ_max(∇²L(x0)) by Lanczos on central differences of the reference hypergradient (exact for
-/// the quadratics, where ∇L is affine; a local estimate otherwise).
+/// ‖∇²L(x0)‖ = max |λ(∇²L(x0))| on central differences of the reference hypergradient (exact
+/// for the quadratics, where ∇L is affine; a local estimate otherwise). The spectral radius,
+/// not λ_max: where L is not convex at x0 (a negative end of the spectrum) its smoothness is the
+/// largest |λ|.
 fn estimate_l_outer(problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Result<f64> {
     let dx = problem.dim_x();
     let failure = Mutex::new(None);
@@ -224,7 +237,7 @@ fn estimate_l_outer(problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Res
         grad_at(&minus, &mut plus);
         out.iter_mut().zip(&plus).for_each(|(o, m)| *o = (*o - m) / (2.0 * h));
     });
-    let l = largest_eigenvalue(&hess_l, 1e-6);
+    let l = spectral_radius(&hess_l, 1e-6);
     if let Some(e) = failure.into_inner().expect("not poisoned") {
         return Err(e);
     }
@@ -232,7 +245,7 @@ fn estimate_l_outer(problem: &dyn BilevelProblem, x0: &[f64], y0: &[f64]) -> Res
     if !(l.is_finite() && l > 0.0) {
         return Err(KernelError::InvalidParameter {
             name: "l_outer",
-            reason: format!("the estimate at x0 is not positive ({l:e}): L may be non-convex there"),
+            reason: format!("the estimate at x0 is {l:e}: ∇²L vanishes or is not finite there"),
         });
     }
     Ok(l)

@@ -38,11 +38,12 @@ pub struct StopRule {
     /// last rows always are).
     pub eval_every: usize,
     /// Divergence test ([`DEFAULT_DIVERGENCE_GROWTH`]; `None` turns it off): the run stops with
-    /// [`StopReason::Diverged`] when a monitored quantity — the hypergradient estimate ‖ψ_k‖
-    /// every step, and ‖∇L(x_k)‖ on evaluated rows — exceeds both this factor times its
-    /// smallest value so far and its first value. Non-finite iterates always stop the run. A
-    /// quantity whose first value is 0 is not monitored. The inner error is not: a warm-started
-    /// inner loop lags behind a fast-moving x for a few steps and recovers.
+    /// [`StopReason::Diverged`] when a monitored quantity — the smallest of the last 9
+    /// hypergradient estimates ‖ψ_k‖ (a noisy estimate's large draws are not a trend), and
+    /// ‖∇L(x_k)‖ on evaluated rows — exceeds both this factor times its smallest value so far
+    /// and its first value. Non-finite iterates always stop the run. A quantity whose first
+    /// value is 0 is not monitored. The inner error is not: a warm-started inner loop lags
+    /// behind a fast-moving x for a few steps and recovers.
     pub divergence_growth: Option<f64>,
 }
 
@@ -86,12 +87,43 @@ pub enum StopReason {
     Diverged,
     /// A step failed with an error (a linear solver's breakdown, ...; [`Trace::failure`] has it).
     Failed,
+    /// The run used its budget (iterations, time or oracle calls) and its outer objective L(x)
+    /// ended above where it started: not a success ([`Trace::failure`] has the values).
+    NoProgress,
 }
 
 impl StopReason {
     /// Whether the run ended on a failure (divergence or an error) rather than a rule.
     pub fn is_failure(self) -> bool {
-        matches!(self, StopReason::Diverged | StopReason::Failed)
+        matches!(self, StopReason::Diverged | StopReason::Failed | StopReason::NoProgress)
+    }
+}
+
+/// The last [`WINDOW`] values of a noisy quantity and their minimum: the hypergradient
+/// estimate of a stochastic algorithm is monitored through it, so that large draws (a
+/// randomized truncation's deep samples, single-sample batches: heavy tails) are not read as
+/// divergence while a sustained growth, every recent value large, is. No allocation (a fixed
+/// array).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    values: [f64; WINDOW],
+    len: usize,
+    next: usize,
+}
+
+/// How many recent estimates [`Window`] takes the minimum of.
+const WINDOW: usize = 9;
+
+impl Window {
+    fn new() -> Self {
+        Self { values: [0.0; WINDOW], len: 0, next: 0 }
+    }
+    /// Records `v` and returns the minimum of the values held (up to [`WINDOW`]).
+    fn push(&mut self, v: f64) -> f64 {
+        self.values[self.next] = v;
+        self.next = (self.next + 1) % WINDOW;
+        self.len = (self.len + 1).min(WINDOW);
+        self.values[..self.len].iter().copied().fold(f64::INFINITY, f64::min)
     }
 }
 
@@ -172,16 +204,18 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖) from the closed form or the Newton reference.
-    fn exact_at(&mut self, x: &[f64], x_at_y: &[f64], y: &[f64]) -> [Option<f64>; 3] {
+    /// (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖, L(x)) from the closed form or the Newton
+    /// reference.
+    fn exact_at(&mut self, x: &[f64], x_at_y: &[f64], y: &[f64]) -> [Option<f64>; 4] {
         let (g, ys) = &mut self.scratch;
-        let mut out = [None; 3];
+        let mut out = [None; 4];
         if let Some(exact) = self.problem.and_then(|p| p.exact()) {
             exact.hypergradient(x, g);
             exact.y_star(x_at_y, ys);
             ys.iter_mut().zip(y).for_each(|(a, b)| *a -= b);
-            out[0] = exact.minimum().zip(self.l0).map(|((_, l_star), l0)| (exact.value(x) - l_star) / (l0 - l_star));
-            (out[1], out[2]) = (Some(ops::norm2(g)), Some(ops::norm2(ys)));
+            let value = exact.value(x);
+            out[0] = exact.minimum().zip(self.l0).map(|((_, l_star), l0)| (value - l_star) / (l0 - l_star));
+            (out[1], out[2], out[3]) = (Some(ops::norm2(g)), Some(ops::norm2(ys)), Some(value));
         } else if let Some(problem) = self.problem.filter(|_| self.reference) {
             // The reference is a measurement, not part of the run: where Newton fails (an
             // iterate far from where the problem is well conditioned) the row has no value.
@@ -190,6 +224,7 @@ impl<'a> Evaluator<'a> {
             if let (Ok(at_x), Ok(at_y)) = (at_x, at_y) {
                 ys.iter_mut().zip(&at_y.y_star).zip(y).for_each(|((a, s), b)| *a = s - b);
                 (out[1], out[2]) = (Some(ops::norm2(&at_x.hypergradient)), Some(ops::norm2(ys)));
+                out[3] = Some(problem.f(x, &at_x.y_star, bilevel_kernels::Batch::Full));
             }
         }
         // A measurement that cannot be made at this iterate (a reference overflowing far from
@@ -201,7 +236,7 @@ impl<'a> Evaluator<'a> {
     /// problem's metrics, and those at the averaged iterate).
     fn evaluate(&mut self, it: &Iterates) -> Result<TraceRow> {
         let mut row = TraceRow::default();
-        [row.rel_error, row.grad_norm, row.y_error] = self.exact_at(&it.x, &it.x_at_y, &it.y);
+        [row.rel_error, row.grad_norm, row.y_error, row.value] = self.exact_at(&it.x, &it.x_at_y, &it.y);
         let own = self.names.len() - if self.averaged { AVERAGED_COLUMNS.len() } else { 0 };
         if let Some(m) = self.metrics {
             row.metrics = vec![0.0; own];
@@ -209,7 +244,7 @@ impl<'a> Evaluator<'a> {
         }
         if self.averaged {
             let avg = it.averaged.as_deref().unwrap_or(&it.x);
-            let [rel, grad, _] = self.exact_at(avg, &it.x_at_y, &it.y);
+            let [rel, grad, ..] = self.exact_at(avg, &it.x_at_y, &it.y);
             row.metrics.extend([rel, grad].map(|v| v.unwrap_or(f64::NAN)));
         }
         Ok(row)
@@ -344,6 +379,7 @@ fn drive(
     let (mut reason, mut failure) = (StopReason::MaxIters, None);
     let mut last_evaluated = true;
     let mut growth = [Growth::default(); 2];
+    let mut estimates = Window::new();
     let factor = stop.divergence_growth.unwrap_or(f64::INFINITY);
     let mut draw = OutputDraw::new(alg.output());
     for iteration in 0..=stop.max_iters {
@@ -363,7 +399,7 @@ fn drive(
                 break;
             }
             draw.offer(1, iteration, it);
-            if growth[0].diverged(ops::norm2(&it.grad), factor) {
+            if growth[0].diverged(estimates.push(ops::norm2(&it.grad)), factor) {
                 let message = format!("the hypergradient estimate grew past {factor}× its smallest value");
                 (reason, failure) = (StopReason::Diverged, Some(format!("step {iteration}: {message}")));
             }
@@ -406,6 +442,14 @@ fn drive(
         let (i, s, c) = (last.iteration, last.seconds, last.counts);
         *last = eval.evaluate(alg.iterates())?;
         (last.iteration, last.seconds, last.counts) = (i, s, c);
+    }
+    // A run that used its budget with L(x) above where it started made no progress.
+    let budget = matches!(reason, StopReason::MaxIters | StopReason::TimeLimit | StopReason::OracleBudget);
+    if let (true, Some(first), Some(last)) = (budget, rows[0].value, rows.last().and_then(|r| r.value)) {
+        if rows.len() > 1 && last > first + 1e-12 * first.abs().max(f64::MIN_POSITIVE) {
+            reason = StopReason::NoProgress;
+            failure = Some(format!("the outer objective L(x) ended at {last:.6e}, above its start {first:.6e}"));
+        }
     }
     let output = draw.finish(alg.iterates(), &rows, &mut eval)?;
     Ok(Trace {

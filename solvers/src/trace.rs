@@ -21,6 +21,9 @@ pub struct TraceRow {
     pub grad_norm: Option<f64>,
     /// ‖y_k − y*(x)‖ at the outer point x where y_k was computed.
     pub y_error: Option<f64>,
+    /// The outer objective L(x_k) = f(x_k, y*(x_k)), from the closed form or the Newton
+    /// reference.
+    pub value: Option<f64>,
     /// The problem's own metrics, in the order of [`Trace::metric_names`] (empty on rows
     /// that were not evaluated).
     pub metrics: Vec<f64>,
@@ -76,7 +79,7 @@ pub struct OutputPoint {
 }
 
 /// The fixed CSV columns.
-pub const CSV_COLUMNS: [&str; 11] = [
+pub const CSV_COLUMNS: [&str; 12] = [
     "iteration",
     "seconds",
     "grad_f",
@@ -88,6 +91,7 @@ pub const CSV_COLUMNS: [&str; 11] = [
     "rel_error",
     "grad_norm",
     "y_error",
+    "value",
 ];
 
 impl Trace {
@@ -137,6 +141,7 @@ impl<W: std::io::Write> CsvRows<W> {
             opt(r.rel_error),
             opt(r.grad_norm),
             opt(r.y_error),
+            opt(r.value),
         ];
         record.extend((0..self.n_metrics).map(|i| opt(r.metrics.get(i).copied())));
         self.out.write_record(&record)?;

@@ -123,9 +123,12 @@ fn driver_budgets_observer_and_csv() {
     t.write_csv(&mut csv).unwrap();
     let csv = String::from_utf8(csv).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "iteration,seconds,grad_f,grad_x_f,grad_y_f,grad_g,hvp,cross,rel_error,grad_norm,y_error");
+    assert_eq!(
+        lines[0],
+        "iteration,seconds,grad_f,grad_x_f,grad_y_f,grad_g,hvp,cross,rel_error,grad_norm,y_error,value"
+    );
     assert_eq!(lines.len(), 5);
-    assert!(lines[1].starts_with("0,") && lines[1].split(',').count() == 11);
+    assert!(lines[1].starts_with("0,") && lines[1].split(',').count() == 12);
     // The relative error starts at 1 by definition and falls.
     let r0 = t.rows[0].rel_error.unwrap();
     assert!((r0 - 1.0).abs() < 1e-12 && t.last().rel_error.unwrap() < r0);

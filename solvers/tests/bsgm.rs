@@ -140,7 +140,10 @@ fn bsgm_on_the_equilibrium_model_lowers_the_training_loss_with_exact_counts() {
     })
     .unwrap();
     assert_eq!((trace.stop, trace.rows.len()), (StopReason::MaxIters, iters + 1), "{:?}", trace.failure);
-    assert_eq!(trace.metric_names, ["train_loss", "train_accuracy"]);
+    assert_eq!(
+        trace.metric_names,
+        ["train_loss", "train_accuracy", "grad_mapping", "grad_norm_exact", "test_loss", "test_accuracy"]
+    );
     let (first, last) = (&trace.rows[0], trace.last());
     eprintln!("train_loss {:?} -> {:?}; counts {:?}", first.metrics, last.metrics, last.counts);
     assert!(last.metrics[0] < 0.9 * first.metrics[0], "{:?} -> {:?}", first.metrics, last.metrics);
@@ -148,13 +151,14 @@ fn bsgm_on_the_equilibrium_model_lowers_the_training_loss_with_exact_counts() {
     // The upper objective falls along the way, not just at the end.
     let losses: Vec<f64> = trace.rows.iter().map(|r| r.metrics[0]).collect();
     assert!(losses[5] < losses[0] && losses[iters] < losses[5], "{losses:?}");
-    // Step s: t_s maps, k_s = t_s VJPs in w, one VJP in λ, one (∇wE, ∇λE) pair; all full batches.
+    // Step s: t_s maps, k_s = t_s VJPs in w, one VJP in λ, one (∇wE, ∇λE) pair (the pair's
+    // examples counted once); all full batches.
     for (s, row) in trace.rows.iter().enumerate() {
         let t: u64 = (0..s).map(|i| bsgm.inner_steps(i) as u64).sum();
         let k = s as u64;
         let c = row.counts;
         assert_eq!((c.grad_y_g, c.hvp, c.cross, c.grad_x_f, c.grad_y_f, c.f, c.g), (t, t, k, k, k, 0, 0), "row {s}");
-        assert_eq!((c.samples_g, c.samples_f), (n as u64 * (2 * t + k), n as u64 * 2 * k), "row {s}");
+        assert_eq!((c.samples_g, c.samples_f), (n as u64 * (2 * t + k), n as u64 * k), "row {s}");
     }
     // The fixed-point form is deterministic only; a wrong-sized start is a typed error.
     use bilevel_solvers::FixedPointAlgorithm;
@@ -164,6 +168,7 @@ fn bsgm_on_the_equilibrium_model_lowers_the_training_loss_with_exact_counts() {
         seed: 0,
         q: 0.5,
         horizon: None,
+        sigma2: 0.0,
     };
     let mut stochastic = Bsgm::new(0.5, 1.0, 1.0, Projection::None).unwrap().stochastic(st).unwrap();
     assert!(stochastic.init_fixed_point(&p, p.inner().lambda0(), &w0).is_err());

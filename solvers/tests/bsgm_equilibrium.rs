@@ -237,7 +237,7 @@ fn a_batched_run_lowers_the_training_loss_and_counts_its_oracles() {
         let s = s as u64;
         let c = row.counts;
         assert_eq!((c.grad_y_g, c.hvp, c.cross, c.grad_x_f, c.grad_y_f, c.f, c.g), (t * s, t * s, s, s, s, 0, 0));
-        assert_eq!((c.samples_g, c.samples_f), (j * (2 * t + 1) * s, 2 * j * s), "row {s}");
+        assert_eq!((c.samples_g, c.samples_f), (j * (2 * t + 1) * s, j * s), "row {s}");
     }
     assert!(j < n);
     // y holds the last batch's states (J·h), the examples of `last_batch`.
@@ -261,8 +261,9 @@ fn a_batched_run_lowers_the_training_loss_and_counts_its_oracles() {
 #[test]
 fn bad_configurations_are_typed_errors() {
     let p = problem("tiny", 4);
-    // J > n, batch 0, stochastic and batched at once, the batched form on a bilevel problem.
-    assert!(sec71(Some(13), Sampling::Replacement, 0).init_fixed_point(&p, p.lambda0(), &w0(&p)).is_err());
+    // Batch 0, stochastic and batched at once, the batched form on a bilevel problem (J > n is
+    // a batch with repeated examples, accepted).
+    assert!(sec71(Some(13), Sampling::Replacement, 0).init_fixed_point(&p, p.lambda0(), &w0(&p)).is_ok());
     assert!(Bsgm::new(0.5, 1.0, 1.0, Projection::None)
         .unwrap()
         .batched(Batched { size: Some(0), sampling: Sampling::Epochs, seed: 0 })
@@ -273,6 +274,7 @@ fn bad_configurations_are_typed_errors() {
         seed: 0,
         q: 0.5,
         horizon: None,
+        sigma2: 0.0,
     };
     assert!(sec71(Some(2), Sampling::Epochs, 0).stochastic(st).is_err());
     let q = bilevel_data::quadratic::generate(&bilevel_data::quadratic::Config::preset("tiny").unwrap(), 1).unwrap();

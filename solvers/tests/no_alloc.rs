@@ -7,7 +7,7 @@ mod counting_alloc;
 use bilevel_data::stochastic_quadratic::{generate, Config};
 use bilevel_kernels::BilevelProblem;
 use bilevel_solvers::algorithms::{self, Settings};
-use bilevel_solvers::{constants, BatchSizes, Overrides, StepRule};
+use bilevel_solvers::{constants, BatchSizes, Context, Overrides, StepRule};
 
 #[test]
 fn no_algorithm_allocates_inside_step() {
@@ -17,16 +17,24 @@ fn no_algorithm_allocates_inside_step() {
     for name in algorithms::NAMES {
         for batches in [BatchSizes::full(), BatchSizes::all(4)] {
             if *name == "itd" && !batches.is_full() {
-                continue; // ITD has no stochastic form (a typed error at build).
+                continue;
             }
             // Stochastic BSGM's anytime schedule grows J_s = ⌈c₃(s+1)⌉ every step, and its batch
             // buffers with it (doubling: O(log S) allocations, tested below); here its fixed
             // schedule, which must not allocate at all.
             let fixed_steps = (*name == "bsgm" && !batches.is_full()).then_some(3);
-            let settings = Settings { batches, inner_steps: 3, adjoint_steps: 3, fixed_steps, ..Settings::default() };
-            let need = algorithms::needs(name, StepRule::Experiments, &settings).unwrap();
+            let settings =
+                Settings { batches, inner_steps: Some(3), adjoint_steps: Some(3), fixed_steps, ..Settings::default() };
+            let need = algorithms::needs(name, StepRule::Default, &settings).unwrap();
             let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
-            let mut alg = algorithms::build(name, StepRule::Experiments, &c, &settings).unwrap();
+            let mut alg = algorithms::build(
+                name,
+                StepRule::Default,
+                &Context { problem: &p, family: "", constants: &c, x0: &x0 },
+                &settings,
+            )
+            .map(|b| b.algorithm)
+            .unwrap();
             alg.init(&p, &x0, &y0).unwrap();
             // Warm-up steps: buffers that grow to their size once (batch workspaces) may.
             for _ in 0..3 {
@@ -53,9 +61,16 @@ fn bsgms_growing_schedule_allocates_only_when_its_batches_double() {
     let p = generate(&Config::preset("tiny").unwrap(), 0).unwrap();
     let (x0, y0) = (p.x0(1), vec![0.0; p.dim_y()]);
     let settings = Settings { batches: BatchSizes::all(4), c3: Some(1.0), ..Settings::default() };
-    let need = algorithms::needs("bsgm", StepRule::Experiments, &settings).unwrap();
+    let need = algorithms::needs("bsgm", StepRule::Default, &settings).unwrap();
     let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
-    let mut alg = algorithms::build("bsgm", StepRule::Experiments, &c, &settings).unwrap();
+    let mut alg = algorithms::build(
+        "bsgm",
+        StepRule::Default,
+        &Context { problem: &p, family: "", constants: &c, x0: &x0 },
+        &settings,
+    )
+    .map(|b| b.algorithm)
+    .unwrap();
     alg.init(&p, &x0, &y0).unwrap();
     for _ in 0..64 {
         alg.step(&p).unwrap();

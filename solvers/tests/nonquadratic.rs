@@ -8,7 +8,8 @@ use bilevel_kernels::{Batch, BilevelProblem, Counted, GradientMap, StepBatches};
 use bilevel_solvers::algorithms::{self, Settings};
 use bilevel_solvers::reference::reference_hypergradient;
 use bilevel_solvers::{
-    constants, run, AdjointSolver, Aid, AidConfig, Constant, Itd, Overrides, Sid, StepRule, StopReason, StopRule,
+    constants, run, AdjointSolver, Aid, AidConfig, Constant, Context, Itd, Overrides, Sid, StepRule, StopReason,
+    StopRule,
 };
 use common::{fd_gradient, inner_gd, rel_err, LogCosh};
 use std::ops::ControlFlow;
@@ -157,7 +158,7 @@ fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
     // tests/bo_rep.rs tests it.
     let stochastic = ["bsa", "ttsa", "sustain", "adam-sustain", "bo-rep"];
     for &name in algorithms::NAMES.iter().filter(|n| !stochastic.contains(n)) {
-        for rule in [StepRule::Experiments, StepRule::Theory] {
+        for rule in [StepRule::Default, StepRule::Theory] {
             let c = constants::resolve(
                 p.inner(),
                 &x0,
@@ -172,8 +173,12 @@ fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
             // AID-CG-WS restarts y from y_0 at every step, and ITD differentiates through T
             // steps (bias ~(1 − 1/κ)^T): T must solve the inner problem alone.
             let t = if matches!(name, "aid-cg-ws" | "itd") { 200 } else { 20 };
-            let settings = Settings { inner_steps: t, adjoint_steps: n, c3: Some(50.0), ..Settings::default() };
-            let mut alg = algorithms::build(name, rule, &c, &settings).unwrap();
+            let settings =
+                Settings { inner_steps: Some(t), adjoint_steps: Some(n), c3: Some(50.0), ..Settings::default() };
+            let mut alg =
+                algorithms::build(name, rule, &Context { problem: &p, family: "", constants: &c, x0: &x0 }, &settings)
+                    .map(|b| b.algorithm)
+                    .unwrap();
             let stop = StopRule { target_grad_norm: Some(1e-6), ..StopRule::iterations(20_000) };
             let trace = run(alg.as_mut(), &p, &x0, &y0, &stop, |_| ControlFlow::Continue(())).unwrap();
             let g0 = trace.rows[0].grad_norm.unwrap();
@@ -190,8 +195,15 @@ fn the_inner_error_is_measured_where_y_was_computed() {
     let (p, x0, y0) = counted_setup();
     let over = Overrides { l_g: Some(l_g(p.inner(), &x0)), ..Overrides::default() };
     let c = constants::resolve(p.inner(), &x0, &y0, &[Constant::LG, Constant::LOuter], &over).unwrap();
-    let settings = Settings { inner_steps: 3000, adjoint_steps: 30, ..Settings::default() };
-    let mut alg = algorithms::build("amigo-cg", StepRule::Experiments, &c, &settings).unwrap();
+    let settings = Settings { inner_steps: Some(3000), adjoint_steps: Some(30), ..Settings::default() };
+    let mut alg = algorithms::build(
+        "amigo-cg",
+        StepRule::Default,
+        &Context { problem: &p, family: "", constants: &c, x0: &x0 },
+        &settings,
+    )
+    .map(|b| b.algorithm)
+    .unwrap();
     let trace = run(alg.as_mut(), &p, &x0, &y0, &StopRule::iterations(2), |_| ControlFlow::Continue(())).unwrap();
     for row in &trace.rows[1..] {
         assert!(row.y_error.unwrap() < 1e-10, "{:?}", row);

@@ -6,8 +6,8 @@ use bilevel_data::stochastic_quadratic::{generate, Config, StochasticQuadratic};
 use bilevel_kernels::{BilevelProblem, Counted};
 use bilevel_solvers::algorithms::{self, Settings};
 use bilevel_solvers::{
-    constants, run, AidBilevel, AidBilevelConfig, AidVariant, Algorithm, BatchSizes, Output, Overrides, StepRule,
-    StopRule, Trace,
+    constants, run, AidBilevel, AidBilevelConfig, AidVariant, Algorithm, BatchSizes, Context, Output, Overrides,
+    StepRule, StopRule, Trace,
 };
 use std::ops::ControlFlow;
 
@@ -22,9 +22,16 @@ fn mini(b: usize, seed: u64) -> Settings {
 fn solve(problem_seed: u64, name: &str, settings: &Settings, iters: usize) -> Trace {
     let p = problem(problem_seed);
     let (x0, y0) = (p.x0(1), vec![0.0; p.dim_y()]);
-    let need = algorithms::needs(name, StepRule::Experiments, settings).unwrap();
+    let need = algorithms::needs(name, StepRule::Default, settings).unwrap();
     let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
-    let mut alg = algorithms::build(name, StepRule::Experiments, &c, settings).unwrap();
+    let mut alg = algorithms::build(
+        name,
+        StepRule::Default,
+        &Context { problem: &p, family: "", constants: &c, x0: &x0 },
+        settings,
+    )
+    .map(|b| b.algorithm)
+    .unwrap();
     let counted = Counted::new(p);
     run(alg.as_mut(), &counted, &x0, &y0, &StopRule::iterations(iters), |_| ControlFlow::Continue(())).unwrap()
 }
@@ -138,14 +145,32 @@ fn averaging_is_refused_where_it_is_not_defined() {
     let p = problem(1);
     let (x0, y0) = (p.x0(1), vec![0.0; p.dim_y()]);
     let settings = Settings { average: true, ..mini(4, 0) };
-    let need = algorithms::needs("stocbio", StepRule::Experiments, &settings).unwrap();
+    let need = algorithms::needs("stocbio", StepRule::Default, &settings).unwrap();
     let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
-    let err = algorithms::build("stocbio", StepRule::Experiments, &c, &settings).err().unwrap().to_string();
+    let err = algorithms::build(
+        "stocbio",
+        StepRule::Default,
+        &Context { problem: &p, family: "", constants: &c, x0: &x0 },
+        &settings,
+    )
+    .map(|b| b.algorithm)
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("AmIGO"), "{err}");
     // µ_L unknown (a problem that does not report it): a typed error naming --mu-outer.
     let mut c2 = c;
     c2.known.mu_outer = None;
-    let err = algorithms::build("amigo-gd", StepRule::Experiments, &c2, &settings).err().unwrap().to_string();
+    let err = algorithms::build(
+        "amigo-gd",
+        StepRule::Default,
+        &Context { problem: &p, family: "", constants: &c2, x0: &x0 },
+        &settings,
+    )
+    .map(|b| b.algorithm)
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("--mu-outer"), "{err}");
     for delta in [0.0, -0.5, 1.5, f64::NAN] {
         let mut config = AidBilevelConfig::variant(

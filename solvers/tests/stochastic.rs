@@ -7,7 +7,9 @@ use bilevel_data::stochastic_quadratic::{generate, Config, StochasticQuadratic};
 use bilevel_kernels::{Batch, BilevelProblem, Counted};
 use bilevel_solvers::algorithms::{self, aid, Settings};
 use bilevel_solvers::estimators::{AdjointSolver, Aid, AidConfig, AidStreams};
-use bilevel_solvers::{constants, run, BatchSizes, BatchStream, Overrides, Sampling, StepRule, StopRule, Trace};
+use bilevel_solvers::{
+    constants, run, BatchSizes, BatchStream, Context, Overrides, Sampling, StepRule, StopRule, Trace,
+};
 use std::ops::ControlFlow;
 
 fn problem(seed: u64) -> StochasticQuadratic {
@@ -23,9 +25,16 @@ fn solve(seed: u64, name: &str, settings: &Settings, iters: usize) -> Trace {
 
 fn run_on<P: BilevelProblem>(p: P, x0: Vec<f64>, name: &str, settings: &Settings, iters: usize) -> Trace {
     let y0 = vec![0.0; p.dim_y()];
-    let need = algorithms::needs(name, StepRule::Experiments, settings).unwrap();
+    let need = algorithms::needs(name, StepRule::Default, settings).unwrap();
     let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
-    let mut alg = algorithms::build(name, StepRule::Experiments, &c, settings).unwrap();
+    let mut alg = algorithms::build(
+        name,
+        StepRule::Default,
+        &Context { problem: &p, family: "", constants: &c, x0: &x0 },
+        settings,
+    )
+    .map(|b| b.algorithm)
+    .unwrap();
     let counted = Counted::new(p);
     run(alg.as_mut(), &counted, &x0, &y0, &StopRule::iterations(iters), |_| ControlFlow::Continue(())).unwrap()
 }
@@ -85,10 +94,23 @@ fn the_neumann_estimators_mean_is_its_closed_form() {
 #[test]
 fn full_and_whole_epoch_batches_give_the_deterministic_iterates() {
     let p = problem(4);
+    // The sampler is what is tested: the steps are set by hand, the same on full batches and on
+    // batches of every sample (the default rule's mini-batch steps differ from its full-batch
+    // ones).
+    let k = p.constants();
+    let fixed = Settings {
+        inner_steps: Some(10),
+        adjoint_steps: Some(10),
+        inner_step: Some(1.0 / k.l_g.unwrap()),
+        adjoint_step: Some(1.0 / k.l_g_sample.unwrap()),
+        outer_step: Some(1.0 / k.l_outer.unwrap()),
+        explicit_batches: [true; 4],
+        ..Settings::default()
+    };
     for name in ["amigo-gd", "amigo-cg", "aid-n", "stocbio"] {
-        let det = solve(4, name, &Settings::default(), 30);
+        let det = solve(4, name, &fixed, 30);
         // Full-batch streams: the same code path as the deterministic run, the same bits.
-        let full = solve(4, name, &Settings { seed: 77, ..Settings::default() }, 30);
+        let full = solve(4, name, &Settings { seed: 77, ..fixed }, 30);
         assert_eq!(strip(&det.rows), strip(&full.rows), "{name}");
         // Epoch batches of every sample: each batch is a permutation of all samples, so every
         // oracle is the full-batch one up to the order of summation (rounding).
@@ -100,7 +122,7 @@ fn full_and_whole_epoch_batches_give_the_deterministic_iterates() {
             cross: Some(n_g),
             sampling: Sampling::Epochs,
         };
-        let epochs = solve(4, name, &Settings { batches, seed: 5, ..Settings::default() }, 30);
+        let epochs = solve(4, name, &Settings { batches, seed: 5, ..fixed }, 30);
         let (a, b) = (det.last().rel_error.unwrap(), epochs.last().rel_error.unwrap());
         assert!((a - b).abs() <= 1e-9 * a.abs().max(1e-12), "{name}: {a} vs {b}");
     }
@@ -111,7 +133,14 @@ fn samples_per_iteration_follow_the_papers_formulas() {
     let p = problem(5);
     let (t, q, s, d_f, b, d_g) = (4, 5, 3, 2, 6, 7);
     let batches = BatchSizes { inner: Some(s), outer: Some(d_f), hvp: Some(b), cross: Some(d_g), ..BatchSizes::full() };
-    let settings = Settings { inner_steps: t, adjoint_steps: q, batches, ..Settings::default() };
+    // Per-oracle batches set by hand (`--batch-size-hvp` ...): no rule raises them.
+    let settings = Settings {
+        inner_steps: Some(t),
+        adjoint_steps: Some(q),
+        batches,
+        explicit_batches: [true; 4],
+        ..Settings::default()
+    };
     let k = 9;
     let last = solve(5, "stocbio", &settings, k).last().counts;
     // Paper 002 Alg. 2: T·S samples of ∇G, D_F for ∇x F and ∇y F (the same batch), Q Hessian
@@ -122,26 +151,28 @@ fn samples_per_iteration_follow_the_papers_formulas() {
         (t, q, 1, 1, 1)
     );
     assert_eq!(last.samples_g as usize, k * (t * s + q * b + d_g));
-    assert_eq!(last.samples_f as usize, k * 2 * d_f);
+    // ∂x F reads ∂y F's D_F at the same point: its samples count once (Gc(F) = K·D_f).
+    assert_eq!(last.samples_f as usize, k * d_f);
     // AmIGO-GD (paper 000 Alg. 1–3): T batches D_g, D_f for both partials of f, a fresh D_gyy
     // per adjoint step (N of them), D_gxy; AmIGO-CG: one Hessian batch per CG call (N HVPs,
     // N + 1 once v is warm).
     let amigo = solve(5, "amigo-gd", &settings, k).last().counts;
     assert_eq!(amigo.samples_g as usize, k * (t * s + q * b + d_g));
-    assert_eq!((amigo.samples_f as usize, amigo.hvp as usize), (k * 2 * d_f, k * q));
+    assert_eq!((amigo.samples_f as usize, amigo.hvp as usize), (k * d_f, k * q));
     let cg = solve(5, "amigo-cg", &settings, k);
     let (iters, c) = (cg.last().iteration, cg.last().counts);
     assert!(c.hvp as usize <= iters * (q + 1), "{:?} {c:?}", cg.stop);
     assert_eq!(c.samples_g as usize, iters * (t * s + d_g) + c.hvp as usize * b, "{:?} {:?}", cg.stop, cg.failure);
-    // Prop. 3's sizes: ⌈B·Q·(1−ημ)^j⌉, j = 0..Q−1, largest first.
-    let sizes = aid::neumann_batch_sizes(b, q, 0.2);
-    assert_eq!(sizes[0], b * q);
-    assert!(sizes.windows(2).all(|w| w[0] >= w[1]) && sizes[q - 1] == (30.0 * 0.8f64.powi(4)).ceil() as usize);
+    // Prop. 3's sizes by the Neumann solver's labels: |B_i| = ⌈B·Q·(1−ημ)^(Q−i)⌉, B_Q the largest.
+    let sizes = aid::neumann_batch_sizes(b, q, 0.5, 0.4).unwrap();
+    assert_eq!(sizes[q - 1], b * q);
+    assert!(sizes.windows(2).all(|w| w[0] <= w[1]) && sizes[0] == (30.0 * 0.8f64.powi(4)).ceil() as usize);
     let decayed = solve(5, "stocbio", &Settings { neumann_decay: true, ..settings }, k).last().counts;
     let c =
         constants::resolve(&p, &p.x0(1), &[0.0; 8], &[bilevel_solvers::Constant::MuG], &Overrides::default()).unwrap();
-    let eta_mu = c.mu_g().unwrap() / c.known.l_g.unwrap();
-    let hvp_samples: usize = aid::neumann_batch_sizes(b, q, eta_mu).iter().sum();
+    // The default rule's Neumann step on mini-batches: η = 1/L_max.
+    let eta = 1.0 / c.known.l_g_sample.unwrap();
+    let hvp_samples: usize = aid::neumann_batch_sizes(b, q, eta, c.mu_g().unwrap()).unwrap().iter().sum();
     assert_eq!(decayed.samples_g as usize, k * (t * s + hvp_samples + d_g));
 }
 
@@ -206,7 +237,9 @@ fn stocbio_and_stochastic_amigo_converge_to_a_floor_set_by_the_batch_and_a_biase
     );
     assert!(stocbio32 < 0.1 && amigo32 < 0.1, "stocBiO {stocbio32:.3e}, AmIGO {amigo32:.3e}");
     assert!(stocbio32 < 0.5 * stocbio8 && amigo32 < 0.5 * amigo8, "the floor falls with the batch");
-    assert!(biased > 100.0 * stocbio32, "biased {biased:.3e} vs stocBiO {stocbio32:.3e}");
+    // Measured 15× with the per-sample strongly convex samples (their + µI makes the first 8
+    // samples' mean closer to the full one than rank-one samples): 10× stated.
+    assert!(biased > 10.0 * stocbio32, "biased {biased:.3e} vs stocBiO {stocbio32:.3e}");
 }
 
 #[test]
@@ -224,10 +257,11 @@ fn stochastic_bsgm_follows_theorem_16s_schedule_and_converges() {
     let k = 6;
     let last = solve(7, "bsgm", &single(1, None), k).last().counts;
     // Iteration s: t_s = k_s = J_s = ⌈2(s+1)⌉ = 2(s+1); ζ samples: t_s (map) + k_s (VJPs in w)
-    // + J_s (∂λΦ); ξ samples: J_s for ∇wE and J_s for ∇λE (one batch, counted per oracle).
+    // + J_s (∂λΦ); ξ samples: J_s, read by ∇wE and ∇λE at one point (counted once, paper 001's
+    // proof of Thm 16).
     let schedule: usize = (0..k).map(|s| 2 * (s + 1)).sum();
     assert_eq!(last.samples_g as usize, 3 * schedule);
-    assert_eq!(last.samples_f as usize, 2 * schedule);
+    assert_eq!(last.samples_f as usize, schedule);
     assert_eq!((last.grad_y_g as usize, last.hvp as usize, last.cross as usize), (schedule, schedule, k));
     // The finite horizon: ⌈c₃S⌉ every iteration.
     let fixed = solve(7, "bsgm", &single(1, Some(10)), k).last().counts;
@@ -242,4 +276,79 @@ fn stochastic_bsgm_follows_theorem_16s_schedule_and_converges() {
     eprintln!("stochastic BSGM after 150 iterations: rel_error {ok:.3e}, biased sampler {biased:.3e}");
     assert!(ok < 0.1, "{ok}");
     assert!(biased > 4.0 * ok, "biased {biased:.3e} vs {ok:.3e}");
+}
+
+/// A problem that records the batch size of every HVP, in call order.
+struct RecordingHvp {
+    p: StochasticQuadratic,
+    sizes: std::sync::Mutex<Vec<usize>>,
+}
+
+impl BilevelProblem for RecordingHvp {
+    fn dim_x(&self) -> usize {
+        self.p.dim_x()
+    }
+    fn dim_y(&self) -> usize {
+        self.p.dim_y()
+    }
+    fn n_samples_f(&self) -> usize {
+        self.p.n_samples_f()
+    }
+    fn n_samples_g(&self) -> usize {
+        self.p.n_samples_g()
+    }
+    fn f(&self, x: &[f64], y: &[f64], batch: bilevel_kernels::Batch<'_>) -> f64 {
+        self.p.f(x, y, batch)
+    }
+    fn g(&self, x: &[f64], y: &[f64], batch: bilevel_kernels::Batch<'_>) -> f64 {
+        self.p.g(x, y, batch)
+    }
+    fn grad_x_f(&self, x: &[f64], y: &[f64], batch: bilevel_kernels::Batch<'_>, out: &mut [f64]) {
+        self.p.grad_x_f(x, y, batch, out)
+    }
+    fn grad_y_f(&self, x: &[f64], y: &[f64], batch: bilevel_kernels::Batch<'_>, out: &mut [f64]) {
+        self.p.grad_y_f(x, y, batch, out)
+    }
+    fn grad_y_g(&self, x: &[f64], y: &[f64], batch: bilevel_kernels::Batch<'_>, out: &mut [f64]) {
+        self.p.grad_y_g(x, y, batch, out)
+    }
+    fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: bilevel_kernels::Batch<'_>, out: &mut [f64]) {
+        self.p.cross(x, y, v, batch, out)
+    }
+    fn hvp(&self, x: &[f64], y: &[f64], v: &[f64], batch: bilevel_kernels::Batch<'_>, out: &mut [f64]) {
+        self.sizes.lock().unwrap().push(batch.len(self.p.n_samples_g()));
+        self.p.hvp(x, y, v, batch, out)
+    }
+    fn constants(&self) -> bilevel_kernels::ProblemConstants {
+        self.p.constants()
+    }
+}
+
+/// Paper 002 Prop. 3: |B_{Q+1−j}| = ⌈B·Q·(1−ημ)^{j−1}⌉ and B_Q — the largest, present in Q of
+/// the Q + 1 terms — is applied first. A recording problem sees the Hessian batches of one
+/// outer step in application order: exactly the sizes the parameters report, decreasing from
+/// B·Q (the reversed order, smallest first, fails).
+#[test]
+fn the_neumann_batches_reach_the_oracles_in_prop_3s_order() {
+    let (b, q) = (3, 6);
+    let p = RecordingHvp { p: problem(5), sizes: std::sync::Mutex::new(Vec::new()) };
+    let x0 = p.p.x0(1);
+    let y0 = vec![0.0; p.dim_y()];
+    let batches = BatchSizes { hvp: Some(b), ..BatchSizes::all(4) };
+    let settings = Settings { adjoint_steps: Some(q), batches, neumann_decay: true, ..Settings::default() };
+    let need = algorithms::needs("stocbio", StepRule::Default, &settings).unwrap();
+    let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
+    let ctx = Context { problem: &p, family: "", constants: &c, x0: &x0 };
+    let built = algorithms::build("stocbio", StepRule::Default, &ctx, &settings).unwrap();
+    let bilevel_solvers::params::Value::Counts(reported) = built.params.get("neumann_batches").unwrap().value.clone()
+    else {
+        panic!("the parameters report the Neumann batches")
+    };
+    let mut alg = built.algorithm;
+    alg.init(&p, &x0, &y0).unwrap();
+    alg.step(&p).unwrap();
+    let seen = p.sizes.lock().unwrap().clone();
+    assert_eq!(seen, reported, "application order");
+    assert_eq!(seen[0], b * q, "B_Q = B·Q is applied first");
+    assert!(seen.windows(2).all(|w| w[0] >= w[1]) && seen[q - 1] < seen[0], "{seen:?}");
 }

@@ -88,9 +88,10 @@ pub fn solve_steps(
     Ok(Measured { reached: report.converged, counts, iterations: report.iterations as u64, seconds, steps: None })
 }
 
-/// Algorithm `name` under its experiments rule (constants from the problem, estimated where
-/// it has none) run by the driver on `problem` from (x0, 0) until `stop`.
-fn run_experiments<P: BilevelProblem>(
+/// Algorithm `name` under its default rule (constants from the problem, estimated where it
+/// has none; on the quadratics paper 000 §5.1's α = β = 1/L_g, γ = 1/L_L) run by the driver on
+/// `problem` from (x0, 0) until `stop`.
+fn run_default<P: BilevelProblem>(
     name: &str,
     problem: P,
     x0: &[f64],
@@ -98,10 +99,11 @@ fn run_experiments<P: BilevelProblem>(
     stop: &StopRule,
 ) -> Result<bilevel_solvers::Trace> {
     let y0 = vec![0.0; problem.dim_y()];
-    let rule = StepRule::Experiments;
+    let rule = StepRule::Default;
     let need = algorithms::needs(name, rule, settings)?;
     let c = constants::resolve(&problem, x0, &y0, &need, &Overrides::default())?;
-    let mut alg = algorithms::build(name, rule, &c, settings)?;
+    let ctx = bilevel_solvers::Context { problem: &problem, family: "", constants: &c, x0 };
+    let mut alg = algorithms::build(name, rule, &ctx, settings)?.algorithm;
     let counted = Counted::new(problem);
     run(alg.as_mut(), &counted, x0, &y0, stop, |_| ControlFlow::Continue(()))
 }
@@ -134,14 +136,17 @@ pub fn run_budgeted<P: BilevelProblem>(
         Target::RelError(t) => stop.target_rel_error = Some(t),
         Target::GradNormSq(t) => stop.target_grad_norm = Some(t.sqrt()),
     }
-    let trace = run_experiments(name, problem, x0, settings, &stop)?;
+    let trace = run_default(name, problem, x0, settings, &stop)?;
     let last = trace.last();
     Ok(Measured {
         reached: trace.stop == bilevel_solvers::StopReason::Target,
         counts: last.counts,
         iterations: last.iteration as u64,
         seconds: last.seconds,
-        steps: Some((settings.inner_steps, settings.adjoint_steps)),
+        steps: Some((
+            settings.inner_steps.unwrap_or(algorithms::DEFAULT_STEPS),
+            settings.adjoint_steps.unwrap_or(algorithms::DEFAULT_STEPS),
+        )),
     })
 }
 
@@ -180,7 +185,7 @@ pub fn curve<P: BilevelProblem>(
     stop.eval_every = every.max(1);
     stop.target_rel_error = Some(1e-12);
     stop.divergence_growth = None;
-    let trace = run_experiments(name, problem, x0, settings, &stop)?;
+    let trace = run_default(name, problem, x0, settings, &stop)?;
     let relative = !samples;
     let points = trace
         .rows
@@ -234,7 +239,7 @@ pub fn to_target<P: BilevelProblem>(
 ) -> Result<Measured> {
     let mut best: Option<Measured> = None;
     for &(t, n) in grid {
-        let settings = Settings { inner_steps: t, adjoint_steps: n, ..*base };
+        let settings = Settings { inner_steps: Some(t), adjoint_steps: Some(n), ..*base };
         let key =
             format!("{name}|{problem_key}|{t}|{n}|{:?}|{}|{target:?}|{max_iters}", settings.batches, settings.seed);
         let m = match cache.get(&key) {

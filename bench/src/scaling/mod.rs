@@ -310,7 +310,7 @@ fn stochastic_point(
     let key = format!("stochastic_quadratic:tiny:mu={:e}", config.mu);
     for &b in batches {
         let base = Settings { batches: BatchSizes::all(b), seed: task.seed, ..Settings::default() };
-        let grid = [(base.inner_steps, base.adjoint_steps)];
+        let grid = [(bilevel_solvers::algorithms::DEFAULT_STEPS, bilevel_solvers::algorithms::DEFAULT_STEPS)];
         let m = measure::to_target(&task.algorithm, &key, &make, &base, &grid, target, max_iters, &|_| 0.0, cache)?;
         let better = match &best {
             None => true,

@@ -1,11 +1,12 @@
 //! [`BinaryHpo`]: binary logistic-regression HPO with one hyper-parameter per feature (the
 //! `logreg_binary` problem), its oracles, metrics and export.
 
+use super::bounds::{exp_range, DesignBounds};
 use super::splits::Splits;
 use super::{lock, logistic_hpo_problem, Evaluation, Split};
 use bilevel_kernels::models::logistic::{Hyper as BinHyper, LogisticModel, LogisticWorkspace};
 use bilevel_kernels::models::Design;
-use bilevel_kernels::{Batch, KernelError, Result};
+use bilevel_kernels::{Batch, KernelError, ProblemConstants, Result};
 use std::sync::Mutex;
 
 /// Binary logistic-regression HPO with one hyper-parameter per feature: inner
@@ -15,6 +16,8 @@ pub struct BinaryHpo {
     splits: Splits<LogisticModel>,
     /// (inner, outer) workspaces: tiny (BLOCKS·d + 5·capacity values each).
     ws: Mutex<(LogisticWorkspace, LogisticWorkspace)>,
+    /// The training design's bounds ([`DesignBounds`]).
+    bounds: DesignBounds,
 }
 
 impl std::fmt::Debug for BinaryHpo {
@@ -41,7 +44,25 @@ impl BinaryHpo {
             |x, labels| LogisticModel::new(x, labels, BinHyper::None),
         )?;
         let ws = Mutex::new(workspaces(&splits, splits.capacity()));
-        Ok(Self { splits, ws })
+        let bounds = DesignBounds::of(splits.inner.design());
+        Ok(Self { splits, ws, bounds })
+    }
+
+    /// The lower-level constants at x = λ (`BilevelProblem::constants_at`). A sample's log-loss
+    /// Hessian is σ(z)σ(−z)·a_i a_iᵀ with σ(z)σ(−z) ≤ ¼ (equality at z = 0), and the
+    /// regularizer ½·scale·Σ_j exp(λ_j) θ_j² has the diagonal Hessian scale·exp(λ_j), so:
+    /// - full batch: 0 ⪯ data part ⪯ XᵀX/(4n): µ_g = scale·min_j e^{λ_j},
+    ///   L_g = G/(4n) + scale·max_j e^{λ_j} with G ≥ λ_max(XᵀX) computed once
+    ///   (`bounds.rs`);
+    /// - one sample (ℓ_i + R, the regularizer is added once per batch): µ = scale·min e^λ,
+    ///   L = max_i ‖a_i‖²/4 + scale·max e^λ.
+    ///
+    /// At θ = 0 every σ(z)σ(−z) is ¼: the data part of the bound is attained there (up to the
+    /// slack of G, none on the dense-Gram route). O(dim λ), no data pass.
+    pub fn lower_constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        let scale = self.reg_scale();
+        let (lo, hi) = exp_range(x);
+        Some(self.bounds.constants(0.25, scale * lo, scale * hi))
     }
 
     /// Resizes the workspaces for batches of up to `capacity` positions (default

@@ -53,13 +53,20 @@
 //!
 //! # Constants and metrics
 //! The per-feature and per-class regularizers scale with exp(λ), so µ_g and L_g depend on x
-//! without a bound: [`BilevelProblem::constants`](bilevel_kernels::BilevelProblem::constants) leaves them `None` (hyper-cleaning, whose
-//! regularizer does not depend on x, reports bounds: see [`crate::hyperclean`]).
+//! without a global bound: [`BilevelProblem::constants`](bilevel_kernels::BilevelProblem::constants)
+//! leaves them `None`, and [`BilevelProblem::constants_at`](bilevel_kernels::BilevelProblem::constants_at)
+//! gives sound bounds at x (full batch and per sample: [`MultinomialHpo::lower_constants_at`],
+//! [`BinaryHpo::lower_constants_at`]) from the regularizer's smallest and largest coefficient
+//! at x and data quantities computed once when the problem is built — an upper bound on
+//! λ_max(XᵀX) (a dense Gram eigen-solve, or a Collatz–Wielandt bound for a wide sparse
+//! design: `bounds.rs`) and max_i ‖a_i‖² — so a call is O(dim x). Hyper-cleaning, whose
+//! bounds do not depend on x, reports them in `constants` (see [`crate::hyperclean`]).
 //! [`BilevelProblem::metrics`](bilevel_kernels::BilevelProblem::metrics) reports the validation loss (= f on the full batch) and
 //! accuracy, and the test loss and accuracy when there is a test split.
 //!
 //! # Files
-//! `multinomial.rs` ([`MultinomialHpo`]), `binary.rs` ([`BinaryHpo`]), `generators.rs` (the
+//! `multinomial.rs` ([`MultinomialHpo`]), `binary.rs` ([`BinaryHpo`]), `bounds.rs` (the data
+//! bounds behind `constants_at`, shared with meta-learning and distillation), `generators.rs` (the
 //! three seeded generators and their configs), `reference.rs` ([`reference_at`]).
 //!
 //! # References
@@ -69,6 +76,7 @@
 //! [`BilevelProblem`](bilevel_kernels::BilevelProblem) whose g is strongly convex in y.
 
 mod binary;
+pub(crate) mod bounds;
 mod generators;
 mod multinomial;
 mod reference;
@@ -292,6 +300,10 @@ macro_rules! logistic_hpo_problem {
             }
             fn cross(&self, x: &[f64], y: &[f64], v: &[f64], batch: Batch<'_>, out: &mut [f64]) {
                 super::numerical_out(self.cross_g(x, y, v, batch, out), out)
+            }
+            /// See the type's `lower_constants_at`.
+            fn constants_at(&self, x: &[f64]) -> Option<bilevel_kernels::ProblemConstants> {
+                self.lower_constants_at(x)
             }
             fn metrics(&self) -> Option<&dyn bilevel_kernels::ProblemMetrics> {
                 Some(self)

@@ -1,11 +1,12 @@
 //! [`MultinomialHpo`]: multinomial logistic-regression HPO (the `logreg_text`,
 //! `logreg_per_class` and `hyperclean` problems), its oracles, metrics and export.
 
+use super::bounds::{exp_range, DesignBounds};
 use super::splits::Splits;
 use super::{invalid, lock, logistic_hpo_problem, Evaluation, Split};
 use bilevel_kernels::models::multinomial::{Hyper as MultiHyper, MultinomialLogistic, MultinomialWorkspace};
 use bilevel_kernels::models::Design;
-use bilevel_kernels::{ops, Batch, KernelError, Result};
+use bilevel_kernels::{ops, Batch, KernelError, ProblemConstants, Result};
 use std::sync::Mutex;
 
 /// Multinomial logistic-regression HPO: inner model on the training set with a hyper-parameter
@@ -17,6 +18,9 @@ pub struct MultinomialHpo {
     /// One workspace for both models (same d and K; the calls serialize anyway). For 20
     /// Newsgroups its block accumulators are 4·d·K values (≈ 65 MB), so one, not two.
     ws: Mutex<MultinomialWorkspace>,
+    /// The training design's bounds ([`DesignBounds`]), for the λ-dependent forms (per feature,
+    /// per class) whose constants are reported at x; `None` for per-sample weights.
+    bounds: Option<DesignBounds>,
 }
 
 impl std::fmt::Debug for MultinomialHpo {
@@ -54,7 +58,32 @@ impl MultinomialHpo {
             |x, labels| MultinomialLogistic::new(x, labels, n_classes, MultiHyper::Plain),
         )?;
         let ws = Mutex::new(splits.inner.workspace(splits.capacity()));
-        Ok(Self { splits, ws })
+        let bounds = matches!(hyper, MultiHyper::PerFeature { .. } | MultiHyper::PerClass { .. })
+            .then(|| DesignBounds::of(splits.inner.design()));
+        Ok(Self { splits, ws, bounds })
+    }
+
+    /// The lower-level constants at x = λ (`BilevelProblem::constants_at`), for the per-feature
+    /// and per-class forms. A sample's cross-entropy Hessian is (a_i a_iᵀ) ⊗ (diag(s) − ssᵀ)
+    /// with λ_max(diag(s) − ssᵀ) ≤ ½ (for a unit u, uᵀ(diag(s) − ssᵀ)u is the variance of u's
+    /// entries under s, at most (max u − min u)²/4 ≤ ½ by Popoviciu), so with B the batch:
+    /// - full batch: 0 ⪯ (1/n) Σ_i (a_i a_iᵀ) ⊗ H_i ⪯ ½·(XᵀX/n) ⊗ I, and the regularizer
+    ///   scale·Σ exp(λ_j)‖Θ_j‖² (rows j, or columns c per class) has the diagonal Hessian
+    ///   2·scale·exp(λ_j): µ_g = 2·scale·min_j e^{λ_j}, L_g = G/(2n) + 2·scale·max_j e^{λ_j}
+    ///   with G ≥ λ_max(XᵀX) computed once (`bounds.rs`);
+    /// - one sample (CE_i + R, the regularizer is added once per batch): µ = 2·scale·min e^λ,
+    ///   L = max_i ‖a_i‖²/2 + 2·scale·max e^λ.
+    ///
+    /// At Θ = 0 (s uniform, H_i = I/K − 11ᵀ/K²) the data part is (XᵀX/n) ⊗ H_0 with λ_max
+    /// λ_max(XᵀX)/(nK): the bound is loose by at most K/2 there (tight where the
+    /// regularizer dominates). O(dim λ), no data pass. `None` for per-sample weights (their
+    /// bounds do not depend on x; [`crate::hyperclean`] reports them).
+    pub fn lower_constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        let (MultiHyper::PerFeature { scale } | MultiHyper::PerClass { scale }) = self.splits.inner.hyper() else {
+            return None;
+        };
+        let (lo, hi) = exp_range(x);
+        Some(self.bounds?.constants(0.5, 2.0 * scale * lo, 2.0 * scale * hi))
     }
 
     /// Resizes the workspace for batches of up to `capacity` positions (repeats count); the

@@ -62,6 +62,10 @@ impl RandomizedTruncation {
     pub fn lipschitz(&self) -> f64 {
         self.lipschitz
     }
+    /// Sets L_g for the next solves (a bound that moves along a run).
+    pub fn set_lipschitz(&mut self, lipschitz: f64) {
+        self.lipschitz = lipschitz;
+    }
     /// K.
     pub fn horizon(&self) -> usize {
         self.horizon

@@ -519,6 +519,37 @@ macro_rules! forward_derivatives {
     };
 }
 
+/// `&&P → &P` for the forwarding macro.
+trait DerefProblem<P: ?Sized> {
+    fn deref_problem(&self) -> &P;
+}
+
+impl<P: ?Sized> DerefProblem<P> for &P {
+    fn deref_problem(&self) -> &P {
+        self
+    }
+}
+
+/// A borrowed problem is a problem (a search runs many short runs on one problem).
+impl<P: BilevelProblem + ?Sized> BilevelProblem for &P {
+    crate::forward_oracles!(deref_problem());
+    fn exact(&self) -> Option<&dyn ExactReference> {
+        (**self).exact()
+    }
+    fn constants(&self) -> ProblemConstants {
+        (**self).constants()
+    }
+    fn constants_at(&self, x: &[f64]) -> Option<ProblemConstants> {
+        (**self).constants_at(x)
+    }
+    fn replay(&self, calls: &mut dyn FnMut()) {
+        (**self).replay(calls)
+    }
+    fn metrics(&self) -> Option<&dyn ProblemMetrics> {
+        (**self).metrics()
+    }
+}
+
 /// A boxed problem is a problem (the catalogue returns `Box<dyn BilevelProblem + Send>`).
 impl<P: BilevelProblem + ?Sized> BilevelProblem for Box<P> {
     crate::forward_oracles!(as_ref());

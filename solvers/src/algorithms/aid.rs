@@ -23,6 +23,7 @@ use crate::sampling::{BatchSizes, BatchStream};
 use crate::{Algorithm, Iterates, Output};
 use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
 
+use super::lower::{LowerScale, OuterScale};
 use super::StepSizes;
 
 /// The AID-type algorithms by name (paper 000 §5 and paper 002).
@@ -83,8 +84,8 @@ pub struct AidBilevelConfig {
     /// Seed of the batch streams.
     pub seed: u64,
     /// Per-term Hessian batch sizes of the Neumann adjoint: paper 002 Prop. 3's
-    /// `|B_{Q+1−j}| = ⌈B·Q·(1−ημ)^{j−1}⌉` with B = `batches.hvp` and this ημ (`None`: B for every
-    /// term).
+    /// `|B_{Q+1−j}| = ⌈B·Q·(1−ημ)^{j−1}⌉` with B = `batches.hvp`, η the Neumann step and this µ
+    /// ([`neumann_batch_sizes`]; `None`: B for every term).
     pub neumann_decay: Option<f64>,
     /// AmIGO's averaged output (paper 000 §4.1, Corollary 2): x̂_k = (1 − δ)x̂_{k−1} + δx_k
     /// with x̂_0 = x_0 and this δ ∈ (0, 1] — the recursion with u = 1 (the stochastic
@@ -94,6 +95,15 @@ pub struct AidBilevelConfig {
     /// Report stocBiO's x̄, drawn uniformly from x_0..x_{K−1} (paper 002 Def. 1, Thm 3), as
     /// [`Output::Uniform`].
     pub uniform_output: bool,
+    /// The rescaling of α and β along the run ([`LowerScale`]; none by default).
+    pub scale: LowerScale,
+    /// L_L(x_0) when it is an estimate and the outer step follows the curvature seen along the
+    /// run ([`OuterScale`]; `None` by default).
+    pub outer_scale: Option<f64>,
+    /// For a loop that restarts y from y_0 (AID-CG-WS) on a problem whose constants depend on
+    /// x: T_k = [`cold_steps_at`](super::lower::cold_steps_at)(κ_g(x_k)) ≥ `inner_steps`, at most
+    /// this cap (`None`: T fixed).
+    pub cold_inner_cap: Option<usize>,
 }
 
 /// Stream numbers of the AID-type loop (independent streams of one seed).
@@ -127,6 +137,9 @@ impl AidBilevelConfig {
             neumann_decay: None,
             average: None,
             uniform_output: false,
+            scale: LowerScale::none(),
+            outer_scale: None,
+            cold_inner_cap: None,
         }
     }
 
@@ -136,11 +149,14 @@ impl AidBilevelConfig {
     }
 }
 
-/// Paper 002 Prop. 3's Neumann batch sizes in application order (the first applied, B_Q, is
-/// the largest and appears in Q of the Q + 1 terms): `⌈B·Q·(1−ημ)^k⌉` for k = 0..Q−1, at
-/// least 1 (the paper leaves rounding open; we round up).
-pub fn neumann_batch_sizes(base: usize, terms: usize, eta_mu: f64) -> Vec<usize> {
-    (0..terms).map(|k| ((base * terms) as f64 * (1.0 - eta_mu).powi(k as i32)).ceil().max(1.0) as usize).collect()
+/// Paper 002 Prop. 3's Neumann batch sizes for Q = `terms` terms with base B = `base`, step η
+/// and µ, indexed by the Neumann solver's labels (`sizes[i − 1] = |B_i|`): B_Q, applied first
+/// and present in Q of the Q + 1 terms, is the largest. One function for the sizes: the
+/// kernels' [`stochastic_neumann_batch_sizes`](bilevel_kernels::linsolve::stochastic_neumann_batch_sizes),
+/// which refuses a B below Prop. 3's bound 1/(Q(1−ημ)^{Q−1}) (an empty batch is never raised
+/// to one sample silently).
+pub fn neumann_batch_sizes(base: usize, terms: usize, step: f64, mu: f64) -> Result<Vec<usize>> {
+    bilevel_kernels::linsolve::stochastic_neumann_batch_sizes(base as f64, terms, step, mu)
 }
 
 /// The AID-type algorithm (see the module doc).
@@ -153,6 +169,7 @@ pub struct AidBilevel {
     inner: BatchStream,
     streams: AidStreams,
     work: Vec<f64>,
+    outer: OuterScale,
 }
 
 impl AidBilevel {
@@ -189,6 +206,7 @@ impl AidBilevel {
             inner: BatchStream::full(),
             streams: AidStreams::full(),
             work: Vec::new(),
+            outer: config.outer_scale.map_or_else(OuterScale::none, OuterScale::from_estimate),
         })
     }
 
@@ -213,13 +231,14 @@ impl Algorithm for AidBilevel {
             dy,
         )?);
         (self.y0, self.work) = (y0.to_vec(), vec![0.0; dy]);
+        self.outer.init(dx);
         let (b, seed) = (c.batches, c.seed);
         let (n_f, n_g) = (problem.n_samples_f(), problem.n_samples_g());
-        let t = c.inner_steps;
+        let t = c.cold_inner_cap.unwrap_or(c.inner_steps).max(c.inner_steps);
         self.inner = BatchStream::new(n_g, b.inner, b.sampling, seed, INNER_STREAM, t * b.inner.unwrap_or(0))?;
         let hvp_sizes = match (c.neumann_decay, b.hvp, c.adjoint) {
-            (Some(eta_mu), Some(base), AdjointSolver::Neumann { .. }) => {
-                neumann_batch_sizes(base, c.adjoint_steps, eta_mu)
+            (Some(mu), Some(base), AdjointSolver::Neumann { step }) => {
+                neumann_batch_sizes(base, c.adjoint_steps, step, mu)?
             }
             _ => Vec::new(),
         };
@@ -239,9 +258,18 @@ impl Algorithm for AidBilevel {
         if !c.warm_start_y {
             it.y.copy_from_slice(&self.y0);
         }
-        problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner, self.inner.steps(c.inner_steps), &mut self.work);
+        let r = c.scale.factor(problem, &it.x);
+        aid.scale_steps(r);
+        let t = match (c.cold_inner_cap, problem.constants_at(&it.x)) {
+            (Some(cap), Some(k)) => match (k.mu_g, k.l_g) {
+                (Some(mu), Some(l)) => super::lower::cold_steps_at(l / mu, c.inner_steps, cap),
+                _ => c.inner_steps,
+            },
+            _ => c.inner_steps,
+        };
+        problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner * r, self.inner.steps(t), &mut self.work);
         aid.estimate_sampled(problem, &it.x, &it.y, &mut self.streams, &mut it.grad)?;
-        it.outer_step(c.steps.outer);
+        it.outer_step(c.steps.outer * self.outer.factor(&it.x, &it.grad));
         if let (Some(delta), Some(avg)) = (c.average, it.averaged.as_mut()) {
             ops::axpby(delta, &it.x, 1.0 - delta, avg);
         }

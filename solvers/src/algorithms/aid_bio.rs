@@ -12,13 +12,13 @@
 //! Claimed complexity (Theorem 1, nonconvex): K = O(κ³ε⁻¹) outer steps, O(κ⁴ε⁻¹) gradients
 //! of g, O(κ³ε⁻¹) of f, O(κ^3.5 ε⁻¹) HVPs (Table 1), T = Θ(κ), N = Θ(√κ).
 //!
-//! Step sizes (the paper calls the outer step β):
-//! - [`StepRule::Theory`](super::StepRule::Theory): Theorem 1: α = 1/L_g (α ≤ 1/L), outer 1/(8L_Φ) with L_Φ = L_L;
-//! - [`StepRule::Experiments`](super::StepRule::Experiments): the paper's experiments tune per data set (no value for the
-//!   quadratic); on the quadratics we use paper 000 §5.1's α = 1/L_g, γ = 1/L_L, with which
-//!   paper 000 runs this same configuration (AmIGO-CG).
+//! Parameters (the paper calls the outer step β; resolved by [`super::amigo::resolve`]):
+//! - [`StepRule::Default`](super::StepRule::Default): AmIGO-CG's (α = 1/L_g, γ = 1/L_L, T = N = 10;
+//!   mini-batch aware);
+//! - [`StepRule::Experiments`](super::StepRule::Experiments): the paper runs AID-BiO only on
+//!   few-shot meta-learning with CNNs (§5.2, a grid): no setting of this catalogue, an error;
+//! - [`StepRule::Theory`](super::StepRule::Theory): Theorem 1: α = 1/L_g (α ≤ 1/L), outer
+//!   1/(8L_Φ) with L_Φ = L_L.
 
-use super::StepFractions;
-
-/// Theorem 1: α = 1/L_g, outer 1/(8L_Φ) (CG needs no adjoint step: β is set to α).
-pub const THEORY: StepFractions = StepFractions { inner: 1.0, adjoint: 1.0, outer: 0.125 };
+/// Theorem 1: α = 1/L_g, (CG: no β), outer 1/(8L_Φ) (fractions of 1/L_g, 1/L_g, 1/L_L).
+pub const THEORY: (f64, f64, f64) = (1.0, 1.0, 0.125);

@@ -2,7 +2,8 @@
 //! Optimization* (ICLR 2022), Algorithm 1 with A_k = Algorithm 2 (GD on g from the previous y)
 //! and B_k = Algorithm 3 (GD on the adjoint quadratic from the previous z: AmIGO-GD) or CG
 //! (AmIGO-CG, §5); and the paper's §5 baselines AID-GD, AID-CG, AID-CG-WS, AID-FP, AID-N as
-//! configurations of the same loop ([`super::aid::AidBilevel`], built by [`super::build`]).
+//! configurations of the same loop ([`super::aid::AidBilevel`]); AID-BiO
+//! ([`super::aid_bio`]) is resolved here too.
 //!
 //! Algorithm 1 (deterministic form, the notes' clean order of its garbled indices):
 //! ```text
@@ -14,16 +15,293 @@
 //! Claimed complexity (Table 1, Cor. 1): O(κ_L κ_g log(1/ε)) oracle calls for a strongly convex
 //! L, deterministic; T = O(κ_g) and N = O(κ_g) up to log κ_g (Prop. 10).
 //!
-//! Step sizes:
-//! - [`StepRule::Theory`](super::StepRule::Theory): Theorem 1 / Proposition 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L_L;
-//! - [`StepRule::Experiments`](super::StepRule::Experiments): §5.1 (synthetic quadratic): α = β = 1/L_g, γ = 1/L_L (β twice the
-//!   theory's, as the notes point out).
+//! Parameters ([`build`]):
+//! - [`StepRule::Default`]: α = 1/L_g (inner GD), β = 1/L_g (adjoint GD, fixed point,
+//!   Neumann), γ = 1/L_L, T = N = 10 on full batches — paper 000 §5.1's settings on its
+//!   quadratic (T, N in its grid). On mini-batches ([`super::lower`]): α = 1/(2ℒ(|D_g|)),
+//!   AmIGO-GD's adjoint (SGD on the adjoint quadratic with a fresh Hessian batch per step)
+//!   β = 1/(2ℒ(|D_gyy|)), the fixed-point and Neumann steps 1/L_max (a contraction on every
+//!   batch). Where the problem's lower-level constants depend on x, α and β follow them along
+//!   the run.
+//! - [`StepRule::Experiments`]: §5.1 on the quadratic (α = β = 1/L_g, γ = 1/L_L, T = N = 10);
+//!   §5.2 on 20 Newsgroups (`logreg_text`: α = γ = 100, β = 0.5, T = N = 10, Grazzi et al.'s
+//!   settings the paper starts from); §5.3 on dataset distillation (α = β = 0.1, T = N = 10,
+//!   γ = 10⁻³, the middle of its grid {10⁻², 10⁻³, 10⁻⁴}). Batch sizes stay the user's.
+//! - [`StepRule::Theory`]: Theorem 1 / Proposition 10's steps α = 1/L_g, β = 1/(2L_g),
+//!   γ = 1/L with L the smoothness of the value function (the problem's L_L where it is exact).
+//!   The baselines have no theorem of their own in the paper: under `Theory` they get AmIGO's,
+//!   said in their sources. Stochastic AmIGO-CG (one Hessian batch per CG call) is the
+//!   library's own construction: no theorem covers it.
 //!
-//! The baselines have no theorem of their own in the paper: under `Theory` they get AmIGO's.
 //! AID-CG-WS is read as "CG warm-started, y not" (the notes' reading of "All methods except
 //! AID-CG-WS warm-start A_k").
 
-use super::StepFractions;
+use super::aid::{AidBilevel, AidBilevelConfig, AidVariant};
+use super::lower::{over_l_outer, positive, user_or, Lower, LowerScale};
+use super::{no_experiment, Algorithm, Context, Settings, StepRule, StepSizes, DEFAULT_STEPS};
+use crate::params::{Params, Source};
+use crate::sampling::BatchSizes;
+use bilevel_kernels::Result;
 
-/// Theorem 1 / Proposition 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L_L.
-pub const THEORY: StepFractions = StepFractions { inner: 1.0, adjoint: 0.5, outer: 1.0 };
+/// Theorem 1 / Proposition 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L (fractions of 1/L_g, 1/L_g,
+/// 1/L_L).
+pub const THEORY: (f64, f64, f64) = (1.0, 0.5, 1.0);
+
+/// The paper's experiment on `family`, as (α, β, γ, citation) in absolute values (`None`: the
+/// experiment writes them in 1/L_g, 1/L_L).
+fn experiment(v: AidVariant, family: &str) -> Result<Option<(f64, f64, f64, &'static str)>> {
+    let paper000 = !matches!(v, AidVariant::AidBio);
+    match family {
+        "quadratic" if paper000 => Ok(None),
+        "logreg_text" if paper000 => {
+            Ok(Some((100.0, 0.5, 100.0, "paper 000 §5.2 (20 Newsgroups): α = γ = 100, β = 0.5, T = N = 10")))
+        }
+        "distillation" if paper000 => Ok(Some((
+            0.1,
+            0.1,
+            1e-3,
+            "paper 000 §5.3 (dataset distillation): α = β = 0.1, T = N = 10, γ = 10⁻³ (its grid's middle)",
+        ))),
+        f => Err(no_experiment(
+            v.name(),
+            f,
+            if paper000 {
+                "paper 000 ran it on the quadratic (§5.1), 20 Newsgroups (§5.2) and distillation (§5.3)"
+            } else {
+                "paper 002 ran AID-BiO on few-shot meta-learning with CNNs only (§5.2)"
+            },
+        )),
+    }
+}
+
+/// The names and meanings of the AID loop's parameters.
+pub(crate) const INNER_STEP: (&str, &str) = ("inner_step", "α, the inner GD step");
+pub(crate) const ADJOINT_STEP: (&str, &str) = ("adjoint_step", "β, the adjoint step");
+pub(crate) const OUTER_STEP: (&str, &str) = ("outer_step", "γ, the outer step");
+pub(crate) const INNER_STEPS: (&str, &str) = ("inner_steps", "T, inner steps per outer step");
+pub(crate) const ADJOINT_STEPS: (&str, &str) = ("adjoint_steps", "N, adjoint steps per outer step");
+
+/// Records the batch sizes of a loop (one line when every oracle runs on the full batch).
+pub(crate) fn record_batches(p: &mut Params, b: &BatchSizes, names: [&'static str; 4]) {
+    let full = Source::default_because("no --batch-size: the full batch (the deterministic algorithm)");
+    if b.is_full() {
+        p.set("batches", "batches", "full", full);
+        return;
+    }
+    p.set(
+        "sampling",
+        "batches drawn",
+        match b.sampling {
+            crate::sampling::Sampling::Replacement => "with replacement",
+            crate::sampling::Sampling::Epochs => "without replacement (shuffled epochs)",
+        },
+        Source::user("--sampling"),
+    );
+    for ((key, meaning), size) in ["batch_inner", "batch_outer", "batch_hvp", "batch_cross"]
+        .into_iter()
+        .zip(names)
+        .zip([b.inner, b.outer, b.hvp, b.cross])
+    {
+        match size {
+            Some(s) => p.set(key, meaning, s, Source::user("--batch-size")),
+            None => p.set(key, meaning, "full", full.clone()),
+        }
+    }
+}
+
+/// Records the lower-level rescaling along the run.
+pub(crate) fn record_scale(p: &mut Params, scale: &LowerScale) {
+    if scale.is_tracking() {
+        p.set(
+            "lower_steps_along_run",
+            "lower-level steps at x_k",
+            "× min(L_g(x_0)/L_g(x_k), L_max(x_0)/L_max(x_k))",
+            Source::default_because(
+                "the problem's lower-level constants depend on x: each step stays the same fraction of the bound at x_k",
+            ),
+        );
+    }
+}
+
+/// L_L(x_0) for [`OuterScale`] under the default rule: when L_L was estimated at x_0 (not the
+/// problem's, not the user's), the batches are full and the user did not set γ; recorded.
+pub(crate) fn outer_tracking(ctx: &Context<'_>, s: &Settings, p: &mut Params) -> Option<f64> {
+    let c = ctx.constants;
+    let on = s.outer_step.is_none() && s.batches.is_full() && c.is_estimated(crate::Constant::LOuter);
+    let l = c.known.l_outer.filter(|_| on)?;
+    p.set(
+        "outer_step_along_run",
+        "the outer step at x_k",
+        "× min(1, L_L(x_0)/L̂_k), L̂_k the largest secant ‖ψ_j − ψ_{j−1}‖/‖x_j − x_{j−1}‖ so far",
+        Source::default_because(
+            "L_L is an estimate at x_0, not a bound: the step follows the largest curvature seen along the run \
+             (Malitsky & Mishchenko 2020's local estimate)",
+        ),
+    );
+    Some(l)
+}
+
+/// The AID-type algorithm `v` under `rule` (see the module doc).
+pub fn build(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn Algorithm>, Params)> {
+    let (config, params) = resolve(v, rule, ctx, s)?;
+    Ok((Box::new(AidBilevel::new(v.name(), config)?), params))
+}
+
+/// The configuration of `v` under `rule` and its parameters.
+pub fn resolve(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(AidBilevelConfig, Params)> {
+    let c = ctx.constants;
+    let mut p = Params::new(rule.name());
+    let mut b = s.batches;
+    let lower = Lower::new(c, ctx.problem)?;
+    // AmIGO's Hessian batch (and our stochastic CG's, whose one batch per call is biased
+    // below it): Theorem 1's floor, unless the user set it on its own.
+    let floor_applies = matches!(
+        v,
+        AidVariant::AmigoGd | AidVariant::AmigoCg | AidVariant::AidBio | AidVariant::AidCg | AidVariant::AidCgWs
+    );
+    let mut raised = None;
+    if let (Some(hvp), true, false, false) =
+        (b.hvp, floor_applies, s.explicit_batches[2], rule == StepRule::Experiments)
+    {
+        // A floor of all n samples is the full batch (drawn with replacement, n or more indices
+        // would miss some).
+        let n = ctx.problem.n_samples_g();
+        if let Some(floor) = lower.batch_floor(c.known.mu_g).filter(|f| *f > hvp || *f >= n) {
+            b.hvp = (floor < n).then_some(floor);
+            raised = Some(floor);
+        }
+    }
+    let uses_beta = !matches!(v, AidVariant::AmigoCg | AidVariant::AidBio | AidVariant::AidCg | AidVariant::AidCgWs);
+    let contraction = matches!(v, AidVariant::AidFp | AidVariant::AidNeumann);
+    let ten = |what: &'static str| (DEFAULT_STEPS, Source::default_because(what));
+    let (mut alpha, mut beta, mut gamma, mut steps) = match rule {
+        StepRule::Default => {
+            let (a, sa) = lower.sgd_step(b.inner, b.sampling);
+            let (bt, sb) = if contraction { lower.contraction_step(b.hvp) } else { lower.sgd_step(b.hvp, b.sampling) };
+            let sg = Source::default_because("1/L_L: the gradient step of the L_L-smooth value function");
+            let st = ten("10: paper 000 §5.2's T = N = 10, inside §5.1's grid {1, 10, 100, 1000}");
+            // A cold-started fixed-point or Neumann adjoint of step 1/L_max needs more terms.
+            let sn = if contraction { lower.terms(b.hvp) } else { st.clone() };
+            // AID-CG-WS restarts y from y_0: its inner loop must solve from scratch.
+            let st = if v == AidVariant::AidCgWs { lower.cold_steps(1.0 / a, c.known.mu_g) } else { st };
+            if ctx.family == "quadratic" && v != AidVariant::AidBio {
+                p.note("on this quadratic α = 1/L_g and γ = 1/L_L are paper 000 §5.1's own settings");
+            }
+            let (gamma, sg) = if b.is_full() {
+                (over_l_outer(c, s)?, sg)
+            } else {
+                (
+                    0.5 * over_l_outer(c, s)?,
+                    Source::default_because(
+                        "1/(2L_L): the largest step Gower et al. 2019 Thm 3.1's 1/(2ℒ) allows for a stochastic outer estimate (ℒ ≥ L_L)",
+                    ),
+                )
+            };
+            ((a, sa), (bt, sb), (gamma, sg), (st, sn))
+        }
+        StepRule::Experiments => {
+            let cite_steps = ten("paper 000 §5: T = N = 10");
+            match experiment(v, ctx.family)? {
+                None => {
+                    let cite = "paper 000 §5.1 (the quadratic): α = β = 1/L_g, γ = 1/L_L";
+                    let l = c.l_g()?;
+                    let e = || Source::experiments(cite);
+                    ((1.0 / l, e()), (1.0 / l, e()), (over_l_outer(c, s)?, e()), (cite_steps.clone(), cite_steps))
+                }
+                Some((a, bt, g, cite)) => {
+                    let e = || Source::experiments(cite);
+                    ((a, e()), (bt, e()), (g, e()), (cite_steps.clone(), cite_steps))
+                }
+            }
+        }
+        StepRule::Theory => {
+            let (fa, fb, fg) = if v == AidVariant::AidBio { super::aid_bio::THEORY } else { THEORY };
+            let (cite, of) = match v {
+                AidVariant::AidBio => ("paper 002 Thm 1: α ≤ 1/L, β = 1/(8L_Φ)", "L_Φ"),
+                AidVariant::AmigoGd | AidVariant::AmigoCg => {
+                    ("paper 000 Thm 1 / Prop. 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L", "L")
+                }
+                _ => ("paper 000 Thm 1 / Prop. 10 (AmIGO's; the paper gives this baseline no theorem)", "L"),
+            };
+            let l = lower.per_batch(b.hvp.or(b.inner));
+            let t = || Source::theorem(cite);
+            p.note(format!(
+                "the theorem's {of} is the smoothness of the value function: L_L stands for it ({})",
+                if c.is_estimated(crate::Constant::LOuter) { "estimated at x_0, not a bound" } else { "the problem's" }
+            ));
+            let st = ten("10: the theorem's T and N are not derived here (paper 000 Prop. 10 / paper 002 eq. (22))");
+            ((fa / l, t()), (fb / l, t()), (fg * over_l_outer(c, s)?, t()), (st.clone(), st))
+        }
+    };
+    alpha = user_or(s.inner_step, "--inner-step", s, alpha);
+    beta = user_or(s.adjoint_step, "--adjoint-step", s, beta);
+    gamma = user_or(s.outer_step, "--outer-step", s, gamma);
+    steps = (s.inner_steps_or(steps.0), s.adjoint_steps_or(steps.1));
+    let (t, n) = (steps.0 .0, steps.1 .0);
+    p.set(INNER_STEPS.0, INNER_STEPS.1, t, steps.0 .1);
+    p.set(ADJOINT_STEPS.0, ADJOINT_STEPS.1, n, steps.1 .1);
+    p.set(INNER_STEP.0, INNER_STEP.1, positive("inner_step", alpha.0)?, alpha.1);
+    if uses_beta {
+        p.set(ADJOINT_STEP.0, ADJOINT_STEP.1, positive("adjoint_step", beta.0)?, beta.1);
+    }
+    p.set(OUTER_STEP.0, OUTER_STEP.1, positive("outer_step", gamma.0)?, gamma.1);
+    record_batches(&mut p, &b, ["|D_g|, one per inner step", "|D_f|", "|D_gyy|, one per adjoint step", "|D_gxy|"]);
+    if let Some(floor) = raised {
+        p.set(
+            "batch_hvp",
+            "|D_gyy|, one per adjoint step",
+            b.hvp.map_or_else(|| format!("full ({floor} ≥ n)"), |h| h.to_string()),
+            Source::theorem(format!(
+                "paper 000 Thm 1's |D_gyy| ≥ σ̃²_gyy/(µ_g L_g) ≥ … with σ̃²_gyy ≤ L_max L_g: ⌈L_max/µ_g⌉ = {floor} \
+                 (raised from --batch-size; --batch-size-hvp sets it)"
+            )),
+        );
+    }
+    let steps = StepSizes { inner: alpha.0, adjoint: beta.0, outer: gamma.0 }.checked()?;
+    let mut config = AidBilevelConfig::variant(v, t, n, steps).with_batches(b, s.seed);
+    if s.average {
+        // δ = η_kγ_k with η_k ≡ µ_L (paper 000 §4.1; at most 1).
+        let delta = (steps.outer * c.mu_outer()?).min(1.0);
+        config.average = Some(delta);
+        p.set("average_weight", "δ = γµ_L, the averaging weight", delta, Source::theorem("paper 000 §4.1, Cor. 2"));
+    }
+    if rule == StepRule::Default && s.inner_step.is_none() && s.adjoint_step.is_none() {
+        config.scale = LowerScale::at_start(ctx.problem, ctx.x0);
+        record_scale(&mut p, &config.scale);
+    }
+    if rule == StepRule::Default {
+        config.outer_scale = outer_tracking(ctx, s, &mut p);
+        if v == AidVariant::AidCgWs && s.inner_steps.is_none() && config.scale.is_tracking() {
+            config.cold_inner_cap = Some(super::lower::MAX_DEFAULT_TERMS);
+            p.set(
+                INNER_STEPS.0,
+                INNER_STEPS.1,
+                format!(
+                    "T_k: the smallest T ≥ {t} with (1 − µ_g(x_k)/L_g(x_k))^T ≤ 1/10, at most {}",
+                    super::lower::MAX_DEFAULT_TERMS
+                ),
+                Source::default_because(
+                    "y restarts from y_0: the inner loop follows κ_g(x_k), the problem's bounds at x_k",
+                ),
+            );
+        }
+    }
+    if matches!(v, AidVariant::AmigoCg | AidVariant::AidBio | AidVariant::AidCg | AidVariant::AidCgWs)
+        && b.hvp.is_some()
+    {
+        if c.known.mu_g_sample.is_some_and(|m| m <= 0.0) {
+            return Err(bilevel_kernels::KernelError::InvalidParameter {
+                name: "batches",
+                reason: format!(
+                    "`{}` on mini-batches runs CG on one batch Hessian per call, which needs it positive definite; this \
+                     problem's samples are not strongly convex (per-sample µ = 0: a batch Hessian can be singular): use \
+                     amigo-gd (SGD on the adjoint), full batches for the Hessian (--batch-size-hvp with the data size) or \
+                     a per-sample strongly convex instance",
+                    v.name()
+                ),
+            });
+        }
+        p.note("stochastic CG (one Hessian batch per CG call) is the library's own construction: no paper gives it");
+    }
+    Ok((config, p))
+}

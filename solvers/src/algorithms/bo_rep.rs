@@ -32,26 +32,23 @@
 //! polylogarithmic), O(1) batch, for an upper level that is (L_{x,0}, L_{x,1}, L_{y,0},
 //! L_{y,1})-smooth (unbounded smoothness) and a strongly convex, L-smooth lower level.
 //!
-//! Parameters ([`BoRepConfig`]):
-//! - [`StepRule::Theory`]: Theorem 3.1 / E.2's (75) for a target ε (`BoRepOptions::epsilon`),
-//!   [`TheoryConstants::from_known`] mapping the registry's constants: µ = µ_g, L = L_g (the
-//!   per-sample `l_g_sample` on mini-batches, as [`super::stocbio::batch_smoothness`]), K0 = L_L
-//!   and K1 = L_{x,1} = L_{y,1} = 0 (an L_L-smooth Φ is (L_L, 0)-smooth: the unbounded-smoothness
-//!   constants of the paper are not known here, and the problems here are L-smooth). Not known:
-//!   C_gxy (stand-in L, as SUSTAIN's), M (stand-in 0: it only enters 1−β through 2M²σ²/µ²), the
-//!   noise levels σ_{f,1}, σ_{g,1}, σ_{g,2} (one σ for all: 0 on full batches, where the oracles
-//!   are exact; on mini-batches `BoRepOptions::sigma`, default L/√b with b the smallest batch —
-//!   one sample's Hessian deviates from the mean by at most L), Δ, ‖∇Φ(x_0)‖ and Δ_{z,0} (the
-//!   terms Δ/‖∇Φ(x_0)‖ and εΔ/(C²Δ_{z,0}) of η are dropped), and V_0 (computed at the start from
-//!   strong convexity: g(x_0,y'_0) − g* ≤ ‖∇y g(x_0,y'_0)‖²/(2µ), one full-batch call).
-//! - [`StepRule::Experiments`]: paper 003 §4 / App. F's values that transfer: β = 0.9, I = 2,
-//!   N = 3, R = 0.5, and the initialization refinement as plain SGD (one epoch, no projection,
-//!   `BoRepOptions::init_steps` steps, default `settings.inner_steps`: the paper does not give
-//!   the number). Its learning rates are tuned for RNNs and do not transfer: the lower-level
-//!   and z steps are paper 000 §5.1's γ = ν = 1/L_g, and the outer step is η = 0.01, the upper
-//!   learning rate of paper 003 §4.1 (the one experiment with a strongly convex lower level; a
-//!   normalized step is a length, so no 1/L form applies).
-//! - `settings.outer_step` replaces η under both rules.
+//! Parameters ([`resolve`]):
+//! - [`StepRule::Default`]: paper 003 App. F's structural values β = 0.9, I = 2, N = 3, R = 0.5
+//!   (its three experiments share them), the lower-level and z steps γ = ν = 1/(2ℒ(b))
+//!   (1/L_g on full batches: the gradient step; [`super::lower`]), the initialization refinement
+//!   as one epoch of Algorithm 3 without its ball (10 SGD steps of γ, y_0 their mean), and the
+//!   outer step η = 0.01, §4.1's upper learning rate (a normalized step is a length in x, which
+//!   no 1/L form gives).
+//! - [`StepRule::Experiments`]: §4.1 (hyper-representation with per-task linear heads, the
+//!   catalogue's `meta_learning`): lower-level γ = 0.001, η = 0.01, z step 0.01, β = 0.9, I = 2,
+//!   N = 3, R = 0.5, plain SGD refinement; §4.3 (data hyper-cleaning, `hyperclean`): γ = η =
+//!   ν = 0.05, the same β, I, N, R. Batch sizes stay the user's (§4.3: 512).
+//! - [`StepRule::Theory`]: Theorem 3.1 / E.2's (75) needs the noise levels σ_{f,1}, σ_{g,1},
+//!   σ_{g,2} bounded separately (Assumption 3), C_gxy = sup ‖∇xy g‖, M = sup ‖∇y f(x, y*(x))‖
+//!   and K0 of (16); the problems of this catalogue bound none of them (a quadratic f's ∇y f is
+//!   unbounded), so the rule refuses, naming them. [`TheoryConstants::theorem_3_1`] computes (75)
+//!   from constants a caller supplies.
+//! - `settings.outer_step` replaces η, `settings.inner_step` γ, `settings.adjoint_step` ν.
 //!
 //! Ambiguities resolved:
 //! - ‖m_{k+1}‖ = 0 (Algorithm 1 adds no guard): x_{k+1} = x_k (the direction is undefined and
@@ -72,15 +69,15 @@
 //! last computed at (x_0 for Epoch-SGD, x_{jI} for a refresh), the house convention. No random
 //! output iterate is drawn: the trace has every x_k.
 
-use super::{initialised, Algorithm, Iterates, Output, Settings, StepRule, StepSizes};
-use crate::constants::{Constant, Constants};
+use super::lower::{user_or, Lower};
+use super::{initialised, no_experiment, Algorithm, Context, Iterates, Output, Settings, StepRule, StepSizes};
+use crate::constants::Constant;
+use crate::params::{Params, Source};
 use crate::sampling::{BatchSizes, BatchStream};
 use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, KernelError, Result};
 
 /// The constants of the theory rule.
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
-/// The constants of the experiments rule (γ = ν = 1/L_g; η is a length).
-pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG];
 
 /// Stream numbers (independent streams of one seed).
 const LOWER_STREAM: u64 = 0;
@@ -133,7 +130,8 @@ pub const DEFAULT_DELTA: f64 = 0.1;
 pub enum InitRefinement {
     /// No refinement: y_0 = y'_0.
     None,
-    /// Plain SGD (the experiments, App. F.1): `steps` unprojected steps of size `step`, y_0 the last.
+    /// Plain SGD (the experiments, App. F.1): `steps` unprojected steps of size `step`, y_0 the
+    /// mean of the iterates y^1..y^steps (Algorithm 3 line 6 with one epoch and no ball).
     Sgd {
         /// The number of steps.
         steps: usize,
@@ -312,19 +310,22 @@ pub struct BoRepParams {
 }
 
 impl BoRepParams {
-    /// Paper 003's experiments' values (module doc) with γ = ν = 1/`l_g`.
-    pub fn experiments(l_g: f64, init_steps: usize) -> Self {
+    /// Paper 003 App. F's structural values β = 0.9, I = 2, N = 3, R = 0.5 with the lower-level
+    /// and z steps γ = ν = `step`, the outer step η = 0.01 (§4.1's upper learning rate) and the
+    /// initialization refinement as `init_steps` plain SGD steps of `step` (y_0 their mean).
+    pub fn structural(step: f64, init_steps: usize) -> Self {
         Self {
             eta: 0.01,
-            nu: 1.0 / l_g,
-            gamma: 1.0 / l_g,
+            nu: step,
+            gamma: step,
             beta: 0.9,
             period: 2,
             lower_steps: 3,
             radius: 0.5,
-            init: InitRefinement::Sgd { steps: init_steps, step: 1.0 / l_g },
+            init: InitRefinement::Sgd { steps: init_steps, step },
         }
     }
+
     /// Checks every parameter's range.
     pub fn checked(self) -> Result<Self> {
         StepSizes { inner: self.gamma, adjoint: self.nu, outer: self.eta }.checked()?;
@@ -365,40 +366,116 @@ pub struct BoRepConfig {
     pub seed: u64,
 }
 
-/// The parameters under `rule` with the options' and `settings.outer_step`'s overrides.
-pub fn params(rule: StepRule, c: &Constants, settings: &Settings, options: &BoRepOptions) -> Result<BoRepParams> {
-    let mut p = match rule {
-        StepRule::Experiments => BoRepParams::experiments(c.l_g()?, options.init_steps.unwrap_or(settings.inner_steps)),
+/// BO-REP's parameters under `rule` (see the module doc), with the options' overrides.
+pub fn resolve(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(BoRepParams, Params)> {
+    let o = &s.bo_rep;
+    let c = ctx.constants;
+    let b = s.batches;
+    let mut p = Params::new(rule.name());
+    let lower = Lower::new(c, ctx.problem)?;
+    let init_steps = o.init_steps.unwrap_or(s.inner_steps.unwrap_or(super::DEFAULT_STEPS));
+    let structural = |src: Source| (0.9, 2usize, 3usize, 0.5, src);
+    let (params, src_eta, src_low, src_z, src_struct) = match rule {
+        StepRule::Default => {
+            let (g, sg) = lower.sgd_step(b.inner, b.sampling);
+            let (nu, sn) = lower.sgd_step(b.hvp, b.sampling);
+            let params = BoRepParams { nu, ..BoRepParams::structural(g, init_steps) };
+            let st = structural(Source::default_because(
+                "paper 003 App. F's β = 0.9, I = 2, N = 3, R = 0.5 (all three experiments)",
+            ));
+            let eta = Source::experiments(
+                "paper 003 §4.1's upper learning rate 0.01: a normalized step is a length in x, which no 1/L form gives",
+            );
+            (params, eta, sg, sn, st)
+        }
+        StepRule::Experiments => {
+            let (lr_low, lr_up, lr_z, cite) = match ctx.family {
+                "meta_learning" => (0.001, 0.01, 0.01, "paper 003 §4.1 (hyper-representation): (lower, upper) = (0.001, 0.01), z 0.01"),
+                "hyperclean" => (0.05, 0.05, 0.05, "paper 003 §4.3 (data hyper-cleaning): (lower, upper) = (0.05, 0.05), z 0.05"),
+                f => {
+                    return Err(no_experiment(
+                        "bo-rep",
+                        f,
+                        "paper 003 ran it on hyper-representation (§4.1), scalar-λ HPO with RNNs (§4.2) and data hyper-cleaning (§4.3)",
+                    ))
+                }
+            };
+            let params = BoRepParams { eta: lr_up, nu: lr_z, ..BoRepParams::structural(lr_low, init_steps) };
+            let e = || Source::experiments(cite);
+            (params, e(), e(), e(), structural(Source::experiments("paper 003 §4: β = 0.9, I = 2, N = 3, R = 0.5")))
+        }
         StepRule::Theory => {
-            let l = super::stocbio::batch_smoothness(c, settings)?;
-            let b = settings.batches;
-            let smallest = [b.inner, b.outer, b.hvp].into_iter().flatten().min();
-            let sigma = options.sigma.unwrap_or_else(|| smallest.map_or(0.0, |b| l / (b as f64).sqrt()));
-            let k = TheoryConstants::from_known(c.mu_g()?, l, c.l_outer()?, sigma);
-            k.theorem_3_1(options.epsilon.unwrap_or(DEFAULT_EPSILON), options.delta.unwrap_or(DEFAULT_DELTA))?
+            return Err(KernelError::InvalidParameter {
+                name: "steps",
+                reason: "paper 003 Theorem 3.1 needs σ_{f,1}, σ_{g,1}, σ_{g,2} (Assumption 3), C_gxy = sup ‖∇xy g‖, \
+                         M = sup ‖∇y f(x, y*(x))‖ and K0 of (16), bounded separately; this problem bounds none of them \
+                         (a quadratic f's ∇y f is unbounded): use --steps default, or TheoryConstants::theorem_3_1 \
+                         from the library with constants you can bound"
+                    .into(),
+            });
         }
     };
-    p.eta = settings.outer_step.unwrap_or(p.eta);
-    p.period = options.period.unwrap_or(p.period);
-    p.lower_steps = options.lower_steps.unwrap_or(p.lower_steps);
-    p.radius = options.radius.unwrap_or(p.radius);
-    p.beta = options.beta.unwrap_or(p.beta);
-    p.nu = options.z_step.unwrap_or(p.nu);
-    p.gamma = options.lower_step.unwrap_or(p.gamma);
-    p.checked()
-}
-
-/// The k = 0 steps for a report: inner γ, adjoint ν (the z step), outer η (all constant).
-pub fn step_sizes(rule: StepRule, c: &Constants, settings: &Settings, options: &BoRepOptions) -> Result<StepSizes> {
-    let p = params(rule, c, settings, options)?;
-    StepSizes { inner: p.gamma, adjoint: p.nu, outer: p.eta }.checked()
+    let mut params = params;
+    let (_, _, _, _, struct_src) = src_struct;
+    let eta = user_or(s.outer_step, "--outer-step", s, (params.eta, src_eta));
+    let gamma = user_or(s.inner_step, "--inner-step", s, (params.gamma, src_low));
+    let nu = user_or(s.adjoint_step.or(o.z_step), "--z-step", s, (params.nu, src_z));
+    let lower_step = user_or(o.lower_step, "--lower-step", s, gamma.clone());
+    params.eta = eta.0;
+    params.nu = nu.0;
+    params.gamma = lower_step.0;
+    if let InitRefinement::Sgd { step, .. } = &mut params.init {
+        *step = gamma.0;
+    }
+    let pick = |v: Option<usize>, d: usize, flag: &'static str| match v {
+        Some(v) => (v, Source::user(flag)),
+        None => (d, struct_src.clone()),
+    };
+    let period = pick(o.period, params.period, "--period");
+    let lower_steps = pick(o.lower_steps, params.lower_steps, "--lower-steps");
+    params.period = period.0;
+    params.lower_steps = lower_steps.0;
+    params.radius = o.radius.unwrap_or(params.radius);
+    params.beta = o.beta.unwrap_or(params.beta);
+    let params = params.checked()?;
+    p.set("outer_step", "η, the length of every outer step", params.eta, eta.1);
+    p.set("inner_step", "γ, the lower-level step of UpdateLower", params.gamma, lower_step.1);
+    p.set("adjoint_step", "ν, the z step", params.nu, nu.1);
+    let beta_src = if o.beta.is_some() { Source::user("--momentum-beta") } else { struct_src.clone() };
+    p.set("momentum", "β, the momentum of the normalized step", params.beta, beta_src);
+    p.set("period", "I, the period of the lower-level updates", params.period, period.1);
+    p.set("lower_steps", "N, averaged projected steps per update", params.lower_steps, lower_steps.1);
+    let radius_src = if o.radius.is_some() { Source::user("--radius") } else { struct_src };
+    p.set("radius", "R, the radius of the moving ball", params.radius, radius_src);
+    if let InitRefinement::Sgd { steps, step } = params.init {
+        let src = match (o.init_steps, s.inner_steps) {
+            (Some(_), _) => Source::user("--init-steps"),
+            (None, Some(_)) => Source::user("--inner-steps"),
+            (None, None) => Source::default_because("10 steps (the paper does not give the number)"),
+        };
+        p.set("init_steps", "initialization refinement: SGD steps (y_0 their mean)", steps, src);
+        p.set("init_step", "initialization refinement: SGD step", step, gamma.1);
+    }
+    super::amigo::record_batches(
+        &mut p,
+        &b,
+        ["ξ̃ (UpdateLower, one per step)", "ζ_k (∇x F and ∇y F)", "ξ_k (HVP and cross product)", "(ξ_k)"],
+    );
+    p.params.retain(|q| q.name != "batch_cross");
+    p.set(
+        "output",
+        "the reported point",
+        "x_a uniform over x_0..x_{K−1}",
+        Source::theorem("paper 003 Thm 3.1 bounds (1/K)Σ E‖∇Φ(x_k)‖"),
+    );
+    Ok((params, p))
 }
 
 /// BO-REP under `rule`, as the registry builds it.
-pub fn build(rule: StepRule, c: &Constants, settings: &Settings, options: &BoRepOptions) -> Result<Box<dyn Algorithm>> {
-    let config =
-        BoRepConfig { params: params(rule, c, settings, options)?, batches: settings.batches, seed: settings.seed };
-    Ok(Box::new(BoRep::new(config)?))
+pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn Algorithm>, Params)> {
+    let (params, p) = resolve(rule, ctx, s)?;
+    let config = BoRepConfig { params, batches: s.batches, seed: s.seed };
+    Ok((Box::new(BoRep::new(config)?), p))
 }
 
 /// y ← Π_{B(center, radius)}(y).
@@ -504,9 +581,12 @@ impl State {
         match init {
             InitRefinement::None => {}
             InitRefinement::Sgd { steps, step } => {
-                for _ in 0..steps {
-                    problem.grad_y_g(x, y, self.init.draw(), &mut self.work);
-                    ops::axpy(-step, &self.work, y);
+                // One epoch of Algorithm 3 without its ball: y_0 is the mean of the iterates.
+                self.center.copy_from_slice(y);
+                let bufs = (&self.center[..], &mut self.mean[..], &mut self.work[..]);
+                projected_sgd(problem, x, y, steps, step, f64::INFINITY, &mut self.init, bufs);
+                if steps > 0 {
+                    y.copy_from_slice(&self.mean);
                 }
             }
             InitRefinement::Epochs(e) => {
@@ -574,16 +654,19 @@ impl Algorithm for BoRep {
             it.x_at_y.copy_from_slice(&it.x);
         }
         let (x, y) = (&it.x[..], &it.y[..]);
-        // Lines 4–5 at (x_k, y_k, z_k): one ζ_k for ∇x F and ∇y F, one ξ_k for both products.
+        // Lines 4–5 at (x_k, y_k, z_k): one ζ_k for ∇x F and ∇y F, one ξ_k for both products
+        // (each batch's samples counted once).
         {
             let batch = s.f.draw();
-            problem.grad_x_f(x, y, batch, &mut s.fx);
             problem.grad_y_f(x, y, batch, &mut s.fy);
+            let fx = &mut s.fx;
+            problem.replay(&mut || problem.grad_x_f(x, y, batch, fx));
         }
         {
             let batch = s.g2.draw();
             problem.hvp(x, y, &s.z, batch, &mut s.hz);
-            problem.cross(x, y, &s.z, batch, &mut s.cz);
+            let (z, cz) = (&s.z, &mut s.cz);
+            problem.replay(&mut || problem.cross(x, y, z, batch, cz));
         }
         // m_{k+1} = βm_k + (1−β)(∇x F − ∇x∇y G z_k);  z_{k+1} = z_k − ν(∇²y G z_k − ∇y F).
         ops::axpy(-1.0, &s.cz, &mut s.fx);

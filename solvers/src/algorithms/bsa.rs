@@ -26,40 +26,35 @@
 //! Õ(κ⁶ε⁻²) HVPs (κ⁶ from its Theorem 3, the cell is garbled); paper 000 Table 1: O(κ_L⁴ε⁻²)
 //! (strongly convex L) and O(κ_g⁹ε⁻³ + κ_g⁶ε⁻²) (non-convex).
 //!
-//! Step sizes ([`schedule`]), L the smoothness every batch Hessian respects
-//! ([`stocbio::batch_smoothness`]: the per-sample `l_g_sample` on
-//! mini-batches, else L_g):
-//! - [`StepRule::Theory`]: η_t = 2/(µ_g t + 2L) (Θ(1/t), the classical strongly convex SGD
-//!   step, equal to 1/L at t = 0 so that no step overshoots), N_k = max(1, ⌈(L/µ_g) ln √(k+1)⌉)
-//!   (the bias (1 − µ_g/L)^{N_k} ≤ 1/√(k+1) then matches the 1/√k outer accuracy; paper 004
-//!   Lemma 2.1 for the bias), γ_k = 1/(L_L √(k+1)). The constants in front of the Θ's are not
-//!   in the sources (the original theorem is not in the repository): these are the smallest
-//!   choices the stated rates need, ours.
-//! - [`StepRule::Experiments`]: paper 000 §5.1's α = 1/L_g, γ = 1/L_L (paper 000 adds BSA in
-//!   §5.2–5.3 without stating its steps; paper 002's MNIST grid η ∈ {0.5·2^i}, Q ∈ {3, 6, 12, 24}
-//!   does not say which values won) as the constants of the same schedules: η_t = 1/(L_g(t+1)),
-//!   γ_k = 1/(L_L √(k+1)), and a fixed horizon N = `adjoint_steps` (paper 002's Q). The
-//!   estimator's L stays the batch smoothness in both rules: with a smaller L a sample Hessian
-//!   can make ‖I − H_i/L‖ > 1 and the product grow geometrically in q.
+//! Parameters ([`schedule`]; L_b the smoothness every batch Hessian respects, L_max on
+//! mini-batches, L_g on full batches; ℒ(b) the expected smoothness of [`super::lower`]):
+//! - [`StepRule::Default`]: the structure papers 001, 002 and 004 give BSA, with our constants
+//!   (the original theorem is not in the repository): η_t = 1/(2ℒ + µ_g t/2) (Θ(1/t), the
+//!   strongly convex SGD step, 1/(2ℒ) at t = 0 by Gower et al.'s Thm 3.1; 1/L_g + … on full
+//!   batches), t_k = ⌈√(k+1)⌉ inner steps from y_0, N_k = max(1, ⌈(L_b/µ_g) ln √(k+1)⌉) (the
+//!   bias (1 − µ_g/L_b)^{N_k} ≤ 1/√(k+1) matches the 1/√k outer accuracy; paper 004 Lemma 2.1),
+//!   γ_k = 1/(L_L √(k+1)).
+//! - [`StepRule::Experiments`] and [`StepRule::Theory`]: refused. No paper of the repository
+//!   reports the values BSA ran with (paper 000 adds it in §5.2–5.3 without its steps; paper
+//!   002's MNIST grid does not say which values won), and Ghadimi & Wang's theorem is not in
+//!   the repository, so its constants cannot be checked.
+//!
+//! The theorems bound a randomly drawn iterate: the output is x_a, a uniform over
+//! x_0..x_{K−1} ([`Output::Uniform`](crate::Output)).
 //!
 //! Deviations and ambiguities: paper 001 writes α_s = Θ(1/√S) (constant, from the horizon S);
 //! the driver does not tell an algorithm its horizon, so γ_k decreases with k (the brief's and
 //! benchopt's reading: outer exponent 0.5). benchopt's `bsa.py` warm-starts y; paper 001's table
-//! says it does not, and we follow the table. The output x̄ (a random iterate) is not drawn: the
-//! trace reports every x_k. The kernel's estimator ([`RandomizedTruncation`](bilevel_kernels::linsolve::RandomizedTruncation)) fixes its horizon
+//! says it does not, and we follow the table. The kernel's estimator ([`RandomizedTruncation`](bilevel_kernels::linsolve::RandomizedTruncation)) fixes its horizon
 //! at construction; for a growing N_k we keep one built with the cap [`MAX_HORIZON`] and rescale
 //! its output by N_k/cap (the same vector up to one rounding), so that `step` does not allocate.
 
-use super::{initialised, stocbio, Algorithm, Iterates, Settings, StepRule, StepSizes};
-use crate::constants::{Constant, Constants};
+use super::lower::{over_l_outer, user_or, Lower, LowerScale};
+use super::{initialised, Algorithm, Context, Iterates, Output, Settings, StepRule, StepSizes};
 use crate::estimators::TruncatedHypergradient;
+use crate::params::{Params, Source};
 use crate::sampling::{BatchSizes, BatchStream};
 use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
-
-/// The constants of the theory rule.
-pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
-/// The constants of the experiments rule.
-pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG, Constant::LOuter];
 
 /// The largest Neumann horizon a growing schedule reaches (N_k is capped there; at κ = 10⁴ the
 /// theory schedule reaches it only after e^{2·10²} steps).
@@ -73,10 +68,12 @@ const INNER_STREAM: u64 = 0;
 pub enum Horizon {
     /// The same N every step.
     Fixed(usize),
-    /// N_k = max(1, ⌈κ ln √(k+1)⌉), capped at [`MAX_HORIZON`].
+    /// N_k = max(1, ⌈κ ln √(k+1)⌉), capped at `cap` (≤ [`MAX_HORIZON`]).
     Logarithmic {
         /// κ = L/µ_g.
         kappa: f64,
+        /// The largest N_k.
+        cap: usize,
     },
 }
 
@@ -85,12 +82,12 @@ impl Horizon {
     pub fn at(self, k: usize) -> usize {
         match self {
             Horizon::Fixed(n) => n,
-            Horizon::Logarithmic { kappa } => {
+            Horizon::Logarithmic { kappa, cap } => {
                 let n = (kappa * 0.5 * ((k + 1) as f64).ln()).ceil();
                 if n.is_finite() {
-                    (n as usize).clamp(1, MAX_HORIZON)
+                    (n as usize).clamp(1, cap)
                 } else {
-                    MAX_HORIZON
+                    cap
                 }
             }
         }
@@ -99,13 +96,15 @@ impl Horizon {
     pub(crate) fn cap(self) -> usize {
         match self {
             Horizon::Fixed(n) => n,
-            Horizon::Logarithmic { .. } => MAX_HORIZON,
+            Horizon::Logarithmic { cap, .. } => cap,
         }
     }
     pub(crate) fn check(self) -> Result<()> {
         let ok = match self {
             Horizon::Fixed(n) => (1..=MAX_HORIZON).contains(&n),
-            Horizon::Logarithmic { kappa } => kappa.is_finite() && kappa >= 1.0,
+            Horizon::Logarithmic { kappa, cap } => {
+                kappa.is_finite() && kappa >= 1.0 && (1..=MAX_HORIZON).contains(&cap)
+            }
         };
         if ok {
             Ok(())
@@ -162,40 +161,134 @@ impl BsaConfig {
     }
 }
 
-/// BSA's configuration under `rule` (see the module doc); `settings.outer_step` replaces γ_0.
-pub fn schedule(rule: StepRule, c: &Constants, settings: &Settings) -> Result<BsaConfig> {
-    let l = stocbio::batch_smoothness(c, settings)?;
-    let outer0 = match settings.outer_step {
-        Some(g) => g,
-        None => 1.0 / c.l_outer()?,
-    };
-    let (inner_a, inner_b, horizon) = match rule {
-        StepRule::Theory => {
-            let mu = c.mu_g()?;
-            (l, mu / 2.0, Horizon::Logarithmic { kappa: (l / mu).max(1.0) })
-        }
+/// The refusal of BSA's and TTSA's experiments and theory rules (see the module docs).
+pub(crate) fn refused(name: &str, rule: StepRule) -> KernelError {
+    let why = match rule {
         StepRule::Experiments => {
-            let l_g = c.l_g()?;
-            (l_g, l_g, Horizon::Fixed(settings.adjoint_steps))
+            "no paper of the repository reports the values it ran with (paper 000 §5.2–5.3 and paper 002 App. A add it \
+             without them)"
         }
+        _ => "its theorem's paper is not in the repository, so its constants cannot be checked",
     };
+    KernelError::InvalidParameter {
+        name: "steps",
+        reason: format!(
+            "`{name}` has no `{}` rule: {why}; --steps default runs its structure with our constants",
+            rule.name()
+        ),
+    }
+}
+
+/// BSA's configuration under `rule` (see the module doc) and its parameters.
+pub fn schedule(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(BsaConfig, Params)> {
+    if rule != StepRule::Default {
+        return Err(refused("bsa", rule));
+    }
+    let c = ctx.constants;
+    let b = s.batches;
+    let lower = Lower::new(c, ctx.problem)?;
+    let mut p = Params::new(rule.name());
+    let l_b = lower.per_batch(b.hvp.or(b.inner));
+    let mu = c.mu_g()?;
+    let (sgd, _) = lower.sgd_step(b.inner, b.sampling);
+    let (inner_a, inner_b) = match s.inner_step {
+        Some(a0) => (1.0 / a0, mu / 2.0),
+        None => (1.0 / sgd, mu / 2.0),
+    };
+    let outer0 =
+        user_or(s.outer_step, "--outer-step", s, (over_l_outer(c, s)?, Source::default_because("γ_0 = 1/L_L")));
+    let horizon = match s.adjoint_steps {
+        Some(n) => Horizon::Fixed(n),
+        None => Horizon::Logarithmic { kappa: (l_b / mu).max(1.0), cap: super::lower::MAX_DEFAULT_TERMS },
+    };
+    p.set(
+        "inner_steps",
+        "t_k = ⌈√(k+1)⌉, inner SGD steps from y_0",
+        "⌈√(k+1)⌉",
+        Source::default_because("paper 001 Table 1: t_s = Θ(√s), no warm start"),
+    );
+    p.set(
+        "inner_step",
+        "η_t = 1/(a + b t), the inner SGD step",
+        format!("1/({inner_a:.4e} + {inner_b:.4e} t)"),
+        match s.inner_step {
+            Some(_) => Source::user("--inner-step (η_0)"),
+            None => {
+                Source::default_because("Θ(1/t) (paper 001 Table 1), η_0 = 1/(2ℒ) (1/L_g on full batches), b = µ_g/2")
+            }
+        },
+    );
+    p.set("outer_step", "γ_k = γ_0/√(k+1), the outer step", format!("{:.4e}/√(k+1)", outer0.0), outer0.1.clone());
+    p.set("outer_step0", "γ_0", outer0.0, outer0.1);
+    let inner_src = super::lower::user_or(
+        s.inner_step,
+        "--inner-step",
+        s,
+        (0.0, Source::default_because("1/(2ℒ(b)) (1/L_g on full batches)")),
+    )
+    .1;
+    p.set("inner_step0", "η_0", 1.0 / inner_a, inner_src);
+    p.set(
+        "adjoint_steps",
+        "N_k, the estimator's Neumann horizon",
+        match horizon {
+            Horizon::Fixed(n) => format!("{n}"),
+            Horizon::Logarithmic { kappa, cap } => format!("min({cap}, max(1, ⌈{kappa:.4e}·ln √(k+1)⌉))"),
+        },
+        match s.adjoint_steps {
+            Some(_) => Source::user("--lin-steps"),
+            None => Source::default_because(
+                "paper 001 Table 1: k_s = Θ(log √s); bias (1 − µ_g/L_b)^N ≤ 1/√(k+1); at most 1000 (cost, ours)",
+            ),
+        },
+    );
+    p.set(
+        "estimator_scale",
+        "L_b, the estimator's 1/L",
+        l_b,
+        Source::default_because("L_max on mini-batches (‖I − H_B/L_b‖ ≤ 1 on every batch), L_g on full batches"),
+    );
+    super::amigo::record_batches(
+        &mut p,
+        &b,
+        ["S_t, one per inner step", "ξ (∂x f and ∂y f)", "ζ_i, one per product", "ζ_0"],
+    );
+    p.set(
+        "output",
+        "the reported point",
+        "x_a uniform over x_0..x_{K−1}",
+        Source::default_because("the theorems bound a randomly drawn iterate (papers 001, 002 on BSA)"),
+    );
     let config = BsaConfig {
         inner_a,
         inner_b,
-        outer0,
-        lipschitz: l,
+        outer0: outer0.0,
+        lipschitz: l_b,
         horizon,
         restart_y: true,
-        batches: settings.batches,
-        seed: settings.seed,
+        batches: b,
+        seed: s.seed,
     };
     config.check()?;
-    Ok(config)
+    Ok((config, p))
 }
 
 /// BSA under `rule`, as the registry builds it.
-pub fn build(rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
-    Ok(Box::new(Bsa::new(schedule(rule, c, settings)?)?))
+pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn Algorithm>, Params)> {
+    let (config, mut p) = schedule(rule, ctx, s)?;
+    let scale = tracking(ctx, s, &mut p);
+    Ok((Box::new(Bsa::new(config)?.with_scale(scale)), p))
+}
+
+/// The default rule's rescaling along the run of BSA's and TTSA's lower-level steps (none
+/// when the user set the inner step).
+pub(crate) fn tracking(ctx: &Context<'_>, s: &Settings, p: &mut Params) -> LowerScale {
+    if s.inner_step.is_some() {
+        return LowerScale::none();
+    }
+    let scale = LowerScale::at_start(ctx.problem, ctx.x0);
+    super::amigo::record_scale(p, &scale);
+    scale
 }
 
 /// The run state of a [`GwLoop`]: the estimator, the inner stream, y_0, a work vector and k.
@@ -275,6 +368,7 @@ pub struct GwLoop<C> {
     config: C,
     it: Iterates,
     state: Option<State>,
+    scale: LowerScale,
 }
 
 /// BSA (see the module doc).
@@ -284,7 +378,12 @@ impl<C: GwSchedule> GwLoop<C> {
     /// The algorithm with `config`; [`Algorithm::init`] sizes it for a problem.
     pub fn new(config: C) -> Result<Self> {
         config.check()?;
-        Ok(Self { config, it: Iterates::default(), state: None })
+        Ok(Self { config, it: Iterates::default(), state: None, scale: LowerScale::none() })
+    }
+    /// The same loop with its lower-level steps (the inner step and the estimator's 1/L)
+    /// rescaled along the run by `scale` ([`super::lower`]).
+    pub fn with_scale(self, scale: LowerScale) -> Self {
+        Self { scale, ..self }
     }
     /// The configuration.
     pub fn config(&self) -> &C {
@@ -313,11 +412,13 @@ impl<C: GwSchedule> Algorithm for GwLoop<C> {
         if c.restart_y() {
             it.y.copy_from_slice(&s.y0);
         }
+        let r = self.scale.factor(problem, &it.x);
+        let (lipschitz, horizon, ..) = c.estimator();
+        s.est.set_lipschitz(lipschitz / r);
         for t in 0..c.inner_steps(s.k) {
             problem.grad_y_g(&it.x, &it.y, s.inner.draw(), &mut s.work);
-            ops::axpy(-c.inner_step_at(s.k, t), &s.work, &mut it.y);
+            ops::axpy(-c.inner_step_at(s.k, t) * r, &s.work, &mut it.y);
         }
-        let horizon = c.estimator().1;
         s.est.estimate(problem, &it.x, &it.y, horizon.at(s.k), &mut it.grad)?;
         it.outer_step(c.outer_step(s.k));
         s.k += 1;
@@ -325,5 +426,9 @@ impl<C: GwSchedule> Algorithm for GwLoop<C> {
     }
     fn iterates(&self) -> &Iterates {
         &self.it
+    }
+    /// The theorems bound a randomly drawn iterate: x_a uniform over x_0..x_{K−1}.
+    fn output(&self) -> Output {
+        Output::Uniform { first: 0, seed: self.config.estimator().3 }
     }
 }

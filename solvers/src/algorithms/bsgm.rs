@@ -15,9 +15,10 @@
 //! **Stochastic form** ([`Bsgm::stochastic`], Algorithm 2 with SID's stochastic Algorithm 1,
 //! Theorem 16): t_s = k_s = J_s = ⌈c₃(s+1)⌉ (anytime, (i)) or ⌈c₃S⌉ (finite horizon S, (ii));
 //! the lower-level and linear-system steps η_i = β/(γ + i), restarted in every SID call, with
-//! Remark 18's β = 2/(1−q²) and γ = β(1 + σ̃₂); σ̃₂ (a variance bound) is not known, so we take
-//! σ̃₂ = 0, i.e. γ = β and η_0 = 1 — the reading under which the deterministic limit is the
-//! fixed-point iteration. Batches: the lower-level and linear-system steps on batches of
+//! Remark 18's β = 2/(1−q²) and Theorem 8's γ = β(1 + σ̃₂), σ̃₂ = max{2σ′₁/(1−q)², σ₂} the
+//! variance constants of the sampled map ([`build`]: a bound under the theory rule; 0, i.e.
+//! γ = β and η_0 = 1, under the default rule — ours, the reading under which the deterministic
+//! limit is the fixed-point iteration, outside Theorem 8). Batches: the lower-level and linear-system steps on batches of
 //! `batches.inner` and `batches.hvp` samples (1 in the paper), ∇E and ∂λΦ on J_s samples
 //! each; four independent streams. Claimed complexity: O(ε⁻²) samples (ii), Õ(ε⁻²) (i).
 //!
@@ -45,27 +46,38 @@
 //!
 //! Deviations from the paper, with the reasons:
 //! - t_0 = max(1, ⌈c₃ log 1⌉) = 1 in Theorem 17's schedule (printed: 0 steps at s = 0);
-//! - the stochastic form takes σ̃₂ = 0 (unknown), so γ = β and η_0 = 1 (see above);
+//! - the default rule's stochastic form takes σ̃₂ = 0, so γ = β and η_0 = 1 (see above; the
+//!   theory rule bounds σ̃₂);
 //! - the batched form's batch drives all four of SID's oracles (the states exist only for the
 //!   drawn examples), where Algorithm 1 samples them independently: §7.1's own setting, in
 //!   which the lower level is deterministic per example and only the examples are sampled;
-//! - the batched form refuses J > n (a batch larger than the training set; §7.1's batches are
-//!   subsets of it);
+//! - the batched form takes J > n (§7.1's batches are subsets of the training set; a larger
+//!   batch repeats examples, each with its own copy of the state);
 //! - Λ's ‖θ‖_∞ ≤ 1 is read entrywise (a box); the paper does not say which ∞-norm.
 //!
-//! Step sizes (the map's step η makes Φ(y) = y − η∂y g a q-contraction, q = 1 − ηµ_g):
-//! - [`StepRule::Theory`]: Theorem 17: α = 1/L_f (L_f = L_L), η = 1/L_g, and c₃ ≥ 1/log(1/q)
-//!   (needs µ_g): the default c₃ is that bound, a smaller one is an error;
-//! - on the equilibrium model (`bilevel solve`): paper 001 §7.1's α = 0.5, t_s = k_s = 2, LL/LS
-//!   step 1, under the experiments rule; Theorem 17's schedule with c₃ ≥ 1/log 2 (q ≤ 0.5 on Λ)
-//!   under the theory rule (α stays 0.5: L_f is not known);
-//! - [`StepRule::Experiments`]: the paper runs no quadratic; we use paper 000 §5.1's
-//!   α = 1/L_L, η = 1/L_g, and c₃ as given (a c₃ below Thm 17's bound, where µ_g is known, is
-//!   reported by [`c3_below_theorem`] so the caller can warn).
+//! Parameters on a bilevel problem ([`build`]; the map's step η makes Φ(y) = y − η∂y g a
+//! q-contraction, q = 1 − ηµ_g; on the equilibrium model `bilevel solve` sets them, see there):
+//! - [`StepRule::Default`]: α = 1/L_L, η = 1/L_g (1/L_max on mini-batches: every sampled map
+//!   then contracts), deterministic: Theorem 17's schedule with its smallest c₃ = 1/log(1/q)
+//!   (or `--fixed-steps`); stochastic: Theorem 16's anytime schedule with c₃ = 1 (Remark 18's
+//!   Θ(1), its constant taken as 1) and σ̃₂ = 0 (ours, see above);
+//! - [`StepRule::Experiments`]: paper 001's experiments are the equilibrium models (§7.1),
+//!   meta-learning with CNNs (§7.2) and data poisoning (§7.3): on a bilevel problem of this
+//!   catalogue, an error;
+//! - [`StepRule::Theory`]: Theorem 17 (deterministic): α = 1/L_f (L_L), η = 1/L_g, c₃ ≥
+//!   1/log(1/q) (the default c₃ is the bound, a smaller one is an error); Theorem 16
+//!   (stochastic): α = 1/L_f, c₃ = 1 (Remark 18, Θ(1) read as 1), β = 2/(1−q²) and γ = β(1 +
+//!   σ̃₂) with σ̃₂ = 2η²L_max·L_g/((1−q)²b) ≥ max{2σ′₁/(1−q)², σ₂}: for convex samples
+//!   E(A_i − Ā)² ⪯ E A_i² ⪯ L_max Ā, so the variance of a b-sample map's Jacobian is at most
+//!   η²L_max L_g/b (σ′₁) and σ₂ ≤ 2σ′₁/(1−q)² (‖w − w(λ)‖ ≤ ‖Φ(w) − w‖/(1−q)). The run length S
+//!   (Thm 16 (ii), Thm 17) needs constants the problems do not give (B, L_E, σ₁): the user's
+//!   `--max-iters` or `--horizon`.
 
-use super::{Iterates, StepRule};
+use super::lower::{over_l_outer, positive, user_or, Lower, LowerScale, OuterScale};
+use super::{Context, Iterates, Settings, StepRule};
 use crate::constants::{Constant, Constants};
 use crate::estimators::{Sid, SidStreams};
+use crate::params::{Params, Source};
 use crate::sampling::{BatchSizes, BatchStream, Sampling};
 use crate::{Algorithm, FixedPointAlgorithm};
 use bilevel_kernels::{ops, Batch, BilevelProblem, FixedPointProblem, GradientMap, KernelError, Result};
@@ -90,8 +102,8 @@ pub fn c3_below_theorem(c3: f64, c: &Constants) -> Option<f64> {
     c3_bound(c).ok().filter(|&b| c3 < b)
 }
 
-/// BSGM's c₃ under `rule`: `c3: None` takes Theorem 17's bound (needs µ_g); under the theory
-/// rule a value below the bound is an error.
+/// BSGM's c₃ of the deterministic schedule under `rule`: `c3: None` takes Theorem 17's bound
+/// (needs µ_g); under the theory rule a value below the bound is an error.
 pub fn c3(rule: StepRule, c: &Constants, c3: Option<f64>) -> Result<f64> {
     Ok(match (rule, c3) {
         (StepRule::Theory, Some(v)) => {
@@ -209,6 +221,8 @@ pub struct Bsgm {
     batched: Option<Batched>,
     examples: BatchStream,
     problem_projection: bool,
+    scale: LowerScale,
+    outer: OuterScale,
 }
 
 /// The batched form on a fixed-point problem with one state per sample (paper 001 §7.1's
@@ -284,6 +298,8 @@ pub struct Stochastic {
     pub q: f64,
     /// `Some(S)`: the finite-horizon schedule ⌈c₃S⌉ of Theorem 16 (ii); `None`: ⌈c₃(s+1)⌉.
     pub horizon: Option<usize>,
+    /// σ̃₂ of Theorem 8's γ = β(1 + σ̃₂) in the steps η_i = β/(γ + i) (0: γ = β, η_0 = 1).
+    pub sigma2: f64,
 }
 
 /// The most lower-level (and linear-system) steps one outer step may take: a c₃ that asks for
@@ -320,6 +336,8 @@ impl Bsgm {
             batched: None,
             examples: BatchStream::full(),
             problem_projection: true,
+            scale: LowerScale::none(),
+            outer: OuterScale::none(),
         })
     }
 
@@ -360,6 +378,18 @@ impl Bsgm {
         Self { problem_projection: on, ..self }
     }
 
+    /// The gradient map's step η rescaled along the run by `scale` (a bilevel problem whose
+    /// lower-level constants depend on x: [`super::lower`]).
+    pub fn with_scale(self, scale: LowerScale) -> Self {
+        Self { scale, ..self }
+    }
+
+    /// The outer step rescaled along the run by the curvature of the estimates seen so far
+    /// ([`OuterScale`]) from L_L(x_0) = `l_outer`.
+    pub fn with_outer_scale(self, l_outer: f64) -> Self {
+        Self { outer: OuterScale::from_estimate(l_outer), ..self }
+    }
+
     /// The schedule t_s = k_s follows.
     pub fn schedule(&self) -> Schedule {
         match (self.fixed_steps, self.stochastic.map(|st| st.horizon)) {
@@ -390,6 +420,12 @@ impl Bsgm {
                 reason: format!("must be in [0, 1), got {}", stochastic.q),
             });
         }
+        if !(stochastic.sigma2.is_finite() && stochastic.sigma2 >= 0.0) {
+            return Err(KernelError::InvalidParameter {
+                name: "sigma2",
+                reason: format!("σ̃₂ must be finite and >= 0, got {}", stochastic.sigma2),
+            });
+        }
         Ok(Self { stochastic: Some(stochastic), ..self })
     }
 
@@ -418,6 +454,7 @@ impl Bsgm {
     /// form's streams for `n_f` upper and `n_g` lower samples; `self.it` is set.
     fn start(&mut self, n_states: usize, dim_lambda: usize, n_f: usize, n_g: usize) -> Result<()> {
         self.sid = Some(Sid::new(n_states, dim_lambda));
+        self.outer.init(dim_lambda);
         self.s = 0;
         if let Some(st) = self.stochastic {
             let b = st.batches;
@@ -463,9 +500,10 @@ impl Bsgm {
             }
             None => sid.hypergradient(map, &it.x, t, t, &mut it.grad)?,
             Some(st) => {
-                // η_i = β/(γ + i) with β = 2/(1−q²), γ = β (see the module doc); J_s = t_s.
+                // η_i = β/(γ + i) with β = 2/(1−q²), γ = β(1 + σ̃₂) (see the module doc); J_s = t_s.
                 let beta = 2.0 / (1.0 - st.q * st.q);
-                let eta = |i: usize| beta / (beta + i as f64);
+                let gamma = beta * (1.0 + st.sigma2);
+                let eta = |i: usize| beta / (gamma + i as f64);
                 self.streams.upper.set_size(t);
                 self.streams.cross.set_size(t);
                 sid.hypergradient_sampled(map, &it.x, t, t, &eta, &mut self.streams, &mut it.grad)?
@@ -474,7 +512,8 @@ impl Bsgm {
         // SID's inner state w_t is this step's y (copied: dim_y, or the batch's J·h states,
         // against t map evaluations).
         it.y.copy_from_slice(sid.state());
-        it.outer_step(self.alpha);
+        let r = self.outer.factor(&it.x, &it.grad);
+        it.outer_step(self.alpha * r);
         self.projection.apply(&mut it.x)?;
         if self.problem_projection {
             map.project(&mut it.x)?;
@@ -501,7 +540,8 @@ impl Algorithm for Bsgm {
     }
     /// BSGM on the problem's gradient map Φ(y, x) = y − η ∂y g(x, y).
     fn step(&mut self, problem: &dyn BilevelProblem) -> Result<()> {
-        self.step_on(&GradientMap { problem, eta: self.eta })
+        let eta = self.eta * self.scale.factor(problem, &self.it.x);
+        self.step_on(&GradientMap { problem, eta })
     }
     fn iterates(&self) -> &Iterates {
         &self.it
@@ -543,15 +583,9 @@ impl FixedPointAlgorithm for Bsgm {
         match self.batched {
             None => self.start(n * h, problem.dim_lambda(), n, n),
             Some(b) => {
+                // A batch may exceed n: drawn with replacement (or across epochs) it repeats
+                // examples, each with its own copy of the state.
                 let j = b.size.unwrap_or(n);
-                if j > n {
-                    return Err(KernelError::InvalidParameter {
-                        name: "batch_size",
-                        reason: format!(
-                            "a batch of {j} examples on a problem of {n}: at most n (no size: all of them)"
-                        ),
-                    });
-                }
                 bilevel_kernels::memory::check_fits(
                     || format!("SID's states for a batch of {j} examples"),
                     5 * (j as u128) * (h as u128) * 8,
@@ -570,4 +604,147 @@ impl FixedPointAlgorithm for Bsgm {
     fn step_fixed_point(&mut self, problem: &dyn FixedPointProblem) -> Result<()> {
         self.step_on(problem)
     }
+}
+
+/// BSGM on a bilevel problem (its gradient map) under `rule` (see the module doc).
+pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn crate::Algorithm>, Params)> {
+    let c = ctx.constants;
+    let b = s.batches;
+    let mut p = Params::new(rule.name());
+    if rule == StepRule::Experiments {
+        return Err(super::no_experiment(
+            "bsgm",
+            ctx.family,
+            "paper 001 runs it on equilibrium models (§7.1: `--problem equilibrium`), meta-learning with CNNs (§7.2) \
+             and data poisoning (§7.3)",
+        ));
+    }
+    if let Some(t) = s.fixed_steps {
+        if rule == StepRule::Theory {
+            return Err(KernelError::InvalidParameter {
+                name: "fixed_steps",
+                reason: format!(
+                    "t = {t}: it is paper 001 §7.1's experiments schedule; the theory rule runs Theorem 16/17's"
+                ),
+            });
+        }
+        if s.c3.is_some() || s.horizon.is_some() {
+            return Err(KernelError::InvalidParameter {
+                name: "fixed_steps",
+                reason: format!("t = {t}: c3 and horizon set Theorem 16/17's schedules, not a fixed one"),
+            });
+        }
+    }
+    let lower = Lower::new(c, ctx.problem)?;
+    let mini = !b.is_full();
+    let theory = rule == StepRule::Theory;
+    let cite17 = "paper 001 Thm 17: α ≤ 1/L_f, η_j = 1 on the map of step 1/L_g, c₃ ≥ 1/log(1/q)";
+    let cite16 = "paper 001 Thm 16 / Remark 18: α = 1/L_f, c₃ = Θ(1) (constant 1), η_i = β/(γ+i)";
+    let src = |default: &'static str| {
+        if theory {
+            Source::theorem(if mini { cite16 } else { cite17 })
+        } else {
+            Source::default_because(default)
+        }
+    };
+    let alpha = user_or(
+        s.outer_step,
+        "--outer-step",
+        s,
+        (over_l_outer(c, s)?, src("1/L_L: the gradient step of the L_L-smooth value function (Thm 17's 1/L_f)")),
+    );
+    let map_l = lower.per_batch(b.inner.or(b.hvp));
+    let eta = user_or(
+        s.inner_step,
+        "--inner-step",
+        s,
+        (
+            1.0 / map_l,
+            src(if mini { "1/L_max: every sampled map contracts" } else { "1/L_g: the gradient map contracts" }),
+        ),
+    );
+    p.set("outer_step", "α, the outer step (paper 001's α)", positive("outer_step", alpha.0)?, alpha.1);
+    p.set("inner_step", "η, the gradient map's step (Φ = y − η∂y g)", positive("inner_step", eta.0)?, eta.1);
+    let mut bsgm = if mini {
+        let mu = c.mu_g()?;
+        let q = 1.0 - eta.0 * mu;
+        let c3 = match s.c3 {
+            Some(v) => (v, Source::user("--c3")),
+            None => (1.0, src("Remark 18: c₃ = Θ(1) in the stochastic case, its constant taken as 1")),
+        };
+        let lower_batch = b.inner.unwrap_or(1).min(b.hvp.unwrap_or(1)).max(1) as f64;
+        let sigma2 = if theory {
+            let (l_max, l) = (lower.l_max, lower.l);
+            let s2 = 2.0 * eta.0 * eta.0 * l_max * l / ((1.0 - q).powi(2) * lower_batch);
+            p.set(
+                "sigma2",
+                "σ̃₂, the sampled map's variance constant",
+                s2,
+                Source::theorem(
+                    "paper 001 Thm 8's σ̃₂ = max{2σ′₁/(1−q)², σ₂} ≤ 2η²L_max L_g/((1−q)²b) (convex samples)",
+                ),
+            );
+            if !lower.l_max_known {
+                p.note("L_max is an estimate over batches at x_0, not a bound: σ̃₂ is not a bound either");
+            }
+            s2
+        } else {
+            p.set("sigma2", "σ̃₂, the sampled map's variance constant", 0.0, Source::default_because(
+                "0 (γ = β, η_0 = 1): the deterministic limit's fixed-point step; outside Theorem 8, which needs γ ≥ β(1 + σ̃₂)",
+            ));
+            0.0
+        };
+        let beta = 2.0 / (1.0 - q * q);
+        p.set(
+            "lower_steps",
+            "η_i = β/(γ + i), the SID steps",
+            format!("β = 2/(1−q²) = {beta:.4e}, γ = β(1 + σ̃₂) = {:.4e}", beta * (1.0 + sigma2)),
+            src("Remark 18's β, Theorem 8's γ"),
+        );
+        p.set("c3", "c₃ of t_s = k_s = J_s", c3.0, c3.1);
+        let st = Stochastic { batches: b, seed: s.seed, q, horizon: s.horizon, sigma2 };
+        let bsgm = Bsgm::new(alpha.0, eta.0, c3.0, s.projection)?;
+        let bsgm = match s.fixed_steps {
+            Some(t) => bsgm.with_fixed_steps(t)?,
+            None => bsgm,
+        };
+        bsgm.stochastic(st)?
+    } else if let Some(t) = s.fixed_steps {
+        p.set("fixed_steps", "t_s = k_s, fixed", t, Source::user("--fixed-steps"));
+        Bsgm::new(alpha.0, eta.0, 1.0, s.projection)?.with_fixed_steps(t)?
+    } else {
+        let c3v = c3(rule, c, s.c3)?;
+        let source = match s.c3 {
+            Some(_) => Source::user("--c3"),
+            None => src("Theorem 17's smallest c₃ = 1/log(1/q), q = 1 − ηµ_g"),
+        };
+        p.set("c3", "c₃ of t_s = k_s = max(1, ⌈c₃ log(s+1)⌉)", c3v, source);
+        Bsgm::new(alpha.0, eta.0, c3v, s.projection)?
+    };
+    bsgm = bsgm.with_problem_projection(true);
+    if rule == StepRule::Default && s.inner_step.is_none() {
+        let scale = LowerScale::at_start(ctx.problem, ctx.x0);
+        super::amigo::record_scale(&mut p, &scale);
+        bsgm = bsgm.with_scale(scale);
+    }
+    p.set(
+        "schedule",
+        "t_s = k_s (= J_s)",
+        bsgm.schedule().to_string(),
+        Source::default_because("the schedule the rule runs"),
+    );
+    if !b.is_full() {
+        super::amigo::record_batches(
+            &mut p,
+            &BatchSizes { outer: None, cross: None, ..b },
+            [
+                "the lower-level steps' batch (1 in the paper)",
+                "J_s (the schedule)",
+                "the linear-system steps' batch (1 in the paper)",
+                "J_s (the schedule)",
+            ],
+        );
+        p.params.retain(|q| !matches!(q.name, "batch_outer" | "batch_cross"));
+    }
+    Ok((Box::new(bsgm), p))
 }

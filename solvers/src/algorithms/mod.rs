@@ -6,10 +6,14 @@
 //!   and [`aid_bio`] (AID-BiO);
 //! - [`itd_bio`] (ITD-BiO) and [`bsgm`] (BSGM through SID, no warm start).
 //!
-//! Every algorithm offers two step-size rules ([`StepRule`]): its theorem's and its paper's
-//! experiments'; each file says which theorem and which section. Construction takes the
-//! configuration only; [`Algorithm::init`] sizes the state for a problem and a starting point
-//! (as argmin's `Solver::init`), so one configured algorithm runs on many problems.
+//! Every algorithm's parameters are resolved once by [`build`] under a rule ([`StepRule`]):
+//! our default (written in the problem's constants, aware of mini-batches, followed along the
+//! run where the constants depend on x: [`lower`]), its paper's experiments (where a paper ran
+//! that problem), or its theorem; each number is recorded with its source in a
+//! [`Params`](crate::params::Params) list that the CLI prints and writes to its JSON. Each
+//! file says which theorem and which section. Construction takes the configuration only;
+//! [`Algorithm::init`] sizes the state for a problem and a starting point (as argmin's
+//! `Solver::init`), so one configured algorithm runs on many problems.
 
 pub mod aid;
 pub mod aid_bio;
@@ -18,11 +22,13 @@ pub mod bo_rep;
 pub mod bsa;
 pub mod bsgm;
 pub mod itd_bio;
+pub mod lower;
 pub mod stocbio;
 pub mod sustain;
 pub mod ttsa;
 
 use crate::constants::{Constant, Constants};
+use crate::params::{Params, Source};
 use bilevel_kernels::{check_len, ops, BilevelProblem, FixedPointProblem, KernelError, Result};
 
 /// One outer iteration at a time; the driver ([`crate::driver::run`]) calls [`init`](Self::init)
@@ -130,15 +136,32 @@ pub(crate) fn initialised<T>(state: &mut Option<T>) -> Result<&mut T> {
         .ok_or_else(|| KernelError::InvalidParameter { name: "algorithm", reason: "init was not called".into() })
 }
 
-/// Which source the step sizes come from.
+/// Where the parameters come from (each algorithm's file says what each rule sets).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepRule {
-    /// The algorithm's convergence theorem (each file names it).
-    Theory,
-    /// The values its paper's experiments ran with (each file names the section).
+    /// Our default: written in the problem's constants (1/L-type steps, the expected
+    /// smoothness of mini-batches, followed along the run where the constants depend on x);
+    /// each parameter's source says why, and cites the paper where the values are a paper's.
     #[default]
+    Default,
+    /// The values of the paper's own experiments on this problem (the section cited); an error
+    /// where no paper ran the algorithm on the problem.
     Experiments,
+    /// The algorithm's convergence theorem: every parameter it prescribes, from the problem's
+    /// constants (each file names the theorem and what it bounds or refuses).
+    Theory,
+}
+
+impl StepRule {
+    /// The rule's name, as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepRule::Default => "default",
+            StepRule::Experiments => "experiments",
+            StepRule::Theory => "theory",
+        }
+    }
 }
 
 /// The step sizes of an algorithm.
@@ -156,61 +179,36 @@ impl StepSizes {
     /// Checks every step is finite and > 0.
     pub fn checked(self) -> Result<Self> {
         for (name, v) in [("inner_step", self.inner), ("adjoint_step", self.adjoint), ("outer_step", self.outer)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(KernelError::InvalidParameter { name, reason: format!("must be finite and > 0, got {v}") });
-            }
+            lower::positive(name, v)?;
         }
         Ok(self)
     }
 }
 
-/// Step sizes as fractions of the inverse smoothness constants: α = `inner`/L_g,
-/// β = `adjoint`/L_g, γ = `outer`/L_L — the form every theorem and experiment here states them in.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepFractions {
-    /// α·L_g.
-    pub inner: f64,
-    /// β·L_g.
-    pub adjoint: f64,
-    /// γ·L_L.
-    pub outer: f64,
-}
-
-impl StepFractions {
-    /// The step sizes for the constants `c` (needs L_g, and L_L unless `outer` sets γ by hand:
-    /// [`STEP_FRACTIONS_NEED`]).
-    pub fn at(self, c: &Constants, outer: Option<f64>) -> Result<StepSizes> {
-        let l_g = c.l_g()?;
-        let outer = match outer {
-            Some(gamma) => gamma,
-            None => self.outer / c.l_outer()?,
-        };
-        StepSizes { inner: self.inner / l_g, adjoint: self.adjoint / l_g, outer }.checked()
-    }
-}
-
-/// The constants [`StepFractions::at`] needs.
-pub const STEP_FRACTIONS_NEED: &[Constant] = &[Constant::LG, Constant::LOuter];
-
-/// Paper 000 §5.1 (the synthetic quadratic): α = β = 1/L_g, γ = 1/L_L. Every algorithm's
-/// experiments rule on the quadratics is this one: paper 000 runs all of them with it.
-pub const PAPER000_EXPERIMENTS: StepFractions = StepFractions { inner: 1.0, adjoint: 1.0, outer: 1.0 };
-
-/// The settings every algorithm of [`build`] may read (each reads those it has).
+/// The settings every algorithm of [`build`] may read (each reads those it has). `None`: the
+/// rule's value.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Settings {
-    /// Inner steps T (AID types, ITD).
-    pub inner_steps: usize,
-    /// Adjoint steps N (AID types).
-    pub adjoint_steps: usize,
-    /// BSGM's c₃ (`None`: Theorem 17's bound).
+    /// Inner steps T (AID types, ITD, stocBiO).
+    pub inner_steps: Option<usize>,
+    /// Adjoint steps N (CG iterations, GD steps, Neumann terms Q; SUSTAIN's K).
+    pub adjoint_steps: Option<usize>,
+    /// The inner (lower-level) step α.
+    pub inner_step: Option<f64>,
+    /// The adjoint step (β of AmIGO's Alg. 3, η of a Neumann series).
+    pub adjoint_step: Option<f64>,
+    /// The outer step γ.
+    pub outer_step: Option<f64>,
+    /// BSGM's c₃ (`None`: the rule's).
     pub c3: Option<f64>,
     /// BSGM's projection.
     pub projection: bsgm::Projection,
-    /// Replaces the rule's outer step γ when set.
-    pub outer_step: Option<f64>,
     /// Mini-batch sizes per oracle (full batches by default: the deterministic algorithms).
     pub batches: crate::sampling::BatchSizes,
+    /// Which of (inner, outer, hvp, cross) the user set on its own (`--batch-size-hvp`, ...):
+    /// a rule may raise a batch set only through the shared `--batch-size` to the size its
+    /// source needs (AmIGO's Hessian batch, [`lower::Lower::batch_floor`]), never one of these.
+    pub explicit_batches: [bool; 4],
     /// Seed of the batch streams (the problem's own seed is separate).
     pub seed: u64,
     /// stocBiO's Neumann batches: paper 002 Prop. 3's decreasing sizes instead of uniform ones.
@@ -227,17 +225,25 @@ pub struct Settings {
     /// AmIGO's averaged output x̂_k (paper 000 Corollary 2; `amigo-gd`, `amigo-cg` only; needs
     /// µ_L for δ = γµ_L).
     pub average: bool,
+    /// The theory rules' target ε (each theorem's measure, its file says which).
+    pub epsilon: Option<f64>,
+    /// Which of the overrides `inner_step`, `outer_step` came from `--steps search` (their
+    /// source says so), not the user.
+    pub searched: [bool; 2],
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            inner_steps: 10,
-            adjoint_steps: 10,
+            inner_steps: None,
+            adjoint_steps: None,
+            inner_step: None,
+            adjoint_step: None,
+            outer_step: None,
             c3: None,
             projection: bsgm::Projection::None,
-            outer_step: None,
             batches: crate::sampling::BatchSizes::full(),
+            explicit_batches: [false; 4],
             seed: 0,
             neumann_decay: false,
             horizon: None,
@@ -245,8 +251,54 @@ impl Default for Settings {
             sustain: sustain::SustainOptions::default(),
             bo_rep: bo_rep::BoRepOptions::default(),
             average: false,
+            epsilon: None,
+            searched: [false; 2],
         }
     }
+}
+
+/// The default T and N of the AID-type loops, stocBiO's T and Q and SUSTAIN's K: 10, paper 000
+/// §5.2's and paper 002's experiments (T = N = 10, Q = 10) and inside paper 000 §5.1's grid.
+pub const DEFAULT_STEPS: usize = 10;
+
+impl Settings {
+    /// T: the user's, else `rule_value` with its source.
+    pub(crate) fn inner_steps_or(&self, rule_value: (usize, Source)) -> (usize, Source) {
+        match self.inner_steps {
+            Some(t) => (t, Source::user("--inner-steps")),
+            None => rule_value,
+        }
+    }
+    /// N: the user's, else `rule_value` with its source.
+    pub(crate) fn adjoint_steps_or(&self, rule_value: (usize, Source)) -> (usize, Source) {
+        match self.adjoint_steps {
+            Some(n) => (n, Source::user("--lin-steps")),
+            None => rule_value,
+        }
+    }
+}
+
+/// What [`build`] reads besides the settings: the problem (sizes, sample counts, its constants
+/// along the run), the catalogue generator it came from (for the experiments rules), the
+/// resolved constants and the starting point.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The problem the algorithm will run on.
+    pub problem: &'a dyn BilevelProblem,
+    /// The catalogue generator's name (`quadratic`, `logreg_text`, ...; empty when unknown).
+    pub family: &'a str,
+    /// The resolved constants.
+    pub constants: &'a Constants,
+    /// The starting point x_0.
+    pub x0: &'a [f64],
+}
+
+/// A configured algorithm and the parameters it was configured with.
+pub struct Built {
+    /// The algorithm.
+    pub algorithm: Box<dyn Algorithm>,
+    /// Every parameter, with its source.
+    pub params: Params,
 }
 
 /// Every algorithm [`build`] knows, by CLI name.
@@ -281,83 +333,49 @@ fn unknown(name: &str) -> KernelError {
     }
 }
 
-/// The constants algorithm `name` needs under `rule` (to resolve them before [`build`]); L_L
-/// is not needed when `settings.outer_step` sets γ.
+/// The error of an experiments rule where no paper ran `algo` on `family`, naming where its
+/// paper's experiments are.
+pub(crate) fn no_experiment(algo: &str, family: &str, where_: &str) -> KernelError {
+    KernelError::InvalidParameter {
+        name: "steps",
+        reason: format!(
+            "no paper ran `{algo}` on `{family}` with settings to reproduce ({where_}); \
+             use --steps default (written in the problem's constants) or theory"
+        ),
+    }
+}
+
+/// The constants algorithm `name` needs under `rule` (to resolve them before [`build`]).
 pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Constant>> {
-    theory_fractions(name)?;
-    let all = match (name, rule) {
-        ("bsgm", StepRule::Theory) => bsgm::NEEDS_THEORY,
-        ("bsgm", _) if !settings.batches.is_full() => bsgm::NEEDS_THEORY,
-        ("stocbio", StepRule::Theory) => stocbio::NEEDS_THEORY,
-        ("bsa", StepRule::Theory) => bsa::NEEDS_THEORY,
-        ("bsa", StepRule::Experiments) => bsa::NEEDS_EXPERIMENTS,
-        ("ttsa", StepRule::Theory) => ttsa::NEEDS_THEORY,
-        ("ttsa", StepRule::Experiments) => ttsa::NEEDS_EXPERIMENTS,
-        // --outer-step replaces SUSTAIN's scale a only: its theory still needs L_L.
-        ("sustain" | "adam-sustain", StepRule::Theory) => return Ok(sustain::NEEDS_THEORY.to_vec()),
-        ("sustain" | "adam-sustain", StepRule::Experiments) => sustain::NEEDS_EXPERIMENTS,
-        // --outer-step replaces η only: K0 = L_L still sets I, R and the Epoch-SGD schedule.
-        ("bo-rep", StepRule::Theory) => return Ok(bo_rep::NEEDS_THEORY.to_vec()),
-        ("bo-rep", StepRule::Experiments) => bo_rep::NEEDS_EXPERIMENTS,
-        _ if settings.neumann_decay && name == "stocbio" => stocbio::NEEDS_THEORY,
-        _ => STEP_FRACTIONS_NEED,
+    use Constant::*;
+    let mut all: Vec<Constant> = match (name, rule) {
+        ("bsgm", _) if settings.fixed_steps.is_some() && settings.batches.is_full() => vec![LG, LOuter],
+        ("bsgm", _) => vec![MuG, LG, LOuter],
+        ("stocbio", StepRule::Theory) => stocbio::NEEDS_THEORY.to_vec(),
+        ("stocbio", _) if settings.neumann_decay => vec![MuG, LG, LOuter],
+        ("bsa" | "ttsa", _) => vec![MuG, LG, LOuter],
+        ("sustain", StepRule::Theory) => sustain::NEEDS_THEORY.to_vec(),
+        ("adam-sustain", _) => vec![LG],
+        ("bo-rep", StepRule::Theory) => bo_rep::NEEDS_THEORY.to_vec(),
+        ("bo-rep", _) => vec![LG],
+        (n, _) if aid_variant(n).is_some() || n == "itd" || n == "stocbio" || n == "sustain" => vec![LG, LOuter],
+        (n, _) => return Err(unknown(n)),
     };
-    let mut needs: Vec<Constant> =
-        all.iter().copied().filter(|k| !(*k == Constant::LOuter && settings.outer_step.is_some())).collect();
+    // --outer-step replaces the γ written in L_L (not SUSTAIN's or BO-REP's theory, whose
+    // other parameters need it).
+    let keeps_l_outer = rule == StepRule::Theory && matches!(name, "sustain" | "bo-rep" | "stocbio");
+    if settings.outer_step.is_some() && !keeps_l_outer {
+        all.retain(|k| *k != LOuter);
+    }
     if settings.average {
-        needs.push(Constant::MuOuter);
+        all.push(MuOuter);
     }
-    Ok(needs)
+    Ok(all)
 }
 
-/// The theorem's step sizes of algorithm `name` (BSGM's Theorem 17 fixes c₃, not the steps).
-fn theory_fractions(name: &str) -> Result<StepFractions> {
-    match name {
-        // Their theorems fix something else (BSGM's c₃) or more than fractions of 1/L (stocBiO).
-        "bsgm" | "stocbio" | "bsa" | "ttsa" | "sustain" | "adam-sustain" | "bo-rep" => Ok(PAPER000_EXPERIMENTS),
-        "itd" => Ok(itd_bio::THEORY),
-        "aid-bio" => Ok(aid_bio::THEORY),
-        n if aid_variant(n).is_some() => Ok(amigo::THEORY),
-        n => Err(unknown(n)),
-    }
-}
-
-/// The step sizes algorithm `name` runs with under `rule` and `settings.outer_step`.
-pub fn step_sizes(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<StepSizes> {
-    if name == "stocbio" {
-        return stocbio::step_sizes(rule, c, settings);
-    }
-    if matches!(name, "sustain" | "adam-sustain") {
-        return sustain::step_sizes(rule, c, settings, &settings.sustain);
-    }
-    if name == "bo-rep" {
-        return bo_rep::step_sizes(rule, c, settings, &settings.bo_rep);
-    }
-    // The baselines' schedules decrease with k: their k = 0 values.
-    if name == "bsa" {
-        let s = bsa::schedule(rule, c, settings)?;
-        return StepSizes { inner: s.inner_step(0), adjoint: 1.0 / s.lipschitz, outer: s.outer0 }.checked();
-    }
-    if name == "ttsa" {
-        let s = ttsa::schedule(rule, c, settings)?;
-        return StepSizes { inner: s.inner0, adjoint: 1.0 / s.lipschitz, outer: s.outer0 }.checked();
-    }
-    let theory = theory_fractions(name)?;
-    match rule {
-        StepRule::Experiments => PAPER000_EXPERIMENTS.at(c, settings.outer_step),
-        StepRule::Theory => theory.at(c, settings.outer_step),
-    }
-}
-
-/// Algorithm `name` configured by `rule`, the constants and `settings`.
-pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
-    match name {
-        "bsa" => return bsa::build(rule, c, settings),
-        "sustain" | "adam-sustain" => return sustain::build(name, rule, c, settings, &settings.sustain),
-        "ttsa" => return ttsa::build(rule, c, settings),
-        "bo-rep" => return bo_rep::build(rule, c, settings, &settings.bo_rep),
-        _ => {}
-    }
+/// Algorithm `name` configured by `rule`, the problem and its constants (`ctx`) and
+/// `settings`, with every parameter and its source.
+pub fn build(name: &str, rule: StepRule, ctx: &Context<'_>, settings: &Settings) -> Result<Built> {
     if settings.average && !matches!(name, "amigo-gd" | "amigo-cg") {
         return Err(KernelError::InvalidParameter {
             name: "average",
@@ -366,63 +384,90 @@ pub fn build(name: &str, rule: StepRule, c: &Constants, settings: &Settings) -> 
             ),
         });
     }
-    let steps = step_sizes(name, rule, c, settings)?;
-    let (t, n) = (settings.inner_steps, settings.adjoint_steps);
-    if !settings.batches.is_full() && name == "itd" {
+    if settings.fixed_steps.is_some() && name != "bsgm" {
         return Err(KernelError::InvalidParameter {
-            name: "batches",
-            reason: format!("`{name}` runs on full batches here (its stochastic form is not implemented yet)"),
+            name: "fixed_steps",
+            reason: format!("`{name}` has no t_s schedule (BSGM's)"),
         });
     }
-    if let Some(t) = settings.fixed_steps {
-        let clash = match () {
-            _ if name != "bsgm" => Some(format!("`{name}` has no t_s schedule")),
-            _ if rule == StepRule::Theory => {
-                Some("it is paper 001 §7.1's experiments schedule; the theory rule runs Theorem 16/17's".to_string())
-            }
-            _ if settings.c3.is_some() || settings.horizon.is_some() => {
-                Some("c3 and horizon set Theorem 16/17's schedules, not a fixed one".to_string())
-            }
-            _ => None,
-        };
-        if let Some(why) = clash {
-            return Err(KernelError::InvalidParameter { name: "fixed_steps", reason: format!("t = {t}: {why}") });
+    let (algorithm, params): (Box<dyn Algorithm>, Params) = match name {
+        "bsa" => bsa::build(rule, ctx, settings)?,
+        "ttsa" => ttsa::build(rule, ctx, settings)?,
+        "sustain" | "adam-sustain" => sustain::build(name, rule, ctx, settings)?,
+        "bo-rep" => bo_rep::build(rule, ctx, settings)?,
+        "bsgm" => bsgm::build(rule, ctx, settings)?,
+        "itd" => itd_bio::build(rule, ctx, settings)?,
+        "stocbio" => stocbio::build(rule, ctx, settings)?,
+        n => {
+            let v = aid_variant(n).ok_or_else(|| unknown(n))?;
+            amigo::build(v, rule, ctx, settings)?
         }
-    }
-    let fixed = |b: bsgm::Bsgm| match settings.fixed_steps {
-        Some(t) => b.with_fixed_steps(t),
-        None => Ok(b),
     };
-    Ok(match name {
-        "bsgm" if !settings.batches.is_full() => {
-            // Theorem 16: c₃ > 0 tunable, Θ(1) in Remark 18.
-            let c3 = settings.c3.unwrap_or(1.0);
-            let q = 1.0 - steps.inner * c.mu_g()?;
-            let stochastic =
-                bsgm::Stochastic { batches: settings.batches, seed: settings.seed, q, horizon: settings.horizon };
-            Box::new(
-                fixed(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?)?.stochastic(stochastic)?,
-            )
-        }
-        "bsgm" if settings.fixed_steps.is_some() => {
-            // c₃ is not used by a fixed schedule (nor its Theorem 17 bound, which needs µ_g).
-            fixed(bsgm::Bsgm::new(steps.outer, steps.inner, 1.0, settings.projection)?).map(Box::new)?
-        }
-        "bsgm" => {
-            let c3 = bsgm::c3(rule, c, settings.c3)?;
-            Box::new(bsgm::Bsgm::new(steps.outer, steps.inner, c3, settings.projection)?)
-        }
-        "itd" => Box::new(itd_bio::ItdBilevel::new(t, steps)?),
-        "stocbio" => Box::new(stocbio::build(c, settings, steps)?),
-        n_ => {
-            let v = aid_variant(n_).ok_or_else(|| unknown(n_))?;
-            let mut config =
-                aid::AidBilevelConfig::variant(v, t, n, steps).with_batches(settings.batches, settings.seed);
-            if settings.average {
-                // δ = η_kγ_k with η_k ≡ µ_L (paper 000 §4.1; at most 1).
-                config.average = Some((steps.outer * c.mu_outer()?).min(1.0));
-            }
-            Box::new(aid::AidBilevel::new(v.name(), config)?)
-        }
-    })
+    Ok(Built { algorithm, params })
+}
+
+/// The constants algorithm `name` needs under `rule` ([`needs`], resolved by
+/// [`crate::constants::resolve`] from the problem, `overrides` and estimates at (x_0, y_0)),
+/// and on mini-batches of a problem that reports no per-sample bound, L_max estimated over a
+/// few batches at x_0 ([`crate::constants::batch_smoothness_at`]); with notes saying what was
+/// estimated (for the parameters' list).
+#[allow(clippy::too_many_arguments)]
+pub fn constants_for(
+    name: &str,
+    rule: StepRule,
+    problem: &dyn BilevelProblem,
+    x0: &[f64],
+    y0: &[f64],
+    overrides: &crate::constants::Overrides,
+    settings: &Settings,
+) -> Result<(Constants, Vec<String>)> {
+    use crate::constants::{self, SMOOTHNESS_DRAWS};
+    let needs = needs(name, rule, settings)?;
+    let mut c = constants::resolve(problem, x0, y0, &needs, overrides)?;
+    let mut notes = Vec::new();
+    let g_batch = [settings.batches.inner, settings.batches.hvp].into_iter().flatten().min();
+    if let Some(b) = g_batch.filter(|_| c.known.l_g_sample.is_none() && c.known.l_g.is_some()) {
+        let l = constants::batch_smoothness_at(problem, x0, y0, b, settings.seed)?;
+        c.known.l_g_sample = Some(l.max(c.known.l_g.unwrap_or(0.0)));
+        notes.push(format!(
+            "L_max = {l:.4e}: the problem reports no per-sample bound; the largest λ_max of ∂yy g over \
+             {SMOOTHNESS_DRAWS} batches of {b} at x0 (an estimate, not a bound)"
+        ));
+    }
+    let estimated: Vec<&str> = [Constant::MuG, Constant::LG, Constant::LOuter]
+        .into_iter()
+        .filter(|k| c.is_estimated(*k))
+        .map(|k| k.name())
+        .collect();
+    if !estimated.is_empty() {
+        notes.push(format!(
+            "estimated at x0: {} (a step from a constant at x0 may be too large where the curvature grows: the run \
+             stops as Diverged; set --outer-step or --l-outer)",
+            estimated.join(", ")
+        ));
+    }
+    if c.at_x0 {
+        notes.push("the lower-level constants are the problem's bounds at x0; they move with x".into());
+    }
+    Ok((c, notes))
+}
+
+/// [`constants_for`] then [`build`]: everything `bilevel solve` does before a run, as one call
+/// (the notes go to the parameters' list).
+#[allow(clippy::too_many_arguments)]
+pub fn configure(
+    name: &str,
+    rule: StepRule,
+    problem: &dyn BilevelProblem,
+    family: &str,
+    x0: &[f64],
+    y0: &[f64],
+    overrides: &crate::constants::Overrides,
+    settings: &Settings,
+) -> Result<(Built, Constants)> {
+    let (c, notes) = constants_for(name, rule, problem, x0, y0, overrides, settings)?;
+    let ctx = Context { problem, family, constants: &c, x0 };
+    let mut built = build(name, rule, &ctx, settings)?;
+    built.params.notes.extend(notes);
+    Ok((built, c))
 }

@@ -28,20 +28,30 @@
 //! its own stream, with the mean of ‖∇L(x_t)‖² over t = 1..T beside it); Adam-SUSTAIN has no
 //! theorem in the paper and reports its last iterate.
 //!
-//! Step sizes ([`Schedule`]): α_t = a/(w + t)^{1/3}, β_t = c_β α_t, η^•_t = min(1, c_η• α_t²)
-//! (t ≥ 1; η_0 = 1 by Algorithm 1's input).
-//! - [`StepRule::Theory`]: Theorem 3.2's (17) with (29), (36): a = 1 and w, c_β, c_ηf, c_ηg from
-//!   the constants of Assumptions 1–3 ([`TheoryConstants`], [`Schedule::theorem_3_2`]). The
-//!   registry knows only µ_g, L_g, L_L: [`TheoryConstants::from_known`] fills in the rest with
-//!   stand-ins, said there. L_g is the per-sample smoothness on mini-batches (Assumption 3 asks
-//!   every sample to be L_g-smooth; [`super::stocbio::batch_smoothness`]).
-//! - [`StepRule::Experiments`]: §4 (data hyper-cleaning): α_t = β_t = 0.1/(1 + t)^{1/3}
-//!   (a = 0.1, w = 1, c_β = 1); the tuned c_ηf, c_ηg are not reported: we take the
-//!   meta-learning grid's smallest η_t = c̄ α_t²/κ² with c̄ = 2, κ = 0.1 (the hyper-cleaning
-//!   scale), i.e. c_η = 200, η_t = min(1, 2/(1 + t)^{2/3}). Paper 004's values, not paper 000's
-//!   1/L ones (a decreasing schedule has no single 1/L form).
-//! - K = `settings.adjoint_steps` under both rules (Theorem 3.2's K needs C_gxy, C_fy and the
-//!   horizon T, which a run does not know in advance: [`theorem_3_2_horizon`] computes it).
+//! Parameters ([`build`]; α_t = a/(w + t)^{1/3}, β_t = c_β α_t, η^•_t = min(1, c_η• α_t²) for
+//! t ≥ 1, η_0 = 1 by Algorithm 1's input; K the horizon of (7); L_b its scale):
+//! - [`StepRule::Default`]: paper 004 §4's shape (w = 1, η_t = min(1, 2/(1+t)^{2/3}), which is
+//!   c_η α_t² with §4's α_0 = 0.1 and c_η = 200) with the scales written in the problem's
+//!   constants: a = 1/L_L (α_0 = 1/L_L, the gradient step of the value function), c_β = L_L·β_0
+//!   with β_0 = 1/(2ℒ(b)) (1/L_g on full batches; [`super::lower`]), c_η = 2L_L², K = 10, L_b =
+//!   L_max on mini-batches (L_g on full ones); β_t and L_b follow the problem's constants
+//!   along the run where they depend on x. Adam-SUSTAIN: α_t = 0.005 constant (paper 004 App. A;
+//!   Adam's step is a length, no 1/L form applies), option II, its lower level as SUSTAIN's.
+//! - [`StepRule::Experiments`]: SUSTAIN on data hyper-cleaning (`hyperclean`), §4:
+//!   α_t = β_t = 0.1/(1 + t)^{1/3} (a = 0.1, w = 1, c_β = 1); the tuned c_ηf, c_ηg are not
+//!   reported: we take the meta-learning grid's smallest η_t = c̄ α_t²/κ² with c̄ = 2,
+//!   κ = 0.1 (the hyper-cleaning scale), i.e. c_η = 200. Adam-SUSTAIN on meta-learning
+//!   (`meta_learning`), App. A: α_t = 0.005, option II (η^f, which option II does not read,
+//!   and the lower level as SUSTAIN's default).
+//! - [`StepRule::Theory`]: Theorem 3.2's (17) with (29), (36): a = 1, w, c_β, c_ηf, c_ηg from
+//!   the constants of Assumptions 1–3 ([`TheoryConstants`], [`Schedule::theorem_3_2`]) and
+//!   K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ with T the run's horizon. The registry knows only
+//!   µ_g, L_g, L_L: C_fy = sup ‖∇y f‖ is not bounded by any problem here (a quadratic f has no
+//!   bound), so the rule refuses, naming it. Adam-SUSTAIN has no theorem (the paper: "we do not
+//!   have any theoretical performance guarantees"): refused.
+//! - The paper's upper-level-only momentum (η^g ≡ 1, a remark deferring to MSTSA) is reachable
+//!   with `SustainOptions::upper_only` (`--upper-momentum-only`); c_η = ∞ on both levels is
+//!   TTSA-type updates.
 //!
 //! Ambiguities resolved (notes §2.4–2.7): η_t = min(1, c α_t²) at index t (App. D.5 writes
 //! η_{t+1} = c α_t²); (14) evaluates (7) at (x_t, y_t), not y_{t+1} (Algorithm 1 as printed:
@@ -56,9 +66,11 @@
 //! single sample g(·;ζ) is not µ_g-strongly convex (Assumption 3 asks it to be): µ_g is the
 //! mean's; the estimator's products stay contractive (‖I − H_ζ/L_g‖ ≤ 1 with L_g per-sample).
 
-use super::{Iterates, Settings, StepRule, StepSizes};
-use crate::constants::{Constant, Constants};
+use super::lower::{over_l_outer, Lower, LowerScale};
+use super::{no_experiment, Context, Iterates, Settings, StepRule, DEFAULT_STEPS};
+use crate::constants::Constant;
 use crate::estimators::TruncatedHypergradient;
+use crate::params::{Params, Source};
 use crate::sampling::{BatchSizes, BatchStream};
 use crate::{Algorithm, Output};
 use bilevel_kernels::{check_len, BilevelProblem, KernelError, Result};
@@ -297,6 +309,11 @@ pub struct SustainConfig {
     pub batches: BatchSizes,
     /// Seed of the streams.
     pub seed: u64,
+    /// The rescaling of β_t and the estimator's L_g along the run ([`super::lower`]).
+    pub scale: LowerScale,
+    /// Adam-SUSTAIN: the x step is the schedule's constant `scale` (α_t = a), not a/(w + t)^{1/3}
+    /// (paper 004 App. A's constant α).
+    pub adam_alpha: bool,
 }
 
 struct State {
@@ -388,19 +405,27 @@ impl Algorithm for Sustain {
         let st = super::initialised(&mut self.state)?;
         let (c, it) = (&self.config, &mut self.it);
         check_len("x", problem.dim_x(), it.x.len())?;
-        let s = c.schedule.at(st.t);
+        let mut s = c.schedule.at(st.t);
+        if c.adam_alpha {
+            s.alpha = c.schedule.scale;
+        }
+        let r = c.scale.factor(problem, &it.x);
+        s.beta *= r;
+        st.est.set_lipschitz(c.lipschitz / r);
 
-        // Lower level, (13): ζ_t at (x_t, y_t) and, replayed, at (x_{t−1}, y_{t−1}).
+        // Lower level, (13): ζ_t at (x_t, y_t) and, replayed, at (x_{t−1}, y_{t−1}) (the same
+        // samples: counted once).
         let zeta = st.g.draw();
         problem.grad_y_g(&it.x, &it.y, zeta, &mut st.d_new);
         if s.eta_g < 1.0 {
-            problem.grad_y_g(&st.x_prev, &st.y_prev, st.g.last(), &mut st.d_old);
+            let (last, d_old) = (st.g.last(), &mut st.d_old);
+            problem.replay(&mut || problem.grad_y_g(&st.x_prev, &st.y_prev, last, d_old));
             storm(&mut st.h_g, &st.d_new, &st.d_old, s.eta_g);
         } else {
             st.h_g.copy_from_slice(&st.d_new);
         }
 
-        // Upper level, (14) / (20): ξ̄_t drawn once.
+        // Upper level, (14) / (20): ξ̄_t drawn once, read at two points (counted once).
         st.est.draw()?;
         st.est.evaluate(problem, &it.x, &it.y, &mut st.e_new)?;
         let option_two = matches!(c.direction, Direction::Adam(AdamOption::II, _));
@@ -410,7 +435,10 @@ impl Algorithm for Sustain {
             // e_old holds ∇̄f(x_{t−1}, y_{t−1}; ξ̄_{t−1}), cached last step.
             storm(&mut it.grad, &st.e_new, &st.e_old, s.eta_f);
         } else {
-            st.est.evaluate(problem, &st.x_prev, &st.y_prev, &mut st.e_old)?;
+            let mut old = Ok(());
+            let (est, e_old) = (&mut st.est, &mut st.e_old);
+            problem.replay(&mut || old = est.evaluate(problem, &st.x_prev, &st.y_prev, e_old));
+            old?;
             storm(&mut it.grad, &st.e_new, &st.e_old, s.eta_f);
         }
         if option_two {
@@ -465,8 +493,189 @@ fn storm(h: &mut [f64], new: &[f64], old: &[f64], eta: f64) {
 
 /// The constants of the theory rule.
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
-/// The constants of the experiments rule (L_g, the scale of (7)).
-pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG];
+
+/// Adam-SUSTAIN's constant α_t (paper 004 App. A).
+pub const ADAM_ALPHA: f64 = 0.005;
+/// c_η = 2/α_0² of Adam-SUSTAIN's lower level: η^g_t = min(1, 2/(1+t)^{2/3}), SUSTAIN's
+/// default shape (option II does not read η^f).
+const ADAM_C_ETA: f64 = 2.0 / (ADAM_ALPHA * ADAM_ALPHA);
+
+/// SUSTAIN's or Adam-SUSTAIN's configuration under `rule` (see the module doc) and its
+/// parameters.
+pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(SustainConfig, Params)> {
+    let o = &s.sustain;
+    let c = ctx.constants;
+    let b = s.batches;
+    let lower = Lower::new(c, ctx.problem)?;
+    let mut p = Params::new(rule.name());
+    let adam = match name {
+        "sustain" => false,
+        "adam-sustain" => true,
+        n => return Err(invalid("algorithm", format!("`{n}` is not sustain or adam-sustain"))),
+    };
+    let l_b = lower.per_batch(b.hvp.or(b.inner));
+    let (beta0, _) = lower.sgd_step(b.inner, b.sampling);
+    let (sched, k, src): (Schedule, (usize, Source), Source) = match rule {
+        StepRule::Default if adam => (
+            Schedule {
+                scale: ADAM_ALPHA,
+                w: 1.0,
+                c_beta: beta0 / ADAM_ALPHA,
+                c_eta_f: ADAM_C_ETA,
+                c_eta_g: ADAM_C_ETA,
+            },
+            lower.terms(b.hvp),
+            Source::default_because("paper 004 App. A's α = 0.005 for x; the lower level as SUSTAIN's default"),
+        ),
+        StepRule::Default => {
+            let a = over_l_outer(c, s)?;
+            (
+                Schedule { scale: a, w: 1.0, c_beta: beta0 / a, c_eta_f: 2.0 / (a * a), c_eta_g: 2.0 / (a * a) },
+                lower.terms(b.hvp),
+                Source::default_because(
+                    "paper 004 §4's shape (w = 1, η_t = min(1, 2/(1+t)^(2/3))) scaled by the constants: α_0 = 1/L_L, \
+                     β_0 = 1/(2ℒ(b)) (1/L_g on full batches)",
+                ),
+            )
+        }
+        StepRule::Experiments => {
+            let cite = match (adam, ctx.family) {
+                (false, "hyperclean") => {
+                    "paper 004 §4 (hyper-cleaning): α_t = β_t = 0.1/(1+t)^(1/3); c_η = 200 (its meta-learning grid's smallest η)"
+                }
+                (true, "meta_learning") => "paper 004 App. A (meta-learning): α_t = 0.005, option II",
+                (_, f) => {
+                    return Err(no_experiment(
+                        name,
+                        f,
+                        if adam {
+                            "paper 004 runs Adam-SUSTAIN on meta-learning (App. A)"
+                        } else {
+                            "paper 004 runs SUSTAIN on data hyper-cleaning (§4)"
+                        },
+                    ))
+                }
+            };
+            let sched = if adam {
+                Schedule {
+                    scale: ADAM_ALPHA,
+                    w: 1.0,
+                    c_beta: beta0 / ADAM_ALPHA,
+                    c_eta_f: ADAM_C_ETA,
+                    c_eta_g: ADAM_C_ETA,
+                }
+            } else {
+                Schedule::EXPERIMENTS
+            };
+            (sched, (DEFAULT_STEPS, Source::default_because("10: §4 does not report K")), Source::experiments(cite))
+        }
+        StepRule::Theory => {
+            if adam {
+                return Err(invalid(
+                    "steps",
+                    "Adam-SUSTAIN has no theorem (paper 004: \"we do not have any theoretical performance guarantees\"): \
+                     use --steps default or experiments"
+                        .into(),
+                ));
+            }
+            let k = TheoryConstants::from_known(c.mu_g()?, l_b, c.l_outer()?);
+            return Err(invalid(
+                "steps",
+                format!(
+                    "Theorem 3.2's K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ needs C_fy = sup ‖∇y f‖ (Assumption 1 (ii)), which \
+                     this problem does not bound (a quadratic f has no bound); its schedule would be α_t = 1/(w + t)^(1/3) \
+                     with w = {:.3e} (stand-ins C_gxy = L_g, L_fx = L_fy = L_L): use --steps default",
+                    Schedule::theorem_3_2(&k, 1).map_or(f64::NAN, |s| s.w)
+                ),
+            ));
+        }
+    };
+    let mut sched = sched;
+    sched.scale = s.outer_step.unwrap_or(sched.scale);
+    sched.w = o.w.unwrap_or(sched.w);
+    sched.c_beta = o.c_beta.unwrap_or(sched.c_beta);
+    if let Some(beta0) = s.inner_step {
+        // β_0 = c_β a/w^{1/3}.
+        sched.c_beta = beta0 * sched.w.cbrt() / sched.scale;
+    }
+    if let Some(e) = o.c_eta {
+        (sched.c_eta_f, sched.c_eta_g) = (e, e);
+    }
+    if o.upper_only {
+        sched.c_eta_g = f64::INFINITY;
+    }
+    let sched = sched.checked()?;
+    let k = s.adjoint_steps_or(k);
+    let from = |set: bool, flag: &'static str| if set { Source::user(flag) } else { src.clone() };
+    let outer_src = match s.outer_step {
+        Some(_) => super::lower::user_or(s.outer_step, "--outer-step", s, (0.0, src.clone())).1,
+        None => src.clone(),
+    };
+    if adam {
+        p.set("outer_step", "α_t, Adam's step for x", sched.scale, outer_src);
+    } else {
+        p.set("outer_scale", "a of α_t = a/(w + t)^(1/3), the x step", sched.scale, outer_src);
+        p.set("w", "w of α_t = a/(w + t)^(1/3)", sched.w, from(o.w.is_some(), "--momentum-w"));
+    }
+    p.set("c_beta", "c_β of β_t = c_β α_t, the y step", sched.c_beta, from(o.c_beta.is_some(), "--momentum-c-beta"));
+    let beta_src = match s.inner_step {
+        Some(_) => super::lower::user_or(s.inner_step, "--inner-step", s, (0.0, src.clone())).1,
+        None => src.clone(),
+    };
+    p.set("inner_step", "β_0, the first y step", sched.at(0).beta, beta_src);
+    p.set("c_eta_f", "c_ηf of η^f_t = min(1, c_ηf α_t²)", sched.c_eta_f, from(o.c_eta.is_some(), "--momentum-c-eta"));
+    let g_flag = if o.upper_only { "--upper-momentum-only" } else { "--momentum-c-eta" };
+    p.set(
+        "c_eta_g",
+        "c_ηg of η^g_t = min(1, c_ηg α_t²)",
+        sched.c_eta_g,
+        from(o.c_eta.is_some() || o.upper_only, g_flag),
+    );
+    p.set("adjoint_steps", "K, the horizon of the estimator (7)", k.0, k.1);
+    p.set(
+        "estimator_scale",
+        "L_g of (7), the estimator's scale",
+        l_b,
+        Source::default_because("L_max on mini-batches (it bounds every batch Hessian), L_g on full batches"),
+    );
+    super::amigo::record_batches(
+        &mut p,
+        &b,
+        ["ζ_t (lower level)", "ξ (∂x f and ∂y f)", "ζ(1..k), one per product", "ζ(0)"],
+    );
+    let direction = if adam { Direction::Adam(o.adam_option, AdamParams::default()) } else { Direction::Storm };
+    if adam {
+        p.set(
+            "adam_option",
+            "Adam-SUSTAIN's option (eq. (20))",
+            format!("{:?}", o.adam_option),
+            Source::experiments("paper 004 App. A: option II in its runs"),
+        );
+    } else {
+        p.set("output", "the reported point", "x_a(T), a ~ U{1..T}", Source::theorem("paper 004 Thm 3.2"));
+    }
+    let mut config = SustainConfig {
+        schedule: sched,
+        horizon: k.0,
+        lipschitz: l_b,
+        direction,
+        batches: b,
+        seed: s.seed,
+        scale: LowerScale::none(),
+        adam_alpha: adam,
+    };
+    if rule == StepRule::Default && o.c_beta.is_none() {
+        config.scale = LowerScale::at_start(ctx.problem, ctx.x0);
+        super::amigo::record_scale(&mut p, &config.scale);
+    }
+    Ok((config, p))
+}
+
+/// `sustain` or `adam-sustain` under `rule` (see [`resolve`]).
+pub fn build(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn Algorithm>, Params)> {
+    let (config, p) = resolve(name, rule, ctx, s)?;
+    Ok((Box::new(Sustain::new(name, config)?), p))
+}
 
 /// Options the shared [`Settings`] do not carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
@@ -479,56 +688,6 @@ pub struct SustainOptions {
     pub c_eta: Option<f64>,
     /// Replaces the rule's c_β.
     pub c_beta: Option<f64>,
-}
-
-/// The schedule under `rule` with `settings.outer_step` as a and the options' overrides.
-pub fn schedule(rule: StepRule, c: &Constants, settings: &Settings, options: &SustainOptions) -> Result<Schedule> {
-    let mut s = match rule {
-        StepRule::Experiments => Schedule::EXPERIMENTS,
-        StepRule::Theory => {
-            let l_g = super::stocbio::batch_smoothness(c, settings)?;
-            let k = TheoryConstants::from_known(c.mu_g()?, l_g, c.l_outer()?);
-            Schedule::theorem_3_2(&k, settings.adjoint_steps.max(1))?
-        }
-    };
-    s.scale = settings.outer_step.unwrap_or(s.scale);
-    s.w = options.w.unwrap_or(s.w);
-    s.c_beta = options.c_beta.unwrap_or(s.c_beta);
-    if let Some(e) = options.c_eta {
-        (s.c_eta_f, s.c_eta_g) = (e, e);
-    }
-    s.checked()
-}
-
-/// The steps at t = 0 for a report: inner β_0, adjoint 1/L_g (the scale of (7)), outer α_0
-/// (both decrease as (w + t)^{-1/3}).
-pub fn step_sizes(rule: StepRule, c: &Constants, settings: &Settings, options: &SustainOptions) -> Result<StepSizes> {
-    let s = schedule(rule, c, settings, options)?.at(0);
-    let l_g = super::stocbio::batch_smoothness(c, settings)?;
-    StepSizes { inner: s.beta, adjoint: 1.0 / l_g, outer: s.alpha }.checked()
-}
-
-/// `sustain` or `adam-sustain` under `rule`: K = `settings.adjoint_steps`, the batches and seed
-/// of `settings`, the schedule of [`schedule`].
-pub fn build(
-    name: &str,
-    rule: StepRule,
-    c: &Constants,
-    settings: &Settings,
-    options: &SustainOptions,
-) -> Result<Box<dyn Algorithm>> {
-    let direction = match name {
-        "sustain" => Direction::Storm,
-        "adam-sustain" => Direction::Adam(options.adam_option, AdamParams::default()),
-        n => return Err(invalid("algorithm", format!("`{n}` is not sustain or adam-sustain"))),
-    };
-    let config = SustainConfig {
-        schedule: schedule(rule, c, settings, options)?,
-        horizon: settings.adjoint_steps,
-        lipschitz: super::stocbio::batch_smoothness(c, settings)?,
-        direction,
-        batches: settings.batches,
-        seed: settings.seed,
-    };
-    Ok(Box::new(Sustain::new(name, config)?))
+    /// Momentum on the upper level only (η^g ≡ 1, c_ηg = ∞): the paper's remark's variant.
+    pub upper_only: bool,
 }

@@ -22,18 +22,21 @@
 //! O(κ_g^{16} ε^{−5/2} log ε⁻¹) (non-convex) and O((κ_g^{17/2}κ_L^{1/2} + κ_L^{7/2}) ε^{−3/2}
 //! log ε⁻¹) (strongly convex L), with N = Θ(κ_g log 1/ε) Neumann terms.
 //!
-//! Step sizes ([`schedule`]), L the smoothness every batch Hessian respects
-//! ([`stocbio::batch_smoothness`]):
-//! - [`StepRule::Theory`]: β_0 = 1/L (each SGD step then contracts on every batch), α_0 =
-//!   1/(4L_L) (the outer scale of stocBiO's Theorem 3; the ratio α_k/β_k = (L/4L_L)(k+1)^{−1/5}
-//!   → 0 is the two-timescale separation), N_k = max(1, ⌈(L/µ_g) ln √(k+1)⌉) (paper 001: Θ(log
-//!   √s); bias (1 − µ_g/L)^{N_k} ≤ 1/√(k+1)). Hong et al.'s constants in front of the rates are
-//!   not in the sources (paper 000 quotes only their offset k_α): these are ours.
-//! - [`StepRule::Experiments`]: paper 000 §5.1's β_0 = 1/L_g, α_0 = 1/L_L as the constants of
-//!   the same schedules, and a fixed N = `adjoint_steps` (paper 002's Q). Paper 003's tuned
-//!   TTSA rates (lower, upper) = (0.1, 0.01) and (0.05, 0.01) are for its RNN problems and not
-//!   applied; paper 000 adds TTSA in §5.2–5.3 without stating its steps. The estimator's L stays
-//!   the batch smoothness in both rules (see [`super::bsa`]).
+//! Parameters ([`schedule`]; L_b the smoothness every batch Hessian respects, ℒ(b) the
+//! expected smoothness of [`super::lower`]):
+//! - [`StepRule::Default`]: our constants on the decreasing schedules benchopt's `ttsa.py` runs
+//!   (exponents inner 0.4, outer 0.6): β_0 = 1/(2ℒ(b)) (1/L_g on full batches: each SGD step
+//!   then contracts in expectation, Gower et al. Thm 3.1), α_0 = 1/(4L_L) (the outer scale of
+//!   stocBiO's Theorem 3; α_k/β_k → 0 is the two-timescale separation), N_k = max(1,
+//!   ⌈(L_b/µ_g) ln √(k+1)⌉) (paper 001: Θ(log √s); bias (1 − µ_g/L_b)^{N_k} ≤ 1/√(k+1)).
+//!   Hong et al.'s constants are not in the sources; these are ours.
+//! - [`StepRule::Experiments`] and [`StepRule::Theory`]: refused (see [`super::bsa`]): paper
+//!   000 §5.2–5.3 and paper 002 App. A run TTSA without reporting its values (paper 003's
+//!   tuned rates are for its RNNs), and Hong et al.'s theorem is not in the repository. (Its
+//!   non-convex theorem takes horizon-constant steps α ∝ K^{−3/5}, β ∝ K^{−2/5}; paper 000's
+//!   Prop. 11 proof implies α_k ∝ 1/k, β_k ∝ k^{−2/3} in the strongly convex case.)
+//!
+//! The theorems bound a uniformly drawn iterate: the output is x_a uniform over x_0..x_{K−1}.
 //!
 //! Deviations and ambiguities:
 //! - Exponents: the brief and benchopt's `ttsa.py` (decay exponents inner 0.4, outer 0.6) give
@@ -43,23 +46,19 @@
 //!   analysis, so we take inner 2/5, outer 3/5.
 //! - Paper 001 writes the steps with the horizon S (constant steps, Hong et al.'s non-convex
 //!   theorem); the driver does not tell an algorithm its horizon, so the steps decrease with k
-//!   (Hong et al.'s strongly convex form, and benchopt's).
+//!   (benchopt's exponents; neither of Hong et al.'s forms, see above).
 //! - The hypergradient is taken at the new y_{k+1} (Gauss–Seidel, as in Hong et al.'s
 //!   Algorithm 1 as benchopt implements it); paper 004's SUSTAIN, which it says reduces to TTSA
 //!   when η ≡ 1, reads y_t (Jacobi). [`Iterates::x_at_y`](super::Iterates::x_at_y) is x_k, the point y_{k+1} was
 //!   computed for.
-//! - No projection of x (the problems here are unconstrained); no random output iterate.
+//! - No projection of x (the problems here are unconstrained).
 
 use super::bsa::{GwLoop, GwSchedule, Horizon};
-use super::{stocbio, Algorithm, Settings, StepRule, StepSizes};
-use crate::constants::{Constant, Constants};
+use super::lower::{over_l_outer, user_or, Lower};
+use super::{Algorithm, Context, Settings, StepRule, StepSizes};
+use crate::params::{Params, Source};
 use crate::sampling::BatchSizes;
 use bilevel_kernels::Result;
-
-/// The constants of the theory rule.
-pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
-/// The constants of the experiments rule.
-pub const NEEDS_EXPERIMENTS: &[Constant] = &[Constant::LG, Constant::LOuter];
 
 /// Decay exponent of the inner step β_k.
 pub const INNER_EXPONENT: f64 = 0.4;
@@ -98,34 +97,83 @@ impl TtsaConfig {
     }
 }
 
-/// TTSA's configuration under `rule` (see the module doc); `settings.outer_step` replaces α_0.
-pub fn schedule(rule: StepRule, c: &Constants, settings: &Settings) -> Result<TtsaConfig> {
-    let l = stocbio::batch_smoothness(c, settings)?;
-    let (inner0, outer0, horizon) = match rule {
-        StepRule::Theory => {
-            let mu = c.mu_g()?;
-            let outer = match settings.outer_step {
-                Some(g) => g,
-                None => 1.0 / (4.0 * c.l_outer()?),
-            };
-            (1.0 / l, outer, Horizon::Logarithmic { kappa: (l / mu).max(1.0) })
-        }
-        StepRule::Experiments => {
-            let outer = match settings.outer_step {
-                Some(g) => g,
-                None => 1.0 / c.l_outer()?,
-            };
-            (1.0 / c.l_g()?, outer, Horizon::Fixed(settings.adjoint_steps))
-        }
+/// TTSA's configuration under `rule` (see the module doc) and its parameters.
+pub fn schedule(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(TtsaConfig, Params)> {
+    if rule != StepRule::Default {
+        return Err(super::bsa::refused("ttsa", rule));
+    }
+    let c = ctx.constants;
+    let b = s.batches;
+    let lower = Lower::new(c, ctx.problem)?;
+    let mut p = Params::new(rule.name());
+    let l_b = lower.per_batch(b.hvp.or(b.inner));
+    let mu = c.mu_g()?;
+    let (sgd, sgd_source) = lower.sgd_step(b.inner, b.sampling);
+    let inner0 = user_or(s.inner_step, "--inner-step", s, (sgd, sgd_source));
+    let outer0 = user_or(
+        s.outer_step,
+        "--outer-step",
+        s,
+        (
+            0.25 * over_l_outer(c, s)?,
+            Source::default_because("1/(4L_L): stocBiO's Theorem 3 outer scale (ours for TTSA)"),
+        ),
+    );
+    let horizon = match s.adjoint_steps {
+        Some(n) => Horizon::Fixed(n),
+        None => Horizon::Logarithmic { kappa: (l_b / mu).max(1.0), cap: super::lower::MAX_DEFAULT_TERMS },
     };
-    let config = TtsaConfig { inner0, outer0, lipschitz: l, horizon, batches: settings.batches, seed: settings.seed };
+    p.set(
+        "inner_step",
+        "β_k = β_0 (k+1)^(−2/5), the inner step",
+        format!("{:.4e}·(k+1)^(−0.4)", inner0.0),
+        inner0.1.clone(),
+    );
+    p.set(
+        "outer_step",
+        "α_k = α_0 (k+1)^(−3/5), the outer step",
+        format!("{:.4e}·(k+1)^(−0.6)", outer0.0),
+        outer0.1.clone(),
+    );
+    p.set("inner_step0", "β_0", inner0.0, inner0.1.clone());
+    p.set("outer_step0", "α_0", outer0.0, outer0.1);
+    p.set(
+        "adjoint_steps",
+        "N_k, the estimator's Neumann horizon",
+        match horizon {
+            Horizon::Fixed(n) => format!("{n}"),
+            Horizon::Logarithmic { kappa, cap } => format!("min({cap}, max(1, ⌈{kappa:.4e}·ln √(k+1)⌉))"),
+        },
+        match s.adjoint_steps {
+            Some(_) => Source::user("--lin-steps"),
+            None => Source::default_because(
+                "paper 001 Table 1: k_s = Θ(log √s); bias (1 − µ_g/L_b)^N ≤ 1/√(k+1); at most 1000 (cost, ours)",
+            ),
+        },
+    );
+    p.set(
+        "estimator_scale",
+        "L_b, the estimator's 1/L",
+        l_b,
+        Source::default_because("L_max on mini-batches, L_g on full batches"),
+    );
+    super::amigo::record_batches(&mut p, &b, ["S_k", "ξ (∂x f and ∂y f)", "ζ_i, one per product", "ζ_0"]);
+    p.set(
+        "output",
+        "the reported point",
+        "x_a uniform over x_0..x_{K−1}",
+        Source::default_because("Hong et al.'s theorem bounds a uniformly drawn iterate (paper 000 Prop. 11)"),
+    );
+    let config = TtsaConfig { inner0: inner0.0, outer0: outer0.0, lipschitz: l_b, horizon, batches: b, seed: s.seed };
     config.check()?;
-    Ok(config)
+    Ok((config, p))
 }
 
 /// TTSA under `rule`, as the registry builds it.
-pub fn build(rule: StepRule, c: &Constants, settings: &Settings) -> Result<Box<dyn Algorithm>> {
-    Ok(Box::new(Ttsa::new(schedule(rule, c, settings)?)?))
+pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn Algorithm>, Params)> {
+    let (config, mut p) = schedule(rule, ctx, s)?;
+    let scale = super::bsa::tracking(ctx, s, &mut p);
+    Ok((Box::new(Ttsa::new(config)?.with_scale(scale)), p))
 }
 
 /// TTSA (see the module doc): the Ghadimi–Wang loop of [`super::bsa`] with TTSA's schedule.

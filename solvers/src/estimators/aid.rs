@@ -134,6 +134,21 @@ impl Aid {
         &self.config
     }
 
+    /// Multiplies the configured step of the GD, fixed-point or Neumann solver by `factor` for
+    /// the next estimates (the algorithms' rescaling along the run; CG has no step).
+    pub fn scale_steps(&mut self, factor: f64) {
+        let step = match self.config.solver {
+            AdjointSolver::Cg => return,
+            AdjointSolver::Gd { step } | AdjointSolver::FixedPoint { step } | AdjointSolver::Neumann { step } => step,
+        };
+        match &mut self.solver {
+            Adjoint::Cg(_) => {}
+            Adjoint::Gd(gd) => gd.set_step(step * factor),
+            Adjoint::FixedPoint(fp) => fp.set_step(step * factor),
+            Adjoint::Neumann(n) => n.set_step(step * factor),
+        }
+    }
+
     /// The adjoint v of the last estimate.
     pub fn adjoint(&self) -> &[f64] {
         &self.v
@@ -189,7 +204,9 @@ impl Aid {
         // ∂x f last: the cross product then reads ∂xy g while the adjoint solve's products
         // have left ∂yy g's neighbour in cache, and a large ∂x f (the quadratic's A_f) does not
         // evict both from the cache between them. Same bits in either order.
-        problem.grad_x_f(x, y, streams.outer.last(), out);
+        // On ∂y f's batch D_f at the same point: its samples count once (paper 002: Gc(F) = K·D_f).
+        let d_f = streams.outer.last();
+        problem.replay(&mut || problem.grad_x_f(x, y, d_f, out));
         ops::axpy(-1.0, &self.gx, out);
         Ok(EstimateReport { iterations: report.iterations, residual_norm: report.residual_norm })
     }

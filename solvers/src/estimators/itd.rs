@@ -11,6 +11,12 @@
 //! ```
 //! Cost per estimate: T ∂y g, T cross products (JVPs), T − 1 HVPs, one ∂x f and one ∂y f (the
 //! paper counts T HVPs: the last one is not needed and not computed). Memory O(T·d_y).
+//!
+//! Mini-batch form ([`Itd::estimate_on`]): paper 002 Theorem 4's task-sampled ITD-BiO — one
+//! batch 𝓑 of lower-level samples for the whole unrolled loop and its reverse pass (so the
+//! estimate is the exact gradient of x ↦ f(x, y_T(x; 𝓑)) on the batch), one batch for ∂x f
+//! and ∂y f. A batch is read at T points: its samples count once (the first ∂y g), as the
+//! papers count a sample accessed at several points ([`BilevelProblem::replay`]).
 
 use bilevel_kernels::{ops, Batch, BilevelProblem, KernelError, Result};
 
@@ -53,26 +59,58 @@ impl Itd {
         self.steps
     }
 
+    /// Sets the step α of the next estimates (the algorithm's rescaling along the run).
+    pub fn set_alpha(&mut self, alpha: f64) {
+        self.alpha = alpha;
+    }
+
     /// Runs T inner steps from `y` (overwritten with y_T) and writes the exact gradient of
     /// x ↦ f(x, y_T(x)) into `out`.
     pub fn estimate(&mut self, problem: &dyn BilevelProblem, x: &[f64], y: &mut [f64], out: &mut [f64]) -> Result<()> {
+        self.estimate_on(problem, x, y, Batch::Full, Batch::Full, out)
+    }
+
+    /// [`estimate`](Self::estimate) with the lower level on batch `g` throughout and f on
+    /// batch `f` (see the module doc).
+    pub fn estimate_on(
+        &mut self,
+        problem: &dyn BilevelProblem,
+        x: &[f64],
+        y: &mut [f64],
+        g: Batch<'_>,
+        f: Batch<'_>,
+        out: &mut [f64],
+    ) -> Result<()> {
         let dy = problem.dim_y();
         super::check_sizes(problem, x, y, out, (self.gx.len(), self.v.len()))?;
-        let full = Batch::Full;
-        for t in 0..self.steps {
-            self.trajectory[t * dy..(t + 1) * dy].copy_from_slice(y);
-            problem.grad_y_g(x, y, full, &mut self.hv);
-            ops::axpy(-self.alpha, &self.hv, y);
+        let (alpha, steps) = (self.alpha, self.steps);
+        let Self { trajectory, v, hv, gx, .. } = self;
+        for t in 0..steps {
+            trajectory[t * dy..(t + 1) * dy].copy_from_slice(y);
+            if t == 0 || g == Batch::Full {
+                problem.grad_y_g(x, y, g, hv);
+            } else {
+                problem.replay(&mut || problem.grad_y_g(x, y, g, hv));
+            }
+            ops::axpy(-alpha, hv, y);
         }
-        problem.grad_y_f(x, y, full, &mut self.v);
-        problem.grad_x_f(x, y, full, out);
-        for t in (0..self.steps).rev() {
-            let yt = &self.trajectory[t * dy..(t + 1) * dy];
-            problem.cross(x, yt, &self.v, full, &mut self.gx);
-            ops::axpy(-self.alpha, &self.gx, out);
-            if t > 0 {
-                problem.hvp(x, yt, &self.v, full, &mut self.hv);
-                ops::axpy(-self.alpha, &self.hv, &mut self.v);
+        problem.grad_y_f(x, y, f, v);
+        problem.replay(&mut || problem.grad_x_f(x, y, f, out));
+        let replayed = g != Batch::Full;
+        for t in (0..steps).rev() {
+            let yt = &trajectory[t * dy..(t + 1) * dy];
+            let mut back = || {
+                problem.cross(x, yt, v, g, gx);
+                ops::axpy(-alpha, gx, out);
+                if t > 0 {
+                    problem.hvp(x, yt, v, g, hv);
+                    ops::axpy(-alpha, hv, v);
+                }
+            };
+            if replayed {
+                problem.replay(&mut back);
+            } else {
+                back();
             }
         }
         Ok(())

@@ -125,7 +125,9 @@ impl Sid {
             std::mem::swap(&mut self.w, &mut self.t);
         }
         p.upper_grad_w(lambda, &self.w[..m], batch, &mut self.gw[..m]);
-        p.upper_grad_lambda(lambda, &self.w[..m], batch, out);
+        // ∇λE on ∇wE's examples at the same point: counted once (paper 001, Thm 16's proof).
+        let w = &self.w[..m];
+        p.replay(&mut || p.upper_grad_lambda(lambda, w, batch, out));
         self.v[..m].fill(0.0);
         for _ in 0..k {
             p.vjp_w(lambda, &self.w[..m], &self.v[..m], batch, &mut self.t[..m]);
@@ -173,7 +175,8 @@ impl Sid {
         }
         let upper = streams.upper.draw();
         p.upper_grad_w(lambda, &self.w, upper, &mut self.gw);
-        p.upper_grad_lambda(lambda, &self.w, upper, out);
+        let w = &self.w;
+        p.replay(&mut || p.upper_grad_lambda(lambda, w, upper, out));
         self.v.fill(0.0);
         for i in 0..k {
             p.vjp_w(lambda, &self.w, &self.v, streams.linear.draw(), &mut self.t);

@@ -107,6 +107,16 @@ impl TruncatedHypergradient {
         Ok(self.depth)
     }
 
+    /// Sets the Neumann scale L_g of the next evaluations (a bound followed along the run).
+    pub fn set_lipschitz(&mut self, lipschitz: f64) {
+        self.trunc.set_lipschitz(lipschitz);
+    }
+
+    /// The Neumann scale L_g.
+    pub fn lipschitz(&self) -> f64 {
+        self.trunc.lipschitz()
+    }
+
     /// The depth k of the sample drawn last.
     pub fn depth(&self) -> usize {
         self.depth
@@ -139,7 +149,8 @@ impl TruncatedHypergradient {
             ops::scale(self.n as f64 / self.trunc.horizon() as f64, &mut self.p);
         }
         problem.cross(x, y, &self.p, self.cross.last(), &mut self.c);
-        problem.grad_x_f(x, y, xi, out);
+        // ∂x f on ∂y f's sample ξ at the same point: its samples count once.
+        problem.replay(&mut || problem.grad_x_f(x, y, xi, out));
         ops::axpy(-1.0, &self.c, out);
         Ok(())
     }
