@@ -26,7 +26,7 @@ const PROBLEMS: &[&str] = &[
 ];
 
 /// Outer iterations of each run ("a few hundred").
-const ITERS: usize = 300;
+const ITERS: usize = 200;
 
 fn batches() -> Vec<(&'static str, BatchSizes)> {
     let with = |b: usize, sampling: Sampling| BatchSizes { sampling, ..BatchSizes::all(b) };

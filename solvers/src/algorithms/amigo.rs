@@ -124,10 +124,10 @@ pub(crate) fn record_scale(p: &mut Params, scale: &LowerScale) {
 }
 
 /// L_L(x_0) for [`OuterScale`] under the default rule: when L_L was estimated at x_0 (not the
-/// problem's, not the user's), the batches are full and the user did not set γ; recorded.
+/// problem's, not the user's) and the user did not set γ; recorded.
 pub(crate) fn outer_tracking(ctx: &Context<'_>, s: &Settings, p: &mut Params) -> Option<f64> {
     let c = ctx.constants;
-    let on = s.outer_step.is_none() && s.batches.is_full() && c.is_estimated(crate::Constant::LOuter);
+    let on = s.outer_step.is_none() && c.is_estimated(crate::Constant::LOuter);
     let l = c.known.l_outer.filter(|_| on)?;
     p.set(
         "outer_step_along_run",

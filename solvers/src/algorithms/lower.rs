@@ -251,8 +251,9 @@ pub fn positive(name: &'static str, v: f64) -> Result<f64> {
 /// the hypergradient estimates seen so far, the secants ‖ψ_j − ψ_{j−1}‖/‖x_j − x_{j−1}‖ (the
 /// local smoothness estimate of Malitsky & Mishchenko, *Adaptive Gradient Descent without
 /// Descent*, ICML 2020, without their step increase): the step stays below 1/L̂ where the
-/// curvature away from x_0 is larger than at x_0. Ours; off on mini-batches (a noisy secant
-/// measures the noise) and where L_L is exact or the user set γ. Buffers sized by
+/// curvature away from x_0 is larger than at x_0. Ours; off where L_L is exact or the user set
+/// γ. On mini-batches a secant also measures the estimates' noise, which only makes the step
+/// smaller (safe, possibly slow). Buffers sized by
 /// [`OuterScale::init`]; no allocation per step.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OuterScale {
