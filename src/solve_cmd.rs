@@ -93,7 +93,9 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
         eprintln!("warning: {message}");
     }
     let alpha = a.outer_step.unwrap_or(FIXED_POINT_ALPHA);
-    let mut alg = bsgm::Bsgm::new(alpha, 1.0, c3, bsgm::Projection::None)?.with_problem_projection(!a.no_projection);
+    let mut alg = bsgm::Bsgm::new(alpha, 1.0, c3, bsgm::Projection::None)?
+        .with_problem_projection(!a.no_projection)
+        .with_output_seed(b.sample_seed);
     let mut params = Params::new(rule.name());
     let alpha_source = if a.outer_step.is_some() {
         Source::user("--outer-step")
@@ -136,6 +138,12 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
         "t_s = k_s",
         alg.schedule().to_string(),
         Source::default_because("the schedule the rule runs"),
+    );
+    params.set(
+        "output",
+        "the reported point",
+        "λ_a, a uniform over λ_0..λ_{S−1}, with the mean of ‖G_α(λ_s)‖² over them",
+        Source::theorem("paper 001 Thm 16/17 bound (1/S)Σ_s ‖G_α(λ_s)‖²"),
     );
     params.note(
         "counts of the fixed-point oracles: map → grad_g, ∂wΦᵀv → hvp, ∂λΦᵀv → cross, ∇wE → ∂y f, ∇λE → ∂x f \
@@ -288,6 +296,7 @@ fn settings(a: &SolveArgs) -> Result<Settings, DynError> {
         bo_rep: a.bo_rep.options()?,
         average: a.average,
         epsilon: a.epsilon,
+        iterations: Some(a.max_iters),
         searched: [false; 2],
     })
 }

@@ -291,6 +291,24 @@ fn matrix(a: &Array, name: &'static str, rows: Option<usize>, cols: Option<usize
     Ok(Mat::from_fn(r, c, |i, j| v[i * c + j]))
 }
 
+/// ‖M‖₂: √λ_max(MᵀM) (or MMᵀ, the smaller side), dense up to the spectrum module's size,
+/// Lanczos above (relative accuracy 1e-10).
+fn spectral_norm(m: faer::MatRef<'_, f64>) -> Result<f64> {
+    use bilevel_kernels::linop::FnOp;
+    let (r, c) = (m.nrows(), m.ncols());
+    let wide = c > r;
+    let n = if wide { r } else { c };
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let op = FnOp::symmetric(n, |v: &[f64], out: &mut [f64]| {
+        let v = faer::ColRef::from_slice(v);
+        let w = if wide { m * (m.transpose() * v) } else { m.transpose() * (m * v) };
+        out.iter_mut().zip(w.iter()).for_each(|(o, x)| *o = *x);
+    });
+    Ok(bilevel_kernels::spectrum::largest_eigenvalue(&op, 1e-10)?.max(0.0).sqrt())
+}
+
 impl QuadraticProblem {
     fn build(source: Source, a_f: Mat<f64>, c_f: Vec<f64>, a_g: Mat<f64>, b_g: Mat<f64>) -> Result<Self> {
         bilevel_kernels::linop::check_symmetric(a_f.as_ref()).map_err(|e| named("A_f", e))?;
@@ -306,9 +324,24 @@ impl QuadraticProblem {
                     mu_outer: Some(c.l_f / c.kappa_f),
                     l_g_sample: l_g,
                     mu_g_sample: mu_g,
+                    ..ProblemConstants::default()
                 }
             }
             Source::Loaded { .. } => ProblemConstants::default(),
+        };
+        // What the theorems need beyond the spectra, exact for every F.1 instance (generated or
+        // loaded): f = ½xᵀA_f x + yᵀC_f has ∂y f = C_f (constant) and is λ_max(A_f)-smooth in
+        // (x, y); g = ½yᵀA_g y + yᵀB_g x has ∂x∂y g = B_gᵀ and constant second derivatives.
+        let constants = ProblemConstants {
+            cross_bound: Some(spectral_norm(b_g.as_ref())?),
+            grad_y_f_bound: Some(c_f.iter().map(|v| v * v).sum::<f64>().sqrt()),
+            l_f: Some(match constants.l_outer.filter(|_| matches!(source, Source::Generated { .. })) {
+                Some(l) => l,
+                None => spectral_norm(a_f.as_ref())?,
+            }),
+            cross_lipschitz: Some(0.0),
+            hess_lipschitz: Some(0.0),
+            ..constants
         };
         let (measured_f, measured_g) = (OnceLock::new(), OnceLock::new());
         if let Source::Loaded { .. } = source {

@@ -949,6 +949,11 @@ impl BilevelProblem for StochasticQuadratic {
             l_g_sample: Some(self.l_g_sample),
             // λ_min(h_i h_iᵀ + sI) = s (d_y > 1): 0 for singular rank-one samples.
             mu_g_sample: Some(self.g.shift),
+            // g quadratic: its second derivatives are constant. ∂y f of a sample is affine in y
+            // (unbounded), and the per-sample cross terms are not bounded here: None.
+            cross_lipschitz: Some(0.0),
+            hess_lipschitz: Some(0.0),
+            ..ProblemConstants::default()
         }
     }
 }

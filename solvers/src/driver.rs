@@ -177,6 +177,9 @@ struct Evaluator<'a> {
     reference: bool,
     averaged: bool,
     names: Vec<&'static str>,
+    /// On a fixed-point problem, the metric column of ‖G_α(λ)‖ (`grad_mapping`), the measure of
+    /// stationarity its theorems bound in place of ‖∇L‖.
+    stationarity: Option<usize>,
     scratch: (Vec<f64>, Vec<f64>),
 }
 
@@ -187,12 +190,14 @@ impl<'a> Evaluator<'a> {
         let names = metric_names(problem, alg);
         let scratch = (vec![0.0; x0.len()], vec![0.0; problem.dim_y()]);
         let averaged = averaged_measured(problem, alg);
-        Self { problem: Some(problem), metrics: problem.metrics(), l0, reference, averaged, names, scratch }
+        let metrics = problem.metrics();
+        Self { problem: Some(problem), metrics, l0, reference, averaged, names, stationarity: None, scratch }
     }
 
     fn fixed_point(problem: &'a dyn FixedPointProblem) -> Self {
         let metrics = problem.metrics();
-        let names = metrics.map_or_else(Vec::new, |m| m.names().to_vec());
+        let names: Vec<&'static str> = metrics.map_or_else(Vec::new, |m| m.names().to_vec());
+        let stationarity = names.iter().position(|n| *n == "grad_mapping");
         Self {
             problem: None,
             metrics,
@@ -200,6 +205,7 @@ impl<'a> Evaluator<'a> {
             reference: false,
             averaged: false,
             names,
+            stationarity,
             scratch: (Vec::new(), Vec::new()),
         }
     }
@@ -527,11 +533,15 @@ impl OutputDraw {
         if let Some(r) = rows.last() {
             (row.iteration, row.seconds, row.counts) = (r.iteration, r.seconds, r.counts);
         }
-        // The candidates' rows, x_first..x_{K−1+first} (a uniform rule only).
+        // The candidates' rows, x_first..x_{K−1+first} (a uniform rule only): ‖∇L‖, or on a
+        // fixed-point problem ‖G_α‖.
+        let stationarity = |r: &TraceRow| {
+            r.grad_norm.or_else(|| eval.stationarity.and_then(|i| r.metrics.get(i).copied()).filter(|v| v.is_finite()))
+        };
         let norms: Vec<f64> = match self.rule {
             Output::Uniform { first, .. } => {
                 let range = first..first + candidates;
-                rows.iter().filter(|r| range.contains(&r.iteration)).filter_map(|r| r.grad_norm).collect()
+                rows.iter().filter(|r| range.contains(&r.iteration)).filter_map(stationarity).collect()
             }
             _ => Vec::new(),
         };

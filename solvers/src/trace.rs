@@ -70,7 +70,8 @@ pub struct OutputPoint {
     pub candidates: usize,
     /// For [`Output::Uniform`], the mean over the candidate iterates that have ‖∇L‖ of
     /// ‖∇L(x_t)‖²: the expectation over the draw that the theorems bound (exact when every row
-    /// is evaluated, `eval_every = 1`); `None` for the other rules.
+    /// is evaluated, `eval_every = 1`); on a fixed-point problem with a `grad_mapping` metric,
+    /// the mean of ‖G_α(λ_t)‖² (paper 001 Thm 16/17); `None` for the other rules.
     pub mean_sq_grad_norm: Option<f64>,
     /// The same mean of ‖∇L(x_t)‖ (BO-REP's Theorem 3.1 bounds this one).
     pub mean_grad_norm: Option<f64>,

@@ -195,6 +195,21 @@ pub struct ProblemConstants {
     /// theorems assume (paper 002 Assumption 1: every G(x, ·; ζ) µ-strongly convex); 0 when a
     /// sample's Hessian is singular (rank-one samples), so no such theorem applies.
     pub mu_g_sample: Option<f64>,
+    /// sup ‖∂x∂y g‖ over every (x, y), per sample for a finite sum: paper 000's L'_g, papers
+    /// 003/004's C_gxy (for a quadratic g, ‖B_g‖₂).
+    pub cross_bound: Option<f64>,
+    /// sup ‖∂y f‖ over every (x, y), per sample for a finite sum: paper 000's B, paper 004's
+    /// C_fy, and paper 002's M in the reading its proofs use (they bound only ‖∇y f‖; notes
+    /// §7.2.1). `None` where it is unbounded (a quadratic f in y).
+    pub grad_y_f_bound: Option<f64>,
+    /// L_f: the smoothness of f jointly in (x, y), per sample for a finite sum (it bounds the
+    /// Lipschitz constants of ∂x f and ∂y f, paper 004's L_fx and L_fy).
+    pub l_f: Option<f64>,
+    /// The Lipschitz constants of ∂x∂y g and of ∂yy g in (x, y) (paper 002's τ and ρ, paper
+    /// 000's M_g, paper 004's L_gxy and L_gyy): 0 for a quadratic g.
+    pub cross_lipschitz: Option<f64>,
+    /// See [`cross_lipschitz`](Self::cross_lipschitz): ρ.
+    pub hess_lipschitz: Option<f64>,
 }
 
 /// Quantities a problem can report at (x, y) for a trace (e.g. validation loss and accuracy of

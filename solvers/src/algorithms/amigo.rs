@@ -27,25 +27,25 @@
 //!   §5.2 on 20 Newsgroups (`logreg_text`: α = γ = 100, β = 0.5, T = N = 10, Grazzi et al.'s
 //!   settings the paper starts from); §5.3 on dataset distillation (α = β = 0.1, T = N = 10,
 //!   γ = 10⁻³, the middle of its grid {10⁻², 10⁻³, 10⁻⁴}). Batch sizes stay the user's.
-//! - [`StepRule::Theory`]: Theorem 1 / Proposition 10's steps α = 1/L_g, β = 1/(2L_g),
-//!   γ = 1/L with L the smoothness of the value function (the problem's L_L where it is exact).
-//!   The baselines have no theorem of their own in the paper: under `Theory` they get AmIGO's,
-//!   said in their sources. Stochastic AmIGO-CG (one Hessian batch per CG call) is the
-//!   library's own construction: no theorem covers it.
+//! - [`StepRule::Theory`] (full batches): Theorem 1 / Proposition 10 ([`proposition_10`]):
+//!   α = 1/L_g, β = 1/(2L_g), γ = 1/L with L Prop. 6's smoothness of the value function (eq.
+//!   (13)), T and N of eq. (43) from the constants (19a)–(19f), which need L'_g, L_f, M_g (and
+//!   B where M_g > 0): the problem's bounds, or a refusal naming the missing one. AmIGO-CG's N
+//!   is the library's (the CG bound in Prop. 10's place). The baselines have no theorem of their
+//!   own in the paper: under `Theory` they get AmIGO's, said in their sources. AID-BiO: paper
+//!   002's Theorem 1 ([`super::aid_bio::theorem_1`]). The stochastic case needs the oracles'
+//!   noise levels, which no problem here bounds: refused. Stochastic AmIGO-CG (one Hessian
+//!   batch per CG call) is the library's own construction: no theorem covers it.
 //!
 //! AID-CG-WS is read as "CG warm-started, y not" (the notes' reading of "All methods except
 //! AID-CG-WS warm-start A_k").
 
 use super::aid::{AidBilevel, AidBilevelConfig, AidVariant};
-use super::lower::{over_l_outer, positive, user_or, Lower, LowerScale};
+use super::lower::{over_l_outer, positive, theory_steps, user_or, Lower, LowerScale};
 use super::{no_experiment, Algorithm, Context, Settings, StepRule, StepSizes, DEFAULT_STEPS};
 use crate::params::{Params, Source};
 use crate::sampling::BatchSizes;
 use bilevel_kernels::Result;
-
-/// Theorem 1 / Proposition 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L (fractions of 1/L_g, 1/L_g,
-/// 1/L_L).
-pub const THEORY: (f64, f64, f64) = (1.0, 0.5, 1.0);
 
 /// The paper's experiment on `family`, as (α, β, γ, citation) in absolute values (`None`: the
 /// experiment writes them in 1/L_g, 1/L_L).
@@ -141,6 +141,80 @@ pub(crate) fn outer_tracking(ctx: &Context<'_>, s: &Settings, p: &mut Params) ->
     Some(l)
 }
 
+/// The theory rule's (α, β, γ, (T, N)) with their sources, for full batches: paper 002's
+/// Theorem 1 for AID-BiO, paper 000's Theorem 1 / Proposition 10 for AmIGO (and, labelled
+/// so, for the baselines the paper gives no theorem of their own).
+#[allow(clippy::type_complexity)]
+fn theory(
+    v: AidVariant,
+    c: &crate::Constants,
+    p: &mut Params,
+) -> Result<((f64, Source), (f64, Source), (f64, Source), ((usize, Source), (usize, Source)))> {
+    if v == AidVariant::AidBio {
+        let k = super::aid_bio::Paper002Constants::from_problem(c)?;
+        let th = super::aid_bio::theorem_1(&k);
+        let t = |what: &'static str| Source::theorem(format!("paper 002 Thm 1: {what}"));
+        p.set("l_phi", "L_Φ of Lemma 2, eq. (13)", th.l_phi, Source::theorem("paper 002 eq. (13)"));
+        p.set("l_joint", "L, ∇f and ∇g Lipschitz in (x, y)", k.l, Source::problem("max(L_f, L_g + sup ‖∂x∂y g‖)"));
+        return Ok((
+            (th.alpha, t("α = 1/L")),
+            (th.alpha, t("(CG: no step)")),
+            (th.beta, t("β = 1/(8L_Φ)")),
+            (
+                (theory_steps("inner_steps", "T", th.t)?, t("T from eq. (22) and condition (31)")),
+                (theory_steps("adjoint_steps", "N", th.n)?, t("N from eq. (22) and condition (31)")),
+            ),
+        ));
+    }
+    let k = &c.known;
+    let need = |v: Option<f64>, what: &str| {
+        v.ok_or_else(|| bilevel_kernels::KernelError::InvalidParameter {
+            name: "steps",
+            reason: format!(
+                "paper 000's Proposition 10 needs {what}, which this problem does not bound: use --steps default"
+            ),
+        })
+    };
+    let m_g = need(k.cross_lipschitz, "M_g (Assumption 3)")?.max(need(k.hess_lipschitz, "M_g (Assumption 3)")?);
+    let constants = Paper000Constants {
+        mu_g: c.mu_g()?,
+        l_g: c.l_g()?,
+        l_prime_g: need(k.cross_bound, "L'_g = sup ‖∂x∂y g‖ (Assumption 2)")?,
+        l_f: need(k.l_f, "L_f (Assumption 1)")?,
+        m_g,
+        // B multiplies M_g only: with M_g = 0 it does not enter.
+        b: if m_g == 0.0 { k.grad_y_f_bound.unwrap_or(0.0) } else { need(k.grad_y_f_bound, "B = sup ‖∂y f‖")? },
+    };
+    let pr = proposition_10(&constants, k.mu_outer);
+    let whose = match v {
+        AidVariant::AmigoGd | AidVariant::AmigoCg => "paper 000",
+        _ => "paper 000 (AmIGO's: the paper gives this baseline no theorem of its own)",
+    };
+    let t = |what: &str| Source::theorem(format!("{whose} Thm 1 / Prop. 10: {what}"));
+    p.set("l_value", "L of Prop. 6, eq. (13): the value function's smoothness", pr.l, t("eq. (13)"));
+    let n = if matches!(v, AidVariant::AmigoCg | AidVariant::AidCg | AidVariant::AidCgWs) {
+        (
+            theory_steps("adjoint_steps", "N", pr.n_cg)?,
+            Source::default_because(
+                "the library's: Prop. 10's constants with the CG bound 4κ_g q^{2N} (paper 000 gives no CG formula)",
+            ),
+        )
+    } else {
+        (theory_steps("adjoint_steps", "N", pr.n)?, t("N of eq. (43)"))
+    };
+    p.note(if k.mu_outer.is_some() {
+        "strongly convex value function (µ_L known): η ≡ µ_L, δ_0 = µ_Lγ (the reading under which Cor. 1's rate holds)"
+    } else {
+        "non-convex case: η_0 = L"
+    });
+    Ok((
+        (pr.alpha, t("α = 1/L_g")),
+        (pr.beta, t("β = 1/(2L_g)")),
+        (pr.gamma, t("γ = 1/L")),
+        ((theory_steps("inner_steps", "T", pr.t)?, t("T of eq. (43)")), n),
+    ))
+}
+
 /// The AID-type algorithm `v` under `rule` (see the module doc).
 pub fn build(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn Algorithm>, Params)> {
     let (config, params) = resolve(v, rule, ctx, s)?;
@@ -215,22 +289,22 @@ pub fn resolve(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -
             }
         }
         StepRule::Theory => {
-            let (fa, fb, fg) = if v == AidVariant::AidBio { super::aid_bio::THEORY } else { THEORY };
-            let (cite, of) = match v {
-                AidVariant::AidBio => ("paper 002 Thm 1: α ≤ 1/L, β = 1/(8L_Φ)", "L_Φ"),
-                AidVariant::AmigoGd | AidVariant::AmigoCg => {
-                    ("paper 000 Thm 1 / Prop. 10: α = 1/L_g, β = 1/(2L_g), γ = 1/L", "L")
-                }
-                _ => ("paper 000 Thm 1 / Prop. 10 (AmIGO's; the paper gives this baseline no theorem)", "L"),
-            };
-            let l = lower.per_batch(b.hvp.or(b.inner));
-            let t = || Source::theorem(cite);
-            p.note(format!(
-                "the theorem's {of} is the smoothness of the value function: L_L stands for it ({})",
-                if c.is_estimated(crate::Constant::LOuter) { "estimated at x_0, not a bound" } else { "the problem's" }
-            ));
-            let st = ten("10: the theorem's T and N are not derived here (paper 000 Prop. 10 / paper 002 eq. (22))");
-            ((fa / l, t()), (fb / l, t()), (fg * over_l_outer(c, s)?, t()), (st.clone(), st))
+            if !b.is_full() {
+                return Err(bilevel_kernels::KernelError::InvalidParameter {
+                    name: "steps",
+                    reason: format!(
+                        "the stochastic case of {} needs the oracles' noise levels (σ_g, σ_f, σ_gxy of paper 000's \
+                         Assumption 4; paper 002's σ), which no problem here bounds: --steps theory runs on full \
+                         batches, or use --steps default",
+                        if v == AidVariant::AidBio {
+                            "paper 002's Theorem 1"
+                        } else {
+                            "paper 000's Theorem 1 / Prop. 10"
+                        }
+                    ),
+                });
+            }
+            theory(v, c, &mut p)?
         }
     };
     alpha = user_or(s.inner_step, "--inner-step", s, alpha);
@@ -304,4 +378,83 @@ pub fn resolve(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -
         p.note("stochastic CG (one Hessian batch per CG call) is the library's own construction: no paper gives it");
     }
     Ok((config, p))
+}
+
+/// The constants paper 000's Theorem 1 and Proposition 10 are written in (Assumptions 1–3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Paper000Constants {
+    /// µ_g.
+    pub mu_g: f64,
+    /// L_g.
+    pub l_g: f64,
+    /// L'_g: the Lipschitz constant of ∂y g in x (sup ‖∂x∂y g‖).
+    pub l_prime_g: f64,
+    /// L_f: the smoothness of f.
+    pub l_f: f64,
+    /// M_g: the Lipschitz constant of ∂x∂y g and ∂yy g.
+    pub m_g: f64,
+    /// B: sup ‖∂y f‖.
+    pub b: f64,
+}
+
+/// What Theorem 1 / Proposition 10 prescribe for the deterministic AmIGO (u = 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Proposition10 {
+    /// Prop. 6's L (eq. (13)), the smoothness of the value function the theorem uses.
+    pub l: f64,
+    /// α = 1/L_g.
+    pub alpha: f64,
+    /// β = 1/(2L_g).
+    pub beta: f64,
+    /// γ = 1/L.
+    pub gamma: f64,
+    /// T = ⌊α⁻¹µ_g⁻¹ max(C1, C2, C3)⌋ + 1 (eq. (43)), before the feasibility check.
+    pub t: f64,
+    /// N = ⌊2β⁻¹µ_g⁻¹(max(C1, C2, C3) + max(C1', C2', C3'))⌋ + 1 (eq. (43)).
+    pub n: f64,
+    /// AmIGO-CG's N (the library's: the CG bound ‖e_N‖² ≤ 4κ_g q^{2N}‖e_0‖² in place of GD's
+    /// (1 − βµ_g/2)^N): ⌈(max C + max C' + log(4κ_g))/(2 log((√κ_g + 1)/(√κ_g − 1)))⌉.
+    pub n_cg: f64,
+}
+
+/// Theorem 1 / Proposition 10 (paper 000, deterministic: σ's = 0, u = 0) for constants `k`;
+/// `mu_outer`: µ of the value function when it is strongly convex (η ≡ µ, δ_0 = µγ, the
+/// reading under which the rate is 1 − 1/(2κ_L): notes), else the non-convex case (η_0 = L).
+/// With α = 1/L_g, β = 1/(2L_g): L_y = L'_g/µ_g, L_z = M_g B/µ_g² + L_f/µ_g, L_ψ = max(L_f +
+/// M_g B/µ_g + L'_g L_z, L'_g), ζ_0 = 2L, and the constants (19a)–(19f); C3' drops its
+/// −2 log(γ(σ²_gxy + L'_g²)) term when L'_g = 0 (it only bounds a term multiplied by it).
+pub fn proposition_10(k: &Paper000Constants, mu_outer: Option<f64>) -> Proposition10 {
+    let (mu, lg, lp, lf, mg, b) = (k.mu_g, k.l_g, k.l_prime_g, k.l_f, k.m_g, k.b);
+    // Prop. 6, eq. (13).
+    let l = (lf + mg * lp * b / (mu * mu) + (lp * lf + mg * b) / mu) * (1.0 + lp / mu);
+    let (alpha, beta, gamma) = (1.0 / lg, 0.5 / lg, 1.0 / l);
+    let l_y = lp / mu;
+    let l_z = mg * b / (mu * mu) + lf / mu;
+    let l_psi = (lf + mg * b / mu + lp * l_z).max(lp);
+    let eta0 = mu_outer.filter(|m| *m > 0.0).unwrap_or(l);
+    let zeta0 = 2.0 * l;
+    let c1 = 1.0 + 2.0 * (6.0 + 24.0 * l_psi * l_psi / eta0).ln();
+    let c2 = 2.0 * (1.0 + 4.0 * l_y * l_y / (l * l) * eta0.max(8.0 * zeta0)).ln();
+    let c3 = [0.0, -2.0 * (5.0 * l_psi * l_psi / eta0).ln(), -2.0 * (l / (4.0 * l_y * l_y)).ln()]
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let c1p = 1.0 + 2.0 * (4.0 + 12.0 / eta0 * 2.0 * l_psi * l_psi).ln();
+    let c2p = if l_y > 0.0 { 2.0 * (1.0 + 2.0 * l_z * l_z / (l_y * l_y) * (1.0 + 16.0 * l_y * l_y)).ln() } else { 0.0 };
+    let mut c3p = [0.0, -2.0 * (l_psi * l_psi / (4.0 * l_z * l_z * eta0)).ln()].into_iter().fold(0.0, f64::max);
+    if lp > 0.0 {
+        c3p = c3p.max(-2.0 * (gamma * lp * lp).ln());
+    }
+    let cmax = c1.max(c2).max(c3);
+    let cpmax = c1p.max(c2p).max(c3p);
+    let t = (cmax / (alpha * mu)).floor() + 1.0;
+    let n = (2.0 * (cmax + cpmax) / (beta * mu)).floor() + 1.0;
+    let kappa = lg / mu;
+    let n_cg = if kappa <= 1.0 {
+        1.0
+    } else {
+        let q = (kappa.sqrt() + 1.0) / (kappa.sqrt() - 1.0);
+        ((cmax + cpmax + (4.0 * kappa).ln()) / (2.0 * q.ln())).ceil().max(1.0)
+    };
+    Proposition10 { l, alpha, beta, gamma, t, n, n_cg }
 }

@@ -43,11 +43,13 @@
 //!   catalogue's `meta_learning`): lower-level γ = 0.001, η = 0.01, z step 0.01, β = 0.9, I = 2,
 //!   N = 3, R = 0.5, plain SGD refinement; §4.3 (data hyper-cleaning, `hyperclean`): γ = η =
 //!   ν = 0.05, the same β, I, N, R. Batch sizes stay the user's (§4.3: 512).
-//! - [`StepRule::Theory`]: Theorem 3.1 / E.2's (75) needs the noise levels σ_{f,1}, σ_{g,1},
-//!   σ_{g,2} bounded separately (Assumption 3), C_gxy = sup ‖∇xy g‖, M = sup ‖∇y f(x, y*(x))‖
-//!   and K0 of (16); the problems of this catalogue bound none of them (a quadratic f's ∇y f is
-//!   unbounded), so the rule refuses, naming them. [`TheoryConstants::theorem_3_1`] computes (75)
-//!   from constants a caller supplies.
+//! - [`StepRule::Theory`]: Theorem 3.1 / E.2's (75) ([`TheoryConstants::theorem_3_1`]) from
+//!   the noise levels σ_{f,1}, σ_{g,1}, σ_{g,2} (bounded separately, Assumption 3), C_gxy,
+//!   M ≥ ‖∇y f(x, y*(x))‖ and K0 of (16) ([`TheoryConstants::new`]), all the problem's bounds:
+//!   on a one-sample problem (the F.1 quadratic) σ = 0 and every constant is known; a finite sum
+//!   is refused (no problem here bounds its noise levels). Ours, written down: ν = (1 − β)/µ with
+//!   µ/L among (75)'s entries of 1 − β ((57)'s proof needs ν ≤ 1/L); γ ≤ 1/(2L) (Lemma D.1's
+//!   condition, which (44)/(80) do not restate) and N ≥ ⌈16L/µ⌉ (its deterministic block).
 //! - `settings.outer_step` replaces η, `settings.inner_step` γ, `settings.adjoint_step` ν.
 //!
 //! Ambiguities resolved:
@@ -230,9 +232,14 @@ pub struct TheoryConstants {
 }
 
 impl TheoryConstants {
-    /// From µ_g, L (= `l`), L_L and one noise level σ, with the stand-ins of the module doc.
-    pub fn from_known(mu: f64, l: f64, l_outer: f64, sigma: f64) -> Self {
-        Self { mu, l, k0: l_outer, k1: 0.0, c_gxy: l, m: 0.0, sigma_f1: sigma, sigma_g1: sigma, sigma_g2: sigma }
+    /// From µ, L (= `l`), an L_f-smooth f (so (L_{x,0}, L_{x,1}) = (L_{y,0}, L_{y,1}) = (L_f, 0):
+    /// K1 = 0), C_gxy, M = sup ‖∇y f‖ ≥ ‖∇y f(x, y*(x))‖, ρ and τ, and the noise levels
+    /// σ_{f,1}, σ_{g,1}, σ_{g,2}: K0 of (16) = √(1 + C²/µ²)·(L_f + (C/µ)L_f + M(Cρ + τµ)/µ²).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(mu: f64, l: f64, l_f: f64, c_gxy: f64, m: f64, rho: f64, tau: f64, sigmas: [f64; 3]) -> Self {
+        let k0 = (1.0 + c_gxy * c_gxy / (mu * mu)).sqrt()
+            * (l_f + c_gxy / mu * l_f + m * (c_gxy * rho + tau * mu) / (mu * mu));
+        Self { mu, l, k0, k1: 0.0, c_gxy, m, sigma_f1: sigmas[0], sigma_g1: sigmas[1], sigma_g2: sigmas[2] }
     }
 
     /// The parameters of (75) for target ε and failure probability δ.
@@ -244,15 +251,18 @@ impl TheoryConstants {
         let (mu, eps, k0) = (c.mu, epsilon, c.k0);
         let var = c.sigma_f1.powi(2) + 2.0 * c.m * c.m * c.sigma_g2.powi(2) / (mu * mu);
         let s2 = c.sigma_g2.powi(2);
+        // (75)'s four entries, and µ/L: a step of (57)'s proof needs ν = (1 − β)/µ ≤ 1/L (the z
+        // recursion contracts), which (75) does not restate.
         let one_minus_beta = [
             eps * eps / var * (mu * mu / (32.0 * c.c_gxy * c.c_gxy)).min(1.0),
             c.c_gxy * c.c_gxy / (8.0 * s2),
             mu * mu / (16.0 * s2),
             0.25,
+            mu / c.l,
         ]
         .into_iter()
         .fold(f64::INFINITY, f64::min);
-        let nu = (one_minus_beta / mu).min(1.0 / c.l);
+        let nu = one_minus_beta / mu;
         let sig1 = c.sigma_g1.powi(2);
         let period = (sig1 * k0 * k0 / (mu * mu * eps * eps)).ceil().max(1.0);
         let eta_terms = [
@@ -262,8 +272,9 @@ impl TheoryConstants {
         ];
         let eta = eta_terms.into_iter().fold(f64::INFINITY, f64::min);
         let init = EpochSchedule { mu, l: c.l, sigma: c.sigma_g1, k0, epsilon: eps, delta };
-        // λ1 = λ of Epoch-SGD at its first epoch count (see the module doc): k† needs V_0, so
-        // λ1 is taken at k† = 1 here, the smallest (a stand-in either way).
+        // λ1 of Lemma D.3 multiplies σ_{g,1} only (γ and N below): with σ_{g,1} = 0, the one
+        // case the theory rule runs, it does not enter. For σ_{g,1} > 0 it needs K/I with
+        // K = 4Δ/(ηε); here λ at k† = 1 (a lower value: not sound for σ_{g,1} > 0).
         let lam = init.lambda(1);
         let root = (lam + 1.0).sqrt();
         let gamma =
@@ -405,14 +416,38 @@ pub fn resolve(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(BoRep
             (params, e(), e(), e(), structural(Source::experiments("paper 003 §4: β = 0.9, I = 2, N = 3, R = 0.5")))
         }
         StepRule::Theory => {
-            return Err(KernelError::InvalidParameter {
-                name: "steps",
-                reason: "paper 003 Theorem 3.1 needs σ_{f,1}, σ_{g,1}, σ_{g,2} (Assumption 3), C_gxy = sup ‖∇xy g‖, \
-                         M = sup ‖∇y f(x, y*(x))‖ and K0 of (16), bounded separately; this problem bounds none of them \
-                         (a quadratic f's ∇y f is unbounded): use --steps default, or TheoryConstants::theorem_3_1 \
-                         from the library with constants you can bound"
-                    .into(),
-            });
+            if ctx.problem.n_samples_g() > 1 || ctx.problem.n_samples_f() > 1 {
+                return Err(KernelError::InvalidParameter {
+                    name: "steps",
+                    reason:
+                        "paper 003 Theorem 3.1 needs the noise levels σ_{f,1}, σ_{g,1}, σ_{g,2} (Assumption 3) bounded \
+                             separately, and this finite sum does not bound them (a quadratic f's ∇y f is unbounded): \
+                             use --steps default"
+                            .into(),
+                });
+            }
+            let k = &c.known;
+            let need = |v: Option<f64>, what: &str| {
+                v.ok_or_else(|| {
+                    invalid("steps", format!("paper 003 Theorem 3.1 needs {what}, which this problem does not bound"))
+                })
+            };
+            // One sample: the oracles are exact, σ = 0.
+            let t = TheoryConstants::new(
+                c.mu_g()?,
+                c.l_g()?,
+                need(k.l_f, "L_f")?,
+                need(k.cross_bound, "C_gxy = sup ‖∇xy g‖ (Assumption 2 (ii))")?,
+                need(k.grad_y_f_bound, "M ≥ ‖∇y f(x, y*(x))‖ (Assumption 2 (i))")?,
+                need(k.hess_lipschitz, "ρ")?,
+                need(k.cross_lipschitz, "τ")?,
+                [0.0; 3],
+            );
+            let eps = s.epsilon.or(o.epsilon).unwrap_or(DEFAULT_EPSILON);
+            let params = t.theorem_3_1(eps, o.delta.unwrap_or(DEFAULT_DELTA))?;
+            p.set("k0", "K0 of (16)", t.k0, Source::theorem("paper 003 (16) with L-smooth f (K1 = 0)"));
+            let th = || Source::theorem("paper 003 Thm 3.1 / E.2, (75) (σ = 0: one sample)");
+            (params, th(), th(), th(), structural(th()))
         }
     };
     let mut params = params;

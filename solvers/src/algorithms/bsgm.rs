@@ -74,7 +74,7 @@
 //!   `--max-iters` or `--horizon`.
 
 use super::lower::{over_l_outer, positive, user_or, Lower, LowerScale, OuterScale};
-use super::{Context, Iterates, Settings, StepRule};
+use super::{Context, Iterates, Output, Settings, StepRule};
 use crate::constants::{Constant, Constants};
 use crate::estimators::{Sid, SidStreams};
 use crate::params::{Params, Source};
@@ -223,6 +223,7 @@ pub struct Bsgm {
     problem_projection: bool,
     scale: LowerScale,
     outer: OuterScale,
+    output_seed: u64,
 }
 
 /// The batched form on a fixed-point problem with one state per sample (paper 001 §7.1's
@@ -338,7 +339,16 @@ impl Bsgm {
             problem_projection: true,
             scale: LowerScale::none(),
             outer: OuterScale::none(),
+            output_seed: 0,
         })
+    }
+
+    /// The seed of the reported iterate's draw: λ_a with a uniform over λ_0..λ_{S−1}, the point
+    /// whose expected ‖G_α‖² Theorems 16 and 17 bound (their left-hand side, the mean over
+    /// those iterates, is reported with it; [`Output::Uniform`]).
+    pub fn with_output_seed(mut self, seed: u64) -> Self {
+        self.output_seed = seed;
+        self
     }
 
     /// Paper 001 §7.1's fixed schedule t_s = k_s = `steps` (≥ 1, at most
@@ -546,6 +556,9 @@ impl Algorithm for Bsgm {
     fn iterates(&self) -> &Iterates {
         &self.it
     }
+    fn output(&self) -> Output {
+        Output::Uniform { first: 0, seed: self.output_seed }
+    }
 }
 
 /// BSGM on a fixed-point problem itself (paper 001's setting; the map's step η is not used):
@@ -721,7 +734,13 @@ pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn
         p.set("c3", "c₃ of t_s = k_s = max(1, ⌈c₃ log(s+1)⌉)", c3v, source);
         Bsgm::new(alpha.0, eta.0, c3v, s.projection)?
     };
-    bsgm = bsgm.with_problem_projection(true);
+    bsgm = bsgm.with_problem_projection(true).with_output_seed(s.seed);
+    p.set(
+        "output",
+        "the reported point",
+        "λ_a, a uniform over λ_0..λ_{S−1}, with the mean of ‖∇L(λ_s)‖² over them",
+        Source::theorem("paper 001 Thm 16/17 bound (1/S)Σ_s ‖G_α(λ_s)‖² (= ‖∇L‖² without a projection)"),
+    );
     if rule == StepRule::Default && s.inner_step.is_none() {
         let scale = LowerScale::at_start(ctx.problem, ctx.x0);
         super::amigo::record_scale(&mut p, &scale);

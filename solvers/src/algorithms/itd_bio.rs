@@ -17,7 +17,9 @@
 //!   the problem's constants along the run where they depend on x;
 //! - [`StepRule::Experiments`]: paper 000 §5.1 (its "ITD" and "Reverse" baselines on the
 //!   quadratic): α = 1/L_g, γ = 1/L_L, T = 10 (in its grid); §5.2 and §5.3 as AmIGO's;
-//! - [`StepRule::Theory`]: Theorem 2: α = 1/L_g, outer 1/(4L_Φ) with L_Φ = L_L.
+//! - [`StepRule::Theory`]: refused. Theorem 2 (α ≤ 1/L, β = 1/(4L_Φ)) sets T = Θ(κ log 1/ε)
+//!   from Δ, a uniform bound on the warm-start error ‖y_k^0 − y*(x_k)‖² the paper assumes
+//!   without proof (App. F.1): no problem can give it.
 
 use super::amigo::{record_batches, record_scale, INNER_STEP, INNER_STEPS, OUTER_STEP};
 use super::lower::{over_l_outer, positive, user_or, Lower, LowerScale, OuterScale};
@@ -26,9 +28,6 @@ use crate::estimators::Itd;
 use crate::params::{Params, Source};
 use crate::sampling::{BatchSizes, BatchStream};
 use bilevel_kernels::{BilevelProblem, Result};
-
-/// Theorem 2: α = 1/L_g, outer 1/(4L_Φ) (fractions of 1/L_g and 1/L_L).
-pub const THEORY: (f64, f64) = (1.0, 0.25);
 
 /// ITD-BiO's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -122,7 +121,6 @@ pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn
         }
     }
     let mut p = Params::new(rule.name());
-    let ten = |why: &'static str| (DEFAULT_STEPS, Source::default_because(why));
     let (alpha, gamma, t) = match rule {
         StepRule::Default => {
             let alpha = match b.inner {
@@ -171,10 +169,13 @@ pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn
             }
         },
         StepRule::Theory => {
-            let th = || Source::theorem("paper 002 Thm 2: α ≤ 1/L, β = 1/(4L_Φ) (L_L stands for L_Φ)");
-            let l = lower.per_batch(b.inner);
-            p.note("the theorem's T = Θ(κ log 1/ε) is not derived here");
-            ((THEORY.0 / l, th()), (THEORY.1 * over_l_outer(c, s)?, th()), ten("10"))
+            return Err(bilevel_kernels::KernelError::InvalidParameter {
+                name: "steps",
+                reason: "paper 002's Theorem 2 sets T = Θ(κ log 1/ε) from Δ, a bound on the warm-start error \
+                         ‖y_k^0 − y*(x_k)‖² at every k that the paper assumes and does not prove (App. F.1): no problem \
+                         can give it, so the rule is refused; use --steps default"
+                    .into(),
+            });
         }
     };
     let alpha = user_or(s.inner_step, "--inner-step", s, alpha);

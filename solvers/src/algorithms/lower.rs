@@ -50,6 +50,26 @@ pub fn cold_steps_at(kappa: f64, floor: usize, cap: usize) -> usize {
     }
 }
 
+/// The most inner steps, linear-system steps or Neumann terms per outer step a theory rule may
+/// prescribe: past it the theorem's prescription is infeasible and refused with its number.
+pub const MAX_THEORY_STEPS: f64 = 1e8;
+
+/// A theorem's step count `v` (already rounded as the theorem rounds it) as a count, at least
+/// 1; refused with the number when it is not finite or past [`MAX_THEORY_STEPS`].
+pub fn theory_steps(name: &'static str, what: &str, v: f64) -> Result<usize> {
+    if v <= MAX_THEORY_STEPS {
+        Ok(v.max(1.0) as usize)
+    } else {
+        Err(KernelError::InvalidParameter {
+            name,
+            reason: format!(
+                "the theorem prescribes {what} = {v:.3e} per outer step on this problem, past {MAX_THEORY_STEPS:.0e}: \
+                 infeasible (use --steps default, or set it yourself)"
+            ),
+        })
+    }
+}
+
 /// The most terms [`Lower::terms`] and [`Lower::cold_steps`] prescribe.
 pub const MAX_DEFAULT_TERMS: usize = 1000;
 

@@ -227,6 +227,9 @@ pub struct Settings {
     pub average: bool,
     /// The theory rules' target ε (each theorem's measure, its file says which).
     pub epsilon: Option<f64>,
+    /// The run's iteration budget, for the theorems that fix their horizon in advance
+    /// (SUSTAIN's Theorem 3.2: T).
+    pub iterations: Option<usize>,
     /// Which of the overrides `inner_step`, `outer_step` came from `--steps search` (their
     /// source says so), not the user.
     pub searched: [bool; 2],
@@ -252,6 +255,7 @@ impl Default for Settings {
             bo_rep: bo_rep::BoRepOptions::default(),
             average: false,
             epsilon: None,
+            iterations: None,
             searched: [false; 2],
         }
     }
@@ -352,6 +356,7 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
         ("bsgm", _) if settings.fixed_steps.is_some() && settings.batches.is_full() => vec![LG, LOuter],
         ("bsgm", _) => vec![MuG, LG, LOuter],
         ("stocbio", StepRule::Theory) => stocbio::NEEDS_THEORY.to_vec(),
+        (n, StepRule::Theory) if aid_variant(n).is_some() => vec![MuG, LG],
         ("stocbio", _) if settings.neumann_decay => vec![MuG, LG, LOuter],
         ("bsa" | "ttsa", _) => vec![MuG, LG, LOuter],
         ("sustain", StepRule::Theory) => sustain::NEEDS_THEORY.to_vec(),
@@ -363,7 +368,7 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
     };
     // --outer-step replaces the γ written in L_L (not SUSTAIN's or BO-REP's theory, whose
     // other parameters need it).
-    let keeps_l_outer = rule == StepRule::Theory && matches!(name, "sustain" | "bo-rep" | "stocbio");
+    let keeps_l_outer = rule == StepRule::Theory && matches!(name, "sustain" | "bo-rep");
     if settings.outer_step.is_some() && !keeps_l_outer {
         all.retain(|k| *k != LOuter);
     }

@@ -44,11 +44,12 @@
 //!   (`meta_learning`), App. A: α_t = 0.005, option II (η^f, which option II does not read,
 //!   and the lower level as SUSTAIN's default).
 //! - [`StepRule::Theory`]: Theorem 3.2's (17) with (29), (36): a = 1, w, c_β, c_ηf, c_ηg from
-//!   the constants of Assumptions 1–3 ([`TheoryConstants`], [`Schedule::theorem_3_2`]) and
-//!   K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ with T the run's horizon. The registry knows only
-//!   µ_g, L_g, L_L: C_fy = sup ‖∇y f‖ is not bounded by any problem here (a quadratic f has no
-//!   bound), so the rule refuses, naming it. Adam-SUSTAIN has no theorem (the paper: "we do not
-//!   have any theoretical performance guarantees"): refused.
+//!   the constants of Assumptions 1–3 ([`TheoryConstants::from_problem`],
+//!   [`Schedule::theorem_3_2`]) and K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ with T the run's
+//!   horizon (`--max-iters`). The constants are the problem's bounds (the F.1 quadratic has
+//!   every one: C_fy = ‖C_f‖, C_gxy = ‖B_g‖, L_gxy = L_gyy = 0); a problem without one (a
+//!   quadratic f in y has no C_fy) is refused, naming it. Adam-SUSTAIN has no theorem (the
+//!   paper: "we do not have any theoretical performance guarantees"): refused.
 //! - The paper's upper-level-only momentum (η^g ≡ 1, a remark deferring to MSTSA) is reachable
 //!   with `SustainOptions::upper_only` (`--upper-momentum-only`); c_η = ∞ on both levels is
 //!   TTSA-type updates.
@@ -115,12 +116,32 @@ pub struct TheoryConstants {
 }
 
 impl TheoryConstants {
-    /// From what the registry knows (µ_g, L_g = `l_g`, L_L), with stand-ins for the rest:
-    /// C_gxy = L_g (Assumption 2(ii) bounds ‖∇²xy g‖ by the joint Lipschitz constant of ∇y g;
-    /// we use the y one), L_fx = L_fy = L_L, L_gxy = L_gyy = 0 (exact for a quadratic lower
-    /// level; else pass the constants by hand), C_fy = 0 (it only multiplies L_gxy and L_gyy).
-    pub fn from_known(mu_g: f64, l_g: f64, l_outer: f64) -> Self {
-        Self { mu_g, l_g, l_fx: l_outer, l_fy: l_outer, c_fy: 0.0, c_gxy: l_g, l_gxy: 0.0, l_gyy: 0.0 }
+    /// From a problem's bounds ([`bilevel_kernels::ProblemConstants`]): µ_g, L_g = `l_g` (the
+    /// per-batch bound), L_fx and L_fy bounded by L_f, C_fy = sup ‖∂y f‖, C_gxy = sup ‖∂x∂y g‖,
+    /// L_gxy and L_gyy; `Err` naming the first the problem does not bound (never a stand-in).
+    pub fn from_problem(c: &crate::Constants, l_g: f64) -> Result<Self> {
+        let k = &c.known;
+        let need = |v: Option<f64>, what: &str| {
+            v.ok_or_else(|| {
+                invalid(
+                    "steps",
+                    format!(
+                        "paper 004's Theorem 3.2 needs {what}, which this problem does not bound: use --steps default"
+                    ),
+                )
+            })
+        };
+        let l_f = need(k.l_f, "L_fx and L_fy (Assumption 1 (i))")?;
+        Ok(Self {
+            mu_g: c.mu_g()?,
+            l_g,
+            l_fx: l_f,
+            l_fy: l_f,
+            c_fy: need(k.grad_y_f_bound, "C_fy = sup ‖∇y f‖ (Assumption 1 (ii); a quadratic f in y has none)")?,
+            c_gxy: need(k.cross_bound, "C_gxy = sup ‖∇xy g‖ (Assumption 2 (v))")?,
+            l_gxy: need(k.cross_lipschitz, "L_gxy (Assumption 2 (iv))")?,
+            l_gyy: need(k.hess_lipschitz, "L_gyy (Assumption 2 (iv))")?,
+        })
     }
 
     /// Lemma 2.2's (L, L_f, L_y): L = L_fx + L_fy C_gxy/µ_g + C_fy(L_gxy/µ_g + L_gyy C_gxy/µ_g²),
@@ -578,16 +599,23 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
                         .into(),
                 ));
             }
-            let k = TheoryConstants::from_known(c.mu_g()?, l_b, c.l_outer()?);
-            return Err(invalid(
-                "steps",
-                format!(
-                    "Theorem 3.2's K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ needs C_fy = sup ‖∇y f‖ (Assumption 1 (ii)), which \
-                     this problem does not bound (a quadratic f has no bound); its schedule would be α_t = 1/(w + t)^(1/3) \
-                     with w = {:.3e} (stand-ins C_gxy = L_g, L_fx = L_fy = L_L): use --steps default",
-                    Schedule::theorem_3_2(&k, 1).map_or(f64::NAN, |s| s.w)
-                ),
-            ));
+            let k = TheoryConstants::from_problem(c, l_b)?;
+            let horizon = s.iterations.ok_or_else(|| {
+                invalid(
+                    "steps",
+                    "Theorem 3.2 fixes the horizon T in advance (its K and x_a(T) use it): give the run's length"
+                        .into(),
+                )
+            })?;
+            let kk = theorem_3_2_horizon(l_b, k.mu_g, k.c_gxy, k.c_fy, horizon);
+            let kk = super::lower::theory_steps("adjoint_steps", "K", kk as f64)?;
+            let sched = Schedule::theorem_3_2(&k, kk)?;
+            p.set("horizon", "T, the run's horizon (Theorem 3.2 fixes it)", horizon, Source::user("--max-iters"));
+            (
+                sched,
+                (kk, Source::theorem("paper 004 Thm 3.2: K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ (‖B_t‖ ≤ 1/T)")),
+                Source::theorem("paper 004 Thm 3.2, (17) with (29) and (36): a = 1"),
+            )
         }
     };
     let mut sched = sched;
