@@ -23,11 +23,52 @@ pub enum Command {
     /// Compute one hypergradient at a seeded x and compare it with the exact one.
     Hypergrad(Box<HypergradArgs>),
     /// Run a bilevel algorithm and report its convergence.
+    #[command(after_long_help = SOLVE_RULES)]
     Solve(Box<SolveArgs>),
     /// Measure how each method's cost grows with κ, d, nnz and 1/ε and hold it against the
     /// papers' claims (the complexity harness; report in --out).
     Scaling(ScalingArgs),
 }
+
+/// `solve --help`'s list of the parameter rules per algorithm (docs/solvers.md has the table with
+/// every equation).
+const SOLVE_RULES: &str = "\
+Parameter rules (--steps), per algorithm. Every run prints each parameter with its source
+(theorem and equation, paper section, search, your flag, our default, the problem) and writes
+them to --json. L_g, mu_g: the lower level's constants; L_L: the outer objective's; on
+mini-batches the steps use the expected smoothness L(b) of Gower et al. 2019 and L_max.
+  amigo-gd, amigo-cg, aid-gd, aid-cg, aid-cg-ws, aid-fp, aid-n
+    default      alpha = beta = 1/L_g, gamma = 1/L_L, T = N = 10 (paper 000 Sec. 5.1's values);
+                 mini-batch: 1/(2 L(b)), gamma = 1/(2 L_L), paper 000 Thm 1's Hessian batch floor
+    experiments  paper 000 Sec. 5.1 (quadratic), 5.2 (logreg_text), 5.3 (distillation)
+    theory       paper 000 Thm 1 / Prop. 10, eq. (13), (43): T, N, gamma = 1/L (full batch; the
+                 baselines borrow AmIGO's, said so; AmIGO-CG's N is ours, the CG bound);
+                 stochastic: refused (no problem bounds the oracles' noise)
+                 Stochastic AmIGO-CG (one Hessian batch per CG call) is our own construction.
+  aid-bio      default as above; experiments refused (paper 002 ran CNNs only);
+               theory paper 002 Thm 1, eq. (22) and (31): alpha = 1/L, beta = 1/(8 L_Phi), T, N
+  itd          default alpha = 1/L_g, gamma = 1/L_L, T = 10; experiments paper 000 Sec. 5.1-5.3;
+               theory refused (Thm 2 needs the warm-start bound Delta, which no problem gives)
+  stocbio      default alpha = 1/(2 L(S)), eta = 1/L_max, beta = 1/L_L, T = Q = 10;
+               experiments paper 002 App. A (logreg_text: alpha = beta = 100, eta = 0.5);
+               theory paper 002 Thm 3, eq. (10), Lemma 9, Prop. 3 (one-sample problems; finite
+               sums refused: sigma of Assumption 4 is unbounded)
+  sustain      default paper 004 Sec. 4's schedule shape scaled by 1/L_L and L(b);
+               experiments Sec. 4 (hyperclean); theory Thm 3.2 (17), (29), (36) with K from
+               --max-iters, or Thm 3.3 where L is strongly convex (mu_L known)
+  adam-sustain default alpha = 0.005 (App. A); experiments App. A (meta_learning);
+               theory refused (the paper gives no theorem)
+  bo-rep       default beta = 0.9, I = 2, N = 3, R = 0.5 (App. F), gamma = nu = 1/(2 L(b)),
+               eta = 0.01; experiments Sec. 4.1 (meta_learning), 4.3 (hyperclean);
+               theory Thm 3.1 / eq. (75) (one-sample problems, sigma = 0; finite sums refused)
+  bsgm         default alpha = 1/L_L, eta = 1/L_g (1/L_max), Thm 17's c3 = 1/log(1/q);
+               experiments paper 001 Sec. 7.1 (equilibrium: alpha = 0.5, t = k = 2);
+               theory Thm 17 (full batch) or Thm 16 with Remark 18 (mini-batch, sigma bounded)
+  bsa, ttsa    default: the schedules papers 001/002/004 give them, our constants;
+               experiments and theory refused (no paper reports their values; the original
+               theorems are not in the repository)
+--steps search tries 15 (outer x inner) step factors around the default's with seed + 1 and
+prints the winner (docs/cli.md). Astronomical prescriptions are refused with their numbers.";
 
 /// `bilevel scaling`: the sweeps, fits and verdicts of the theory table (bench/claims.csv).
 #[derive(clap::Args, Debug)]
@@ -543,12 +584,12 @@ pub struct HypergradArgs {
     pub constants: ConstantArgs,
     #[arg(long, value_enum, default_value = "aid-cg")]
     pub method: Method,
-    /// Inner gradient steps T (step 1/L_g, from y = 0).
-    #[arg(long, default_value_t = 10)]
-    pub inner_steps: usize,
-    /// Adjoint steps N (CG iterations, GD/FP steps, Neumann terms).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub lin_steps: u64,
+    /// Inner gradient steps T (step 1/L_g, from y = 0) [default: 10].
+    #[arg(long)]
+    pub inner_steps: Option<usize>,
+    /// Adjoint steps N (CG iterations, GD/FP steps, Neumann terms) [default: 10].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub lin_steps: Option<u64>,
     /// Also write the result as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

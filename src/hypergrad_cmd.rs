@@ -5,12 +5,15 @@ use crate::cli::{HypergradArgs, Method};
 use crate::output::OutFile;
 use bilevel_kernels::{ops, BilevelProblem, Counted, CountingConvention, KernelError, StepBatches};
 use bilevel_solvers::reference::reference_hypergradient;
-use bilevel_solvers::{constants, AdjointSolver, Aid, AidConfig, Constant, Itd};
+use bilevel_solvers::{constants, AdjointSolver, Aid, AidConfig, Constant, Itd, Params, Source};
 use clap::ValueEnum;
 use serde_json::json;
 use std::time::Instant;
 
 type DynError = Box<dyn std::error::Error>;
+
+/// T and N when not given (ours, as `solve`'s AID family).
+const DEFAULT_STEPS: usize = 10;
 
 /// Runs `bilevel hypergrad`.
 pub fn run(a: &HypergradArgs) -> Result<(), DynError> {
@@ -19,7 +22,13 @@ pub fn run(a: &HypergradArgs) -> Result<(), DynError> {
 }
 
 fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f64>) -> Result<(), DynError> {
-    if a.method == Method::Itd && a.inner_steps == 0 {
+    let steps = |v: Option<usize>, flag: &'static str| match v {
+        Some(v) => (v, Source::user(flag)),
+        None => (DEFAULT_STEPS, Source::default_because("10 (ours)")),
+    };
+    let (inner_steps, inner_src) = steps(a.inner_steps, "--inner-steps");
+    let (n, lin_src) = steps(a.lin_steps.map(|v| v as usize), "--lin-steps");
+    if a.method == Method::Itd && inner_steps == 0 {
         return Err("--inner-steps must be >= 1 for ITD (it differentiates through the inner steps)".into());
     }
     let json = OutFile::maybe("--json", a.json.as_ref())?;
@@ -44,7 +53,13 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
     let c = constants::resolve(problem, &x, &zero, &[Constant::LG], &a.constants.overrides())?;
     let l = c.l_g()?;
     let step = 1.0 / l;
-    let n = a.lin_steps as usize;
+    let l_src = if c.is_estimated(Constant::LG) {
+        Source::problem("L_g estimated at x (Lanczos), not a bound")
+    } else if a.constants.overrides().l_g.is_some() {
+        Source::user(Constant::LG.flag())
+    } else {
+        Source::problem("the problem's L_g")
+    };
     let mut got = vec![0.0; dx];
     let mut y = vec![0.0; dy];
     let start = Instant::now();
@@ -54,12 +69,12 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
             0
         }
         Method::Itd => {
-            Itd::new(a.inner_steps, step, dx, dy)?.estimate(&counted, &x, &mut y, &mut got)?;
-            a.inner_steps
+            Itd::new(inner_steps, step, dx, dy)?.estimate(&counted, &x, &mut y, &mut got)?;
+            inner_steps
         }
         method => {
             let mut work = vec![0.0; dy];
-            counted.inner_gradient_steps(&x, &mut y, step, StepBatches::full(a.inner_steps), &mut work);
+            counted.inner_gradient_steps(&x, &mut y, step, StepBatches::full(inner_steps), &mut work);
             let solver = match method {
                 Method::AidCg => AdjointSolver::Cg,
                 Method::AidGd => AdjointSolver::Gd { step },
@@ -90,6 +105,19 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
         cnt.hvp,
         cnt.cross
     );
+    // Every parameter the method used, with its source (the same record as `solve`'s).
+    let mut params = Params::new("default");
+    if a.method != Method::Exact {
+        params.set("l_g", "L_g, the steps' scale", l, l_src);
+        params.set("inner_steps", "T, inner gradient steps from y = 0", inner_steps, inner_src);
+        params.set("inner_step", "the inner step 1/L_g", step, Source::default_because("1/L_g"));
+    }
+    if !matches!(a.method, Method::Exact | Method::Itd) {
+        params.set("adjoint_steps", "N, CG iterations, GD/FP steps or Neumann terms", n, lin_src);
+        if a.method != Method::AidCg {
+            params.set("adjoint_step", "the adjoint step 1/L_g", step, Source::default_because("1/L_g"));
+        }
+    }
     if let Some(file) = json {
         let out = json!({
             "problem": name,
@@ -100,7 +128,8 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
             "seconds": seconds,
             "iterations": iterations,
             // Only what the method used: no steps for the closed form, no adjoint steps for ITD.
-            "inner_steps": (a.method != Method::Exact).then_some(a.inner_steps),
+            "parameters": params.params,
+            "inner_steps": (a.method != Method::Exact).then_some(inner_steps),
             "lin_steps": (!matches!(a.method, Method::Exact | Method::Itd)).then_some(n),
             "kappa_g": kappa,
             "l_g": l,

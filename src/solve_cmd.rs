@@ -441,8 +441,10 @@ fn output_summary(o: &bilevel_solvers::OutputPoint, names: &[&str]) -> String {
     let mut s = format!("iteration {}, rel_error {}, ‖∇L‖ {}", o.iteration, opt(o.row.rel_error), opt(o.row.grad_norm));
     s.extend(names.iter().zip(&o.row.metrics).map(|(n, v)| format!(", {n} {v:.4e}")));
     if matches!(o.rule, bilevel_solvers::Output::Uniform { .. }) && o.evaluated > 0 {
+        // On a fixed-point problem the means are of ‖G_α‖ (no ‖∇L‖ is measured there).
+        let m = if o.row.grad_norm.is_none() && names.contains(&"grad_mapping") { "‖G_α‖" } else { "‖∇L‖" };
         s += &format!(
-            "; over the {} candidates with ‖∇L‖ measured: mean ‖∇L‖² {}, mean ‖∇L‖ {}",
+            "; over the {} candidates with {m} measured: mean {m}² {}, mean {m} {}",
             o.evaluated,
             opt(o.mean_sq_grad_norm),
             opt(o.mean_grad_norm)

@@ -376,6 +376,17 @@ fn hypergrad_json_leaves_out_the_steps_a_method_does_not_use() {
     bilevel_ok("hypergrad --preset tiny --method itd --inner-steps 5 --json", &[json.to_str().unwrap()]);
     let v = json_of(&json);
     assert_eq!((v["inner_steps"].as_u64(), v["lin_steps"].is_null()), (Some(5), true), "{v}");
+    // Every parameter used, with its source; none the method does not use.
+    let params = v["parameters"].as_array().unwrap();
+    let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["l_g", "inner_steps", "inner_step"], "{v}");
+    assert!(params[1]["source"].to_string().contains("--inner-steps"), "{v}");
+    bilevel_ok("hypergrad --preset tiny --method aid-gd --json", &[json.to_str().unwrap()]);
+    let v = json_of(&json);
+    let params = v["parameters"].as_array().unwrap();
+    let find = |n: &str| params.iter().find(|p| p["name"] == n).unwrap_or_else(|| panic!("{n}: {v}")).clone();
+    assert!(find("adjoint_steps")["source"].to_string().contains("default"), "{v}");
+    assert!(find("adjoint_step")["value"].as_f64().unwrap() > 0.0, "{v}");
     std::fs::remove_file(&json).unwrap();
 }
 

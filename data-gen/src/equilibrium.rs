@@ -313,6 +313,12 @@ impl EquilibriumProblem {
         f: impl FnOnce(&mut bilevel_kernels::models::equilibrium::EquilibriumPoint<'_>, &mut [f64]) -> Result<()>,
     ) {
         let mut ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
+        // A batch drawn with replacement may be longer than the training set (each position
+        // with its own state): the workspace grows once to fit it.
+        let len = batch.len(self.labels.len());
+        if len > ws.capacity() {
+            *ws = self.map.workspace(len);
+        }
         let result = self.map.point(self.map_part(lambda), w, batch, &mut ws).and_then(|mut pt| f(&mut pt, out));
         if result.is_err() {
             out.fill(f64::NAN);

@@ -258,6 +258,30 @@ fn a_batched_run_lowers_the_training_loss_and_counts_its_oracles() {
     assert!(bad_loss.is_nan() || bad_loss >= 0.3, "{bad_loss}");
 }
 
+/// A batch larger than the training set (drawn with replacement or across epochs, each position
+/// with its own state) runs like any other: it used to meet a workspace sized for n and turn
+/// every product into NaN at the first step. The reported point is a uniform draw with the
+/// mean of ‖G_α‖² over λ_0..λ_{S−1} (Theorems 16/17's left-hand side).
+#[test]
+fn a_batch_larger_than_the_training_set_runs() {
+    let p = Counted::new(problem("tiny", 4));
+    let n = p.n_samples();
+    for sampling in [Sampling::Replacement, Sampling::Epochs] {
+        let stop = StopRule::iterations(40);
+        let mut alg = sec71(Some(2 * n + 3), sampling, 5);
+        let trace =
+            run_fixed_point(&mut alg, &p, p.inner().lambda0(), &w0(&p), &stop, |_| ControlFlow::Continue(())).unwrap();
+        assert_eq!(trace.stop, StopReason::MaxIters, "{sampling:?}: {:?}", trace.failure);
+        let loss = |r: &bilevel_solvers::TraceRow| r.metrics[0];
+        assert!(loss(trace.last()) < 0.5 * loss(&trace.rows[0]), "{sampling:?}");
+        let out = trace.output.as_ref().unwrap();
+        let g = trace.metric_names.iter().position(|m| *m == "grad_mapping").unwrap();
+        let want: f64 = trace.rows[..40].iter().map(|r| r.metrics[g].powi(2)).sum::<f64>() / 40.0;
+        assert_eq!(out.evaluated, 40);
+        assert!((out.mean_sq_grad_norm.unwrap() - want).abs() <= 1e-12 * want, "{sampling:?}");
+    }
+}
+
 #[test]
 fn bad_configurations_are_typed_errors() {
     let p = problem("tiny", 4);

@@ -38,6 +38,7 @@ fn config(
         seed,
         scale: LowerScale::none(),
         adam_alpha: false,
+        last_iterate: false,
     }
 }
 

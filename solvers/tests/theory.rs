@@ -3,7 +3,7 @@
 //! that reports every constant the theorems need — and on the worked example of the notes.
 
 use bilevel_data::catalog::{build, BuildOptions};
-use bilevel_kernels::BilevelProblem;
+use bilevel_kernels::{BilevelProblem, ProblemConstants};
 use bilevel_solvers::algorithms::aid_bio::Paper002Constants;
 use bilevel_solvers::algorithms::stocbio::theorem_3;
 use bilevel_solvers::algorithms::sustain::{theorem_3_2_horizon, Schedule, TheoryConstants as SustainConstants};
@@ -18,7 +18,11 @@ fn f1() -> (Box<dyn BilevelProblem + Send>, Vec<f64>) {
 }
 
 fn built(name: &str, p: &dyn BilevelProblem, x0: &[f64], settings: &Settings) -> Built {
-    let c = Constants::new(p.constants());
+    built_with(name, p, p.constants(), x0, settings)
+}
+
+fn built_with(name: &str, p: &dyn BilevelProblem, k: ProblemConstants, x0: &[f64], settings: &Settings) -> Built {
+    let c = Constants::new(k);
     let ctx = Context { problem: p, family: "quadratic", constants: &c, x0 };
     algorithms::build(name, StepRule::Theory, &ctx, settings).unwrap()
 }
@@ -124,11 +128,12 @@ fn stocbio_follows_theorem_3() {
 }
 
 /// Paper 004, Theorem 3.2's K, (29)/(36) and the schedule α_t = a/(w + t)^{1/3},
-/// β_t = c_β α_t, η_t = min(1, c_η α_t²) (η_0 = 1).
+/// β_t = c_β α_t, η_t = min(1, c_η α_t²) (η_0 = 1), on the F.1 quadratic with µ_L withheld
+/// (Theorem 3.2 is the non-convex one; with µ_L the rule takes Theorem 3.3).
 #[test]
 fn sustain_follows_theorem_3_2() {
     let (p, x0) = f1();
-    let k = p.constants();
+    let k = ProblemConstants { mu_outer: None, ..p.constants() };
     let (mu, lg, c_gxy, c_fy, lf) =
         (k.mu_g.unwrap(), k.l_g.unwrap(), k.cross_bound.unwrap(), k.grad_y_f_bound.unwrap(), k.l_f.unwrap());
     let horizon = 300;
@@ -158,7 +163,7 @@ fn sustain_follows_theorem_3_2() {
     .into_iter()
     .fold(0.0, f64::max);
     let settings = Settings { iterations: Some(horizon), ..Settings::default() };
-    let got = built("sustain", p.as_ref(), &x0, &settings).params;
+    let got = built_with("sustain", p.as_ref(), k, &x0, &settings).params;
     assert_eq!(got.count("adjoint_steps"), Some(kk));
     close(got.real("w").unwrap(), w, "w");
     close(got.real("c_beta").unwrap(), c_beta, "c_β");
@@ -173,6 +178,57 @@ fn sustain_follows_theorem_3_2() {
         close(at.beta, c_beta * at.alpha, "β_t = c_β α_t");
         let want = if step == 0 { 1.0 } else { (c_eta_f * at.alpha * at.alpha).min(1.0) };
         close(at.eta_f, want, "η_t = min(1, c_η α_t²), η_0 = 1");
+    }
+}
+
+/// Paper 004, Theorem 3.3 (ℓ µ_f-strongly convex: the F.1 quadratic's L has µ_L): K =
+/// ⌈(L_g/(2µ_g)) log(C²_gxy C²_fy T/µ_g²)⌉, constant α = the least of its five bounds, β = ĉ_β α
+/// with ĉ_β = 8L_y² + 8L² + 2µ_f/µ_g, η^f = (µ_f + 1)α, η^g = 1, and the last iterate reported.
+#[test]
+fn sustain_follows_theorem_3_3() {
+    let (p, x0) = f1();
+    let k = p.constants();
+    let (mu, lg, c_gxy, c_fy, lf, mu_f) = (
+        k.mu_g.unwrap(),
+        k.l_g.unwrap(),
+        k.cross_bound.unwrap(),
+        k.grad_y_f_bound.unwrap(),
+        k.l_f.unwrap(),
+        k.mu_outer.unwrap(),
+    );
+    let horizon = 500;
+    let kk = ((lg / (2.0 * mu)) * ((c_gxy * c_fy).powi(2) * horizon as f64 / (mu * mu)).ln()).ceil() as usize;
+    let l = lf + lf * c_gxy / mu;
+    let l_val = l + l * c_gxy / mu;
+    let l_y = c_gxy / mu;
+    let lk2 = 2.0 * lf * lf + 6.0 * (c_gxy * lf).powi(2) * kk as f64 / (2.0 * mu * lg - mu * mu);
+    let c_hat = 8.0 * l_y * l_y + 8.0 * l * l + 2.0 * mu_f / mu;
+    let alpha = [
+        1.0 / (mu_f + 1.0),
+        1.0 / (2.0 * mu * c_hat),
+        mu / (c_hat * lg * lg),
+        1.0 / (8.0 * lk2 + l_val),
+        (l * l + 2.0 * l_y * l_y) / (4.0 * lk2 * lg * lg * c_hat * c_hat),
+    ]
+    .into_iter()
+    .fold(f64::INFINITY, f64::min);
+    let settings = Settings { iterations: Some(horizon), ..Settings::default() };
+    let b = built("sustain", p.as_ref(), &x0, &settings);
+    let got = b.params;
+    assert_eq!(got.count("adjoint_steps"), Some(kk));
+    close(got.real("outer_step").unwrap(), alpha, "α");
+    close(got.real("c_beta").unwrap(), c_hat, "ĉ_β");
+    close(got.real("inner_step").unwrap(), c_hat * alpha, "β = ĉ_β α");
+    close(got.real("c_eta_f").unwrap() * alpha * alpha, (mu_f + 1.0) * alpha, "η^f = (µ_f + 1)α");
+    assert_eq!(got.real("c_eta_g"), Some(f64::INFINITY), "η^g ≡ 1");
+    assert_eq!(b.algorithm.output(), bilevel_solvers::Output::Last);
+    let t = SustainConstants::from_problem(&Constants::new(k), lg).unwrap();
+    let s = Schedule::theorem_3_3(&t, mu_f, kk).unwrap();
+    for step in [1usize, 2, 300] {
+        let at = s.at(step);
+        close(at.alpha, alpha, "constant α");
+        close(at.eta_f, (mu_f + 1.0) * alpha, "constant η^f");
+        assert_eq!(at.eta_g, 1.0);
     }
 }
 

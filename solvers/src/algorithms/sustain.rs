@@ -48,8 +48,15 @@
 //!   [`Schedule::theorem_3_2`]) and K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ with T the run's
 //!   horizon (`--max-iters`). The constants are the problem's bounds (the F.1 quadratic has
 //!   every one: C_fy = ‖C_f‖, C_gxy = ‖B_g‖, L_gxy = L_gyy = 0); a problem without one (a
-//!   quadratic f in y has no C_fy) is refused, naming it. Adam-SUSTAIN has no theorem (the
-//!   paper: "we do not have any theoretical performance guarantees"): refused.
+//!   quadratic f in y has no C_fy) is refused, naming it. Where the value function ℓ is known
+//!   µ_f-strongly convex (the problem reports µ_L: the F.1 quadratic), Theorem 3.3 instead
+//!   ([`Schedule::theorem_3_3`]): K = ⌈(L_g/(2µ_g)) log(C_gxy² C_fy² T/µ_g²)⌉, a constant α (the
+//!   least of its five bounds), β = ĉ_β α with ĉ_β = 8L_y² + 8L² + 2µ_f/µ_g, η^f = (µ_f + 1)α,
+//!   η^g ≡ 1, and the last iterate reported ((19) bounds E[ℓ(x_t) − ℓ*] at every t; claimed
+//!   Õ(ε⁻¹) samples). Both theorems' steps are tiny on a κ_g = 10 quadratic (Theorem 3.3's α ≈
+//!   1.7·10⁻⁸ on the F.1 `tiny` preset, Theorem 3.2's w ≈ 7·10¹⁵): they are the theorems', not
+//!   tuned. Adam-SUSTAIN has no theorem (the paper: "we do not have any theoretical performance
+//!   guarantees"): refused.
 //! - The paper's upper-level-only momentum (η^g ≡ 1, a remark deferring to MSTSA) is reachable
 //!   with `SustainOptions::upper_only` (`--upper-momentum-only`); c_η = ∞ on both levels is
 //!   TTSA-type updates.
@@ -86,11 +93,21 @@ fn invalid(name: &'static str, reason: String) -> KernelError {
 
 /// Theorem 3.2's K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ (‖B_t‖ ≤ 1/T), at least 1.
 pub fn theorem_3_2_horizon(l_g: f64, mu_g: f64, c_gxy: f64, c_fy: f64, iterations: usize) -> usize {
-    let k = (l_g / mu_g) * (c_gxy * c_fy * iterations as f64 / mu_g).ln();
-    if k.is_finite() {
-        k.ceil().max(1.0) as usize
-    } else {
+    theorem_horizon(l_g / mu_g, c_gxy * c_fy * iterations as f64 / mu_g)
+}
+
+/// Theorem 3.3's K = ⌈(L_g/(2µ_g)) log(C_gxy² C_fy² T/µ_g²)⌉, at least 1.
+pub fn theorem_3_3_horizon(l_g: f64, mu_g: f64, c_gxy: f64, c_fy: f64, iterations: usize) -> usize {
+    theorem_horizon(l_g / (2.0 * mu_g), (c_gxy * c_fy / mu_g).powi(2) * iterations as f64)
+}
+
+/// ⌈factor·log(arg)⌉, at least 1 (saturating: an infinite K is refused by the rule).
+fn theorem_horizon(factor: f64, arg: f64) -> usize {
+    let k = factor * arg.ln();
+    if k.is_nan() {
         1
+    } else {
+        k.ceil().max(1.0) as usize
     }
 }
 
@@ -176,9 +193,10 @@ fn product(a: f64, b: f64) -> f64 {
     }
 }
 
-/// α_t = `scale`/(w + t)^{1/3}, β_t = c_β α_t, η^f_t = min(1, c_ηf α_t²), η^g_t = min(1, c_ηg α_t²)
-/// for t ≥ 1, η_0 = 1 (Algorithm 1's input). An infinite c_η gives η ≡ 1: no momentum on that
-/// level (c_ηg = ∞: the paper's "upper-level momentum only"; both: TTSA).
+/// α_t = `scale`/(w + t)^{1/3} (`constant`: α_t = `scale`, Theorem 3.3), β_t = c_β α_t,
+/// η^f_t = min(1, c_ηf α_t²), η^g_t = min(1, c_ηg α_t²) for t ≥ 1, η_0 = 1 (Algorithm 1's
+/// input). An infinite c_η gives η ≡ 1: no momentum on that level (c_ηg = ∞: the paper's
+/// "upper-level momentum only"; both: TTSA).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Schedule {
     /// a (1 in Theorem 3.2).
@@ -191,6 +209,8 @@ pub struct Schedule {
     pub c_eta_f: f64,
     /// c_ηg.
     pub c_eta_g: f64,
+    /// Constant steps (Theorem 3.3: α_t ≡ a, so β and η are constant too); w is not read.
+    pub constant: bool,
 }
 
 /// The step sizes and momentum weights of one iteration.
@@ -208,7 +228,8 @@ pub struct ScheduleAt {
 
 impl Schedule {
     /// §4's data hyper-cleaning values, η from the meta-learning grid (see the module doc).
-    pub const EXPERIMENTS: Schedule = Schedule { scale: 0.1, w: 1.0, c_beta: 1.0, c_eta_f: 200.0, c_eta_g: 200.0 };
+    pub const EXPERIMENTS: Schedule =
+        Schedule { scale: 0.1, w: 1.0, c_beta: 1.0, c_eta_f: 200.0, c_eta_g: 200.0, constant: false };
 
     /// Theorem 3.2: a = 1 and (29), (36) with L_µg = µ_g L_g/(µ_g + L_g):
     /// c_β = 6√2 L_y L/L_µg; c_ηf = 1/(3L_f) + max{36L_K², 4L_K² L_µg(µ_g + L_g)c_β²/L²};
@@ -236,7 +257,29 @@ impl Schedule {
         ]
         .into_iter()
         .fold(0.0, f64::max);
-        Schedule { scale: 1.0, w, c_beta, c_eta_f, c_eta_g }.checked()
+        Schedule { scale: 1.0, w, c_beta, c_eta_f, c_eta_g, constant: false }.checked()
+    }
+
+    /// Theorem 3.3 (ℓ also µ_f-strongly convex), for the estimator's horizon `k`: constant steps
+    /// α = min{1/(µ_f + 1), 1/(2µ_g ĉ_β), µ_g/(ĉ_β L_g²), 1/(8L_K² + L_f), (L² + 2L_y²)/(4L_K² L_g²
+    /// ĉ_β²)}, β = ĉ_β α with ĉ_β = 8L_y² + 8L² + 2µ_f/µ_g, η^f = (µ_f + 1)α (c_ηf = (µ_f + 1)/α)
+    /// and η^g ≡ 1 (no lower-level momentum). Returns the schedule and α.
+    pub fn theorem_3_3(c: &TheoryConstants, mu_f: f64, k: usize) -> Result<Self> {
+        let (l, l_f, l_y) = c.lemma_2_2();
+        let (mu, lg) = (c.mu_g, c.l_g);
+        let c_beta = 8.0 * l_y * l_y + 8.0 * l * l + 2.0 * mu_f / mu;
+        let lk2 = c.l_k_squared(k);
+        let alpha = [
+            1.0 / (mu_f + 1.0),
+            1.0 / (2.0 * mu * c_beta),
+            mu / (c_beta * lg * lg),
+            1.0 / (8.0 * lk2 + l_f),
+            (l * l + 2.0 * l_y * l_y) / (4.0 * lk2 * lg * lg * c_beta * c_beta),
+        ]
+        .into_iter()
+        .fold(f64::INFINITY, f64::min);
+        let c_eta_f = (mu_f + 1.0) / alpha;
+        Schedule { scale: alpha, w: 1.0, c_beta, c_eta_f, c_eta_g: f64::INFINITY, constant: true }.checked()
     }
 
     /// No momentum on either level (η ≡ 1), the same steps: TTSA-type updates.
@@ -269,7 +312,7 @@ impl Schedule {
 
     /// α_t, β_t, η^f_t, η^g_t at iteration t.
     pub fn at(&self, t: usize) -> ScheduleAt {
-        let alpha = self.scale / (self.w + t as f64).cbrt();
+        let alpha = if self.constant { self.scale } else { self.scale / (self.w + t as f64).cbrt() };
         let eta = |c: f64| if t == 0 || c.is_infinite() { 1.0 } else { (c * alpha * alpha).min(1.0) };
         ScheduleAt { alpha, beta: self.c_beta * alpha, eta_f: eta(self.c_eta_f), eta_g: eta(self.c_eta_g) }
     }
@@ -335,6 +378,9 @@ pub struct SustainConfig {
     /// Adam-SUSTAIN: the x step is the schedule's constant `scale` (α_t = a), not a/(w + t)^{1/3}
     /// (paper 004 App. A's constant α).
     pub adam_alpha: bool,
+    /// Report the last iterate (Theorem 3.3 bounds E[ℓ(x_t) − ℓ*] at every t) instead of
+    /// Theorem 3.2's x_{a(T)}.
+    pub last_iterate: bool,
 }
 
 struct State {
@@ -498,8 +544,8 @@ impl Algorithm for Sustain {
     }
     fn output(&self) -> Output {
         match self.config.direction {
-            Direction::Storm => Output::Uniform { first: 1, seed: self.config.seed },
-            Direction::Adam(..) => Output::Last,
+            Direction::Storm if !self.config.last_iterate => Output::Uniform { first: 1, seed: self.config.seed },
+            Direction::Storm | Direction::Adam(..) => Output::Last,
         }
     }
 }
@@ -544,6 +590,7 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
                 c_beta: beta0 / ADAM_ALPHA,
                 c_eta_f: ADAM_C_ETA,
                 c_eta_g: ADAM_C_ETA,
+                constant: false,
             },
             lower.terms(b.hvp),
             Source::default_because("paper 004 App. A's α = 0.005 for x; the lower level as SUSTAIN's default"),
@@ -551,7 +598,14 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
         StepRule::Default => {
             let a = over_l_outer(c, s)?;
             (
-                Schedule { scale: a, w: 1.0, c_beta: beta0 / a, c_eta_f: 2.0 / (a * a), c_eta_g: 2.0 / (a * a) },
+                Schedule {
+                    scale: a,
+                    w: 1.0,
+                    c_beta: beta0 / a,
+                    c_eta_f: 2.0 / (a * a),
+                    c_eta_g: 2.0 / (a * a),
+                    constant: false,
+                },
                 lower.terms(b.hvp),
                 Source::default_because(
                     "paper 004 §4's shape (w = 1, η_t = min(1, 2/(1+t)^(2/3))) scaled by the constants: α_0 = 1/L_L, \
@@ -584,6 +638,7 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
                     c_beta: beta0 / ADAM_ALPHA,
                     c_eta_f: ADAM_C_ETA,
                     c_eta_g: ADAM_C_ETA,
+                    constant: false,
                 }
             } else {
                 Schedule::EXPERIMENTS
@@ -607,15 +662,38 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
                         .into(),
                 )
             })?;
-            let kk = theorem_3_2_horizon(l_b, k.mu_g, k.c_gxy, k.c_fy, horizon);
+            // Theorem 3.3 where ℓ is known µ_f-strongly convex, Theorem 3.2 otherwise.
+            let mu_f = c.known.mu_outer.filter(|m| *m > 0.0);
+            let (kk, cite_k) = match mu_f {
+                Some(_) => (
+                    theorem_3_3_horizon(l_b, k.mu_g, k.c_gxy, k.c_fy, horizon),
+                    "paper 004 Thm 3.3: K = ⌈(L_g/(2µ_g)) log(C_gxy² C_fy² T/µ_g²)⌉",
+                ),
+                None => (
+                    theorem_3_2_horizon(l_b, k.mu_g, k.c_gxy, k.c_fy, horizon),
+                    "paper 004 Thm 3.2: K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ (‖B_t‖ ≤ 1/T)",
+                ),
+            };
             let kk = super::lower::theory_steps("adjoint_steps", "K", kk as f64)?;
-            let sched = Schedule::theorem_3_2(&k, kk)?;
-            p.set("horizon", "T, the run's horizon (Theorem 3.2 fixes it)", horizon, Source::user("--max-iters"));
-            (
-                sched,
-                (kk, Source::theorem("paper 004 Thm 3.2: K = ⌈(L_g/µ_g) log(C_gxy C_fy T/µ_g)⌉ (‖B_t‖ ≤ 1/T)")),
-                Source::theorem("paper 004 Thm 3.2, (17) with (29) and (36): a = 1"),
-            )
+            p.set("horizon", "T, the run's horizon (the theorem fixes it)", horizon, Source::user("--max-iters"));
+            match mu_f {
+                Some(mu_f) => {
+                    p.set("mu_f", "µ_f, the value function's strong convexity", mu_f, Source::problem("µ_L"));
+                    (
+                        Schedule::theorem_3_3(&k, mu_f, kk)?,
+                        (kk, Source::theorem(cite_k)),
+                        Source::theorem(
+                            "paper 004 Thm 3.3 (ℓ µ_f-strongly convex): constant α (its five bounds), β = ĉ_β α, \
+                             η^f = (µ_f + 1)α, η^g = 1",
+                        ),
+                    )
+                }
+                None => (
+                    Schedule::theorem_3_2(&k, kk)?,
+                    (kk, Source::theorem(cite_k)),
+                    Source::theorem("paper 004 Thm 3.2, (17) with (29) and (36): a = 1"),
+                ),
+            }
         }
     };
     let mut sched = sched;
@@ -623,8 +701,8 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
     sched.w = o.w.unwrap_or(sched.w);
     sched.c_beta = o.c_beta.unwrap_or(sched.c_beta);
     if let Some(beta0) = s.inner_step {
-        // β_0 = c_β a/w^{1/3}.
-        sched.c_beta = beta0 * sched.w.cbrt() / sched.scale;
+        // β_0 = c_β a/w^{1/3} (c_β a with constant steps).
+        sched.c_beta = if sched.constant { beta0 / sched.scale } else { beta0 * sched.w.cbrt() / sched.scale };
     }
     if let Some(e) = o.c_eta {
         (sched.c_eta_f, sched.c_eta_g) = (e, e);
@@ -641,6 +719,8 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
     };
     if adam {
         p.set("outer_step", "α_t, Adam's step for x", sched.scale, outer_src);
+    } else if sched.constant {
+        p.set("outer_step", "α, the constant x step", sched.scale, outer_src);
     } else {
         p.set("outer_scale", "a of α_t = a/(w + t)^(1/3), the x step", sched.scale, outer_src);
         p.set("w", "w of α_t = a/(w + t)^(1/3)", sched.w, from(o.w.is_some(), "--momentum-w"));
@@ -679,6 +759,8 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
             format!("{:?}", o.adam_option),
             Source::experiments("paper 004 App. A: option II in its runs"),
         );
+    } else if sched.constant {
+        p.set("output", "the reported point", "x_T, the last iterate", Source::theorem("paper 004 Thm 3.3, (19)"));
     } else {
         p.set("output", "the reported point", "x_a(T), a ~ U{1..T}", Source::theorem("paper 004 Thm 3.2"));
     }
@@ -691,6 +773,7 @@ pub fn resolve(name: &str, rule: StepRule, ctx: &Context<'_>, s: &Settings) -> R
         seed: s.seed,
         scale: LowerScale::none(),
         adam_alpha: adam,
+        last_iterate: sched.constant,
     };
     if rule == StepRule::Default && o.c_beta.is_none() {
         config.scale = LowerScale::at_start(ctx.problem, ctx.x0);
