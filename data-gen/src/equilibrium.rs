@@ -579,11 +579,12 @@ impl ProblemMetrics for EquilibriumProblem {
     /// At λ (the algorithm's states are not used, so every algorithm is measured alike):
     /// `train_loss` (E on all training samples) and `train_accuracy` (the arg-max class of
     /// θw_i + b against the label) at the states w_20(λ) of [`METRIC_STEPS`] map steps from 0
-    /// (§7.1's evaluation); `grad_mapping` = ‖G_α(λ)‖₂ (α = [`grad_mapping_step`], default 1)
-    /// and `grad_norm_exact` = ‖∇f(λ)‖₂ with the exact hypergradient of
-    /// [`exact_hypergradient`] (its fixed-point solve warm-started at w_20, the same solution to
-    /// [`EXACT_TOL`]); `test_loss` and `test_accuracy` on the test split, each test example's
-    /// fixed point solved from 0 to [`EXACT_TOL`].
+    /// (§7.1 runs its LL and LS for 20 steps; its measures are ‖G_α‖ and the accuracies);
+    /// `grad_mapping` = ‖G_α(λ)‖₂ (α = [`grad_mapping_step`], default 1) and `grad_norm_exact` =
+    /// ‖∇f(λ)‖₂ with the exact hypergradient of [`exact_hypergradient`] (its fixed-point solve
+    /// warm-started at w_20, the same solution to [`EXACT_TOL`]); `test_loss` and
+    /// `test_accuracy` on the test split, each test example's fixed point solved from 0 to
+    /// [`EXACT_TOL`].
     ///
     /// [`grad_mapping_step`]: EquilibriumProblem::grad_mapping_step
     /// [`exact_hypergradient`]: EquilibriumProblem::exact_hypergradient

@@ -169,6 +169,7 @@ fn bsgm_on_the_equilibrium_model_lowers_the_training_loss_with_exact_counts() {
         q: 0.5,
         horizon: None,
         sigma2: 0.0,
+        min_steps: 0,
     };
     let mut stochastic = Bsgm::new(0.5, 1.0, 1.0, Projection::None).unwrap().stochastic(st).unwrap();
     assert!(stochastic.init_fixed_point(&p, p.inner().lambda0(), &w0).is_err());

@@ -299,6 +299,7 @@ fn bad_configurations_are_typed_errors() {
         q: 0.5,
         horizon: None,
         sigma2: 0.0,
+        min_steps: 0,
     };
     assert!(sec71(Some(2), Sampling::Epochs, 0).stochastic(st).is_err());
     let q = bilevel_data::quadratic::generate(&bilevel_data::quadratic::Config::preset("tiny").unwrap(), 1).unwrap();

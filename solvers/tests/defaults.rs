@@ -14,15 +14,19 @@ use bilevel_solvers::{
 };
 use std::ops::ControlFlow;
 
-const PROBLEMS: &[&str] = &[
-    "quadratic",
-    "stochastic_quadratic",
-    "logreg_text",
-    "logreg_binary",
-    "logreg_per_class",
-    "hyperclean",
-    "meta_learning",
-    "distillation",
+/// (generator, preset): the tiny presets, and benchopt's rank-one stochastic quadratic (its
+/// samples singular, per-sample µ = 0) at the tiny dimensions d_x = 4, d_y = 8 (n = 1024).
+/// Ordered so that the two halves the test runs side by side take about the same time.
+const PROBLEMS: &[(&str, &str)] = &[
+    ("hyperclean", "tiny"),
+    ("quadratic", "tiny"),
+    ("stochastic_quadratic", "tiny"),
+    ("stochastic_quadratic", "benchopt"),
+    ("logreg_binary", "tiny"),
+    ("logreg_text", "tiny"),
+    ("logreg_per_class", "tiny"),
+    ("meta_learning", "tiny"),
+    ("distillation", "tiny"),
 ];
 
 /// Outer iterations of each run ("a few hundred").
@@ -49,8 +53,16 @@ struct Case {
     constants: Constants,
 }
 
-fn case(name: &'static str) -> Case {
-    let built = build(name, &BuildOptions { preset: Some("tiny".into()), seed: 0, ..Default::default() }).unwrap();
+fn case(name: &'static str, preset: &str) -> Case {
+    let dims = (preset == "benchopt").then_some((4, 8));
+    let options = BuildOptions {
+        preset: Some(preset.into()),
+        dim_x: dims.map(|d| d.0),
+        dim_y: dims.map(|d| d.1),
+        seed: 0,
+        ..Default::default()
+    };
+    let built = build(name, &options).unwrap();
     let (x0, y0) = (built.x0(1), built.y0());
     let problem = built.into_problem().into_bilevel().expect("a bilevel problem");
     let needs = [Constant::MuG, Constant::LG, Constant::LOuter];
@@ -86,20 +98,20 @@ fn outcome(case: &Case, algo: &str, b: BatchSizes) -> Result<(), String> {
 }
 
 /// The runs of one problem, in order: "problem / algorithm / batches: why" for each failure.
-fn failures_on(name: &'static str) -> (usize, Vec<String>) {
+fn failures_on(&(name, preset): &(&'static str, &str)) -> (usize, Vec<String>) {
     let start = std::time::Instant::now();
-    let case = case(name);
+    let case = case(name, preset);
     let mut failures = Vec::new();
     let mut runs = 0;
     for algo in NAMES {
         for (label, b) in batches() {
             runs += 1;
             if let Err(why) = outcome(&case, algo, b) {
-                failures.push(format!("{name} / {algo} / {label}: {why}"));
+                failures.push(format!("{name} {preset} / {algo} / {label}: {why}"));
             }
         }
     }
-    eprintln!("{name}: {runs} runs in {:.1} s", start.elapsed().as_secs_f64());
+    eprintln!("{name} {preset}: {runs} runs in {:.1} s", start.elapsed().as_secs_f64());
     (runs, failures)
 }
 
@@ -109,7 +121,7 @@ fn every_default_makes_progress_on_every_problem() {
     let results: Vec<(usize, Vec<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = PROBLEMS
             .chunks(PROBLEMS.len().div_ceil(2))
-            .map(|chunk| s.spawn(move || chunk.iter().map(|p| failures_on(p)).collect::<Vec<_>>()))
+            .map(|chunk| s.spawn(move || chunk.iter().map(failures_on).collect::<Vec<_>>()))
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("no panic")).collect()
     });
@@ -177,4 +189,22 @@ fn a_missing_per_sample_bound_is_estimated_over_batches_and_said() {
     let want =
         1.0 / (2.0 * bilevel_solvers::algorithms::lower::expected_smoothness(l_g, l_max, 32, 4, Sampling::Replacement));
     assert!((alpha - want).abs() < 1e-12 * want, "{alpha} vs {want}");
+}
+
+/// Our stochastic CG needs a positive definite batch Hessian: on singular (rank-one) samples
+/// the default takes the full batch for it and says why; a Hessian batch the user set is
+/// refused, naming the reason.
+#[test]
+fn stochastic_cg_on_singular_samples_takes_the_full_hessian() {
+    let case = case("stochastic_quadratic", "benchopt");
+    assert_eq!(case.problem.constants().mu_g_sample, Some(0.0));
+    let ctx = Context { problem: &case.problem, family: case.name, constants: &case.constants, x0: &case.x0 };
+    let settings = Settings { batches: BatchSizes::all(8), ..Settings::default() };
+    let built = algorithms::build("amigo-cg", StepRule::Default, &ctx, &settings).unwrap();
+    let hvp = built.params.get("batch_hvp").unwrap();
+    assert_eq!(hvp.value, bilevel_solvers::params::Value::Text("full".into()));
+    assert!(hvp.source.text().contains("positive definite"), "{:?}", hvp.source);
+    let explicit = Settings { explicit_batches: [false, false, true, false], ..settings };
+    let err = algorithms::build("amigo-cg", StepRule::Default, &ctx, &explicit).err().unwrap().to_string();
+    assert!(err.contains("positive definite"), "{err}");
 }

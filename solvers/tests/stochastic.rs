@@ -256,16 +256,28 @@ fn stochastic_bsgm_follows_theorem_16s_schedule_and_converges() {
     // BSGM, so give the schedule's batches through `inner`/`hvp` as above.
     let k = 6;
     let last = solve(7, "bsgm", &single(1, None), k).last().counts;
-    // Iteration s: t_s = k_s = J_s = ⌈2(s+1)⌉ = 2(s+1); ζ samples: t_s (map) + k_s (VJPs in w)
-    // + J_s (∂λΦ); ξ samples: J_s, read by ∇wE and ∇λE at one point (counted once, paper 001's
-    // proof of Thm 16).
-    let schedule: usize = (0..k).map(|s| 2 * (s + 1)).sum();
-    assert_eq!(last.samples_g as usize, 3 * schedule);
-    assert_eq!(last.samples_f as usize, schedule);
-    assert_eq!((last.grad_y_g as usize, last.hvp as usize, last.cross as usize), (schedule, schedule, k));
-    // The finite horizon: ⌈c₃S⌉ every iteration.
+    // The default rule floors t_s = k_s (not J_s) at the cold start's time constant m.
+    let m = {
+        let p = problem(7);
+        let (x0, y0) = (p.x0(1), vec![0.0; p.dim_y()]);
+        let settings = single(1, None);
+        let need = algorithms::needs("bsgm", StepRule::Default, &settings).unwrap();
+        let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
+        let ctx = Context { problem: &p, family: "", constants: &c, x0: &x0 };
+        algorithms::build("bsgm", StepRule::Default, &ctx, &settings).unwrap().params.count("min_steps").unwrap()
+    };
+    assert!(m > 1);
+    // Iteration s: J_s = ⌈2(s+1)⌉ = 2(s+1), t_s = k_s = max(J_s, m); ζ samples: t_s (map) + k_s
+    // (VJPs in w) + J_s (∂λΦ); ξ samples: J_s, read by ∇wE and ∇λE at one point (counted once,
+    // paper 001's proof of Thm 16).
+    let j: usize = (0..k).map(|s| 2 * (s + 1)).sum();
+    let t: usize = (0..k).map(|s| (2 * (s + 1)).max(m)).sum();
+    assert_eq!(last.samples_g as usize, 2 * t + j);
+    assert_eq!(last.samples_f as usize, j);
+    assert_eq!((last.grad_y_g as usize, last.hvp as usize, last.cross as usize), (t, t, k));
+    // The finite horizon: ⌈c₃S⌉ every iteration (floored at m).
     let fixed = solve(7, "bsgm", &single(1, Some(10)), k).last().counts;
-    assert_eq!(fixed.grad_y_g as usize, k * 20);
+    assert_eq!(fixed.grad_y_g as usize, k * 20usize.max(m));
     // Convergence over three seeds, against the biased sampler.
     let x0 = |s: u64| problem(30 + s).x0(1);
     let mean = |f: &dyn Fn(u64) -> f64| (0..3u64).map(f).sum::<f64>() / 3.0;

@@ -245,7 +245,27 @@ pub fn resolve(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -
             raised = Some(floor);
         }
     }
-    let uses_beta = !matches!(v, AidVariant::AmigoCg | AidVariant::AidBio | AidVariant::AidCg | AidVariant::AidCgWs);
+    // Our stochastic CG runs one batch Hessian per call and needs it positive definite: where
+    // the samples are singular (per-sample µ = 0, the rank-one stochastic quadratic) a batch
+    // Hessian can be singular too, so the CG Hessian is the full batch unless the user set it.
+    let cg = matches!(v, AidVariant::AmigoCg | AidVariant::AidBio | AidVariant::AidCg | AidVariant::AidCgWs);
+    let mut cg_full = false;
+    if cg && b.hvp.is_some() && c.known.mu_g_sample.is_some_and(|m| m <= 0.0) {
+        if s.explicit_batches[2] {
+            return Err(bilevel_kernels::KernelError::InvalidParameter {
+                name: "batches",
+                reason: format!(
+                    "`{}` on mini-batches runs CG on one batch Hessian per call, which needs it positive definite; this \
+                     problem's samples are not strongly convex (per-sample µ = 0: a batch Hessian can be singular): use \
+                     amigo-gd (SGD on the adjoint), leave --batch-size-hvp out (the CG Hessian is then the full batch) \
+                     or a per-sample strongly convex instance",
+                    v.name()
+                ),
+            });
+        }
+        (b.hvp, cg_full, raised) = (None, true, None);
+    }
+    let uses_beta = !cg;
     let contraction = matches!(v, AidVariant::AidFp | AidVariant::AidNeumann);
     let ten = |what: &'static str| (DEFAULT_STEPS, Source::default_because(what));
     let (mut alpha, mut beta, mut gamma, mut steps) = match rule {
@@ -360,21 +380,18 @@ pub fn resolve(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -
             );
         }
     }
-    if matches!(v, AidVariant::AmigoCg | AidVariant::AidBio | AidVariant::AidCg | AidVariant::AidCgWs)
-        && b.hvp.is_some()
-    {
-        if c.known.mu_g_sample.is_some_and(|m| m <= 0.0) {
-            return Err(bilevel_kernels::KernelError::InvalidParameter {
-                name: "batches",
-                reason: format!(
-                    "`{}` on mini-batches runs CG on one batch Hessian per call, which needs it positive definite; this \
-                     problem's samples are not strongly convex (per-sample µ = 0: a batch Hessian can be singular): use \
-                     amigo-gd (SGD on the adjoint), full batches for the Hessian (--batch-size-hvp with the data size) or \
-                     a per-sample strongly convex instance",
-                    v.name()
-                ),
-            });
-        }
+    if cg_full {
+        p.set(
+            "batch_hvp",
+            "|D_gyy|, one per adjoint step",
+            "full",
+            Source::default_because(
+                "CG needs a positive definite operator and this problem's samples are singular (per-sample µ = 0): \
+                 the CG Hessian is the full batch (--batch-size-hvp sets a batch, refused here)",
+            ),
+        );
+    }
+    if cg && b.hvp.is_some() {
         p.note("stochastic CG (one Hessian batch per CG call) is the library's own construction: no paper gives it");
     }
     Ok((config, p))

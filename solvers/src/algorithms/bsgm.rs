@@ -60,7 +60,13 @@
 //! - [`StepRule::Default`]: α = 1/L_L, η = 1/L_g (1/L_max on mini-batches: every sampled map
 //!   then contracts), deterministic: Theorem 17's schedule with its smallest c₃ = 1/log(1/q)
 //!   (or `--fixed-steps`); stochastic: Theorem 16's anytime schedule with c₃ = 1 (Remark 18's
-//!   Θ(1), its constant taken as 1) and σ̃₂ = 0 (ours, see above);
+//!   Θ(1), its constant taken as 1) and σ̃₂ = 0 (ours, see above), α = 1/(2L_L) (Gower et al.
+//!   2019's 1/(2ℒ) for a stochastic estimate, as the AID family's; α = 1/L_L with σ̃₂ = 0 left
+//!   the rank-one `benchopt` quadratic at batch 64 at a noise floor above its start), and t_s =
+//!   k_s floored at the cold start's time constant (the smallest T with q^T ≤ 1/10, at most
+//!   1000; `Stochastic::min_steps`): SID restarts from w = v = 0, and with Theorem 16's t_s =
+//!   s + 1 the early estimates are ∂x f near w = 0, not the hypergradient (J_s stays Theorem
+//!   16's);
 //! - [`StepRule::Experiments`]: paper 001's experiments are the equilibrium models (§7.1),
 //!   meta-learning with CNNs (§7.2) and data poisoning (§7.3): on a bilevel problem of this
 //!   catalogue, an error;
@@ -73,7 +79,7 @@
 //!   (Thm 16 (ii), Thm 17) needs constants the problems do not give (B, L_E, σ₁): the user's
 //!   `--max-iters` or `--horizon`.
 
-use super::lower::{over_l_outer, positive, user_or, Lower, LowerScale, OuterScale};
+use super::lower::{over_l_outer, positive, user_or, Lower, LowerScale};
 use super::{Context, Iterates, Output, Settings, StepRule};
 use crate::constants::{Constant, Constants};
 use crate::estimators::{Sid, SidStreams};
@@ -222,7 +228,6 @@ pub struct Bsgm {
     examples: BatchStream,
     problem_projection: bool,
     scale: LowerScale,
-    outer: OuterScale,
     output_seed: u64,
 }
 
@@ -301,6 +306,9 @@ pub struct Stochastic {
     pub horizon: Option<usize>,
     /// σ̃₂ of Theorem 8's γ = β(1 + σ̃₂) in the steps η_i = β/(γ + i) (0: γ = β, η_0 = 1).
     pub sigma2: f64,
+    /// A floor on t_s = k_s (not on J_s): 0 for Theorem 16's schedule as printed; the default
+    /// rule's is the cold start's time constant (see [`build`]).
+    pub min_steps: usize,
 }
 
 /// The most lower-level (and linear-system) steps one outer step may take: a c₃ that asks for
@@ -338,7 +346,6 @@ impl Bsgm {
             examples: BatchStream::full(),
             problem_projection: true,
             scale: LowerScale::none(),
-            outer: OuterScale::none(),
             output_seed: 0,
         })
     }
@@ -392,12 +399,6 @@ impl Bsgm {
     /// lower-level constants depend on x: [`super::lower`]).
     pub fn with_scale(self, scale: LowerScale) -> Self {
         Self { scale, ..self }
-    }
-
-    /// The outer step rescaled along the run by the curvature of the estimates seen so far
-    /// ([`OuterScale`]) from L_L(x_0) = `l_outer`.
-    pub fn with_outer_scale(self, l_outer: f64) -> Self {
-        Self { outer: OuterScale::from_estimate(l_outer), ..self }
     }
 
     /// The schedule t_s = k_s follows.
@@ -457,6 +458,12 @@ impl Bsgm {
         };
         (steps.ceil() as usize).max(1)
     }
+
+    /// J_s, and t_s = k_s with the stochastic form's floor ([`Stochastic::min_steps`]).
+    fn steps_and_batch(&self, s: usize) -> (usize, usize) {
+        let j = self.inner_steps(s);
+        (j.max(self.stochastic.map_or(0, |st| st.min_steps)), j)
+    }
 }
 
 impl Bsgm {
@@ -464,7 +471,6 @@ impl Bsgm {
     /// form's streams for `n_f` upper and `n_g` lower samples; `self.it` is set.
     fn start(&mut self, n_states: usize, dim_lambda: usize, n_f: usize, n_g: usize) -> Result<()> {
         self.sid = Some(Sid::new(n_states, dim_lambda));
-        self.outer.init(dim_lambda);
         self.s = 0;
         if let Some(st) = self.stochastic {
             let b = st.batches;
@@ -490,7 +496,7 @@ impl Bsgm {
     /// One step of Algorithm 2 on the fixed-point problem `map` (a bilevel problem's gradient
     /// map, or a fixed-point problem itself).
     fn step_on(&mut self, map: &dyn FixedPointProblem) -> Result<()> {
-        let t = self.inner_steps(self.s);
+        let (t, j) = self.steps_and_batch(self.s);
         if t > MAX_SCHEDULE_STEPS {
             return Err(KernelError::InvalidParameter {
                 name: "c3",
@@ -510,20 +516,19 @@ impl Bsgm {
             }
             None => sid.hypergradient(map, &it.x, t, t, &mut it.grad)?,
             Some(st) => {
-                // η_i = β/(γ + i) with β = 2/(1−q²), γ = β(1 + σ̃₂) (see the module doc); J_s = t_s.
+                // η_i = β/(γ + i) with β = 2/(1−q²), γ = β(1 + σ̃₂) (see the module doc); J_s.
                 let beta = 2.0 / (1.0 - st.q * st.q);
                 let gamma = beta * (1.0 + st.sigma2);
                 let eta = |i: usize| beta / (gamma + i as f64);
-                self.streams.upper.set_size(t);
-                self.streams.cross.set_size(t);
+                self.streams.upper.set_size(j);
+                self.streams.cross.set_size(j);
                 sid.hypergradient_sampled(map, &it.x, t, t, &eta, &mut self.streams, &mut it.grad)?
             }
         }
         // SID's inner state w_t is this step's y (copied: dim_y, or the batch's J·h states,
         // against t map evaluations).
         it.y.copy_from_slice(sid.state());
-        let r = self.outer.factor(&it.x, &it.grad);
-        it.outer_step(self.alpha * r);
+        it.outer_step(self.alpha);
         self.projection.apply(&mut it.x)?;
         if self.problem_projection {
             map.project(&mut it.x)?;
@@ -660,12 +665,18 @@ pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn
             Source::default_because(default)
         }
     };
-    let alpha = user_or(
-        s.outer_step,
-        "--outer-step",
-        s,
-        (over_l_outer(c, s)?, src("1/L_L: the gradient step of the L_L-smooth value function (Thm 17's 1/L_f)")),
-    );
+    let alpha = if mini && !theory {
+        (
+            0.5 * over_l_outer(c, s)?,
+            Source::default_because(
+                "1/(2L_L): the largest step Gower et al. 2019 Thm 3.1's 1/(2ℒ) allows for a stochastic outer estimate \
+                 (ℒ ≥ L_L), as the AID family's",
+            ),
+        )
+    } else {
+        (over_l_outer(c, s)?, src("1/L_L: the gradient step of the L_L-smooth value function (Thm 17's 1/L_f)"))
+    };
+    let alpha = user_or(s.outer_step, "--outer-step", s, alpha);
     let map_l = lower.per_batch(b.inner.or(b.hvp));
     let eta = user_or(
         s.inner_step,
@@ -715,7 +726,26 @@ pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn
             src("Remark 18's β, Theorem 8's γ"),
         );
         p.set("c3", "c₃ of t_s = k_s = J_s", c3.0, c3.1);
-        let st = Stochastic { batches: b, seed: s.seed, q, horizon: s.horizon, sigma2 };
+        // SID starts from w = v = 0 at every outer step (the paper's point): with t_s = s + 1
+        // steps of a map that contracts by q ≈ 1 − ηµ_g the early estimates are ∂x f near
+        // w = 0, not the hypergradient. The default floors t_s = k_s at the cold start's time
+        // constant (q^T ≤ 1/10, at most 1000); J_s stays Theorem 16's.
+        let min_steps = if rule == StepRule::Default && s.fixed_steps.is_none() {
+            let t = super::lower::cold_steps_at(1.0 / (1.0 - q), 1, super::lower::MAX_DEFAULT_TERMS);
+            p.set(
+                "min_steps",
+                "a floor on t_s = k_s (not J_s)",
+                t,
+                Source::default_because(
+                    "SID restarts from w = 0: the smallest T with q^T ≤ 1/10 (at most 1000), below which the estimate \
+                     is ∂x f near w = 0; Theorem 16's schedule has none",
+                ),
+            );
+            t
+        } else {
+            0
+        };
+        let st = Stochastic { batches: b, seed: s.seed, q, horizon: s.horizon, sigma2, min_steps };
         let bsgm = Bsgm::new(alpha.0, eta.0, c3.0, s.projection)?;
         let bsgm = match s.fixed_steps {
             Some(t) => bsgm.with_fixed_steps(t)?,
