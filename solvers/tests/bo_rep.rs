@@ -154,7 +154,7 @@ fn epoch_sgd_follows_its_schedule_and_lemma_3_2() {
     // schedule's algebra is what is checked.
     let theory =
         TheoryConstants::new(k.mu_g.unwrap(), k.l_g.unwrap(), k.l_outer.unwrap(), 1.0, 1.0, 0.0, 0.0, [0.0; 3]);
-    let params = theory.theorem_3_1(bilevel_solvers::algorithms::bo_rep::DEFAULT_EPSILON, 0.1).unwrap();
+    let params = theory.theorem_3_1(bilevel_solvers::algorithms::bo_rep::DEFAULT_EPSILON, 0.1, None).unwrap();
     let InitRefinement::Epochs(e) = params.init else { panic!("{:?}", params.init) };
     let (x0, y0) = (p.x0(1), vec![0.0; p.dim_y()]);
     let mut gy = vec![0.0; p.dim_y()];

@@ -233,8 +233,8 @@ fn sustain_follows_theorem_3_3() {
 }
 
 /// Paper 003, Theorem 3.1 / E.2's (75) with σ = 0 (one sample): 1 − β = min(1/4, µ/L), ν = (1 −
-/// β)/µ, I = 1, η = min(⅛(ε/K0)(1 − β), µε/(8K0 I C)), R = ε/(4K0), γ = 1/(2L), N = ⌈16L/µ⌉,
-/// K0 of (16) with K1 = 0.
+/// β)/µ, I = 1, η = min(⅛ min(ε/K0, Δ/‖∇Φ(x_0)‖, εΔ/(C²Δ_{z,0}))(1 − β), µε/(8K0 I C)), R =
+/// ε/(4K0), γ = 1/(2L), N = ⌈16L/µ⌉, K0 of (16) with K1 = 0.
 #[test]
 fn bo_rep_follows_theorem_3_1_without_noise() {
     let (p, x0) = f1();
@@ -245,7 +245,16 @@ fn bo_rep_follows_theorem_3_1_without_noise() {
     let k0 = (1.0 + c * c / (mu * mu)).sqrt() * (lf + c / mu * lf);
     let eps = 1e-2;
     let omb = 0.25f64.min(mu / l);
-    let eta = (0.125 * eps / k0 * omb).min(mu * eps / (8.0 * k0 * c));
+    // (75)'s start terms: Δ = Φ(x_0) − inf Φ, ‖∇Φ(x_0)‖, Δ_{z,0} = ‖z*(x_0)‖² (z_0 = 0).
+    let e = p.exact().unwrap();
+    let gap = e.value(&x0) - e.minimum().unwrap().1;
+    let (mut g, mut z) = (vec![0.0; x0.len()], vec![0.0; p.dim_y()]);
+    e.hypergradient(&x0, &mut g);
+    e.v_star(&x0, &mut z);
+    let grad_norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let z_gap: f64 = z.iter().map(|v| v * v).sum();
+    let first = (eps / k0).min(gap / grad_norm).min(eps * gap / (c * c * z_gap));
+    let eta = (0.125 * first * omb).min(mu * eps / (8.0 * k0 * c));
     let settings = Settings { epsilon: Some(eps), ..Settings::default() };
     let got = built("bo-rep", p.as_ref(), &x0, &settings).params;
     close(got.real("k0").unwrap(), k0, "K0");

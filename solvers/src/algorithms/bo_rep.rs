@@ -60,8 +60,10 @@
 //!   γ ≤ 1/(2L) (Lemma D.1's condition α ≤ 1/(2L), which (44)/(80) do not restate).
 //! - ν = (1−β)/µ is also capped at 1/L: the z recursion contracts only for ν < 2/L, and the
 //!   theorem's cap µ/(16σ²_{g,2}) is vacuous when σ_{g,2} = 0.
-//! - λ1 of (46)/(82) needs K = 4Δ/(ηε), i.e. Δ: we take λ1 = (38)'s λ at k† = 1,
-//!   max(√(3 ln(2/δ)), ln(2/δ)) (a stand-in; both are polylogarithmic).
+//! - η's start terms Δ/‖∇Φ(x_0)‖ and εΔ/(C²_gxy Δ_{z,0}) and λ1 of (46)/(82) (through
+//!   K = 4Δ/(ηε)) read the start: the theory rule takes Δ = Φ(x_0) − inf Φ, ‖∇Φ(x_0)‖ and
+//!   Δ_{z,0} = ‖z*(x_0)‖² (z_0 = 0) from the problem's closed form ([`StartValues`]) and
+//!   records Δ as the `gap` parameter; a problem without one is refused.
 //! - z_0 = 0, m_0 = 0, ȳ^0 irrelevant (weight 0). `ξ̃_k` of Alg. 1's footnote is drawn only at
 //!   k = jI, j ≥ 1: y is frozen at y_0 for k < I.
 //!
@@ -231,6 +233,18 @@ pub struct TheoryConstants {
     pub sigma_g2: f64,
 }
 
+/// The values at the start that (75) reads: Δ = Φ(x_0) − inf Φ, ‖∇Φ(x_0)‖ and Δ_{z,0} =
+/// ‖z_0 − z*(x_0)‖² (z_0 = 0).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct StartValues {
+    /// Δ.
+    pub gap: f64,
+    /// ‖∇Φ(x_0)‖.
+    pub grad_norm: f64,
+    /// Δ_{z,0}.
+    pub z_gap: f64,
+}
+
 impl TheoryConstants {
     /// From µ, L (= `l`), an L_f-smooth f (so (L_{x,0}, L_{x,1}) = (L_{y,0}, L_{y,1}) = (L_f, 0):
     /// K1 = 0), C_gxy, M = sup ‖∇y f‖ ≥ ‖∇y f(x, y*(x))‖, ρ and τ, and the noise levels
@@ -242,9 +256,19 @@ impl TheoryConstants {
         Self { mu, l, k0, k1: 0.0, c_gxy, m, sigma_f1: sigmas[0], sigma_g1: sigmas[1], sigma_g2: sigmas[2] }
     }
 
-    /// The parameters of (75) for target ε and failure probability δ.
-    pub fn theorem_3_1(&self, epsilon: f64, delta: f64) -> Result<BoRepParams> {
+    /// The parameters of (75) for target ε and failure probability δ. `start` gives (75)'s
+    /// terms that depend on the start: η's Δ/‖∇Φ(x_0)‖ and εΔ/(C²_gxy Δ_{z,0}), and λ₁ of (46)/(82)
+    /// through K = 4Δ/(ηε). Without it those two η terms are left out (η is then larger than
+    /// the theorem's: for checking the other entries' algebra only), and σ_{g,1} > 0 is refused
+    /// (λ₁ needs K).
+    pub fn theorem_3_1(&self, epsilon: f64, delta: f64, start: Option<StartValues>) -> Result<BoRepParams> {
         let c = self;
+        if c.sigma_g1 > 0.0 && start.is_none() {
+            return Err(invalid(
+                "sigma",
+                "λ₁ of Lemma D.3 needs K = 4Δ/(ηε), Δ = Φ(x_0) − inf Φ: give the start's values".into(),
+            ));
+        }
         if !(epsilon.is_finite() && epsilon > 0.0 && delta > 0.0 && delta < 1.0) {
             return Err(invalid("epsilon", format!("needs ε > 0 and δ in (0, 1), got ε = {epsilon}, δ = {delta}")));
         }
@@ -265,17 +289,25 @@ impl TheoryConstants {
         let nu = one_minus_beta / mu;
         let sig1 = c.sigma_g1.powi(2);
         let period = (sig1 * k0 * k0 / (mu * mu * eps * eps)).ceil().max(1.0);
+        // min(1/K1, ε/K0, Δ/‖∇Φ(x_0)‖, εΔ/(C²_gxy Δ_{z,0})) (a term with a zero denominator is
+        // no constraint).
+        let mut first = (1.0 / c.k1).min(eps / k0);
+        if let Some(st) = start {
+            first = first.min(st.gap / st.grad_norm).min(eps * st.gap / (c.c_gxy * c.c_gxy * st.z_gap));
+        }
         let eta_terms = [
-            0.125 * (1.0 / c.k1).min(eps / k0) * one_minus_beta,
+            0.125 * first * one_minus_beta,
             // 1/√(2(1 + C²/µ²)(L²_{x,1} + L²_{y,1})): infinite with L_{x,1} = L_{y,1} = 0.
             mu * eps / (8.0 * k0 * period * c.c_gxy),
         ];
         let eta = eta_terms.into_iter().fold(f64::INFINITY, f64::min);
         let init = EpochSchedule { mu, l: c.l, sigma: c.sigma_g1, k0, epsilon: eps, delta };
-        // λ1 of Lemma D.3 multiplies σ_{g,1} only (γ and N below): with σ_{g,1} = 0, the one
-        // case the theory rule runs, it does not enter. For σ_{g,1} > 0 it needs K/I with
-        // K = 4Δ/(ηε); here λ at k† = 1 (a lower value: not sound for σ_{g,1} > 0).
-        let lam = init.lambda(1);
+        // λ1 of (46)/(82): max(√(3 ln(2K/(δI))), ln(2K/(δI))) with K = 4Δ/(ηε); it multiplies
+        // σ_{g,1} only (γ and N below).
+        let lam = match start {
+            Some(st) => lambda_of(2.0 * (4.0 * st.gap / (eta * eps)) / (delta * period)),
+            None => 0.0,
+        };
         let root = (lam + 1.0).sqrt();
         let gamma =
             if sig1 > 0.0 { mu * eps * eps / (512.0 * k0 * k0 * sig1 * root * (lam + root)) } else { f64::INFINITY }
@@ -444,7 +476,26 @@ pub fn resolve(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(BoRep
                 [0.0; 3],
             );
             let eps = s.epsilon.or(o.epsilon).unwrap_or(DEFAULT_EPSILON);
-            let params = t.theorem_3_1(eps, o.delta.unwrap_or(DEFAULT_DELTA))?;
+            // Δ, ‖∇Φ(x_0)‖ and ‖z*(x_0)‖² from the problem's exact reference (z = v*, z_0 = 0).
+            let exact = ctx.problem.exact().ok_or_else(|| {
+                invalid(
+                    "steps",
+                    "paper 003 Theorem 3.1's η needs Φ(x_0) − inf Φ: a problem with its closed form".into(),
+                )
+            })?;
+            let (_, l_star) = exact.minimum().ok_or_else(|| {
+                invalid("steps", "paper 003 Theorem 3.1's η needs inf Φ, which this problem does not give".into())
+            })?;
+            let (mut g, mut z) = (vec![0.0; ctx.x0.len()], vec![0.0; ctx.problem.dim_y()]);
+            exact.hypergradient(ctx.x0, &mut g);
+            exact.v_star(ctx.x0, &mut z);
+            let start = StartValues {
+                gap: exact.value(ctx.x0) - l_star,
+                grad_norm: g.iter().map(|v| v * v).sum::<f64>().sqrt(),
+                z_gap: z.iter().map(|v| v * v).sum::<f64>(),
+            };
+            p.set("gap", "Δ = Φ(x_0) − inf Φ", start.gap, Source::problem("the closed form"));
+            let params = t.theorem_3_1(eps, o.delta.unwrap_or(DEFAULT_DELTA), Some(start))?;
             p.set("k0", "K0 of (16)", t.k0, Source::theorem("paper 003 (16) with L-smooth f (K1 = 0)"));
             let th = || Source::theorem("paper 003 Thm 3.1 / E.2, (75) (σ = 0: one sample)");
             (params, th(), th(), th(), structural(th()))
