@@ -39,7 +39,9 @@ them to --json. L_g, mu_g: the lower level's constants; L_L: the outer objective
 mini-batches the steps use the expected smoothness L(b) of Gower et al. 2019 and L_max.
   amigo-gd, amigo-cg, aid-gd, aid-cg, aid-cg-ws, aid-fp, aid-n
     default      alpha = beta = 1/L_g, gamma = 1/L_L, T = N = 10 (paper 000 Sec. 5.1's values);
-                 mini-batch: 1/(2 L(b)), gamma = 1/(2 L_L), paper 000 Thm 1's Hessian batch floor
+                 mini-batch: 1/(2 L(b)), gamma = 1/(2 L_L(b)) with the outer objective's
+                 per-sample bound where the problem gives one (else L_L),
+                 paper 000 Thm 1's Hessian batch floor
     experiments  paper 000 Sec. 5.1 (quadratic), 5.2 (logreg_text), 5.3 (distillation)
     theory       paper 000 Thm 1 / Prop. 10, eq. (13), (43): T, N, gamma = 1/L (full batch; the
                  baselines borrow AmIGO's, said so; AmIGO-CG's N is ours, the CG bound);
@@ -49,7 +51,8 @@ mini-batches the steps use the expected smoothness L(b) of Gower et al. 2019 and
                theory paper 002 Thm 1, eq. (22) and (31): alpha = 1/L, beta = 1/(8 L_Phi), T, N
   itd          default alpha = 1/L_g, gamma = 1/L_L, T = 10; experiments paper 000 Sec. 5.1-5.3;
                theory refused (Thm 2 needs the warm-start bound Delta, which no problem gives)
-  stocbio      default alpha = 1/(2 L(S)), eta = 1/L_max, beta = 1/L_L, T = Q = 10;
+  stocbio      default alpha = 1/(2 L(S)), eta = 1/L_max, beta = 1/L_L (mini-batches: as
+               AmIGO's gamma), T = Q = 10;
                experiments paper 002 App. A (logreg_text: alpha = beta = 100, eta = 0.5);
                theory paper 002 Thm 3, eq. (10), Lemma 9, Prop. 3 (one-sample problems; finite
                sums refused: sigma of Assumption 4 is unbounded)
@@ -235,7 +238,7 @@ pub struct SolveArgs {
     #[arg(long, value_parser = parse_positive)]
     pub epsilon: Option<f64>,
     /// Inner gradient steps T per outer step [default: the rule's, 10 for most].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_steps)]
     pub inner_steps: Option<u64>,
     /// The inner (lower-level) step α, replacing the rule's.
     #[arg(long, value_parser = parse_positive)]
@@ -251,7 +254,7 @@ pub struct SolveArgs {
     /// BSGM: paper 001 §7.1's fixed schedule t_s = k_s = T (the equilibrium experiments' 2)
     /// instead of Theorem 16/17's c₃ schedules (so not with --c3 or --horizon, nor under
     /// --steps theory). On the equilibrium model the experiments rule's default is 2.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000), conflicts_with_all = ["c3", "horizon"])]
+    #[arg(long, value_parser = parse_steps, conflicts_with_all = ["c3", "horizon"])]
     pub fixed_steps: Option<u64>,
     /// BSGM on a fixed-point problem with its own constraint set (the equilibrium model's Λ of
     /// paper 001 §7.1: ‖θ‖_∞ ≤ 1 entrywise, ‖A‖₂ ≤ 0.5): run on R^m instead of projecting onto it.
@@ -259,7 +262,7 @@ pub struct SolveArgs {
     pub no_projection: bool,
     /// Adjoint steps N per outer step (Neumann terms Q, SUSTAIN's K) [default: the rule's, 10 for
     /// most].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_steps)]
     pub lin_steps: Option<u64>,
     /// Outer step γ, replacing the rule's (must be < 2/L_L where L_L is known).
     #[arg(long, value_parser = parse_positive)]
@@ -322,9 +325,9 @@ pub struct BatchArgs {
     /// The cross-product batch (D_gxy, D_G), replacing --batch-size.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size_cross: Option<u64>,
-    /// How batches are drawn.
-    #[arg(long, value_enum, default_value = "replacement")]
-    pub sampling: SamplingArg,
+    /// How batches are drawn [default: replacement].
+    #[arg(long, value_enum)]
+    pub sampling: Option<SamplingArg>,
     /// Seed of the batch streams (separate from the problem's --seed).
     #[arg(long, default_value_t = 0)]
     pub sample_seed: u64,
@@ -333,16 +336,16 @@ pub struct BatchArgs {
     pub neumann_decay: bool,
     /// Stochastic BSGM: the finite-horizon schedule t_s = k_s = J_s = ⌈c₃S⌉ of Theorem 16 (ii)
     /// with this S (default: the anytime ⌈c₃(s+1)⌉).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_steps)]
     pub horizon: Option<u64>,
 }
 
 /// SUSTAIN's and Adam-SUSTAIN's own options (`solve`).
 #[derive(clap::Args, Debug, Default)]
 pub struct SustainArgs {
-    /// Adam-SUSTAIN's option (paper 004 Alg. 2): 1 or 2 (default 2, the paper's runs).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub adam_option: u8,
+    /// Adam-SUSTAIN's option (paper 004 Alg. 2): 1 or 2 [default: 2, the paper's runs].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub adam_option: Option<u8>,
     /// SUSTAIN's w in α_t = a/(w + t)^(1/3), replacing the rule's.
     #[arg(long, value_parser = parse_positive)]
     pub momentum_w: Option<f64>,
@@ -366,7 +369,7 @@ impl SustainArgs {
             return Err(format!("--momentum-c-eta must be > 0 (or inf), got {c}"));
         }
         Ok(SustainOptions {
-            adam_option: if self.adam_option == 1 { AdamOption::I } else { AdamOption::II },
+            adam_option: if self.adam_option == Some(1) { AdamOption::I } else { AdamOption::II },
             w: self.momentum_w,
             c_eta: self.momentum_c_eta,
             c_beta: self.momentum_c_beta,
@@ -379,10 +382,10 @@ impl SustainArgs {
 #[derive(clap::Args, Debug, Default)]
 pub struct BoRepArgs {
     /// The period I of the lower-level updates.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_steps)]
     pub period: Option<u64>,
     /// The number N of averaged projected lower-level steps per update.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_steps)]
     pub lower_steps: Option<u64>,
     /// The projection radius R of the moving ball (`inf`: no projection).
     #[arg(long)]
@@ -396,8 +399,8 @@ pub struct BoRepArgs {
     /// The lower-level step γ of the periodic updates.
     #[arg(long, value_parser = parse_positive)]
     pub lower_step: Option<f64>,
-    /// SGD steps of the initialization refinement [default: 10].
-    #[arg(long)]
+    /// SGD steps of the initialization refinement [default: 10; 0: none].
+    #[arg(long, value_parser = parse_steps_or_zero)]
     pub init_steps: Option<u64>,
 }
 
@@ -442,7 +445,7 @@ impl BatchArgs {
             outer: or(self.batch_size_outer),
             hvp: or(self.batch_size_hvp),
             cross: or(self.batch_size_cross),
-            sampling: match self.sampling {
+            sampling: match self.sampling.unwrap_or_default() {
                 SamplingArg::Replacement => bilevel_solvers::Sampling::Replacement,
                 SamplingArg::Epochs => bilevel_solvers::Sampling::Epochs,
             },
@@ -585,10 +588,10 @@ pub struct HypergradArgs {
     #[arg(long, value_enum, default_value = "aid-cg")]
     pub method: Method,
     /// Inner gradient steps T (step 1/L_g, from y = 0) [default: 10].
-    #[arg(long)]
-    pub inner_steps: Option<usize>,
+    #[arg(long, value_parser = parse_steps_or_zero)]
+    pub inner_steps: Option<u64>,
     /// Adjoint steps N (CG iterations, GD/FP steps, Neumann terms) [default: 10].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_steps)]
     pub lin_steps: Option<u64>,
     /// Also write the result as one JSON object to this file.
     #[arg(long)]
@@ -620,6 +623,37 @@ fn parse_positive(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("must be a finite number > 0, got {s}"))
     }
+}
+
+/// The most steps one count flag may ask for: 10^8 oracle calls of the smallest problem take
+/// seconds, of a real one hours; more cannot finish in any reasonable time (a run is cut by
+/// --time-limit and Ctrl-C inside its steps anyway).
+pub const MAX_STEPS: u64 = 100_000_000;
+
+/// A step count ≥ 1 and ≤ [`MAX_STEPS`], as an integer or an integral float (`1e6`).
+fn parse_steps(s: &str) -> Result<u64, String> {
+    match parse_steps_or_zero(s)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// [`parse_steps`], 0 allowed (no steps).
+fn parse_steps_or_zero(s: &str) -> Result<u64, String> {
+    let v: f64 = match s.parse::<u64>() {
+        Ok(n) => n as f64,
+        Err(_) => s.parse().map_err(|_| format!("`{s}` is not a count"))?,
+    };
+    if !(v >= 0.0 && v.fract() == 0.0) {
+        return Err(format!("`{s}` is not a whole number ≥ 0"));
+    }
+    if v > MAX_STEPS as f64 {
+        return Err(format!(
+            "{v:.3e} steps cannot finish in any reasonable time; the most one flag may ask for is {MAX_STEPS:.0e}",
+            MAX_STEPS = MAX_STEPS as f64
+        ));
+    }
+    Ok(v as u64)
 }
 
 fn parse_growth(s: &str) -> Result<f64, String> {

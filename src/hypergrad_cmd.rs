@@ -17,6 +17,9 @@ const DEFAULT_STEPS: usize = 10;
 
 /// Runs `bilevel hypergrad`.
 pub fn run(a: &HypergradArgs) -> Result<(), DynError> {
+    crate::problem_args::check_file_flags(&a.problem)?;
+    let inputs = [a.problem.problem_file.as_deref(), a.problem.problem_dir.as_deref()];
+    crate::output::check_distinct(&[("--json", a.json.as_deref())], &inputs)?;
     let p = crate::problem_args::load(&a.problem)?;
     report(a, &p.name, p.problem, p.x0)
 }
@@ -26,7 +29,7 @@ fn report<P: BilevelProblem>(a: &HypergradArgs, name: &str, problem: P, x: Vec<f
         Some(v) => (v, Source::user(flag)),
         None => (DEFAULT_STEPS, Source::default_because("10 (ours)")),
     };
-    let (inner_steps, inner_src) = steps(a.inner_steps, "--inner-steps");
+    let (inner_steps, inner_src) = steps(a.inner_steps.map(|v| v as usize), "--inner-steps");
     let (n, lin_src) = steps(a.lin_steps.map(|v| v as usize), "--lin-steps");
     if a.method == Method::Itd && inner_steps == 0 {
         return Err("--inner-steps must be >= 1 for ITD (it differentiates through the inner steps)".into());

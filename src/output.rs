@@ -27,6 +27,52 @@ impl Drop for OutFile {
     }
 }
 
+/// Refuses two outputs on the same file, or an output on an input (`inputs`: a file, or a
+/// problem directory, whose manifest.json and .npy files are its input): compared after
+/// resolving links and `..`, so a symlink between two names is seen.
+pub fn check_distinct(outputs: &[(&str, Option<&Path>)], inputs: &[Option<&Path>]) -> Result<(), DynError> {
+    let resolved: Vec<(&str, PathBuf)> =
+        outputs.iter().filter_map(|(flag, p)| p.map(|p| (*flag, resolve(p)))).collect();
+    for (i, (flag, path)) in resolved.iter().enumerate() {
+        if let Some((other, _)) = resolved[..i].iter().find(|(_, q)| q == path) {
+            return Err(format!(
+                "{other} and {flag} name the same file ({}): one would overwrite the other",
+                path.display()
+            )
+            .into());
+        }
+        for input in inputs.iter().flatten() {
+            let input = resolve(input);
+            // A problem directory's own files: manifest.json and the .npy arrays.
+            let own_file = path.parent() == Some(input.as_path())
+                && (path.file_name().is_some_and(|n| n == "manifest.json")
+                    || path.extension().is_some_and(|e| e == "npy"));
+            if *path == input || own_file {
+                return Err(format!(
+                    "{flag} {} would overwrite the problem's input ({})",
+                    path.display(),
+                    input.display()
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` with links and `..` resolved: the whole path where it exists, else its parent's
+/// resolution and its file name.
+fn resolve(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(parent), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
 impl OutFile {
     /// Creates `path` for `flag` (e.g. `--json`), or an error naming both and the OS reason.
     pub fn create(flag: &'static str, path: &Path) -> Result<Self, DynError> {

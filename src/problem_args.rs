@@ -96,6 +96,33 @@ pub fn load_runnable(a: &ProblemArgs) -> Result<Runnable, DynError> {
     }
 }
 
+/// Refuses `--problem-file` options that the chosen problem would not read (or given without
+/// `--problem-file`).
+pub fn check_file_flags(a: &ProblemArgs) -> Result<(), DynError> {
+    let f = &a.file;
+    let given = [
+        (f.val_fraction.is_some(), "--val-fraction", "both file problems"),
+        (f.test_fraction.is_some(), "--test-fraction", "both file problems"),
+        (f.corruption.is_some(), "--corruption", "hyperclean"),
+        (f.ridge.is_some(), "--ridge", "hyperclean"),
+        (f.reg_scale.is_some(), "--reg-scale", "logreg_per_class"),
+    ];
+    for (set, flag, who) in given {
+        if !set {
+            continue;
+        }
+        if a.problem_file.is_none() {
+            return Err(
+                format!("{flag} shapes a problem built from --problem-file (read by {who}); none was given").into()
+            );
+        }
+        if who != "both file problems" && a.name != who {
+            return Err(format!("{flag} is not used by `{}` from a file; it is read by {who}", a.name).into());
+        }
+    }
+    Ok(())
+}
+
 /// A problem on the rows of a LIBSVM file (`--problem-file`), x0 = 0 (the neutral weights).
 fn from_file(
     name: &str,

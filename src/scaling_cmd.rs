@@ -49,11 +49,25 @@ pub fn run(a: &ScalingArgs) -> Result<(), DynError> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let duplicates = (store.duplicates_dropped > 0).then(|| {
+        format!(
+            "{} duplicate points (same claim, algorithm, x and seed as an earlier one) dropped from {}, the first of \
+             each kept",
+            store.duplicates_dropped,
+            a.out.join("points.json").display()
+        )
+    });
+    if let Some(d) = &duplicates {
+        eprintln!("warning: {d}");
+    }
     let table = claims::table()?;
     let report = report::analyze(&table, &store.points, &FitOptions::default());
     let mut header = header(mode, start.elapsed().as_secs_f64(), store.points.len());
     if !outcome.complete {
         header += "- **incomplete**: stopped before every point was measured; `--resume` continues\n";
+    }
+    if let Some(d) = &duplicates {
+        header += &format!("- warning: {d}\n");
     }
     let md = report::markdown(&report, &header) + &report::threads_markdown(&outcome.threads);
     let write = |name: &str, bytes: &[u8]| {

@@ -4,6 +4,7 @@
 use crate::cli::{Algo, SolveArgs};
 use crate::output::OutFile;
 use crate::problem_args::{LoadedFixedPoint, Runnable};
+use bilevel_kernels::interrupt;
 use bilevel_kernels::{BilevelProblem, Counted, CountingConvention, FixedPointProblem};
 use bilevel_solvers::algorithms::{self, bsgm};
 use bilevel_solvers::{
@@ -16,12 +17,52 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 type DynError = Box<dyn std::error::Error>;
 
-/// Runs `bilevel solve`.
+/// Runs `bilevel solve`. Ctrl-C, SIGTERM and SIGHUP stop it from here on, inside any loop
+/// (the L_L estimate, a step's inner loops: [`bilevel_kernels::interrupt`]), keeping what was
+/// measured; a second one exits at once.
 pub fn run(a: &SolveArgs) -> Result<(), DynError> {
-    match crate::problem_args::load_runnable(&a.problem)? {
-        Runnable::Bilevel(p) => solve(a, &p.name, p.problem, p.x0),
-        Runnable::FixedPoint(p) => solve_fixed_point(a, p),
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    check_flags(a)?;
+    let watch = interrupt::Watch { flag: Some(&INTERRUPTED), deadline: None };
+    interrupt::watching(watch, || {
+        let outcome = match crate::problem_args::load_runnable(&a.problem)? {
+            Runnable::Bilevel(p) => solve(a, &p.name, p.problem, p.x0),
+            Runnable::FixedPoint(p) => solve_fixed_point(a, p),
+        };
+        // Cut before the run began (loading, the constants' estimates): say so plainly.
+        match outcome {
+            Err(e) if e.downcast_ref::<bilevel_kernels::KernelError>().and_then(interrupt::cause_of).is_some() => {
+                Err("interrupted before the first step (loading the problem or estimating its constants); \
+                     no output was written"
+                    .into())
+            }
+            other => other,
+        }
+    })
+}
+
+/// Refuses flags that would change nothing (the algorithm's own flags are checked by the
+/// library, [`bilevel_solvers::algorithms::check_used`]) and outputs that would overwrite each
+/// other or an input.
+fn check_flags(a: &SolveArgs) -> Result<(), DynError> {
+    let b = &a.batches;
+    let batched = [b.batch_size, b.batch_size_inner, b.batch_size_outer, b.batch_size_hvp, b.batch_size_cross]
+        .iter()
+        .any(Option::is_some);
+    if b.sampling.is_some() && !batched {
+        return Err("--sampling: every oracle runs on the full batch (set --batch-size to draw mini-batches)".into());
     }
+    if a.sustain.adam_option.is_some() && a.algo != Algo::AdamSustain {
+        return Err(format!("--adam-option is not used by `{}`; it is read by adam-sustain", a.algo.name()).into());
+    }
+    crate::problem_args::check_file_flags(&a.problem)?;
+    let inputs = [a.problem.problem_file.as_deref(), a.problem.problem_dir.as_deref()];
+    crate::output::check_distinct(&[("--json", a.json.as_deref()), ("--trace", a.trace.as_deref())], &inputs)?;
+    Ok(())
 }
 
 /// BSGM's outer step on a fixed-point problem without `--outer-step`: paper 001 §7.1's α = 0.5.
@@ -41,6 +82,30 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
     if a.algo != Algo::Bsgm {
         return Err(format!(
             "`{name}` is a fixed-point problem: `solve` runs it with --algo bsgm only (BSGM on the map itself), not `{algo}`"
+        )
+        .into());
+    }
+    let unused: Vec<&str> = [
+        (a.inner_steps.is_some(), "--inner-steps"),
+        (a.lin_steps.is_some(), "--lin-steps"),
+        (a.inner_step.is_some(), "--inner-step"),
+        (a.adjoint_step.is_some(), "--adjoint-step"),
+        (a.epsilon.is_some(), "--epsilon"),
+        (a.average, "--average"),
+        (a.constants.l_g.is_some() || a.constants.mu_g.is_some(), "--l-g/--mu-g"),
+        (a.constants.l_outer.is_some() || a.constants.mu_outer.is_some(), "--l-outer/--mu-outer"),
+        (a.sustain.momentum_w.is_some() || a.sustain.momentum_c_eta.is_some(), "--momentum-*"),
+        (a.sustain.momentum_c_beta.is_some() || a.sustain.upper_momentum_only, "--momentum-*"),
+        (a.bo_rep.options().map(|o| o != Default::default()).unwrap_or(true), "BO-REP's flags"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !unused.is_empty() {
+        return Err(format!(
+            "{}: not used by BSGM on the fixed-point problem `{name}` (it takes --outer-step, --fixed-steps, --c3, \
+             --batch-size, --sampling, --no-projection and the stop flags)",
+            unused.join(", ")
         )
         .into());
     }
@@ -196,6 +261,7 @@ fn solve<P: BilevelProblem>(a: &SolveArgs, name: &str, problem: P, x0: Vec<f64>)
     let json = OutFile::maybe("--json", a.json.as_ref())?;
     let trace_out = OutFile::maybe("--trace", a.trace.as_ref())?;
     let settings = settings(a)?;
+    algorithms::check_used(algo, rule, &settings)?;
     let needs = algorithms::needs(algo, rule, &settings)?;
     if needs.contains(&Constant::LOuter) && problem.constants().l_outer.is_none() && a.constants.l_outer.is_none() {
         eprintln!(
@@ -320,13 +386,8 @@ fn execute(
         ..StopRule::iterations(a.max_iters)
     };
     let mut trace_file = out.trace.map(|t| t.into_trace(&out.metric_names)).transpose()?;
-    // Ctrl-C stops the run at the next row, keeping the trace and the summary; a second one
-    // exits at once.
-    let _ = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
+    // Ctrl-C (the handler of `run`) stops the run inside its step, keeping the trace and the
+    // summary.
     // A progress bar on a terminal only: piped output stays one clean summary line.
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         let bar = indicatif::ProgressBar::new(a.max_iters as u64);

@@ -35,7 +35,7 @@ const COUNTS: (&[&str], &[&str]) =
     (&["0", "1", "3", "10", "18446744073709551615"], &["-1", "1.5", "x", "18446744073709551616"]);
 const SIZES: (&[&str], &[&str]) =
     (&["1", "2", "7", "64", "10000000000", "4294967296"], &["0", "-3", "999999999999999999999"]);
-const STEPS: (&[&str], &[&str]) = (&["1", "3", "10"], &["0", "-1", "x"]);
+const STEPS: (&[&str], &[&str]) = (&["1", "3", "10"], &["0", "-1", "x", "1e10", "4294967296", "2.5"]);
 const KAPPA: (&[&str], &[&str]) = (&["1", "10", "1e3", "1e7", "1e12", "1e300"], &["0.5", "-1", "NaN", "x"]);
 const GROWTH: (&[&str], &[&str]) = (&["2", "100", "1e300", "inf"], &["1", "0.5", "NaN"]);
 const COUNTS_SMALL: (&[&str], &[&str]) = (&["0", "1", "3", "10"], &["-1", "x"]);
@@ -108,9 +108,22 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
         ("--sample-seed", COUNTS, 0.2, true),
         ("--horizon", BATCHES, 0.1, true),
         ("--eval-every", BATCHES, 0.1, true),
+        // Flags of one algorithm only (refused on the others), and step counts.
+        ("--fixed-steps", STEPS, 0.05, true),
+        ("--period", STEPS, 0.05, true),
+        ("--lower-steps", STEPS, 0.05, true),
+        ("--init-steps", STEPS, 0.05, true),
+        ("--momentum-w", NUMBERS, 0.05, true),
+        ("--adam-option", (&["1", "2"][..], &["3"][..]), 0.05, true),
+        ("--epsilon", NUMBERS, 0.05, true),
     ] {
         if (solve || !solve_only) && r.random_bool(p) {
             push(&mut args, flag, value(r, pool));
+        }
+    }
+    for flag in ["--average", "--neumann-decay", "--upper-momentum-only"] {
+        if solve && r.random_bool(0.03) {
+            args.push(flag.into());
         }
     }
     if r.random_bool(0.05) {
@@ -119,8 +132,12 @@ fn arguments(r: &mut impl Rng) -> Vec<String> {
     args
 }
 
+/// With probability [`SIGNAL`], a signal (SIGTERM, SIGHUP or SIGINT) sent after a random delay:
+/// the run must stop cleanly (exit 0–2) like any other.
+const SIGNAL: f64 = 0.05;
+
 /// Runs one set: `Ok(exit code)`, or `Err` describing a panic, an abort, a signal or a hang.
-fn check(args: &[String]) -> Result<i32, String> {
+fn check(args: &[String], signal: Option<(&str, Duration)>) -> Result<i32, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bilevel"))
         .args(args)
         .stdout(Stdio::null())
@@ -128,7 +145,12 @@ fn check(args: &[String]) -> Result<i32, String> {
         .spawn()
         .map_err(|e| e.to_string())?;
     let start = Instant::now();
+    let mut signal = signal;
     loop {
+        if let Some((name, _)) = signal.filter(|(_, after)| start.elapsed() >= *after) {
+            let _ = Command::new("kill").args([name, &child.id().to_string()]).status();
+            signal = None;
+        }
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             let mut err = String::new();
             std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).ok();
@@ -139,7 +161,7 @@ fn check(args: &[String]) -> Result<i32, String> {
                     }
                     Ok(code)
                 }
-                code => Err(format!("{args:?}: exit {code:?} ({status}): {err}")),
+                code => Err(format!("{args:?} (signal {signal:?}): exit {code:?} ({status}): {err}")),
             };
         }
         if start.elapsed() > TIME_BOUND {
@@ -158,7 +180,13 @@ fn random_argument_sets_never_panic_abort_or_hang() {
     let start = Instant::now();
     let (mut exits, mut failures) = ([0usize; 3], Vec::new());
     for _ in 0..cases {
-        match check(&arguments(&mut r)) {
+        let args = arguments(&mut r);
+        // The handlers are installed a few milliseconds after start: signals come later.
+        // (`solve` handles them; `hypergrad` is short and keeps the default action.)
+        let signal = (args[0] == "solve" && r.random_bool(SIGNAL)).then(|| {
+            (["-TERM", "-HUP", "-INT"][r.random_range(0..3)], Duration::from_millis(r.random_range(100..400)))
+        });
+        match check(&args, signal) {
             Ok(code) => exits[code as usize] += 1,
             Err(e) => failures.push(e),
         }

@@ -9,7 +9,7 @@ solvers/tests/defaults.rs is the test suite's version (200 iterations).
 """
 import subprocess, json, sys, os, concurrent.futures as cf
 import pathlib
-BIN=str(pathlib.Path("target/release/bilevel").resolve())
+BIN=os.environ.get("BILEVEL_BIN") or str(pathlib.Path("target/release/bilevel").resolve())
 algos=["amigo-cg","amigo-gd","aid-bio","aid-cg","aid-gd","aid-cg-ws","aid-fp","aid-n","itd","bsgm","stocbio","bsa","ttsa","sustain","adam-sustain","bo-rep"]
 problems=[("quadratic","tiny"),("stochastic_quadratic","tiny"),("stochastic_quadratic","small"),("stochastic_quadratic","benchopt"),("logreg_text","tiny"),("logreg_binary","tiny"),("logreg_per_class","tiny"),("hyperclean","tiny"),("meta_learning","tiny"),("distillation","tiny"),("equilibrium","tiny")]
 batches=[None,("8","replacement"),("8","epochs"),("128","replacement"),("128","epochs")]

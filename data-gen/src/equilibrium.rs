@@ -147,7 +147,7 @@ impl Config {
         if !(self.init_std.is_finite() && self.init_std >= 0.0) {
             return Err(KernelError::InvalidParameter {
                 name: "init_std",
-                reason: format!("must be finite and >= 0, got {}", self.init_std),
+                reason: format!("must be finite and >= 0, got {:?}", self.init_std),
             });
         }
         Ok(())

@@ -8,7 +8,7 @@
 //! ```
 
 use crate::dataset::{Array, ArrayData, Dataset};
-use crate::npy::{read_npy, read_npy_with_dtype, write_npy, NpyError};
+use crate::npy::{read_npy_sized, write_npy, NpyError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,19 @@ pub enum ExportError {
     /// `manifest.json` is malformed or disagrees with the files.
     #[error("manifest.json: {0}")]
     Manifest(String),
+    /// A file is larger than anything of its kind can be (manifest.json past
+    /// [`MAX_MANIFEST_BYTES`]): refused before it is read.
+    #[error("{}: {size} bytes, more than the {limit} a {what} may have", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What it should be.
+        what: &'static str,
+        /// Its length.
+        size: u64,
+        /// The most accepted.
+        limit: u64,
+    },
     /// The export's target is in the way: a non-empty directory (without `force`) or not a
     /// directory at all.
     #[error("{}: {reason}", path.display())]
@@ -83,6 +96,32 @@ pub struct LoadedDataset {
     pub arrays: Vec<Array>,
 }
 
+/// The largest manifest.json read (a real one is a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Opens `path` for reading if it is a regular file (after links), with its length: a device
+/// such as /dev/zero would be read without end, and opening a FIFO blocks until some writer
+/// comes. Checked before opening (so a FIFO is never opened) and again on the open file (the
+/// path may have changed in between).
+fn open_regular(path: &Path) -> Result<(std::fs::File, u64), ExportError> {
+    let not_regular = || {
+        let source = std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a device, FIFO, socket or directory): refused, it could be read without end",
+        );
+        ExportError::Io { path: path.to_path_buf(), source }
+    };
+    if !std::fs::metadata(path).map_err(io_err(path))?.is_file() {
+        return Err(not_regular());
+    }
+    let f = std::fs::File::open(path).map_err(io_err(path))?;
+    let meta = f.metadata().map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    Ok((f, meta.len()))
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
     move |source| ExportError::Io { path: path.to_path_buf(), source }
 }
@@ -119,7 +158,7 @@ fn dtype_of(data: &ArrayData) -> &'static str {
 pub fn write_dir(dataset: &dyn Dataset, dir: &Path, force: bool) -> Result<(), ExportError> {
     let arrays = dataset.arrays();
     if let Some(a) = arrays.iter().find(|a| !valid_name(&a.name)) {
-        return Err(ExportError::Manifest(format!("array name `{}` is not a plain file name", a.name)));
+        return Err(ExportError::Manifest(format!("array name {:?} is not a plain file name", a.name)));
     }
     let exists = |reason: &str| ExportError::TargetExists { path: dir.to_path_buf(), reason: reason.to_string() };
     let name =
@@ -197,37 +236,51 @@ fn write_files(dataset: &dyn Dataset, arrays: Vec<Array>, dir: &Path) -> Result<
 
 /// Reads one `.npy` file as the array `name`.
 pub fn read_array(name: &str, path: &Path) -> Result<Array, ExportError> {
-    let f = std::fs::File::open(path).map_err(io_err(path))?;
-    read_npy(name, std::io::BufReader::new(f)).map_err(|source| ExportError::Npy { path: path.to_path_buf(), source })
+    let (f, size) = open_regular(path)?;
+    read_npy_sized(name, std::io::BufReader::new(f), Some(size))
+        .map(|(array, _)| array)
+        .map_err(|source| ExportError::Npy { path: path.to_path_buf(), source })
 }
 
 /// Reads a directory written by [`write_dir`] (or by hand: see the module doc), checking that
 /// every listed file exists and has the dtype and shape the manifest says.
 pub fn load_dir(dir: &Path) -> Result<LoadedDataset, ExportError> {
     let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let (f, size) = open_regular(&path)?;
+    let too_large =
+        |size| ExportError::TooLarge { path: path.clone(), what: "manifest", size, limit: MAX_MANIFEST_BYTES };
+    if size > MAX_MANIFEST_BYTES {
+        return Err(too_large(size));
+    }
+    // Bounded again while reading: the file may grow after its length was taken.
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_MANIFEST_BYTES + 1), &mut text)
+        .map_err(io_err(&path))?;
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
     let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ExportError::Manifest(e.to_string()))?;
     let mut arrays = Vec::with_capacity(manifest.arrays.len());
     for Entry { dtype, file, name, shape } in manifest.arrays {
         if file.contains(['/', '\\']) || file.starts_with('.') {
             return Err(ExportError::Manifest(format!(
-                "`{name}`: file `{file}` must be a plain name in the directory"
+                "{name:?}: file {file:?} must be a plain name in the directory"
             )));
         }
         let path = dir.join(&file);
-        let f = std::fs::File::open(&path).map_err(io_err(&path))?;
-        let (array, actual) = read_npy_with_dtype(&name, std::io::BufReader::new(f))
+        let (f, size) = open_regular(&path)?;
+        let (array, actual) = read_npy_sized(&name, std::io::BufReader::new(f), Some(size))
             .map_err(|source| ExportError::Npy { path: path.clone(), source })?;
         if array.shape != shape {
             return Err(ExportError::Manifest(format!(
-                "`{name}`: the manifest says shape {shape:?}, {file} holds {:?}",
+                "{name:?}: the manifest says shape {shape:?}, {file:?} holds {:?}",
                 array.shape
             )));
         }
         if let Some(dtype) = dtype {
             if dtype != actual {
                 return Err(ExportError::Manifest(format!(
-                    "`{name}`: the manifest says {dtype}, {file} holds {actual}"
+                    "{name:?}: the manifest says {dtype:?}, {file:?} holds {actual:?}"
                 )));
             }
         }

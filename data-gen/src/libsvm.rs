@@ -9,16 +9,20 @@
 //!   error. Values must be finite. Blank lines and `#` comment lines are skipped.
 //! - At most [`MAX_FEATURES`] features (the CSR matrix's u32 column indices): a larger index is
 //!   a line error.
-//! - Every malformed line gives a [`LibsvmError`] with its (1-based) line number and the reason;
-//!   no input makes the reader panic (a test feeds it thousands of random and mutated byte
+//! - A UTF-8 byte-order mark opening the file (as some Windows editors write) is skipped.
+//! - Every malformed line gives a [`LibsvmError`] with its (1-based) line number and the reason,
+//!   the offending text quoted with invisible characters escaped (`"\u{a0}"`, `"\t"`); no
+//!   input makes the reader panic (a test feeds it thousands of random and mutated byte
 //!   strings).
+//! - The data remember where each row came from ([`Origin`]: the file and each row's line), so
+//!   later errors about the data (a width that cannot fit in memory) can point into the file.
 //!
 //! The writer prints 1-based indices (or 0-based on request) and values with Rust's shortest
 //! round-trip formatting, so `read(write(x)) == x` bit for bit.
 
 use bilevel_kernels::CsrMatrix;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How feature indices are numbered in the file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,12 +46,53 @@ pub struct ReadOptions {
 }
 
 /// A dataset read from (or to be written to) LIBSVM format.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct LibsvmData {
     /// The samples as CSR rows.
     pub x: CsrMatrix,
     /// One label per row.
     pub labels: Vec<f64>,
+    /// Where the rows came from (empty for data built in memory): for error messages only.
+    pub origin: Origin,
+}
+
+impl LibsvmData {
+    /// Data built in memory (no [`Origin`]).
+    pub fn new(x: CsrMatrix, labels: Vec<f64>) -> Self {
+        Self { x, labels, origin: Origin::default() }
+    }
+}
+
+/// Equal data: the same matrix and labels, wherever they were read from (a round trip through
+/// a file compares equal to the data written).
+impl PartialEq for LibsvmData {
+    fn eq(&self, other: &Self) -> bool {
+        self.x == other.x && self.labels == other.labels
+    }
+}
+
+/// Where the rows of a [`LibsvmData`] came from, so that an error found after reading (a
+/// width too large for memory, in [`crate::from_file`]) can name the file and line to fix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The file ([`read_path`] sets it); `None` for a stream or data built in memory.
+    pub path: Option<PathBuf>,
+    /// The 1-based line of each row (empty when unknown).
+    pub lines: Vec<usize>,
+    /// The file's first feature index (0 or 1): column `j` was written as `j + first_index`.
+    pub first_index: u64,
+}
+
+impl Origin {
+    /// Row `row` as a reader can find it: `line 12 of data.libsvm`, `line 12`, or `data row
+    /// 12` (1-based) where no line is known.
+    pub fn describe_row(&self, row: usize) -> String {
+        match (self.lines.get(row), &self.path) {
+            (Some(line), Some(path)) => format!("line {line} of {}", path.display()),
+            (Some(line), None) => format!("line {line}"),
+            (None, _) => format!("data row {}", row + 1),
+        }
+    }
 }
 
 /// A reading or writing error, with the 1-based line number where there is one.
@@ -80,25 +125,38 @@ fn parse_line(text: &str, line: usize, out: &mut Vec<(u64, f64)>) -> Result<f64,
     let err = |reason: String| LibsvmError::Line { line, reason };
     let mut tokens = text.split_ascii_whitespace();
     let label_tok = tokens.next().ok_or_else(|| err("missing label".into()))?;
-    let label: f64 = label_tok.parse().map_err(|_| err(format!("label `{label_tok}` is not a number")))?;
+    let label: f64 = label_tok.parse().map_err(|_| err(format!("label {label_tok:?} is not a number")))?;
     if !label.is_finite() {
-        return Err(err(format!("label `{label_tok}` is not finite")));
+        return Err(err(format!("label {label_tok:?} is not finite")));
     }
     out.clear();
     for (k, tok) in tokens.enumerate() {
-        let (idx, val) = tok.split_once(':').ok_or_else(|| err(format!("`{tok}` is not `index:value`")))?;
+        let (idx, val) = tok.split_once(':').ok_or_else(|| err(format!("{tok:?} is not `index:value`")))?;
         if k == 0 && idx == "qid" {
-            val.parse::<u64>().map_err(|_| err(format!("qid `{val}` is not a non-negative integer")))?;
+            val.parse::<u64>().map_err(|_| err(format!("qid {val:?} is not a non-negative integer")))?;
             continue;
         }
-        let index: u64 = idx.parse().map_err(|_| err(format!("index `{idx}` is not a non-negative integer")))?;
-        let value: f64 = val.parse().map_err(|_| err(format!("value `{val}` of index {index} is not a number")))?;
+        let index: u64 = idx.parse().map_err(|_| err(format!("index {idx:?} is not a non-negative integer")))?;
+        let value: f64 = val.parse().map_err(|_| err(format!("value {val:?} of index {index} is not a number")))?;
         if !value.is_finite() {
-            return Err(err(format!("value `{val}` of index {index} is not finite")));
+            return Err(err(format!("value {val:?} of index {index} is not finite")));
         }
         out.push((index, value));
     }
     Ok(label)
+}
+
+/// Why a line is not UTF-8, with the first bad byte and its (1-based) column, since the byte
+/// itself cannot be shown; a UTF-16 byte-order mark gets its own hint.
+fn not_utf8(bytes: &[u8], e: std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return "not valid UTF-8: the file starts with a UTF-16 byte-order mark (save it as UTF-8)".into();
+    }
+    match bytes.get(at) {
+        Some(b) => format!("not valid UTF-8 (byte 0x{b:02x} at column {})", at + 1),
+        None => "not valid UTF-8".into(),
+    }
 }
 
 /// Reads a LIBSVM file from any buffered reader.
@@ -119,8 +177,9 @@ pub fn read<R: BufRead>(mut reader: R, options: ReadOptions) -> Result<LibsvmDat
         if buf.len() > MAX_LINE_BYTES {
             return Err(LibsvmError::Line { line, reason: format!("longer than {MAX_LINE_BYTES} bytes") });
         }
-        let text =
-            std::str::from_utf8(&buf).map_err(|_| LibsvmError::Line { line, reason: "not valid UTF-8".into() })?;
+        let text = std::str::from_utf8(&buf).map_err(|e| LibsvmError::Line { line, reason: not_utf8(&buf, e) })?;
+        // A UTF-8 byte-order mark (as some editors write) opens the first line: not data.
+        let text = if line == 1 { text.strip_prefix('\u{feff}').unwrap_or(text) } else { text };
         let text = text.split('#').next().unwrap_or("").trim();
         if text.is_empty() {
             continue;
@@ -174,7 +233,8 @@ pub fn read<R: BufRead>(mut reader: R, options: ReadOptions) -> Result<LibsvmDat
         indptr.push(indices.len());
     }
     let x = CsrMatrix::new(rows.len(), ncols, indptr, indices, values).map_err(|e| LibsvmError::Data(e.to_string()))?;
-    Ok(LibsvmData { x, labels })
+    let origin = Origin { path: None, lines: line_no_of_row, first_index: shift };
+    Ok(LibsvmData { x, labels, origin })
 }
 
 /// Writes a dataset in LIBSVM format (1-based indices unless `zero_based`).
@@ -183,7 +243,7 @@ pub fn write(data: &LibsvmData, mut w: impl Write, zero_based: bool) -> Result<(
         return Err(LibsvmError::Data(format!("{} labels for {} rows", data.labels.len(), data.x.nrows())));
     }
     if let Some(l) = data.labels.iter().find(|l| !l.is_finite()) {
-        return Err(LibsvmError::Data(format!("label {l} is not finite")));
+        return Err(LibsvmError::Data(format!("label {l:?} is not finite")));
     }
     let shift = u64::from(!zero_based);
     for (i, label) in data.labels.iter().enumerate() {
@@ -198,9 +258,12 @@ pub fn write(data: &LibsvmData, mut w: impl Write, zero_based: bool) -> Result<(
     Ok(())
 }
 
-/// [`read`] from a file.
+/// [`read`] from a file; the data's [`Origin`] names it.
 pub fn read_path(path: impl AsRef<Path>, options: ReadOptions) -> Result<LibsvmData, LibsvmError> {
-    read(std::io::BufReader::new(std::fs::File::open(path)?), options)
+    let path = path.as_ref();
+    let mut data = read(std::io::BufReader::new(std::fs::File::open(path)?), options)?;
+    data.origin.path = Some(path.to_path_buf());
+    Ok(data)
 }
 
 /// [`write()`] to a file (1-based indices).

@@ -198,10 +198,10 @@ impl Config {
             return bad("dim_embed", format!("must be <= min(dim_input, {MAX_K}), got {}", self.dim_embed));
         }
         if !(self.ridge.is_finite() && self.ridge > 0.0) {
-            return bad("ridge", format!("must be finite and > 0 (strong convexity), got {}", self.ridge));
+            return bad("ridge", format!("must be finite and > 0 (strong convexity), got {:?}", self.ridge));
         }
         if !(self.noise.is_finite() && self.noise >= 0.0) {
-            return bad("noise", format!("must be finite and >= 0, got {}", self.noise));
+            return bad("noise", format!("must be finite and >= 0, got {:?}", self.noise));
         }
         Ok(())
     }

@@ -175,7 +175,7 @@ pub(crate) fn check_kappa(name: &'static str, kappa: f64) -> Result<()> {
     if !(kappa.is_finite() && (1.0..=MAX_KAPPA).contains(&kappa)) {
         return Err(KernelError::InvalidParameter {
             name,
-            reason: format!("condition number must be in [1, {MAX_KAPPA:e}], got {kappa}"),
+            reason: format!("condition number must be in [1, {MAX_KAPPA:e}], got {kappa:?}"),
         });
     }
     Ok(())

@@ -735,6 +735,22 @@ fn value_hessian(g: &Means, f: &Means) -> Option<Mat<f64>> {
     Some(symmetrize(&h))
 }
 
+/// A bound on max_i λ_max(∇²L_i) over f's samples, L_i(x) = q_i^f(x, y*(x)), y* = Mx + m₀ with
+/// M = −A_g⁻¹B_g (the mean lower level): ∇²L_i = p_i p_iᵀ + (Mᵀh_i)(Mᵀh_i)ᵀ + u_i(Mᵀw_i)ᵀ +
+/// (Mᵀw_i)u_iᵀ, so λ_max ≤ ‖p_i‖² + ‖Mᵀh_i‖² + 2‖u_i‖‖Mᵀw_i‖ (rank-one terms, triangle
+/// inequality). None if A_g is not positive definite.
+fn outer_sample_bound(g: &Means, f: &Draw) -> Option<f64> {
+    let llt = g.a.llt(Side::Lower).ok()?;
+    let mut m = -&g.b;
+    llt.solve_in_place(m.as_mut());
+    let (n, dx) = (f.h.nrows(), m.ncols());
+    let (mut hm, mut wm) = (Mat::zeros(n, dx), Mat::zeros(n, dx));
+    matmul(hm.as_mut(), Accum::Replace, f.h.as_ref(), m.as_ref(), 1.0, Par::Seq);
+    matmul(wm.as_mut(), Accum::Replace, f.w.as_ref(), m.as_ref(), 1.0, Par::Seq);
+    let sq = |a: &Mat<f64>, i: usize| (0..a.ncols()).map(|j| a[(i, j)] * a[(i, j)]).sum::<f64>();
+    (0..n).map(|i| sq(&f.p, i) + sq(&hm, i) + 2.0 * (sq(&f.u, i) * sq(&wm, i)).sqrt()).reduce(f64::max)
+}
+
 /// The finite-sum quadratic (module doc): samples of f and g, their exact means and
 /// references, and the measured spectra.
 #[derive(Debug)]
@@ -748,6 +764,8 @@ pub struct StochasticQuadratic {
     reference: QuadraticBilevel,
     /// max_i ‖h_i‖² + s of g's samples: max_i λ_max(∂yy g_i) (h_i h_iᵀ + sI).
     l_g_sample: f64,
+    /// A bound on the per-sample outer smoothness ([`outer_sample_bound`]).
+    l_outer_sample: f64,
     measured_g: OnceLock<Measured>,
     measured_f: OnceLock<Measured>,
     measured_value: Measured,
@@ -804,6 +822,7 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
         let l_g_sample =
             (0..h.nrows()).map(|i| (0..h.ncols()).map(|j| h[(i, j)] * h[(i, j)]).sum::<f64>()).fold(0.0, f64::max)
                 + dg.shift;
+        let l_outer_sample = outer_sample_bound(&mg, &df).unwrap_or(f64::INFINITY).max(measured_value.l);
         let reference = QuadraticBilevel::new(form(dx, dy, mf)?, form(dx, dy, mg)?)?;
         return Ok(StochasticQuadratic {
             config: config.clone(),
@@ -813,6 +832,7 @@ pub fn generate(config: &Config, seed: u64) -> Result<StochasticQuadratic> {
             g: dg.into_level(config.layout)?,
             reference,
             l_g_sample,
+            l_outer_sample,
             measured_g: OnceLock::new(),
             measured_f: OnceLock::new(),
             measured_value,
@@ -947,6 +967,7 @@ impl BilevelProblem for StochasticQuadratic {
             l_outer: Some(self.measured_value.l),
             mu_outer: Some(self.measured_value.mu),
             l_g_sample: Some(self.l_g_sample),
+            l_outer_sample: Some(self.l_outer_sample),
             // λ_min(h_i h_iᵀ + sI) = s (d_y > 1): 0 for singular rank-one samples.
             mu_g_sample: Some(self.g.shift),
             // g quadratic: its second derivatives are constant. ∂y f of a sample is affine in y

@@ -156,16 +156,16 @@ impl TextConfig {
         }
         crate::logreg_hpo::check_classes(self.n_classes)?;
         if !(self.mean_tokens.is_finite() && self.mean_tokens >= 1.0 && self.mean_tokens <= 1e6) {
-            return bad("mean_tokens", format!("must be in [1, 1e6], got {}", self.mean_tokens));
+            return bad("mean_tokens", format!("must be in [1, 1e6], got {:?}", self.mean_tokens));
         }
         if !(self.length_sigma.is_finite() && (0.0..=3.0).contains(&self.length_sigma)) {
-            return bad("length_sigma", format!("must be in [0, 3], got {}", self.length_sigma));
+            return bad("length_sigma", format!("must be in [0, 3], got {:?}", self.length_sigma));
         }
         if !(self.zipf_exponent.is_finite() && (0.0..=10.0).contains(&self.zipf_exponent)) {
-            return bad("zipf_exponent", format!("must be in [0, 10], got {}", self.zipf_exponent));
+            return bad("zipf_exponent", format!("must be in [0, 10], got {:?}", self.zipf_exponent));
         }
         if !(self.topic_fraction.is_finite() && (0.0..=1.0).contains(&self.topic_fraction)) {
-            return bad("topic_fraction", format!("must be in [0, 1], got {}", self.topic_fraction));
+            return bad("topic_fraction", format!("must be in [0, 1], got {:?}", self.topic_fraction));
         }
         if self.topic_min_rank >= self.n_features {
             return bad(

@@ -55,7 +55,7 @@ fn libsvm_round_trips_bit_for_bit() {
     }
     let x = CsrMatrix::from_triplets(40, 30, &t).unwrap();
     let labels: Vec<f64> = (0..40).map(|i| (i % 3) as f64 - 1.0).collect();
-    let data = LibsvmData { x, labels };
+    let data = LibsvmData::new(x, labels);
     for zero_based in [false, true] {
         let mut buf = Vec::new();
         write(&data, &mut buf, zero_based).unwrap();
@@ -88,7 +88,7 @@ fn libsvm_rejects_malformed_lines_with_their_number() {
     }
     let bytes = b"1 1:1\n1 2:\xff\n";
     let (line, reason) = line_of(read(&bytes[..], ReadOptions::default()).unwrap_err());
-    assert_eq!((line, reason.as_str()), (2, "not valid UTF-8"));
+    assert_eq!((line, reason.as_str()), (2, "not valid UTF-8 (byte 0xff at column 5)"));
     assert!(matches!(
         parse("1 5:1\n", ReadOptions { index_base: IndexBase::One, n_features: Some(3) }),
         Err(LibsvmError::Data(_))
@@ -410,4 +410,153 @@ fn export_refuses_a_non_empty_directory_and_replaces_it_whole_with_force() {
     assert!(matches!(&err, ExportError::Io { path, .. } if path.starts_with(&dir)), "{err}");
     assert!(err.to_string().contains(&*dir.to_string_lossy()), "{err}");
     std::fs::remove_file(&dir).unwrap();
+}
+
+#[test]
+fn libsvm_skips_a_utf8_bom_and_escapes_invisible_characters_in_errors() {
+    // Windows editors open a UTF-8 file with a byte-order mark: it is not part of the label.
+    let d = parse("\u{feff}0 1:1\n1 2:1\n", ReadOptions::default()).unwrap();
+    assert_eq!(d.labels, vec![0.0, 1.0]);
+    let d = parse("\u{feff}# a comment first\n2 1:1\n", ReadOptions::default()).unwrap();
+    assert_eq!(d.labels, vec![2.0]);
+    // Anywhere else it is data, and every invisible character is shown escaped.
+    for (text, line, shown) in [
+        ("1 1:1\n\u{feff}0 1:1\n", 2, "\\u{feff}"),
+        ("1\u{a0}1:1\n", 1, "\\u{a0}"),
+        ("\u{200b}1 1:1\n", 1, "\\u{200b}"),
+        ("1 1:1\u{7}\n", 1, "\\u{7}"),
+        ("1 x\u{1b}[31m:1\n", 1, "\\u{1b}"),
+    ] {
+        let (got, reason) = line_of(parse(text, ReadOptions::default()).unwrap_err());
+        assert_eq!(got, line, "{text:?}: {reason}");
+        assert!(reason.contains(shown), "{text:?}: {reason}");
+        assert!(reason.chars().all(|c| !c.is_control() && c != '\u{feff}' && c != '\u{a0}' && c != '\u{200b}'));
+    }
+    // A UTF-16 file is named as such.
+    let (_, reason) = line_of(read(&b"\xff\xfe1\x00 \x001\x00"[..], ReadOptions::default()).unwrap_err());
+    assert!(reason.contains("UTF-16"), "{reason}");
+}
+
+#[test]
+fn libsvm_data_remember_their_file_and_lines() {
+    let path = std::env::temp_dir().join(format!("bilevel-io-origin-{}.libsvm", std::process::id()));
+    std::fs::write(&path, "# c\n1 1:1\n\n-1 3:2\n").unwrap();
+    let d = bilevel_data::libsvm::read_path(&path, ReadOptions::default()).unwrap();
+    assert_eq!((d.origin.path.as_deref(), d.origin.lines.as_slice()), (Some(path.as_path()), &[2, 4][..]));
+    assert_eq!(d.origin.first_index, 1);
+    assert_eq!(d.origin.describe_row(1), format!("line 4 of {}", path.display()));
+    // Equal data wherever they come from.
+    assert_eq!(d, LibsvmData::new(d.x.clone(), d.labels.clone()));
+    std::fs::remove_file(path).unwrap();
+}
+
+/// Runs `f` on a thread and waits at most 20 s for it: a read that blocks (a FIFO) fails the
+/// test instead of hanging it.
+fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()));
+    rx.recv_timeout(std::time::Duration::from_secs(20)).expect("finished in time, without blocking or reading forever")
+}
+
+#[test]
+fn problem_directories_refuse_devices_fifos_and_oversized_manifests() {
+    let dir = tmp_dir("devices");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("manifest.json");
+    // manifest.json a link to /dev/zero: read until memory ran out.
+    std::os::unix::fs::symlink("/dev/zero", &manifest).unwrap();
+    let d = dir.clone();
+    let err = within_seconds(move || load_dir(&d).unwrap_err());
+    assert!(matches!(&err, ExportError::Io { path, .. } if path == &manifest), "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    std::fs::remove_file(&manifest).unwrap();
+    // A FIFO: opening it blocked until a writer came.
+    let made = std::process::Command::new("mkfifo").arg(&manifest).status().is_ok_and(|s| s.success());
+    if made {
+        let d = dir.clone();
+        let err = within_seconds(move || load_dir(&d).unwrap_err());
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        std::fs::remove_file(&manifest).unwrap();
+    }
+    // Larger than any manifest (a sparse file): refused by its length, unread.
+    let f = std::fs::File::create(&manifest).unwrap();
+    f.set_len(bilevel_data::export::MAX_MANIFEST_BYTES + 1).unwrap();
+    let err = load_dir(&dir).unwrap_err();
+    assert!(matches!(&err, ExportError::TooLarge { path, .. } if path == &manifest), "{err}");
+    // An array file that is a device.
+    std::fs::write(
+        &manifest,
+        r#"{"generator": "quadratic", "arrays": [{"name": "A", "file": "A.npy", "shape": [1]}]}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("A.npy")).unwrap();
+    let d = dir.clone();
+    let err = within_seconds(move || load_dir(&d).unwrap_err());
+    assert!(matches!(&err, ExportError::Io { path, .. } if path.ends_with("A.npy")), "{err}");
+    let err = bilevel_data::export::read_array("A", &dir.join("A.npy")).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A `.npy` with a raw header text and format version (1: u16 length, 2: u32).
+fn npy_raw(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x93, b'N', b'U', b'M', b'P', b'Y', version, 0];
+    if version == 1 {
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    }
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn npy_headers_and_payloads_are_checked_before_allocating() {
+    use bilevel_data::npy::{read_npy_sized, NpyError};
+    let format_err = |bytes: &[u8], size: Option<u64>| match read_npy_sized("a", bytes, size) {
+        Err(NpyError::Format(m)) => m,
+        other => panic!("expected a format error, got {other:?}"),
+    };
+    // A format-2 header length of 4 GiB (npyz allocated it before reading a byte of it).
+    let mut huge = b"\x93NUMPY\x02\x00".to_vec();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    let msg = format_err(&huge, None);
+    assert!(msg.contains("header declares 4294967295 bytes"), "{msg}");
+    // A header longer than the file.
+    let good = npy_bytes("<f8", "(2,)", &[0u8; 16]);
+    let msg = format_err(&good[..40], Some(40));
+    assert!(msg.contains("the file holds 40 bytes"), "{msg}");
+    // Shapes whose product (or a stride's) overflows u64: npyz multiplied them unchecked.
+    for shape in ["(4294967296, 4294967296)", "(0, 4294967296, 4294967296)", "[65536, 65536, 65536, 65536, 2]"] {
+        let msg = format_err(&npy_bytes("<f8", shape, &[]), None);
+        assert!(msg.contains("more than 2^64 values"), "{shape}: {msg}");
+    }
+    // Brackets nested deeper than any header's (the parser recursed once per level).
+    let deep =
+        format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {}1{}, }}", "(".repeat(20000), ")".repeat(20000));
+    let msg = format_err(&npy_raw(1, &deep, &[]), None);
+    assert!(msg.contains("nests brackets"), "{msg}");
+    // Data declared beyond the file's length: refused with both sizes, before reading them.
+    let short = npy_bytes("<f8", "(1000000,)", &[0u8; 16]);
+    let msg = format_err(&short, Some(short.len() as u64));
+    assert!(msg.contains("8000000 bytes of data") && msg.contains("holds 16 bytes after its header"), "{msg}");
+    // Declared data that cannot fit in memory (8 TiB): a typed error, whatever the stream holds.
+    let big = npy_bytes("<f8", "(1099511627776,)", &[]);
+    assert!(matches!(read_npy_sized("a", &big[..], None), Err(NpyError::TooLarge(_))));
+    // Invisible characters in a dtype are shown escaped.
+    let msg = format_err(&npy_bytes("<c8\u{200b}", "(1,)", &[0u8; 8]), None);
+    assert!(!msg.contains('\u{200b}') && (msg.contains("\\u{200b}") || msg.contains("not an .npy file")), "{msg}");
+    // Files written by numpy (and by us) still read, sized or not.
+    let a = Array { name: "v".into(), shape: vec![2, 3], data: ArrayData::F64((0..6).map(f64::from).collect()) };
+    let mut buf = Vec::new();
+    write_npy(&a, &mut buf).unwrap();
+    assert_eq!(read_npy_sized("v", &buf[..], Some(buf.len() as u64)).unwrap().0, a);
+    // And through a directory, where the sizes come from the files.
+    let dir = tmp_dir("short-npy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("A.npy"), &short).unwrap();
+    let err = bilevel_data::export::read_array("A", &dir.join("A.npy")).unwrap_err().to_string();
+    assert!(err.contains("A.npy") && err.contains("after its header"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

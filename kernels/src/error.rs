@@ -83,6 +83,12 @@ pub enum KernelError {
         /// Why.
         reason: &'static str,
     },
+    /// A loop stopped early because the caller's watch asked it to ([`crate::interrupt`]).
+    #[error("interrupted: {cause}")]
+    Interrupted {
+        /// The flag or the deadline.
+        cause: crate::interrupt::Cause,
+    },
 }
 
 /// Result alias of the kernels.

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod interrupt;
 pub mod linop;
 pub mod linsolve;
 pub mod memory;

@@ -85,6 +85,7 @@ pub fn largest_eigenvalue(op: &(impl SymmetricOperator + ?Sized), tol: f64) -> R
     let mut w = vec![0.0; n];
     let mut theta = f64::NAN;
     for j in 0..max_steps {
+        crate::interrupt::check()?;
         op.apply(&q, &mut w);
         if let Some(i) = w.iter().position(|v| !v.is_finite()) {
             return Err(KernelError::NonFinite { what: "operator output in Lanczos", index: i });

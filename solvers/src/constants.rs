@@ -143,6 +143,16 @@ fn check_value(c: Constant, v: f64) -> Result<f64> {
 /// Relative accuracy of the eigenvalue estimates.
 const EIG_TOL: f64 = 1e-8;
 
+/// `e` itself where it is an interruption (the caller's Ctrl-C or time limit, which must reach
+/// the caller as such), else `wrap(e)`.
+fn keep_interrupt(e: KernelError, wrap: impl FnOnce(KernelError) -> KernelError) -> KernelError {
+    if bilevel_kernels::interrupt::cause_of(&e).is_some() {
+        e
+    } else {
+        wrap(e)
+    }
+}
+
 /// Resolves the constants `needs` lists for `problem` at the starting point (x0, y0); the
 /// others are filled in only when free (from the problem or the user).
 pub fn resolve(
@@ -175,7 +185,7 @@ pub fn resolve(
     if needed(Constant::LG) && k.l_g.is_none() {
         let hess = HessianOp::new(problem, x0, y0, Batch::Full);
         let l = largest_eigenvalue(&hess, EIG_TOL)
-            .map_err(|e| Constant::LG.unknown(&format!("estimation failed ({e})")))?;
+            .map_err(|e| keep_interrupt(e, |e| Constant::LG.unknown(&format!("estimation failed ({e})"))))?;
         k.l_g = Some(check_value(Constant::LG, l)?);
         estimated[Constant::LG as usize] = true;
     }
@@ -189,7 +199,7 @@ pub fn resolve(
         }
         let hess = HessianOp::new(problem, x0, y0, Batch::Full);
         let (mu, l) = extreme_eigenvalues(&hess, EIG_TOL)
-            .map_err(|e| Constant::MuG.unknown(&format!("estimation failed ({e})")))?;
+            .map_err(|e| keep_interrupt(e, |e| Constant::MuG.unknown(&format!("estimation failed ({e})"))))?;
         k.mu_g = Some(check_value(Constant::MuG, mu)?);
         estimated[Constant::MuG as usize] = true;
         if k.l_g.is_none() {
@@ -198,12 +208,32 @@ pub fn resolve(
         }
     }
     if needed(Constant::LOuter) && k.l_outer.is_none() {
-        let l = estimate_l_outer(problem, x0, y0).map_err(|e| Constant::LOuter.unknown(&format!("{e}")))?;
+        let l = estimate_l_outer(problem, x0, y0)
+            .map_err(|e| keep_interrupt(e, |e| Constant::LOuter.unknown(&format!("{e}"))))?;
         k.l_outer = Some(check_value(Constant::LOuter, l)?);
         estimated[Constant::LOuter as usize] = true;
     }
     if needed(Constant::MuOuter) && k.mu_outer.is_none() {
         return Err(Constant::MuOuter.unknown("the problem does not know it (it is not estimated)"));
+    }
+    // A strong-convexity constant is at most the smoothness constant of the same function
+    // (λ_min ≤ λ_max), whoever gave them: checked once here, for every algorithm.
+    for (mu, l, names) in [
+        (k.mu_g, k.l_g, ("mu_g", "µ_g", "L_g", "--mu-g", "--l-g")),
+        (k.mu_outer, k.l_outer, ("mu_outer", "µ_L", "L_L", "--mu-outer", "--l-outer")),
+    ] {
+        if let (Some(mu), Some(l)) = (mu, l) {
+            if mu > l {
+                let (name, m, big_l, mflag, lflag) = names;
+                return Err(KernelError::InvalidParameter {
+                    name,
+                    reason: format!(
+                        "{m} = {mu:.6e} exceeds {big_l} = {l:.6e}, but {m} ≤ {big_l} (the smallest eigenvalue of a \
+                         Hessian is at most its largest): check {mflag} and {lflag} (or the problem's values)"
+                    ),
+                });
+            }
+        }
     }
     Ok(Constants { known: k, estimated, at_x0: at.is_some() })
 }

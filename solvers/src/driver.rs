@@ -10,12 +10,13 @@
 use crate::reference::reference_hypergradient;
 use crate::trace::{OutputPoint, Trace, TraceRow};
 use crate::{Algorithm, FixedPointAlgorithm, Iterates, Output};
+use bilevel_kernels::interrupt::{self, Cause};
 use bilevel_kernels::{
-    ops, BilevelProblem, Counted, CountingConvention, FixedPointProblem, KernelError, OracleCounts, ProblemMetrics,
-    Result,
+    memory, ops, BilevelProblem, Counted, CountingConvention, FixedPointProblem, KernelError, OracleCounts,
+    ProblemMetrics, Result,
 };
 use std::ops::ControlFlow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest d_y for which the driver measures ‖∇L‖ and the inner error against the Newton
 /// reference when the problem has no closed form (a dense solve per evaluated row).
@@ -28,9 +29,12 @@ pub struct StopRule {
     pub max_iters: usize,
     /// Total oracle calls (see [`TraceRow::total_calls`]).
     pub max_oracle_calls: Option<u64>,
-    /// Wall time of the steps (metrics excluded), seconds.
+    /// Wall time of the steps (metrics excluded), seconds. Honoured inside a step too: the
+    /// loops of a step (inner steps, linear solves, initialisation phases) check it
+    /// ([`bilevel_kernels::interrupt`]), and a step it cuts adds no row.
     pub time_limit_s: Option<f64>,
-    /// Relative error (L(x_k) − L*)/(L(x_0) − L*) (needs the problem's minimum).
+    /// Relative error (L(x_k) − L*)/(L(x_0) − L*) (needs the problem's minimum), in (0, 1):
+    /// the relative error starts at 1, so a target of 1 or more is met before any work.
     pub target_rel_error: Option<f64>,
     /// ‖∇L(x_k)‖ (needs the exact hypergradient or the reference).
     pub target_grad_norm: Option<f64>,
@@ -38,12 +42,15 @@ pub struct StopRule {
     /// last rows always are).
     pub eval_every: usize,
     /// Divergence test ([`DEFAULT_DIVERGENCE_GROWTH`]; `None` turns it off): the run stops with
-    /// [`StopReason::Diverged`] when a monitored quantity — the smallest of the last 9
-    /// hypergradient estimates ‖ψ_k‖ (a noisy estimate's large draws are not a trend), and
-    /// ‖∇L(x_k)‖ on evaluated rows — exceeds both this factor times its smallest value so far
-    /// and its first value. Non-finite iterates always stop the run. A quantity whose first
-    /// value is 0 is not monitored. The inner error is not: a warm-started inner loop lags
-    /// behind a fast-moving x for a few steps and recovers.
+    /// [`StopReason::Diverged`] when the monitored quantity, smoothed as the smallest of its
+    /// last 9 values (a noisy value's large draws are not a trend; a sustained growth is),
+    /// exceeds both this factor times its smallest smoothed value so far and its first value.
+    /// The quantity is ‖∇L(x_k)‖ on evaluated rows where the driver measures it (a property of
+    /// the iterates: the noise of a single-sample estimate does not reach it), else (no
+    /// reference, or the reference failed at the last evaluated row) the hypergradient
+    /// estimate ‖ψ_k‖. Non-finite iterates always stop the run. A quantity whose first value
+    /// is 0 is not monitored. The inner error is not: a warm-started inner loop lags behind a
+    /// fast-moving x for a few steps and recovers.
     pub divergence_growth: Option<f64>,
 }
 
@@ -80,7 +87,8 @@ pub enum StopReason {
     TimeLimit,
     /// A target was met.
     Target,
-    /// The observer asked to stop (the CLI's observer does on Ctrl-C).
+    /// The observer asked to stop (the CLI's observer does on Ctrl-C), or the interrupt
+    /// watch's flag cut a step ([`bilevel_kernels::interrupt`]).
     Observer,
     /// An iterate became non-finite, or a monitored quantity grew past
     /// [`StopRule::divergence_growth`] ([`Trace::failure`] says which).
@@ -88,7 +96,8 @@ pub enum StopReason {
     /// A step failed with an error (a linear solver's breakdown, ...; [`Trace::failure`] has it).
     Failed,
     /// The run used its budget (iterations, time or oracle calls) and its outer objective L(x)
-    /// ended above where it started: not a success ([`Trace::failure`] has the values).
+    /// (on a fixed-point problem its training loss) ended above where it started: not a
+    /// success ([`Trace::failure`] has the values).
     NoProgress,
 }
 
@@ -127,7 +136,7 @@ impl Window {
     }
 }
 
-/// The divergence monitor of one quantity: its first and smallest values so far.
+/// The divergence monitor of one (smoothed) quantity: its first and smallest values so far.
 #[derive(Clone, Copy, Debug, Default)]
 struct Growth {
     first: Option<f64>,
@@ -180,6 +189,9 @@ struct Evaluator<'a> {
     /// On a fixed-point problem, the metric column of ‖G_α(λ)‖ (`grad_mapping`), the measure of
     /// stationarity its theorems bound in place of ‖∇L‖.
     stationarity: Option<usize>,
+    /// On a fixed-point problem, the metric column of its outer objective (`train_loss`, paper
+    /// 001 §7.1's E): the row's `value`, which the no-progress test reads.
+    objective: Option<usize>,
     scratch: (Vec<f64>, Vec<f64>),
 }
 
@@ -191,13 +203,24 @@ impl<'a> Evaluator<'a> {
         let scratch = (vec![0.0; x0.len()], vec![0.0; problem.dim_y()]);
         let averaged = averaged_measured(problem, alg);
         let metrics = problem.metrics();
-        Self { problem: Some(problem), metrics, l0, reference, averaged, names, stationarity: None, scratch }
+        Self {
+            problem: Some(problem),
+            metrics,
+            l0,
+            reference,
+            averaged,
+            names,
+            stationarity: None,
+            objective: None,
+            scratch,
+        }
     }
 
     fn fixed_point(problem: &'a dyn FixedPointProblem) -> Self {
         let metrics = problem.metrics();
         let names: Vec<&'static str> = metrics.map_or_else(Vec::new, |m| m.names().to_vec());
         let stationarity = names.iter().position(|n| *n == "grad_mapping");
+        let objective = names.iter().position(|n| *n == "train_loss");
         Self {
             problem: None,
             metrics,
@@ -206,8 +229,14 @@ impl<'a> Evaluator<'a> {
             averaged: false,
             names,
             stationarity,
+            objective,
             scratch: (Vec::new(), Vec::new()),
         }
+    }
+
+    /// Whether the rows carry ‖∇L(x)‖ (a closed form, or the Newton reference).
+    fn measures_grad(&self) -> bool {
+        self.problem.is_some_and(|p| p.exact().is_some()) || self.reference
     }
 
     /// (rel_error, ‖∇L(x)‖, ‖y − y*(x_at_y)‖, L(x)) from the closed form or the Newton
@@ -247,6 +276,9 @@ impl<'a> Evaluator<'a> {
         if let Some(m) = self.metrics {
             row.metrics = vec![0.0; own];
             m.evaluate(&it.x, &it.y, &mut row.metrics);
+        }
+        if let Some(i) = self.objective {
+            row.value = row.metrics.get(i).copied().filter(|v| v.is_finite());
         }
         if self.averaged {
             let avg = it.averaged.as_deref().unwrap_or(&it.x);
@@ -324,7 +356,53 @@ fn check_stop(stop: &StopRule) -> Result<()> {
             reason: format!("must be > 1, got {g}"),
         });
     }
+    if let Some(t) = stop.target_rel_error.filter(|t| !(*t > 0.0 && *t < 1.0)) {
+        return Err(KernelError::InvalidParameter {
+            name: "target_rel_error",
+            reason: format!(
+                "must be in (0, 1), got {t}: the relative error (L(x_k) − L*)/(L(x_0) − L*) is 1 at x_0, so the \
+                 target would be met before any work"
+            ),
+        });
+    }
+    if let Some(t) = stop.target_grad_norm.filter(|t| !(*t > 0.0 && t.is_finite())) {
+        return Err(KernelError::InvalidParameter {
+            name: "target_grad_norm",
+            reason: format!("must be finite and > 0, got {t}"),
+        });
+    }
     Ok(())
+}
+
+/// The instant `seconds` from now (`None` where it is too far to represent: no deadline).
+fn deadline_in(seconds: f64) -> Option<Instant> {
+    Duration::try_from_secs_f64(seconds.max(0.0)).ok().and_then(|d| Instant::now().checked_add(d))
+}
+
+/// Runs an algorithm's initialisation under the run's watch: its memory checks counted
+/// together ([`memory::ledger`]) and its loops cut by the time limit (an initialisation
+/// phase, as BO-REP's refinement, can be long) or the caller's flag.
+fn init_watched(stop: &StopRule, init: impl FnOnce() -> Result<()>) -> Result<()> {
+    let deadline = stop.time_limit_s.and_then(deadline_in);
+    memory::ledger(|| interrupt::with_deadline(deadline, init))
+}
+
+/// The trace of a run cut during its initialisation: the row of the starting point, the stop
+/// the cut asked for, and a message saying no step was taken.
+fn cut_in_init(name: &str, mut eval: Evaluator<'_>, start: &Iterates, cause: Cause) -> Result<Trace> {
+    let row = eval.evaluate(start)?;
+    let stop = match cause {
+        Cause::Flag => StopReason::Observer,
+        Cause::Deadline => StopReason::TimeLimit,
+    };
+    Ok(Trace {
+        algorithm: name.to_string(),
+        metric_names: eval.names.clone(),
+        rows: vec![row],
+        stop,
+        failure: Some(format!("the initialisation: {cause} before the first step")),
+        output: None,
+    })
 }
 
 /// Initialises `alg` at (x0, y0) and runs it on `problem` until `stop`; `observer` sees every
@@ -344,8 +422,14 @@ pub fn run<P: BilevelProblem>(
     mut observer: impl FnMut(&TraceRow) -> ControlFlow<()>,
 ) -> Result<Trace> {
     check_stop(stop)?;
-    alg.init(problem, x0, y0)?;
+    let initialised = init_watched(stop, || alg.init(problem, x0, y0));
     let eval = Evaluator::new(problem.inner(), alg, x0);
+    if let Err(e) = initialised {
+        return match interrupt::cause_of(&e) {
+            Some(cause) => cut_in_init(alg.name(), eval, &Iterates::new(problem.inner(), x0, y0)?, cause),
+            None => Err(e),
+        };
+    }
     drive(&mut OnBilevel { alg, problem }, &|| problem.counts(), eval, stop, &mut observer)
 }
 
@@ -366,8 +450,16 @@ pub fn run_fixed_point<P: FixedPointProblem>(
     mut observer: impl FnMut(&TraceRow) -> ControlFlow<()>,
 ) -> Result<Trace> {
     check_stop(stop)?;
-    alg.init_fixed_point(problem, lambda0, w0)?;
+    let initialised = init_watched(stop, || alg.init_fixed_point(problem, lambda0, w0));
     let eval = Evaluator::fixed_point(problem.inner());
+    if let Err(e) = initialised {
+        return match interrupt::cause_of(&e) {
+            Some(cause) => {
+                cut_in_init(alg.name(), eval, &Iterates::for_fixed_point(problem.inner(), lambda0, w0)?, cause)
+            }
+            None => Err(e),
+        };
+    }
     drive(&mut OnFixedPoint { alg, problem }, &|| problem.counts(), eval, stop, &mut observer)
 }
 
@@ -385,15 +477,34 @@ fn drive(
     let (mut reason, mut failure) = (StopReason::MaxIters, None);
     let mut last_evaluated = true;
     let mut growth = [Growth::default(); 2];
-    let mut estimates = Window::new();
+    let (mut estimates, mut grads) = (Window::new(), Window::new());
+    // The estimate is monitored only where ‖∇L‖ is not measured (see StopRule::divergence_growth):
+    // on a problem without a reference, or after a row where the reference failed (an iterate
+    // far from where the problem is well conditioned).
+    let measures_grad = eval.measures_grad();
+    let mut grad_measured = measures_grad;
     let factor = stop.divergence_growth.unwrap_or(f64::INFINITY);
     let mut draw = OutputDraw::new(alg.output());
+    // x_k before step k + 1 (a copy into a buffer allocated once): what a step cut by the
+    // watch leaves as the run's last point.
+    let mut before = alg.iterates().clone();
+    let mut cut = false;
     for iteration in 0..=stop.max_iters {
         if iteration > 0 {
             draw.offer(0, iteration - 1, alg.iterates());
+            before.copy_from(alg.iterates());
+            let deadline = stop.time_limit_s.and_then(|t| deadline_in(t - seconds));
             let t = Instant::now();
-            let stepped = alg.step();
+            let stepped = interrupt::with_deadline(deadline, || alg.step());
             seconds += t.elapsed().as_secs_f64();
+            if let Some(cause) = stepped.as_ref().err().and_then(interrupt::cause_of) {
+                reason = match cause {
+                    Cause::Flag => StopReason::Observer,
+                    Cause::Deadline => StopReason::TimeLimit,
+                };
+                cut = true;
+                break;
+            }
             let it = alg.iterates();
             let checked = stepped.map_err(|e| (StopReason::Failed, e.to_string())).and_then(|()| {
                 check_iterate("outer iterate x (is the outer step too large?)", &it.x)
@@ -405,7 +516,10 @@ fn drive(
                 break;
             }
             draw.offer(1, iteration, it);
-            if growth[0].diverged(estimates.push(ops::norm2(&it.grad)), factor) {
+            // Followed at every step (its first and best values are the run's), judged only
+            // where ‖∇L‖ is not measured.
+            let estimate_grew = growth[0].diverged(estimates.push(ops::norm2(&it.grad)), factor);
+            if !grad_measured && estimate_grew {
                 let message = format!("the hypergradient estimate grew past {factor}× its smallest value");
                 (reason, failure) = (StopReason::Diverged, Some(format!("step {iteration}: {message}")));
             }
@@ -419,8 +533,11 @@ fn drive(
             iteration % stop.eval_every == 0 || iteration == stop.max_iters || failure.is_some() || budget_hit;
         last_evaluated = evaluated;
         let mut row = if evaluated { eval.evaluate(alg.iterates())? } else { TraceRow::default() };
+        if evaluated {
+            grad_measured = measures_grad && row.grad_norm.is_some();
+        }
         (row.iteration, row.seconds, row.counts) = (iteration, seconds, counts);
-        if failure.is_none() && row.grad_norm.is_some_and(|v| growth[1].diverged(v, factor)) {
+        if failure.is_none() && row.grad_norm.is_some_and(|v| growth[1].diverged(grads.push(v), factor)) {
             let message = format!("‖∇L‖ grew past {factor}× its smallest value, above its first");
             (reason, failure) = (StopReason::Diverged, Some(format!("step {iteration}: {message}")));
         }
@@ -443,10 +560,15 @@ fn drive(
         }
         break;
     }
+    if cut && rows.len() == 1 && reason == StopReason::TimeLimit {
+        failure = Some("step 1: the time limit passed inside it (no step was completed)".into());
+    }
+    // The last point: x_k before a step the watch cut (its iterates are mid-step).
+    let last_point = if cut { &before } else { alg.iterates() };
     // The last row always carries metrics.
     if let Some(last) = rows.last_mut().filter(|_| !last_evaluated && failure.is_none()) {
         let (i, s, c) = (last.iteration, last.seconds, last.counts);
-        *last = eval.evaluate(alg.iterates())?;
+        *last = eval.evaluate(last_point)?;
         (last.iteration, last.seconds, last.counts) = (i, s, c);
     }
     // A run that used its budget with L(x) above where it started made no progress.
@@ -457,7 +579,7 @@ fn drive(
             failure = Some(format!("the outer objective L(x) ended at {last:.6e}, above its start {first:.6e}"));
         }
     }
-    let output = draw.finish(alg.iterates(), &rows, &mut eval)?;
+    let output = draw.finish(last_point, &rows, &mut eval)?;
     Ok(Trace {
         algorithm: alg.name().to_string(),
         metric_names: eval.names.clone(),

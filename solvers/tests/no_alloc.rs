@@ -24,7 +24,8 @@ fn no_algorithm_allocates_inside_step() {
             // schedule, which must not allocate at all.
             let fixed_steps = (*name == "bsgm" && !batches.is_full()).then_some(3);
             let settings =
-                Settings { batches, inner_steps: Some(3), adjoint_steps: Some(3), fixed_steps, ..Settings::default() };
+                Settings { batches, inner_steps: Some(3), adjoint_steps: Some(3), fixed_steps, ..Settings::default() }
+                    .keep_used(name, StepRule::Default);
             let need = algorithms::needs(name, StepRule::Default, &settings).unwrap();
             let c = constants::resolve(&p, &x0, &y0, &need, &Overrides::default()).unwrap();
             let mut alg = algorithms::build(

@@ -175,7 +175,8 @@ fn every_algorithm_drives_the_gradient_to_zero_against_the_reference() {
             // steps (bias ~(1 − 1/κ)^T): T must solve the inner problem alone.
             let t = if matches!(name, "aid-cg-ws" | "itd") { 200 } else { 20 };
             let settings =
-                Settings { inner_steps: Some(t), adjoint_steps: Some(n), c3: Some(50.0), ..Settings::default() };
+                Settings { inner_steps: Some(t), adjoint_steps: Some(n), c3: Some(50.0), ..Settings::default() }
+                    .keep_used(name, rule);
             let built =
                 algorithms::build(name, rule, &Context { problem: &p, family: "", constants: &c, x0: &x0 }, &settings);
             // The theory rules need constants this problem does not bound (M_g, sup ‖∂y f‖:

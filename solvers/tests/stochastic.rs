@@ -225,7 +225,14 @@ fn stocbio_and_stochastic_amigo_converge_to_a_floor_set_by_the_batch_and_a_biase
     let error = |t: Trace| t.last().rel_error.unwrap();
     let mean = |f: &dyn Fn(u64) -> f64| (0..3u64).map(f).sum::<f64>() / 3.0;
     let start = |s: u64| problem(20 + s).x0(1);
-    let at = |name: &'static str, b: usize| mean(&|s| error(run_on(problem(20 + s), start(s), name, &mini(b, s), 400)));
+    // One outer step, 1/(2L_L), at both batch sizes (the default's 1/(2ℒ_L(b)) is smaller at
+    // B = 8): the floors are compared at the same step.
+    let pinned = |b: usize, s: u64| {
+        let l = problem(20 + s).constants().l_outer.unwrap();
+        Settings { outer_step: Some(0.5 / l), ..mini(b, s) }
+    };
+    let at =
+        |name: &'static str, b: usize| mean(&|s| error(run_on(problem(20 + s), start(s), name, &pinned(b, s), 400)));
     let (stocbio8, stocbio32, amigo8, amigo32) =
         (at("stocbio", 8), at("stocbio", 32), at("amigo-gd", 8), at("amigo-gd", 32));
     // Broken: every lower-level batch drawn from the first 8 of the 32 samples.

@@ -368,6 +368,37 @@ pub struct Outcome {
     pub threads: Vec<(String, usize, f64)>,
 }
 
+/// Refuses `--algos` entries that would measure nothing, as `--only` refuses an unknown claim:
+/// an algorithm no claim of the table measures (unknown, or known but in no claim: the error
+/// lists the table's algorithms) and one that no claim selected by `--only` measures (the error
+/// names the claims that do). Checked before anything is written, so a typo cannot replace an
+/// earlier report in `--out` with an empty one.
+fn check_algos(table: &[Claim], options: &Options) -> Result<()> {
+    let selected = |c: &&Claim| options.only.is_empty() || options.only.contains(&c.id);
+    for algo in &options.algos {
+        if table.iter().filter(selected).any(|c| c.algorithms.contains(algo)) {
+            continue;
+        }
+        let users: Vec<&str> = table.iter().filter(|c| c.algorithms.contains(algo)).map(|c| c.id.as_str()).collect();
+        let reason = if users.is_empty() {
+            let mut measured: Vec<&str> = table.iter().flat_map(|c| c.algorithms.iter().map(String::as_str)).collect();
+            measured.sort_unstable();
+            measured.dedup();
+            let known = claims::ALGORITHMS.contains(&algo.as_str()) || claims::SOLVERS.contains(&algo.as_str());
+            let what = if known { "no claim of bench/claims.csv measures" } else { "unknown algorithm" };
+            format!("{what} `{algo}`; the claims measure {}", measured.join(", "))
+        } else {
+            format!(
+                "no selected claim (--only {}) measures `{algo}`; the claims that do: {}",
+                options.only.join(","),
+                users.join(", ")
+            )
+        };
+        return Err(KernelError::InvalidParameter { name: "algos", reason });
+    }
+    Ok(())
+}
+
 /// Runs the plan of `options`, writing every point as it is measured, then the convergence
 /// curves (`curves.json`); `progress` sees each point before it is measured.
 pub fn run(options: &Options, progress: &mut dyn FnMut(&Progress<'_>)) -> Result<Outcome> {
@@ -381,6 +412,16 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&Progress<'_>)) -> Result
             });
         }
     }
+    check_algos(&table, options)?;
+    let tasks = plan(&table, options);
+    if tasks.is_empty() {
+        // Every sweep of the table has a grid in every mode today; kept so that a new sweep
+        // without one cannot write an empty report over an earlier one.
+        return Err(KernelError::InvalidParameter {
+            name: "only",
+            reason: format!("the selection plans no point in {:?} mode: nothing to measure", options.mode),
+        });
+    }
     let io = |e: std::io::Error| KernelError::InvalidParameter { name: "out", reason: e.to_string() };
     let mut store = Store::open(&options.out, options.resume).map_err(io)?;
     // Points of an earlier version of a claim's row (another target, measure, problem) are
@@ -390,7 +431,6 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&Progress<'_>)) -> Result
     if !store.points.iter().all(current) {
         store.retain(current).map_err(io)?;
     }
-    let tasks = plan(&table, options);
     let start = Instant::now();
     let mut new = 0;
     let mut cache = measure::RunCache::new();

@@ -84,11 +84,24 @@ pub fn write_all(
 }
 
 /// Writes `figures` to `dir/plots/` (created when there is at least one); returns the paths.
+/// Other `.svg` files already in `dir/plots/` are removed: they are figures of an earlier run
+/// into the same directory whose points are gone, and would sit beside the new report as if
+/// they belonged to it.
 pub fn write(dir: &Path, figures: &[Figure]) -> std::io::Result<Vec<PathBuf>> {
+    let plots = dir.join("plots");
+    if plots.is_dir() {
+        for entry in std::fs::read_dir(&plots)? {
+            let path = entry?.path();
+            let ours = path.extension().is_some_and(|e| e == "svg");
+            let kept = figures.iter().any(|f| path.file_name().is_some_and(|n| n == f.file.as_str()));
+            if ours && !kept && path.is_file() {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
     if figures.is_empty() {
         return Ok(Vec::new());
     }
-    let plots = dir.join("plots");
     std::fs::create_dir_all(&plots)?;
     figures
         .iter()

@@ -75,20 +75,60 @@ pub struct Store {
     dir: PathBuf,
     /// Every point so far, in measurement order.
     pub points: Vec<Point>,
+    /// Points dropped when the store was opened because an earlier one had the same
+    /// [`Task::key`] (a resumed run over a hand-edited or merged points.json): a point kept
+    /// twice would count twice in its fit. The CLI warns with this count.
+    pub duplicates_dropped: usize,
+}
+
+/// The largest points.json read back (a full run's is a few MiB): a guard against a file that
+/// is not one (a link to a device, a huge stray file), refused before it is read.
+pub const MAX_POINTS_BYTES: u64 = 1 << 30;
+
+/// The text of `path`, a regular file of at most [`MAX_POINTS_BYTES`] (checked before
+/// reading, and bounded while reading).
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let refuse =
+        |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {why}", path.display()));
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(refuse("not a regular file (a device, FIFO or directory)".into()));
+    }
+    if meta.len() > MAX_POINTS_BYTES {
+        return Err(refuse(format!("{} bytes, more than the {MAX_POINTS_BYTES} a points file may have", meta.len())));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX_POINTS_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_POINTS_BYTES {
+        return Err(refuse(format!("more than the {MAX_POINTS_BYTES} bytes a points file may have")));
+    }
+    Ok(text)
 }
 
 impl Store {
-    /// A store in `dir` (created); with `resume`, the points of an earlier run there.
+    /// A store in `dir` (created); with `resume`, the points of an earlier run there, each
+    /// task once (the first of duplicates kept, the rest counted in
+    /// [`duplicates_dropped`](Self::duplicates_dropped)).
     pub fn open(dir: &Path, resume: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("points.json");
-        let points = if resume && path.exists() {
-            serde_json::from_str(&std::fs::read_to_string(&path)?)
+        let mut points: Vec<Point> = if resume && path.exists() {
+            serde_json::from_str(&read_bounded(&path)?)
                 .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
         } else {
             Vec::new()
         };
-        Ok(Self { dir: dir.to_path_buf(), points })
+        let before = points.len();
+        let mut seen = std::collections::HashSet::new();
+        points.retain(|p| seen.insert(p.task.key()));
+        let duplicates_dropped = before - points.len();
+        let store = Self { dir: dir.to_path_buf(), points, duplicates_dropped };
+        if store.duplicates_dropped > 0 {
+            // The files say what the run holds, even if it measures nothing new.
+            store.write()?;
+        }
+        Ok(store)
     }
 
     /// Whether `task` was measured.

@@ -206,9 +206,25 @@ pub(crate) fn check_classes(n_classes: usize) -> Result<()> {
 /// Checks that a real parameter is finite and in `[lo, hi]`.
 pub(crate) fn check_range(name: &'static str, value: f64, lo: f64, hi: f64) -> Result<()> {
     if !(value.is_finite() && value >= lo && value <= hi) {
-        return Err(invalid(name, format!("must be in [{lo}, {hi}], got {value}")));
+        return Err(invalid(name, format!("must be in [{}, {}], got {}", num(lo), num(hi), num(value))));
     }
     Ok(())
+}
+
+/// A number for a message: as written when moderate (0, or 1e-3 ≤ |v| < 1e6), else in
+/// scientific notation with 4 decimals (`2.2251e-308`, `1e12`): a bound such as
+/// `f64::MIN_POSITIVE` prints in 330 digits with `{}`.
+pub(crate) fn num(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 || (1e-3..1e6).contains(&v.abs()) {
+        return format!("{v}");
+    }
+    let s = format!("{v:.4e}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) if mantissa.contains('.') => {
+            format!("{}e{exp}", mantissa.trim_end_matches('0').trim_end_matches('.'))
+        }
+        _ => s,
+    }
 }
 
 /// The arrays of a design: a dense `[n, d]` array named `prefix`, or its CSR trio.

@@ -169,6 +169,7 @@ impl Cg {
         let max_iters = params.stopping.max_iters;
         let mut residual = r0;
         for k in 1..=max_iters {
+            crate::interrupt::check()?;
             op.apply(p, hp);
             applications += 1;
             let curvature = ops::dot(p, hp);

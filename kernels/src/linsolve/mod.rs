@@ -424,6 +424,7 @@ impl<K: StationaryRule> Stationary<K> {
         let mut initial = f64::INFINITY;
         let mut residual = f64::NAN;
         for k in 0..stopping.max_iters {
+            crate::interrupt::check()?;
             seq.apply(k, x, t);
             residual = update(*step, t, b, x).sqrt();
             if k == 0 {

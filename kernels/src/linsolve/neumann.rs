@@ -106,6 +106,7 @@ impl Neumann {
         let mut iterations = 0;
         history.push(residual);
         while residual > tol && iterations < q {
+            crate::interrupt::check()?;
             iterations += 1;
             // Term t = `iterations` applies B_{Q−t+1}: label Q − t.
             seq.apply(q - iterations, r, hr);

@@ -209,6 +209,7 @@ impl Gmres {
             g[0] = beta;
             let mut k = 0;
             while k < m && iters < max_iters {
+                crate::interrupt::check()?;
                 let j = k;
                 let (head, tail) = basis.split_at_mut((j + 1) * n);
                 let w = &mut tail[..n];

@@ -112,6 +112,7 @@ impl RandomizedTruncation {
         let inv_l = 1.0 / self.lipschitz;
         out.copy_from_slice(b);
         for i in 0..depth {
+            crate::interrupt::check()?;
             seq.apply(i, out, &mut self.hv);
             ops::axpy(-inv_l, &self.hv, out);
         }

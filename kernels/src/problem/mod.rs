@@ -191,6 +191,10 @@ pub struct ProblemConstants {
     /// For a finite sum g = (1/n) Σ g_i: max_i λ_max(∂yy g_i), the per-sample smoothness the
     /// stochastic theorems bound their steps by (above L_g in general).
     pub l_g_sample: Option<f64>,
+    /// For a finite sum f = (1/n) Σ f_i: a bound on max_i λ_max(∇²L_i), L_i(x) = f_i(x, y*(x))
+    /// (y* the full lower level's solution): the per-sample smoothness of the outer objective,
+    /// the L_max of Gower et al. 2019's expected smoothness for a mini-batch outer estimate.
+    pub l_outer_sample: Option<f64>,
     /// For a finite sum: min_i λ_min(∂yy g_i), the per-sample strong convexity the stochastic
     /// theorems assume (paper 002 Assumption 1: every G(x, ·; ζ) µ-strongly convex); 0 when a
     /// sample's Hessian is singular (rank-one samples), so no such theorem applies.

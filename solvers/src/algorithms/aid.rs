@@ -21,7 +21,7 @@
 use crate::estimators::{AdjointSolver, Aid, AidConfig, AidStreams};
 use crate::sampling::{BatchSizes, BatchStream};
 use crate::{Algorithm, Iterates, Output};
-use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{check_len, interrupt, ops, BilevelProblem, KernelError, Result};
 
 use super::lower::{LowerScale, OuterScale};
 use super::StepSizes;
@@ -108,6 +108,9 @@ pub struct AidBilevelConfig {
 
 /// Stream numbers of the AID-type loop (independent streams of one seed).
 const INNER_STREAM: u64 = 0;
+/// The most sample indices one draw of the inner loop's batches holds (T·size otherwise: a
+/// buffer larger than any one batch).
+const INNER_CHUNK_INDICES: usize = 1 << 16;
 const OUTER_STREAM: u64 = 1;
 const HVP_STREAM: u64 = 2;
 const CROSS_STREAM: u64 = 3;
@@ -235,7 +238,8 @@ impl Algorithm for AidBilevel {
         let (b, seed) = (c.batches, c.seed);
         let (n_f, n_g) = (problem.n_samples_f(), problem.n_samples_g());
         let t = c.cold_inner_cap.unwrap_or(c.inner_steps).max(c.inner_steps);
-        self.inner = BatchStream::new(n_g, b.inner, b.sampling, seed, INNER_STREAM, t * b.inner.unwrap_or(0))?;
+        let capacity = b.inner.map_or(0, |s| s * t.min((INNER_CHUNK_INDICES / s).max(1)));
+        self.inner = BatchStream::new(n_g, b.inner, b.sampling, seed, INNER_STREAM, capacity)?;
         let hvp_sizes = match (c.neumann_decay, b.hvp, c.adjoint) {
             (Some(mu), Some(base), AdjointSolver::Neumann { step }) => {
                 neumann_batch_sizes(base, c.adjoint_steps, step, mu)?
@@ -267,7 +271,17 @@ impl Algorithm for AidBilevel {
             },
             _ => c.inner_steps,
         };
-        problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner * r, self.inner.steps(t), &mut self.work);
+        // In chunks of at most INNER_CHUNK_INDICES sample indices (one step at least): the
+        // batch buffer stays small and the watch is checked between chunks (the streams draw
+        // the same indices as one T·size draw would).
+        let chunk = (INNER_CHUNK_INDICES / self.inner.size().max(1)).clamp(1, t.max(1));
+        let mut left = t;
+        while left > 0 {
+            let n = left.min(chunk);
+            interrupt::check()?;
+            problem.inner_gradient_steps(&it.x, &mut it.y, c.steps.inner * r, self.inner.steps(n), &mut self.work);
+            left -= n;
+        }
         aid.estimate_sampled(problem, &it.x, &it.y, &mut self.streams, &mut it.grad)?;
         it.outer_step(c.steps.outer * self.outer.factor(&it.x, &it.grad));
         if let (Some(delta), Some(avg)) = (c.average, it.averaged.as_mut()) {

@@ -272,7 +272,6 @@ pub fn resolve(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -
         StepRule::Default => {
             let (a, sa) = lower.sgd_step(b.inner, b.sampling);
             let (bt, sb) = if contraction { lower.contraction_step(b.hvp) } else { lower.sgd_step(b.hvp, b.sampling) };
-            let sg = Source::default_because("1/L_L: the gradient step of the L_L-smooth value function");
             let st = ten("10: paper 000 §5.2's T = N = 10, inside §5.1's grid {1, 10, 100, 1000}");
             // A cold-started fixed-point or Neumann adjoint of step 1/L_max needs more terms.
             let sn = if contraction { lower.terms(b.hvp) } else { st.clone() };
@@ -281,16 +280,7 @@ pub fn resolve(v: AidVariant, rule: StepRule, ctx: &Context<'_>, s: &Settings) -
             if ctx.family == "quadratic" && v != AidVariant::AidBio {
                 p.note("on this quadratic α = 1/L_g and γ = 1/L_L are paper 000 §5.1's own settings");
             }
-            let (gamma, sg) = if b.is_full() {
-                (over_l_outer(c, s)?, sg)
-            } else {
-                (
-                    0.5 * over_l_outer(c, s)?,
-                    Source::default_because(
-                        "1/(2L_L): the largest step Gower et al. 2019 Thm 3.1's 1/(2ℒ) allows for a stochastic outer estimate (ℒ ≥ L_L)",
-                    ),
-                )
-            };
+            let (gamma, sg) = Lower::outer_step(over_l_outer(c, s)?, c, &b, ctx.problem.n_samples_f());
             ((a, sa), (bt, sb), (gamma, sg), (st, sn))
         }
         StepRule::Experiments => {

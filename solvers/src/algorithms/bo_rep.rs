@@ -78,7 +78,7 @@ use super::{initialised, no_experiment, Algorithm, Context, Iterates, Output, Se
 use crate::constants::Constant;
 use crate::params::{Params, Source};
 use crate::sampling::{BatchSizes, BatchStream};
-use bilevel_kernels::{check_len, ops, Batch, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{check_len, interrupt, ops, Batch, BilevelProblem, KernelError, Result};
 
 /// The constants of the theory rule.
 pub const NEEDS_THEORY: &[Constant] = &[Constant::MuG, Constant::LG, Constant::LOuter];
@@ -649,9 +649,10 @@ fn projected_sgd(
     radius: f64,
     stream: &mut BatchStream,
     bufs: (&[f64], &mut [f64], &mut [f64]),
-) {
+) -> Result<()> {
     let (center, mean, work) = bufs;
     for t in 0..steps {
+        interrupt::check()?;
         problem.grad_y_g(x, y, stream.draw(), work);
         ops::axpy(-step, work, y);
         project_ball(y, center, radius);
@@ -659,6 +660,7 @@ fn projected_sgd(
         let w = 1.0 / (t + 1) as f64;
         ops::axpby(w, y, 1.0 - w, mean);
     }
+    Ok(())
 }
 
 impl State {
@@ -670,7 +672,7 @@ impl State {
                 // One epoch of Algorithm 3 without its ball: y_0 is the mean of the iterates.
                 self.center.copy_from_slice(y);
                 let bufs = (&self.center[..], &mut self.mean[..], &mut self.work[..]);
-                projected_sgd(problem, x, y, steps, step, f64::INFINITY, &mut self.init, bufs);
+                projected_sgd(problem, x, y, steps, step, f64::INFINITY, &mut self.init, bufs)?;
                 if steps > 0 {
                     y.copy_from_slice(&self.mean);
                 }
@@ -694,7 +696,7 @@ impl State {
                     let ep = e.epoch(v0, epochs, s);
                     self.center.copy_from_slice(y);
                     let bufs = (&self.center[..], &mut self.mean[..], &mut self.work[..]);
-                    projected_sgd(problem, x, y, ep.steps, ep.step, ep.radius, &mut self.init, bufs);
+                    projected_sgd(problem, x, y, ep.steps, ep.step, ep.radius, &mut self.init, bufs)?;
                     y.copy_from_slice(&self.mean);
                 }
             }
@@ -763,7 +765,7 @@ impl Algorithm for BoRep {
         if s.k > 0 && s.k % p.period == 0 {
             s.center.copy_from_slice(&it.y);
             let bufs = (&s.center[..], &mut s.mean[..], &mut s.work[..]);
-            projected_sgd(problem, &it.x, &mut it.y, p.lower_steps, p.gamma, p.radius, &mut s.lower, bufs);
+            projected_sgd(problem, &it.x, &mut it.y, p.lower_steps, p.gamma, p.radius, &mut s.lower, bufs)?;
             it.y.copy_from_slice(&s.mean);
             it.x_at_y.copy_from_slice(&it.x);
             s.refreshes += 1;

@@ -54,7 +54,7 @@ use super::{initialised, Algorithm, Context, Iterates, Output, Settings, StepRul
 use crate::estimators::TruncatedHypergradient;
 use crate::params::{Params, Source};
 use crate::sampling::{BatchSizes, BatchStream};
-use bilevel_kernels::{check_len, ops, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{check_len, interrupt, ops, BilevelProblem, KernelError, Result};
 
 /// The largest Neumann horizon a growing schedule reaches (N_k is capped there; at κ = 10⁴ the
 /// theory schedule reaches it only after e^{2·10²} steps).
@@ -416,6 +416,7 @@ impl<C: GwSchedule> Algorithm for GwLoop<C> {
         let (lipschitz, horizon, ..) = c.estimator();
         s.est.set_lipschitz(lipschitz / r);
         for t in 0..c.inner_steps(s.k) {
+            interrupt::check()?;
             problem.grad_y_g(&it.x, &it.y, s.inner.draw(), &mut s.work);
             ops::axpy(-c.inner_step_at(s.k, t) * r, &s.work, &mut it.y);
         }

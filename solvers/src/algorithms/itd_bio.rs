@@ -132,19 +132,9 @@ pub fn build(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(Box<dyn
                     ),
                 ),
             };
-            let g = Source::default_because("1/L_L: the gradient step of the L_L-smooth value function");
             // Lemma 6's truncation bias LM(1 − αµ)^T/µ does not shrink with the warm start: the
             // smaller step of a batch needs more steps.
-            let gamma = if b.is_full() {
-                (over_l_outer(c, s)?, g)
-            } else {
-                (
-                    0.5 * over_l_outer(c, s)?,
-                    Source::default_because(
-                        "1/(2L_L): the largest step Gower et al. 2019 Thm 3.1's 1/(2ℒ) allows for a stochastic outer estimate (ℒ ≥ L_L)",
-                    ),
-                )
-            };
+            let gamma = Lower::outer_step(over_l_outer(c, s)?, c, &b, ctx.problem.n_samples_f());
             (alpha, gamma, lower.terms(b.inner))
         }
         StepRule::Experiments => match ctx.family {

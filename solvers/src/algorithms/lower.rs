@@ -173,6 +173,47 @@ impl Lower {
         Some(if b.is_finite() { (b as usize).clamp(1, self.n.max(1)) } else { self.n.max(1) })
     }
 
+    /// The outer step of a default rule: 1/L_L on full batches; on mini-batches Gower et al.
+    /// 2019 Thm 3.1's 1/(2ℒ_L(b)) with ℒ_L(b) the expected smoothness of a b-sample average of
+    /// the outer objective's samples L_i(x) = f_i(x, y*(x)), from L_L and their per-sample
+    /// bound L_L,max where the problem gives it (`l_outer_sample`: the stochastic quadratic,
+    /// whose rank-one samples put it at ~60 L_L on `benchopt`, where 1/(2L_L) diverged at
+    /// b = 8), else ℒ_L = L_L (said so). `b` is the ∂f batch (n_f samples).
+    pub fn outer_step(
+        over_l_outer: f64,
+        c: &Constants,
+        batches: &crate::sampling::BatchSizes,
+        n_f: usize,
+    ) -> (f64, Source) {
+        if batches.is_full() {
+            return (
+                over_l_outer,
+                Source::default_because("1/L_L: the gradient step of the L_L-smooth value function"),
+            );
+        }
+        let bound = c.known.l_outer_sample.zip(c.known.l_outer).filter(|(m, l)| m.is_finite() && *l > 0.0);
+        match (batches.outer, bound) {
+            (Some(b), Some((l_max, l))) => {
+                let factor = expected_smoothness(l, l_max.max(l), n_f, b, batches.sampling) / l;
+                (
+                    0.5 * over_l_outer / factor,
+                    Source::default_because(format!(
+                        "1/(2ℒ_L(b)), ℒ_L(b) = {factor:.4}·L_L: Gower et al. 2019 Thm 3.1 with the expected smoothness \
+                         of a {b}-sample average of the outer objective's samples ({}, L_L,max = {l_max:.4e})",
+                        sampling_name(batches.sampling)
+                    )),
+                )
+            }
+            _ => (
+                0.5 * over_l_outer,
+                Source::default_because(
+                    "1/(2L_L): Gower et al. 2019 Thm 3.1's 1/(2ℒ) with ℒ = L_L (the problem bounds no per-sample \
+                     outer smoothness)",
+                ),
+            ),
+        }
+    }
+
     /// The smoothness every batch of `batch` samples respects: L_max on mini-batches, L_g on
     /// full batches.
     pub fn per_batch(&self, batch: Option<usize>) -> f64 {

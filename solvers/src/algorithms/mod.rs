@@ -117,6 +117,17 @@ impl Iterates {
         check_len("w0 (all samples' states)", problem.n_samples() * problem.dim_state(), w0.len())?;
         Ok(Self::at(lambda0, w0))
     }
+    /// Copies `other` into these buffers (no allocation once the lengths match).
+    pub fn copy_from(&mut self, other: &Iterates) {
+        self.x.clone_from(&other.x);
+        self.y.clone_from(&other.y);
+        self.x_at_y.clone_from(&other.x_at_y);
+        self.grad.clone_from(&other.grad);
+        match (&mut self.averaged, &other.averaged) {
+            (Some(a), Some(b)) => a.clone_from(b),
+            (a, b) => *a = b.clone(),
+        }
+    }
     fn at(x0: &[f64], y0: &[f64]) -> Self {
         Self { x: x0.to_vec(), y: y0.to_vec(), x_at_y: x0.to_vec(), grad: vec![0.0; x0.len()], averaged: None }
     }
@@ -378,23 +389,127 @@ pub fn needs(name: &str, rule: StepRule, settings: &Settings) -> Result<Vec<Cons
     Ok(all)
 }
 
+impl Settings {
+    /// These settings without the step counts and schedule constants `name` would not read
+    /// under `rule` (`inner_steps`, `adjoint_steps`, `c3`, `fixed_steps`, `horizon`), so that
+    /// one `Settings` can be passed to several algorithms; the others stay (and
+    /// [`check_used`] refuses them).
+    pub fn keep_used(mut self, name: &str, rule: StepRule) -> Self {
+        for _ in 0..5 {
+            match check_used(name, rule, &self) {
+                Err(KernelError::InvalidParameter { name: "inner_steps", .. }) => self.inner_steps = None,
+                Err(KernelError::InvalidParameter { name: "adjoint_steps", .. }) => self.adjoint_steps = None,
+                Err(KernelError::InvalidParameter { name: "c3", .. }) => self.c3 = None,
+                Err(KernelError::InvalidParameter { name: "fixed_steps", .. }) => self.fixed_steps = None,
+                Err(KernelError::InvalidParameter { name: "horizon", .. }) => self.horizon = None,
+                _ => break,
+            }
+        }
+        self
+    }
+}
+
+/// Refuses a setting `name` would not read under `rule` (a flag that changes nothing makes two
+/// identical runs look different): the error names the setting, its flag and who reads it.
+/// [`build`] calls it; `bilevel solve` also before estimating any constant (early).
+/// [`Settings::keep_used`] clears what `name` would not read, for a program that shares one
+/// `Settings` across algorithms.
+pub fn check_used(name: &str, rule: StepRule, s: &Settings) -> Result<()> {
+    let aid = aid_variant(name).is_some();
+    let batched = !s.batches.is_full();
+    let theory = rule == StepRule::Theory;
+    let o = &s.sustain;
+    let b = &s.bo_rep;
+    let bo_rep_set = b.period.is_some()
+        || b.lower_steps.is_some()
+        || b.radius.is_some()
+        || b.beta.is_some()
+        || b.z_step.is_some()
+        || b.lower_step.is_some()
+        || b.init_steps.is_some();
+    // (given, read, setting, flag, who reads it)
+    let checks: [(bool, bool, &'static str, &str, &str); 13] = [
+        (
+            s.inner_steps.is_some(),
+            aid || matches!(name, "itd" | "stocbio" | "bo-rep"),
+            "inner_steps",
+            "--inner-steps",
+            "the AID/AmIGO family, itd, stocbio (T) and bo-rep (its refinement's default length)",
+        ),
+        (
+            s.adjoint_steps.is_some(),
+            aid || matches!(name, "stocbio" | "sustain" | "adam-sustain" | "bsa" | "ttsa"),
+            "adjoint_steps",
+            "--lin-steps",
+            "the AID/AmIGO family (N), stocbio (Q), sustain and adam-sustain (K), bsa and ttsa (the truncation's horizon)",
+        ),
+        (
+            s.adjoint_step.is_some(),
+            aid || matches!(name, "stocbio" | "bo-rep"),
+            "adjoint_step",
+            "--adjoint-step",
+            "the AID/AmIGO family (β), stocbio (η) and bo-rep (ν)",
+        ),
+        (s.c3.is_some(), name == "bsgm", "c3", "--c3", "bsgm"),
+        (s.fixed_steps.is_some(), name == "bsgm", "fixed_steps", "--fixed-steps", "bsgm"),
+        (s.horizon.is_some(), name == "bsgm" && batched, "horizon", "--horizon", "bsgm on mini-batches (Theorem 16 (ii))"),
+        (
+            s.neumann_decay,
+            name == "stocbio" && batched,
+            "neumann_decay",
+            "--neumann-decay",
+            "stocbio on mini-batches (paper 002 Prop. 3)",
+        ),
+        (
+            s.average,
+            matches!(name, "amigo-gd" | "amigo-cg"),
+            "average",
+            "--average",
+            "amigo-gd and amigo-cg (AmIGO's averaged output, paper 000 Corollary 2)",
+        ),
+        (
+            s.epsilon.is_some(),
+            theory && matches!(name, "stocbio" | "bo-rep"),
+            "epsilon",
+            "--epsilon",
+            "the theory rules of stocbio (Thm 3) and bo-rep (Thm 3.1)",
+        ),
+        (
+            o.w.is_some() || o.c_eta.is_some() || o.c_beta.is_some(),
+            matches!(name, "sustain" | "adam-sustain"),
+            "sustain",
+            "--momentum-w/--momentum-c-eta/--momentum-c-beta",
+            "sustain and adam-sustain",
+        ),
+        (o.upper_only, name == "sustain", "upper_only", "--upper-momentum-only", "sustain"),
+        (
+            o.adam_option != sustain::AdamOption::II,
+            name == "adam-sustain",
+            "adam_option",
+            "--adam-option",
+            "adam-sustain",
+        ),
+        (bo_rep_set, name == "bo-rep", "bo_rep", "--period/--lower-steps/--radius/--momentum-beta/--z-step/--lower-step/--init-steps", "bo-rep"),
+    ];
+    for (given, read, setting, flag, who) in checks {
+        if given && !read {
+            let rule = rule.name();
+            return Err(KernelError::InvalidParameter {
+                name: setting,
+                reason: format!(
+                    "{flag} is not used by `{name}` (rule {rule}{}); it is read by {who}",
+                    if batched { ", mini-batches" } else { ", full batches" }
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Algorithm `name` configured by `rule`, the problem and its constants (`ctx`) and
 /// `settings`, with every parameter and its source.
 pub fn build(name: &str, rule: StepRule, ctx: &Context<'_>, settings: &Settings) -> Result<Built> {
-    if settings.average && !matches!(name, "amigo-gd" | "amigo-cg") {
-        return Err(KernelError::InvalidParameter {
-            name: "average",
-            reason: format!(
-                "the averaged output is AmIGO's (paper 000 Corollary 2: amigo-gd, amigo-cg), not `{name}`'s"
-            ),
-        });
-    }
-    if settings.fixed_steps.is_some() && name != "bsgm" {
-        return Err(KernelError::InvalidParameter {
-            name: "fixed_steps",
-            reason: format!("`{name}` has no t_s schedule (BSGM's)"),
-        });
-    }
+    check_used(name, rule, settings)?;
     let (algorithm, params): (Box<dyn Algorithm>, Params) = match name {
         "bsa" => bsa::build(rule, ctx, settings)?,
         "ttsa" => ttsa::build(rule, ctx, settings)?,

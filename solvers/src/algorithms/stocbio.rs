@@ -73,19 +73,7 @@ pub fn resolve(rule: StepRule, ctx: &Context<'_>, s: &Settings) -> Result<(AidBi
     let ten = |why: &'static str| (DEFAULT_STEPS, Source::default_because(why));
     let (alpha, eta, beta, t, q) = match rule {
         StepRule::Default => {
-            let outer = if b.is_full() {
-                (
-                    over_l_outer(c, s)?,
-                    Source::default_because("1/L_L: the gradient step of the L_L-smooth value function"),
-                )
-            } else {
-                (
-                    0.5 * over_l_outer(c, s)?,
-                    Source::default_because(
-                        "1/(2L_L): the largest step Gower et al. 2019 Thm 3.1's 1/(2ℒ) allows for a stochastic outer estimate (ℒ ≥ L_L)",
-                    ),
-                )
-            };
+            let outer = Lower::outer_step(over_l_outer(c, s)?, c, &b, ctx.problem.n_samples_f());
             let eta = lower.contraction_step(b.hvp);
             (lower.sgd_step(b.inner, b.sampling), eta, outer, ten("10: paper 002 App. A's T = 10"), lower.terms(b.hvp))
         }

@@ -18,7 +18,7 @@
 //! and ∂y f. A batch is read at T points: its samples count once (the first ∂y g), as the
 //! papers count a sample accessed at several points ([`BilevelProblem::replay`]).
 
-use bilevel_kernels::{ops, Batch, BilevelProblem, KernelError, Result};
+use bilevel_kernels::{interrupt, ops, Batch, BilevelProblem, KernelError, Result};
 
 /// The ITD estimator (see the module doc).
 pub struct Itd {
@@ -86,6 +86,7 @@ impl Itd {
         let (alpha, steps) = (self.alpha, self.steps);
         let Self { trajectory, v, hv, gx, .. } = self;
         for t in 0..steps {
+            interrupt::check()?;
             trajectory[t * dy..(t + 1) * dy].copy_from_slice(y);
             if t == 0 || g == Batch::Full {
                 problem.grad_y_g(x, y, g, hv);

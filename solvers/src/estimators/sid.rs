@@ -28,7 +28,7 @@
 //! [`Batch::Full`] it is [`Sid::hypergradient`], bit for bit.
 
 use crate::sampling::BatchStream;
-use bilevel_kernels::{check_len, ops, Batch, FixedPointProblem, KernelError, Result};
+use bilevel_kernels::{check_len, interrupt, ops, Batch, FixedPointProblem, KernelError, Result};
 
 /// The batch streams of one stochastic SID call (paper 001 Alg. 1, steps 1–4).
 #[derive(Clone, Debug)]
@@ -121,6 +121,7 @@ impl Sid {
         self.used = m;
         self.w[..m].fill(0.0);
         for _ in 0..t {
+            interrupt::check()?;
             p.map(lambda, &self.w[..m], batch, &mut self.t[..m]);
             std::mem::swap(&mut self.w, &mut self.t);
         }
@@ -130,6 +131,7 @@ impl Sid {
         p.replay(&mut || p.upper_grad_lambda(lambda, w, batch, out));
         self.v[..m].fill(0.0);
         for _ in 0..k {
+            interrupt::check()?;
             p.vjp_w(lambda, &self.w[..m], &self.v[..m], batch, &mut self.t[..m]);
             ops::axpby(1.0, &self.gw[..m], 1.0, &mut self.t[..m]);
             std::mem::swap(&mut self.v, &mut self.t);
@@ -170,6 +172,7 @@ impl Sid {
         self.used = self.w.len();
         self.w.fill(0.0);
         for i in 0..t {
+            interrupt::check()?;
             p.map(lambda, &self.w, streams.lower.draw(), &mut self.t);
             relax(eta(i), &mut self.w, &mut self.t);
         }
@@ -179,6 +182,7 @@ impl Sid {
         p.replay(&mut || p.upper_grad_lambda(lambda, w, upper, out));
         self.v.fill(0.0);
         for i in 0..k {
+            interrupt::check()?;
             p.vjp_w(lambda, &self.w, &self.v, streams.linear.draw(), &mut self.t);
             ops::axpby(1.0, &self.gw, 1.0, &mut self.t);
             relax(eta(i), &mut self.v, &mut self.t);
