@@ -5,6 +5,7 @@ rank-one `stochastic_quadratic`, BSGM alone on the fixed-point `equilibrium`) x 
 B = 8 and B = 128 with and without replacement, with the default rule and nothing else. Run
 from the repository root after `cargo build --release`; ITERS (default 300) iterations per
 run; one line per run on stdout (stop reason, L(x) or metric ratio last/first - 1).
+BILEVEL_BIN names another binary; MATRIX_ONLY=problem.preset runs one problem.
 solvers/tests/defaults.rs is the test suite's version (200 iterations).
 """
 import subprocess, json, sys, os, concurrent.futures as cf
@@ -37,7 +38,9 @@ def one(job):
             first=dict(zip(hdr,row)); first["_last"]=dict(zip(hdr,lastrow))
     return tag,r.returncode,(r.stderr.strip().splitlines() or [""])[-1][:200],(res,first)
 os.makedirs("/tmp/mx",exist_ok=True)  # per-run JSON and CSV
-jobs=[(a,p,b) for p in problems for a in algos for b in batches if p[0]!="equilibrium" or a=="bsgm"]
+only=os.environ.get("MATRIX_ONLY")  # e.g. "stochastic_quadratic.benchopt": one problem.preset
+jobs=[(a,p,b) for p in problems for a in algos for b in batches
+      if (p[0]!="equilibrium" or a=="bsgm") and (not only or f"{p[0]}.{p[1]}"==only)]
 out=[]
 with cf.ThreadPoolExecutor(2) as ex:
     for tag,rc,err,rr in ex.map(one,jobs):
