@@ -303,7 +303,7 @@ impl Config {
         if self.g.l_yy < self.mu {
             return Err(KernelError::InvalidParameter {
                 name: "g.l_yy",
-                reason: format!("must be >= mu = {} (kappa_g = l_yy / mu >= 1), got {}", self.mu, self.g.l_yy),
+                reason: format!("must be >= mu = {:?} (kappa_g = l_yy / mu >= 1), got {:?}", self.mu, self.g.l_yy),
             });
         }
         Ok(())

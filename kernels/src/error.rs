@@ -119,7 +119,7 @@ pub fn check_positive(name: &'static str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(KernelError::InvalidParameter { name, reason: format!("must be finite and > 0, got {value}") })
+        Err(KernelError::InvalidParameter { name, reason: format!("must be finite and > 0, got {value:?}") })
     }
 }
 

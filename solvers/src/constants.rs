@@ -136,7 +136,7 @@ fn check_value(c: Constant, v: f64) -> Result<f64> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
     } else {
-        Err(KernelError::InvalidParameter { name: c.name(), reason: format!("must be finite and > 0, got {v}") })
+        Err(KernelError::InvalidParameter { name: c.name(), reason: format!("must be finite and > 0, got {v:?}") })
     }
 }
 
