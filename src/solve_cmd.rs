@@ -94,8 +94,13 @@ fn solve_fixed_point(a: &SolveArgs, p: LoadedFixedPoint) -> Result<(), DynError>
         (a.average, "--average"),
         (a.constants.l_g.is_some() || a.constants.mu_g.is_some(), "--l-g/--mu-g"),
         (a.constants.l_outer.is_some() || a.constants.mu_outer.is_some(), "--l-outer/--mu-outer"),
-        (a.sustain.momentum_w.is_some() || a.sustain.momentum_c_eta.is_some(), "--momentum-*"),
-        (a.sustain.momentum_c_beta.is_some() || a.sustain.upper_momentum_only, "--momentum-*"),
+        (
+            a.sustain.momentum_w.is_some()
+                || a.sustain.momentum_c_eta.is_some()
+                || a.sustain.momentum_c_beta.is_some()
+                || a.sustain.upper_momentum_only,
+            "--momentum-*/--upper-momentum-only",
+        ),
         (a.bo_rep.options().map(|o| o != Default::default()).unwrap_or(true), "BO-REP's flags"),
     ]
     .into_iter()

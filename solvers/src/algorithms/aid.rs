@@ -111,6 +111,12 @@ const INNER_STREAM: u64 = 0;
 /// The most sample indices one draw of the inner loop's batches holds (T·size otherwise: a
 /// buffer larger than any one batch).
 const INNER_CHUNK_INDICES: usize = 1 << 16;
+
+/// Inner steps per draw for batches of `size` (0: full) over `t` steps: as many as fit in
+/// [`INNER_CHUNK_INDICES`], at least one, at most `t`.
+fn inner_chunk(size: usize, t: usize) -> usize {
+    (INNER_CHUNK_INDICES / size.max(1)).clamp(1, t.max(1))
+}
 const OUTER_STREAM: u64 = 1;
 const HVP_STREAM: u64 = 2;
 const CROSS_STREAM: u64 = 3;
@@ -238,7 +244,7 @@ impl Algorithm for AidBilevel {
         let (b, seed) = (c.batches, c.seed);
         let (n_f, n_g) = (problem.n_samples_f(), problem.n_samples_g());
         let t = c.cold_inner_cap.unwrap_or(c.inner_steps).max(c.inner_steps);
-        let capacity = b.inner.map_or(0, |s| s * t.min((INNER_CHUNK_INDICES / s).max(1)));
+        let capacity = b.inner.map_or(0, |s| s * inner_chunk(s, t));
         self.inner = BatchStream::new(n_g, b.inner, b.sampling, seed, INNER_STREAM, capacity)?;
         let hvp_sizes = match (c.neumann_decay, b.hvp, c.adjoint) {
             (Some(mu), Some(base), AdjointSolver::Neumann { step }) => {
@@ -274,7 +280,7 @@ impl Algorithm for AidBilevel {
         // In chunks of at most INNER_CHUNK_INDICES sample indices (one step at least): the
         // batch buffer stays small and the watch is checked between chunks (the streams draw
         // the same indices as one T·size draw would).
-        let chunk = (INNER_CHUNK_INDICES / self.inner.size().max(1)).clamp(1, t.max(1));
+        let chunk = inner_chunk(self.inner.size(), t);
         let mut left = t;
         while left > 0 {
             let n = left.min(chunk);
