@@ -239,7 +239,9 @@ pub fn to_target<P: BilevelProblem>(
 ) -> Result<Measured> {
     let mut best: Option<Measured> = None;
     for &(t, n) in grid {
-        let settings = Settings { inner_steps: Some(t), adjoint_steps: Some(n), ..*base };
+        // The grid's (T, N) for every algorithm; N is dropped where there is no such loop (ITD).
+        let settings =
+            Settings { inner_steps: Some(t), adjoint_steps: Some(n), ..*base }.keep_used(name, StepRule::Default);
         let key =
             format!("{name}|{problem_key}|{t}|{n}|{:?}|{}|{target:?}|{max_iters}", settings.batches, settings.seed);
         let m = match cache.get(&key) {
